@@ -1,0 +1,219 @@
+"""Finish a freshly generated project: prune preset data, write LICENSE, git init + dvc init.
+
+Cookiecutter renders this file with Jinja and runs it with the generated project directory as
+the working directory. Unrendered, it is still valid Python (the answers are string literals).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# The macro escapes backslashes and double quotes so any answer yields a valid Python string.
+# {% macro py(value) %}{{ value | replace("\\", "\\\\") | replace('"', '\\"') }}{% endmacro %}
+PROJECT_SLUG = """{{ py(cookiecutter.project_slug) }}"""
+AUTHOR_NAME = """{{ py(cookiecutter.author_name) }}"""
+AUTHOR_EMAIL = """{{ py(cookiecutter.author_email) }}"""
+METHOD = """{{ py(cookiecutter.method) }}"""
+TASK_PRESET = """{{ py(cookiecutter.task_preset) }}"""
+LICENSE = """{{ py(cookiecutter.license) }}"""
+
+COMMIT_MESSAGE = "Initial commit from cookiecutter-llm-finetune"
+PRESET_DATA = Path("data/raw/support_tickets.jsonl")
+
+MIT_TEXT = """MIT License
+
+Copyright (c) {year} {holder}
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+
+APACHE_TEXT = """Copyright {year} {holder}
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+"""
+
+BSD3_TEXT = """BSD 3-Clause License
+
+Copyright (c) {year}, {holder}
+
+Redistribution and use in source and binary forms, with or without
+modification, are permitted provided that the following conditions are met:
+
+1. Redistributions of source code must retain the above copyright notice, this
+   list of conditions and the following disclaimer.
+
+2. Redistributions in binary form must reproduce the above copyright notice,
+   this list of conditions and the following disclaimer in the documentation
+   and/or other materials provided with the distribution.
+
+3. Neither the name of the copyright holder nor the names of its
+   contributors may be used to endorse or promote products derived from
+   this software without specific prior written permission.
+
+THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS"
+AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE
+IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE
+DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT HOLDER OR CONTRIBUTORS BE LIABLE
+FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL
+DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR
+SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER
+CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY,
+OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+"""
+
+PROPRIETARY_TEXT = """Copyright (c) {year} {holder}. All rights reserved.
+
+This software and its documentation are proprietary and confidential.
+No part of it may be copied, modified, distributed or used without the
+prior written permission of the copyright holder.
+"""
+
+LICENSE_TEXTS: dict[str, str] = {
+    "MIT": MIT_TEXT,
+    "Apache-2.0": APACHE_TEXT,
+    "BSD-3-Clause": BSD3_TEXT,
+    "Proprietary": PROPRIETARY_TEXT,
+}
+
+
+class HookError(RuntimeError):
+    """A post-generation step failed; the message is meant for the user."""
+
+
+def warn(message: str) -> None:
+    """Print a warning to stderr."""
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
+def prune_preset_data(task_preset: str, project_dir: Path) -> None:
+    """Remove the bundled support-triage data set when the user chose a custom task."""
+    if task_preset == "custom":
+        (project_dir / PRESET_DATA).unlink(missing_ok=True)
+
+
+def license_text(license_name: str, holder: str, year: int | None = None) -> str:
+    """Return the LICENSE file content for ``license_name``."""
+    if license_name not in LICENSE_TEXTS:
+        raise HookError(
+            f"license '{license_name}' is not supported. Choose one of: {', '.join(LICENSE_TEXTS)}."
+        )
+    year = year if year is not None else dt.date.today().year
+    return LICENSE_TEXTS[license_name].format(year=year, holder=holder)
+
+
+def write_license(license_name: str, holder: str, project_dir: Path) -> None:
+    """Write ``LICENSE`` into the project directory."""
+    (project_dir / "LICENSE").write_text(license_text(license_name, holder), encoding="utf-8")
+
+
+def run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` quietly; raise HookError with its output if it fails."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()
+        raise HookError(f"{what} failed (`{' '.join(cmd)}` exited {result.returncode}):\n{output}")
+    return result
+
+
+def find_dvc() -> list[str] | None:
+    """Return the command that runs DVC, or None if DVC is not installed.
+
+    The DVC installed next to cookiecutter (this interpreter) wins over one found on PATH.
+    """
+    if importlib.util.find_spec("dvc") is not None:
+        return [sys.executable, "-m", "dvc"]
+    exe = shutil.which("dvc")
+    return [exe] if exe else None
+
+
+def git_identity_args(git: str, project_dir: Path) -> list[str]:
+    """Return ``-c user.name=.. -c user.email=..`` only if git has no identity configured."""
+    for key in ("user.name", "user.email"):
+        probe = subprocess.run(
+            [git, "config", "--get", key], cwd=project_dir, capture_output=True, check=False
+        )
+        if probe.returncode != 0 or not probe.stdout.strip():
+            return ["-c", f"user.name={AUTHOR_NAME}", "-c", f"user.email={AUTHOR_EMAIL}"]
+    return []
+
+
+def init_repositories(project_dir: Path) -> None:
+    """``git init``, ``dvc init`` and make the initial commit (skipping missing tools)."""
+    git = shutil.which("git")
+    if git is None:
+        warn(
+            "git was not found on PATH: skipped `git init`, `dvc init` and the initial commit. "
+            "Install git, then run `git init -b main && dvc init` in the project."
+        )
+        return
+    run([git, "init", "-q", "-b", "main"], project_dir, "git init")
+
+    dvc = find_dvc()
+    if dvc is None:
+        warn(
+            "DVC is not installed: skipped `dvc init`. "
+            "Run `dvc init` in the project after `make setup`."
+        )
+    else:
+        run([*dvc, "init", "-q"], project_dir, "dvc init")
+
+    run([git, "add", "-A"], project_dir, "git add")
+    identity = git_identity_args(git, project_dir)
+    run([git, *identity, "commit", "-q", "-m", COMMIT_MESSAGE], project_dir, "git commit")
+
+
+def main() -> int:
+    """Run every post-generation step in the current (generated project) directory."""
+    project_dir = Path.cwd()
+    try:
+        prune_preset_data(TASK_PRESET, project_dir)
+        # METHOD needs no file changes: params.yaml selects LoRA, QLoRA or full fine-tuning.
+        write_license(LICENSE, AUTHOR_NAME, project_dir)
+        init_repositories(project_dir)
+    except HookError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"ERROR: post-generation step failed: {err}", file=sys.stderr)
+        return 1
+    print(f"Created {PROJECT_SLUG} ({METHOD}, {TASK_PRESET}, {LICENSE}).")
+    print(f"Next: cd {PROJECT_SLUG} && make setup && dvc repro")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

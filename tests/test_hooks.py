@@ -1,0 +1,366 @@
+"""Tests of the cookiecutter hooks: the pre-gen validators and real bakes of the template."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.generate import is_copy_only_path
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
+HOOKS = ROOT / "hooks"
+CONTEXT: dict[str, Any] = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+DEFAULT_SLUG = "support-triage-finetune"
+DEFAULT_MODULE = "support_triage_finetune"
+TOP_LEVEL_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "Makefile",
+    "pyproject.toml",
+    "requirements.txt",
+    "README.md",
+    "LICENSE",
+)
+JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import ``hooks/<name>.py`` (unrendered) as a module."""
+    spec = importlib.util.spec_from_file_location(f"hook_{name}", HOOKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pre_gen = load_hook("pre_gen_project")
+post_gen = load_hook("post_gen_project")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="session")
+def cc_config(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A cookiecutter user config that keeps replay files out of the real home directory."""
+    base = tmp_path_factory.mktemp("cc-config")
+    config = base / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: '{base / 'cookiecutters'}'\nreplay_dir: '{base / 'replay'}'\n",
+        encoding="utf-8",
+    )
+    return str(config)
+
+
+def bake(output_dir: Path, config_file: str, **extra_context: str) -> Path:
+    """Bake the template into ``output_dir`` without prompts and return the project dir."""
+    project = cookiecutter(
+        str(ROOT),
+        no_input=True,
+        extra_context=extra_context,
+        output_dir=str(output_dir),
+        config_file=config_file,
+    )
+    return Path(project)
+
+
+def git(project: Path, *args: str) -> str:
+    """Run git in ``project`` and return its stripped stdout."""
+    result = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def rendered_text_files(project: Path) -> Iterator[Path]:
+    """Yield the project's text files that cookiecutter rendered (skips .git, copied data)."""
+    for path in sorted(project.rglob("*")):
+        rel = path.relative_to(project)
+        if not path.is_file() or rel.parts[0] == ".git":
+            continue
+        if is_copy_only_path(rel.as_posix(), {"cookiecutter": CONTEXT}):
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8192]:
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        yield path
+
+
+def assert_no_curlies(project: Path) -> None:
+    """Fail if any rendered text file still contains Jinja markers."""
+    leftovers = [
+        f"{path.relative_to(project)}: {marker}"
+        for path in rendered_text_files(project)
+        for marker in JINJA_MARKERS
+        if marker in path.read_text(encoding="utf-8")
+    ]
+    assert not leftovers, f"unrendered Jinja left in: {leftovers}"
+
+
+def assert_repo_initialised(project: Path) -> None:
+    """Fail unless the project is a git repo with one clean commit and a DVC repo."""
+    assert (project / ".git").is_dir()
+    assert git(project, "rev-list", "--count", "HEAD") == "1"
+    assert git(project, "status", "--porcelain") == ""
+    assert (project / ".dvc").is_dir()
+    assert (project / ".dvc" / "config").is_file()
+
+
+# --------------------------------------------------------------------------- validators
+
+
+@pytest.mark.parametrize("slug", ["support-triage-finetune", "ab", "a1", "llm-2-demo"])
+def test_validate_slug_accepts(slug: str) -> None:
+    assert pre_gen.validate_slug(slug) is None
+
+
+@pytest.mark.parametrize(
+    "slug", ["Bad Slug!", "", "a", "-abc", "abc-", "1abc", "ab_c", "ABC", "a b", "abc."]
+)
+def test_validate_slug_rejects(slug: str) -> None:
+    error = pre_gen.validate_slug(slug)
+    assert error is not None
+    assert f"project_slug '{slug}'" in error
+
+
+@pytest.mark.parametrize("name", ["support_triage_finetune", "triage2", "my_llm", "_private"])
+def test_validate_module_name_accepts(name: str) -> None:
+    assert pre_gen.validate_module_name(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "identifier"),
+        ("1abc", "identifier"),
+        ("my-module", "identifier"),
+        ("Bad Slug!", "identifier"),
+        ("class", "keyword"),
+        ("match", "keyword"),
+        ("json", "standard library"),
+        ("os", "standard library"),
+        ("dvc", "dependency"),
+        ("torch", "dependency"),
+        ("transformers", "dependency"),
+        ("peft", "dependency"),
+        ("trl", "dependency"),
+        ("datasets", "dependency"),
+        ("pandera", "dependency"),
+        ("pydantic", "dependency"),
+        ("tests", "dependency"),
+        ("src", "dependency"),
+    ],
+)
+def test_validate_module_name_rejects(name: str, why: str) -> None:
+    error = pre_gen.validate_module_name(name)
+    assert error is not None
+    assert f"module_name '{name}'" in error
+    assert why in error
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "embedded:smollm2-135m-instruct",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "./models/my-model",
+        "/abs/path/to/model",
+    ],
+)
+def test_validate_base_model_accepts(model: str) -> None:
+    assert pre_gen.validate_base_model(model) is None
+
+
+@pytest.mark.parametrize("model", ["", "   ", "my model", "org/model\t", "a\nb"])
+def test_validate_base_model_rejects(model: str) -> None:
+    error = pre_gen.validate_base_model(model)
+    assert error is not None
+    assert "base_model" in error
+
+
+def test_pre_gen_main_reports_every_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pre_gen.main("Bad Slug!", "Bad Slug!", "") == 1
+    err_lines = capsys.readouterr().err.splitlines()
+    assert len(err_lines) == 3
+    assert all(line.startswith("ERROR: ") for line in err_lines)
+    assert err_lines[0].startswith("ERROR: project_slug 'Bad Slug!' ")
+    assert pre_gen.main(DEFAULT_SLUG, DEFAULT_MODULE, "embedded:smollm2-135m-instruct") == 0
+
+
+@pytest.mark.parametrize("hook", ["pre_gen_project", "post_gen_project"])
+def test_hooks_are_valid_python_unrendered(hook: str) -> None:
+    source = (HOOKS / f"{hook}.py").read_text(encoding="utf-8")
+    compile(source, hook, "exec")
+
+
+@pytest.mark.parametrize("license_name", CONTEXT["license"])
+def test_license_text_names_holder_and_year(license_name: str) -> None:
+    text = post_gen.license_text(license_name, "Ada Lovelace", year=2031)
+    assert "Ada Lovelace" in text
+    assert "2031" in text
+
+
+def test_cookiecutter_json_choices() -> None:
+    assert CONTEXT["method"] == ["lora", "qlora", "full"]
+    assert CONTEXT["task_preset"] == ["support-triage", "custom"]
+    assert CONTEXT["license"] == ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"]
+    prompted = set(CONTEXT["__prompts__"])
+    asked = {key for key in CONTEXT if not key.startswith("_")}
+    assert asked <= prompted
+
+
+@pytest.mark.parametrize(
+    ("path", "copied"),
+    [
+        ("data/raw/support_tickets.jsonl", True),
+        ("data/suites/smoke.jsonl", True),
+        ("data/raw/README.md", False),
+        ("params.yaml", False),
+        ("{{cookiecutter.project_slug}}/data/raw/support_tickets.jsonl", False),
+    ],
+)
+def test_copy_without_render_patterns(path: str, copied: bool) -> None:
+    # cookiecutter matches these fnmatch patterns against paths relative to the template
+    # directory itself, i.e. without the "{{cookiecutter.project_slug}}/" prefix.
+    assert is_copy_only_path(path, {"cookiecutter": CONTEXT}) is copied
+
+
+# --------------------------------------------------------------------------- bakes
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory, cc_config: str) -> Path:
+    """The template baked once with all defaults."""
+    return bake(tmp_path_factory.mktemp("default"), cc_config)
+
+
+def test_default_bake_layout(default_project: Path) -> None:
+    assert default_project.name == DEFAULT_SLUG
+    missing = [name for name in TOP_LEVEL_FILES if not (default_project / name).is_file()]
+    assert not missing, f"missing top-level files: {missing}"
+    for directory in (f"src/{DEFAULT_MODULE}", "data", "data/raw", "data/suites", "tests"):
+        assert (default_project / directory).is_dir(), directory
+    assert (default_project / "data/raw/support_tickets.jsonl").is_file()
+
+
+def test_default_bake_has_no_curlies(default_project: Path) -> None:
+    assert_no_curlies(default_project)
+
+
+def test_default_bake_git_and_dvc(default_project: Path) -> None:
+    assert_repo_initialised(default_project)
+    assert git(default_project, "branch", "--show-current") == "main"
+    subject = git(default_project, "log", "-1", "--format=%s")
+    assert subject == "Initial commit from cookiecutter-llm-finetune"
+
+
+def test_default_bake_license_is_mit(default_project: Path) -> None:
+    text = (default_project / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License")
+    assert "Your Name" in text
+
+
+def test_suites_are_copied_byte_identical(default_project: Path) -> None:
+    sources = sorted((TEMPLATE / "data" / "suites").glob("*.jsonl"))
+    assert sources, "the template ships no data/suites/*.jsonl"
+    for src in sources:
+        baked = default_project / "data" / "suites" / src.name
+        assert baked.read_bytes() == src.read_bytes(), src.name
+
+
+def test_raw_data_is_copied_byte_identical(default_project: Path) -> None:
+    for src in sorted((TEMPLATE / "data" / "raw").glob("*.jsonl")):
+        baked = default_project / "data" / "raw" / src.name
+        assert baked.read_bytes() == src.read_bytes(), src.name
+
+
+@pytest.mark.parametrize("method", CONTEXT["method"])
+def test_bake_each_method(tmp_path: Path, cc_config: str, method: str) -> None:
+    project = bake(tmp_path, cc_config, method=method)
+    assert_no_curlies(project)
+    assert_repo_initialised(project)
+    assert method in (project / "params.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("task_preset", CONTEXT["task_preset"])
+def test_bake_each_task_preset(tmp_path: Path, cc_config: str, task_preset: str) -> None:
+    project = bake(tmp_path, cc_config, task_preset=task_preset)
+    assert_no_curlies(project)
+    assert_repo_initialised(project)
+    tickets = project / "data" / "raw" / "support_tickets.jsonl"
+    assert tickets.exists() is (task_preset == "support-triage")
+    assert (project / "data" / "raw").is_dir()
+    assert (project / "data" / "suites").is_dir()
+
+
+LICENSE_MARKERS = {
+    "MIT": "MIT License",
+    "Apache-2.0": "Apache License, Version 2.0",
+    "BSD-3-Clause": "BSD 3-Clause License",
+    "Proprietary": "All rights reserved",
+}
+
+
+@pytest.mark.parametrize("license_name", CONTEXT["license"])
+def test_bake_each_license(tmp_path: Path, cc_config: str, license_name: str) -> None:
+    project = bake(tmp_path, cc_config, license=license_name)
+    assert_no_curlies(project)
+    assert_repo_initialised(project)
+    text = (project / "LICENSE").read_text(encoding="utf-8")
+    assert LICENSE_MARKERS[license_name] in text
+    assert "Your Name" in text
+
+
+def test_bake_derives_slug_and_module(tmp_path: Path, cc_config: str) -> None:
+    project = bake(tmp_path, cc_config, project_name="Ticket Router_Model")
+    assert project.name == "ticket-router-model"
+    assert (project / "src" / "ticket_router_model").is_dir()
+
+
+def test_bake_escapes_quotes_in_answers(
+    tmp_path: Path, cc_config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a git identity, the hook commits as the author: the answer must survive quoting.
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    author = 'Dana O\'Brien "DB" \\ """ x\'\'\' y'
+    project = bake(tmp_path / "out", cc_config, author_name=author, author_email="d@x.test")
+    assert author.strip() in (project / "LICENSE").read_text(encoding="utf-8")
+    assert git(project, "log", "-1", "--format=%ae") == "d@x.test"
+    assert_repo_initialised(project)
+
+
+def test_bad_slug_fails_and_leaves_nothing(
+    tmp_path: Path, cc_config: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, cc_config, project_slug="Bad Slug!")
+    assert list(tmp_path.iterdir()) == []
+    assert "ERROR: project_slug 'Bad Slug!'" in capfd.readouterr().err
+
+
+def test_reserved_module_name_fails(
+    tmp_path: Path, cc_config: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, cc_config, module_name="torch")
+    assert list(tmp_path.iterdir()) == []
+    assert "ERROR: module_name 'torch'" in capfd.readouterr().err
+
+
+def test_dvc_is_available_to_hooks() -> None:
+    # Hooks run with this interpreter (or PATH); without DVC the bakes above skip `dvc init`.
+    assert post_gen.find_dvc() is not None

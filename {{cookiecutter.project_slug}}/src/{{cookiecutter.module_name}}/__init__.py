@@ -1,0 +1,1 @@
+"""Reproducible fine-tuning pipeline: one module per DVC stage plus shared helpers."""

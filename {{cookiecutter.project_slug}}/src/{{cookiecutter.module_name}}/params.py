@@ -1,0 +1,139 @@
+"""The one typed schema for params.yaml.
+
+Every stage calls `load_params()`: the whole file is validated strictly (an unknown key or a
+bad value fails before any work, naming the key), and the stage then uses only the sections it
+declares in dvc.yaml, so DVC's dependency tracking stays honest.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .paths import PARAMS
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(Section):
+    model: str = Field(
+        "embedded:smollm2-135m-instruct",
+        description="embedded:smollm2-135m-instruct, a local directory, or a hub id",
+    )
+    revision: str | None = Field(None, description="git revision to pin a hub model to")
+
+
+class TaskParams(Section):
+    target_format: Literal["json", "text"] = "text"
+    fields: list[str] = Field(default_factory=list, description="keys every JSON target has")
+    score_fields: list[str] = Field(default_factory=list, description="keys task accuracy compares")
+
+    @model_validator(mode="after")
+    def _score_fields_are_fields(self) -> "TaskParams":
+        unknown = sorted(set(self.score_fields) - set(self.fields))
+        if unknown:
+            raise ValueError(f"score_fields {unknown} are not listed in fields")
+        if self.target_format == "json" and not self.score_fields:
+            raise ValueError("target_format json needs at least one entry in score_fields")
+        return self
+
+
+class CurateParams(Section):
+    max_reject_fraction: float = Field(0.5, ge=0, le=1)
+    min_completion_chars: int = Field(1, ge=1)
+
+
+class SplitParams(Section):
+    val_fraction: float = Field(0.15, ge=0.05, le=0.3)
+    test_fraction: float = Field(0.15, ge=0.05, le=0.3)
+
+
+class SmokeParams(Section):
+    fraction: float = Field(0.1, gt=0, le=1)
+    max_steps: int = Field(6, ge=2)
+    min_rows: int = Field(8, ge=2)
+
+
+class TrainParams(Section):
+    method: Literal["lora", "qlora", "full"] = "lora"
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    num_epochs: float = Field(2, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16)
+    save_steps: int = Field(500, ge=1)
+    logging_steps: int = Field(5, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: Literal["auto", True, False] = "auto"
+    gradient_checkpointing: bool = False
+
+
+class EvalParams(Section):
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens_task: int = Field(64, ge=1)
+    max_new_tokens_qa: int = Field(24, ge=1)
+    max_new_tokens_instruction: int = Field(80, ge=1)
+    general_qa_limit: int | None = Field(None, ge=1, description="first N items; null = all")
+    instruction_limit: int | None = Field(None, ge=1, description="first N items; null = all")
+    bf16: Literal["auto", True, False] = "auto"
+
+
+class SelectParams(Section):
+    max_forgetting: float = Field(0.5, ge=0, le=1)
+    min_format_correct: float = Field(0.0, ge=0, le=1)
+
+
+class Params(Section):
+    seed: int = 42
+    base: BaseParams = BaseParams()
+    task: TaskParams = TaskParams()
+    curate: CurateParams = CurateParams()
+    split: SplitParams = SplitParams()
+    smoke: SmokeParams = SmokeParams()
+    train: TrainParams = TrainParams()
+    eval: EvalParams = EvalParams()
+    select: SelectParams = SelectParams()
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or fails the schema; the message names the key."""
+
+
+def format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (typo? see params.py for the valid keys)")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict | None, source: str = str(PARAMS)) -> Params:
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise ParamsError(f"{source} is invalid:\n{format_errors(error)}") from None
+
+
+def load_params(path: Path = PARAMS) -> Params:
+    """Read and validate params.yaml."""
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run stages from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, str(path))

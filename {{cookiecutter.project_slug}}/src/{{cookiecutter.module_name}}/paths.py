@@ -1,0 +1,32 @@
+"""Every path the pipeline reads or writes, in one place (dvc.yaml names the same paths;
+tests/test_dvc_yaml.py checks that the two agree)."""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+RAW_DIR = Path("data/raw")
+SUITES_DIR = Path("data/suites")
+GENERAL_QA_SUITE = SUITES_DIR / "general_qa.jsonl"
+INSTRUCTION_SUITE = SUITES_DIR / "instruction_follow.jsonl"
+
+CURATED = Path("data/curated/train_pool.jsonl")
+QUARANTINE = Path("data/quarantine.jsonl")
+SPLITS_DIR = Path("data/splits")
+TRAIN_SPLIT = SPLITS_DIR / "train.jsonl"
+VAL_SPLIT = SPLITS_DIR / "val.jsonl"
+TEST_SPLIT = SPLITS_DIR / "test.jsonl"
+
+BASE_MODEL_DIR = Path("models/base")
+CHECKPOINTS_DIR = Path("models/checkpoints")
+SELECTED_DIR = Path("models/selected")
+
+REPORTS_DIR = Path("reports")
+CURATE_REPORT = REPORTS_DIR / "curate.json"
+SPLIT_REPORT = REPORTS_DIR / "split.json"
+SMOKE_REPORT = REPORTS_DIR / "smoke.json"
+TRAIN_LOG_DIR = REPORTS_DIR / "train"
+EVAL_DIR = REPORTS_DIR / "eval"
+EVAL_PLOT = REPORTS_DIR / "eval_by_step.json"
+METRICS = REPORTS_DIR / "metrics.json"
+REPORT_MD = REPORTS_DIR / "report.md"
