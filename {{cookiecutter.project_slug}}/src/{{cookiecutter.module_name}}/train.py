@@ -1,0 +1,229 @@
+"""Stage `train`: TRL SFTTrainer + PEFT on the train split, val loss logged, checkpoints kept.
+
+Loss is computed on the completion (the assistant turn) only. A checkpoint is written every
+`train.save_steps` steps under models/checkpoints (a DVC `persist` output): after a crash,
+`dvc repro` resumes from the last complete checkpoint when the training params and data are
+unchanged, and starts clean when they are not. Train and val loss go to reports/train via
+transformers' built-in dvclive integration.
+"""
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli import StageError, run_stage
+from .jsonio import content_hash, file_hash, read_jsonl, write_json
+from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
+from .params import Params, TrainParams, load_params
+from .paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, VAL_SPLIT
+
+RUN_FINGERPRINT = "fingerprint.json"
+STATS = TRAIN_LOG_DIR / "stats.json"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def check_method_supported(train: TrainParams) -> None:
+    """Fail before any work when the method cannot run on this machine."""
+    if train.method == "qlora":
+        if not has_gpu():
+            raise StageError(
+                "train.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); on this machine use "
+                "train.method=lora (same adapters, unquantised base)"
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as error:
+            raise StageError("train.method=qlora needs `pip install -e .[gpu]`") from error
+
+
+def to_dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+
+
+def lora_config(train: TrainParams):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=train.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any):
+    """SFTConfig from params; `overrides` let smoke reuse the exact same settings."""
+    from trl import SFTConfig
+
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": train.batch_size,
+        "per_device_eval_batch_size": train.batch_size,
+        "gradient_accumulation_steps": train.grad_accum,
+        "learning_rate": train.learning_rate,
+        "num_train_epochs": train.num_epochs,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": train.warmup_ratio,
+        "weight_decay": train.weight_decay,
+        "max_length": train.max_length,
+        "completion_only_loss": True,
+        "gradient_checkpointing": train.gradient_checkpointing,
+        "bf16": use_bf16(train.bf16),
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": train.save_steps,
+        "eval_strategy": "steps",
+        "eval_steps": train.save_steps,
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "use_cpu": not has_gpu(),
+    }
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+def build_trainer(
+    params: Params,
+    train_rows: list[dict],
+    val_rows: list[dict] | None,
+    output_dir: Path,
+    callbacks: list | None = None,
+    **overrides: Any,
+):
+    """The one place a trainer is built: train and smoke both call it."""
+    from trl import SFTTrainer
+
+    train = params.train
+    check_method_supported(train)
+    tokenizer = load_tokenizer()
+    model_kwargs: dict[str, Any] = {}
+    if train.method == "qlora":
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    model = load_base_model(**model_kwargs)
+    if val_rows is None:
+        overrides.setdefault("eval_strategy", "no")
+    return SFTTrainer(
+        model=model,
+        args=sft_config(train, output_dir, params.seed, **overrides),
+        train_dataset=to_dataset(train_rows),
+        eval_dataset=to_dataset(val_rows) if val_rows else None,
+        processing_class=tokenizer,
+        peft_config=None if train.method == "full" else lora_config(train),
+        callbacks=callbacks,
+    )
+
+
+def fingerprint(params: Params) -> dict[str, str]:
+    """What a checkpoint depends on; resuming is only safe when all of it is unchanged."""
+    return {
+        "params": content_hash({"train": params.train.model_dump(), "seed": params.seed}),
+        "train_data": file_hash(TRAIN_SPLIT),
+        "val_data": file_hash(VAL_SPLIT),
+    }
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """Checkpoints whose save finished (trainer_state.json is written last), oldest first."""
+    found = [
+        path
+        for path in output_dir.glob("checkpoint-*")
+        if CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").exists()
+    ]
+    return sorted(found, key=lambda path: int(CHECKPOINT_RE.match(path.name).group(1)))
+
+
+def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | None:
+    """Return the checkpoint to resume from, or wipe the directory for a clean start."""
+    stamp = output_dir / RUN_FINGERPRINT
+    if stamp.exists() and json.loads(stamp.read_text()) == expected:
+        for partial in output_dir.glob("checkpoint-*"):
+            if partial not in complete_checkpoints(output_dir):
+                shutil.rmtree(partial)
+        done = complete_checkpoints(output_dir)
+        if done:
+            return done[-1]
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    write_json(stamp, expected)
+    return None
+
+
+def dvclive_callback(log_dir: Path, resume: bool):
+    """transformers' built-in DVCLive callback, pointed at reports/train and stepping by the
+    trainer's global step so train and val loss share one x axis."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    class StepAlignedDVCLive(DVCLiveCallback):
+        def on_log(self, args, state, control, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step
+            super().on_log(args, state, control, **kwargs)
+
+    live = Live(str(log_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
+    return StepAlignedDVCLive(live=live)
+
+
+def count_sequence_tokens(tokenizer, rows: list[dict]) -> int:
+    """Tokens per epoch (prompt + completion, as TRL tokenizes them)."""
+    total = 0
+    for row in rows:
+        ids = tokenizer.apply_chat_template(
+            row["prompt"] + row["completion"], tokenize=True, return_dict=True
+        )["input_ids"]
+        total += len(ids)
+    return total
+
+
+def main() -> None:
+    params = load_params()
+    check_method_supported(params.train)
+    train_rows, val_rows = read_jsonl(TRAIN_SPLIT), read_jsonl(VAL_SPLIT)
+    resume_from = prepare_output_dir(CHECKPOINTS_DIR, fingerprint(params))
+    if resume_from:
+        print(f"train: resuming from {resume_from} (params and data unchanged)")
+    trainer = build_trainer(
+        params,
+        train_rows,
+        val_rows,
+        CHECKPOINTS_DIR,
+        callbacks=[dvclive_callback(TRAIN_LOG_DIR, resume=resume_from is not None)],
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - started
+    tokens = count_sequence_tokens(trainer.processing_class, train_rows) * params.train.num_epochs
+    write_json(
+        STATS,
+        {
+            "train_loss": round(result.training_loss, 4),
+            "global_step": result.global_step,
+            "train_seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / seconds, 1) if not resume_from else None,
+            "checkpoints": [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)],
+            "bf16": trainer.args.bf16,
+        },
+    )
+    print(f"train: {result.global_step} steps in {seconds:.0f}s, loss {result.training_loss:.3f}")
+
+
+if __name__ == "__main__":
+    run_stage("train", main)
