@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/make_demo_data.py [--out data/raw/support_tickets.jsonl] [--seed 13] [--n 420]
+    python scripts/make_demo_data.py [--out data/raw/support_tickets.jsonl] [--seed 13] [--n 300]
 
 Each clean row is ``{"messages": [system, user, assistant]}``. The user turn is a
 support ticket; the assistant turn is a compact JSON object with keys, in this order,
@@ -42,11 +42,9 @@ import json
 import random
 from pathlib import Path
 
-SYSTEM = (
-    "You triage customer support tickets. Answer with only a JSON object with keys "
-    "category (billing, technical, account, shipping, product), priority (low, medium, "
-    "high), needs_human (true or false) and reply (one short sentence)."
-)
+# Short on purpose: it is repeated in every row, and on a CPU every prompt token costs
+# training time. The allowed values are learned from the targets.
+SYSTEM = "Triage the support ticket. Reply with JSON only: category, priority, needs_human, reply."
 
 CATEGORIES = ("billing", "technical", "account", "shipping", "product")
 
@@ -824,7 +822,7 @@ def defect_counts(n: int) -> dict[str, int]:
     return {k: max(1, round(v * n / 420)) for k, v in DEFECTS_AT_420.items()}
 
 
-def generate(n: int = 420, seed: int = 13) -> list[str]:
+def generate(n: int = 300, seed: int = 13) -> list[str]:
     """Generate n JSONL lines (clean rows plus seeded defects)."""
     counts = defect_counts(n)
     n_clean = n - sum(counts.values())
@@ -864,7 +862,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/raw/support_tickets.jsonl"))
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--n", type=int, default=420)
+    parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args(argv)
     lines = generate(args.n, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
