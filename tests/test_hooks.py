@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from bakery import ROOT, bake, git
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.generate import is_copy_only_path
-from cookiecutter.main import cookiecutter
 
-ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 HOOKS = ROOT / "hooks"
 CONTEXT: dict[str, Any] = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
@@ -47,36 +45,6 @@ post_gen = load_hook("post_gen_project")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="session")
-def cc_config(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A cookiecutter user config that keeps replay files out of the real home directory."""
-    base = tmp_path_factory.mktemp("cc-config")
-    config = base / "config.yaml"
-    config.write_text(
-        f"cookiecutters_dir: '{base / 'cookiecutters'}'\nreplay_dir: '{base / 'replay'}'\n",
-        encoding="utf-8",
-    )
-    return str(config)
-
-
-def bake(output_dir: Path, config_file: str, **extra_context: str) -> Path:
-    """Bake the template into ``output_dir`` without prompts and return the project dir."""
-    project = cookiecutter(
-        str(ROOT),
-        no_input=True,
-        extra_context=extra_context,
-        output_dir=str(output_dir),
-        config_file=config_file,
-    )
-    return Path(project)
-
-
-def git(project: Path, *args: str) -> str:
-    """Run git in ``project`` and return its stripped stdout."""
-    result = subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=True)
-    return result.stdout.strip()
 
 
 def rendered_text_files(project: Path) -> Iterator[Path]:

@@ -118,6 +118,18 @@ def prepare_for_generation(model, params: EvalParams):
     return model
 
 
+def logged_val_loss(checkpoint: Path | None) -> float | None:
+    """The val loss the trainer logged at this checkpoint's step (step 0 for the base)."""
+    checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
+    source = checkpoint or (checkpoints[-1] if checkpoints else None)
+    if source is None:
+        return None
+    step = checkpoint_step(checkpoint.name) if checkpoint else 0
+    history = read_json(source / "trainer_state.json")["log_history"]
+    losses = [e["eval_loss"] for e in history if "eval_loss" in e and e["step"] == step]
+    return round(losses[-1], 4) if losses else None
+
+
 def evaluate_model(
     checkpoint: Path | None, tokenizer, rows: list[dict], suites: Suites, params: Params
 ) -> dict:
@@ -130,6 +142,7 @@ def evaluate_model(
     return {
         "model": name,
         "step": checkpoint_step(name),
+        "val_loss": logged_val_loss(checkpoint),
         "seconds": round(time.perf_counter() - started, 1),
         "items": items,
     }
@@ -138,7 +151,10 @@ def evaluate_model(
 def plot_rows(reports: list[dict]) -> list[dict]:
     keys = ("task_accuracy", "format_correct", "general_qa", "instruction_follow",
             "forgetting_score")
-    return [{"step": r["step"], **{k: r["metrics"][k] for k in keys}} for r in reports]
+    return [
+        {"step": r["step"], "val_loss": r["val_loss"], **{k: r["metrics"][k] for k in keys}}
+        for r in reports
+    ]
 
 
 def report_path(name: str) -> Path:

@@ -81,6 +81,7 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "save_steps": train.save_steps,
         "eval_strategy": "steps",
         "eval_steps": train.save_steps,
+        "eval_on_start": True,  # val loss of the base model: step 0 of the loss curve
         "seed": seed,
         "data_seed": seed,
         "report_to": "none",

@@ -1,0 +1,184 @@
+"""End to end: bake the template, point it at a tiny random Llama, and run the real pipeline
+with DVC: `dvc repro`, a second experiment with `dvc exp run -S`, and `dvc exp show --json`.
+Also runs the baked project's own test suite."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from bakery import bake, git
+
+pytestmark = pytest.mark.e2e
+
+VENV_BIN = Path(sys.executable).parent
+HEADLINE = (
+    "task_accuracy",
+    "format_correct",
+    "general_qa",
+    "instruction_follow",
+    "forgetting_score",
+    "selected_step",
+    "val_loss",
+)
+# Shrink the demo so the whole pipeline runs in about a minute on two cores.
+TINY_PARAMS = {
+    "smoke": {"max_steps": 3},
+    "train": {"num_epochs": 1, "save_steps": 8, "learning_rate": 2e-3, "logging_steps": 2},
+    "eval": {
+        "general_qa_limit": 8,
+        "instruction_limit": 6,
+        "max_new_tokens_task": 16,
+        "max_new_tokens_qa": 6,
+        "max_new_tokens_instruction": 8,
+    },
+}
+
+
+def env() -> dict[str, str]:
+    """Run the stages with this interpreter: the baked package is importable from src/."""
+    return {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": "src",
+        "DVC_NO_ANALYTICS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=project, env=env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}"
+            f"\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(project, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def deep_update(target: dict, updates: dict) -> None:
+    for key, value in updates.items():
+        if isinstance(value, dict):
+            deep_update(target.setdefault(key, {}), value)
+        else:
+            target[key] = value
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, cc_config: str) -> Path:
+    """A baked default project whose base model is a tiny random Llama, committed."""
+    root = tmp_path_factory.mktemp("e2e")
+    project = bake(root, cc_config)
+    tiny = root / "tiny-llama"
+    run(project, sys.executable, "tests/tiny_model.py", str(tiny))
+    params_path = project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    deep_update(params, {"base": {"model": str(tiny)}, **TINY_PARAMS})
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    git(project, "commit", "-qam", "Use the tiny test model")
+    return project
+
+
+def experiment_metrics(exp_show: list) -> list[dict]:
+    """Every (baseline or experiment) row of `dvc exp show --json` that has headline metrics."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            metrics = (node.get("data") or {}).get("metrics") or {}
+            if "reports/metrics.json" in metrics:
+                found.append(
+                    {
+                        "name": node.get("name") or node.get("rev"),
+                        **metrics["reports/metrics.json"]["data"],
+                    }
+                )
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(exp_show)
+    return found
+
+
+def test_repro_then_second_experiment(project: Path) -> None:
+    dvc(project, "repro")
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for key in HEADLINE:
+        assert key in metrics, key
+    assert (project / "models/selected/adapter_model.safetensors").exists()
+    assert (project / "data/quarantine.jsonl").stat().st_size > 0
+    curate = json.loads((project / "reports/curate.json").read_text())
+    assert curate["rows_in"] == curate["kept"] + curate["quarantined"] + curate["duplicates"]
+    plot_rows = json.loads((project / "reports/eval_by_step.json").read_text())
+    assert plot_rows[0]["step"] == 0 and len(plot_rows) >= 3
+
+    noop = dvc(project, "repro")
+    assert "didn't change" in noop.stdout or "up to date" in noop.stdout, noop.stdout
+    assert "Running stage" not in noop.stdout
+
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "Baseline run")
+    dvc(project, "exp", "run", "-n", "high-lr", "-S", "train.learning_rate=8e-3")
+    rows = experiment_metrics(json.loads(dvc(project, "exp", "show", "--json").stdout))
+    names = [row["name"] for row in rows]
+    assert "high-lr" in names, rows
+    assert len(rows) >= 2, rows
+    # after `exp run` the workspace holds the experiment's results; the commit row is baseline
+    baseline = next(row for row in rows if row["name"] not in {"high-lr", "workspace"})
+    high_lr = next(row for row in rows if row["name"] == "high-lr")
+    assert baseline["val_loss"] != high_lr["val_loss"], rows
+
+
+def test_eval_param_change_skips_training(project: Path) -> None:
+    dvc(project, "repro")
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["eval"]["max_new_tokens_task"] += 1
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        dry = dvc(project, "repro", "--dry").stdout
+    finally:
+        params_path.write_text(original)
+    assert "Running stage 'eval'" in dry and "Running stage 'select'" in dry, dry
+    for upstream in ("base", "curate", "split", "smoke", "train"):
+        assert f"Running stage '{upstream}'" not in dry, dry
+
+
+def test_bad_param_names_the_key(project: Path) -> None:
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    params_path.write_text(original.replace("learning_rate:", "learnig_rate:"))
+    try:
+        result = run(project, sys.executable, "-m", "support_triage_finetune.split", check=False)
+    finally:
+        params_path.write_text(original)
+    assert result.returncode != 0
+    assert "train.learnig_rate" in result.stderr, result.stderr
+
+
+def test_baked_project_tests_pass(project: Path) -> None:
+    result = run(
+        project,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-m",
+        "not slow",
+        "-p",
+        "no:cacheprovider",
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

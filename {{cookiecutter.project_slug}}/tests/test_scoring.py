@@ -1,0 +1,168 @@
+"""Task scoring, format checks and the forgetting score: pure code, no model."""
+
+import json
+
+import pytest
+
+from {{ cookiecutter.module_name }}.params import TaskParams
+from {{ cookiecutter.module_name }}.scoring import (
+    checkpoint_step,
+    forgetting_score,
+    regressions,
+    score_task_item,
+    task_metrics,
+)
+
+FIELDS = ["category", "priority", "needs_human", "reply"]
+JSON_TASK = TaskParams(target_format="json", fields=FIELDS, score_fields=FIELDS[:3])
+TEXT_TASK = TaskParams(target_format="text")
+EXPECTED = {"category": "billing", "priority": "high", "needs_human": True, "reply": "On it."}
+TARGET = json.dumps(EXPECTED)
+
+
+def output(**changes) -> str:
+    return json.dumps({**EXPECTED, **changes})
+
+
+def test_exact_match() -> None:
+    item = score_task_item(TARGET, TARGET, JSON_TASK)
+    assert item == {
+        "correct": True,
+        "format_ok": True,
+        "drift": False,
+        "fields": {"category": True, "priority": True, "needs_human": True},
+    }
+
+
+def test_key_order_and_spacing_do_not_matter() -> None:
+    reordered = json.dumps(dict(reversed(list(EXPECTED.items()))), indent=2)
+    item = score_task_item(f"  {reordered}\n", TARGET, JSON_TASK)
+    assert item["correct"] and item["format_ok"]
+
+
+def test_reply_is_not_scored() -> None:
+    item = score_task_item(output(reply="Something else entirely."), TARGET, JSON_TASK)
+    assert item["correct"] is True
+    assert "reply" not in item["fields"]
+
+
+def test_wrong_field() -> None:
+    item = score_task_item(output(priority="low"), TARGET, JSON_TASK)
+    assert item["correct"] is False
+    assert item["format_ok"] is True
+    assert item["fields"] == {"category": True, "priority": False, "needs_human": True}
+
+
+def test_type_matters() -> None:
+    item = score_task_item(output(needs_human="true"), TARGET, JSON_TASK)
+    assert item["fields"]["needs_human"] is False
+    assert item["correct"] is False
+
+
+@pytest.mark.parametrize("text", ["billing, high", '{"category": "billing"', "", "[1, 2]", "42"])
+def test_invalid_json(text: str) -> None:
+    item = score_task_item(text, TARGET, JSON_TASK)
+    assert item["correct"] is False
+    assert item["format_ok"] is False
+    assert item["drift"] is False
+    assert not any(item["fields"].values())
+
+
+def test_json_then_prose_is_drift() -> None:
+    item = score_task_item(TARGET + " Hope this helps! Let me know.", TARGET, JSON_TASK)
+    assert item["drift"] is True
+    assert item["format_ok"] is False
+    # the fields are still read from the leading JSON object
+    assert item["correct"] is True
+
+
+def test_extra_key_is_a_format_error() -> None:
+    item = score_task_item(output(confidence=0.9), TARGET, JSON_TASK)
+    assert item["format_ok"] is False
+    assert item["drift"] is False
+    assert item["correct"] is True
+
+
+def test_missing_key() -> None:
+    partial = {k: v for k, v in EXPECTED.items() if k != "priority"}
+    item = score_task_item(json.dumps(partial), TARGET, JSON_TASK)
+    assert item["format_ok"] is False
+    assert item["fields"]["priority"] is False
+    assert item["correct"] is False
+
+
+def test_text_task_normalised_exact_match() -> None:
+    assert score_task_item("The  Answer: Paris!", "answer paris", TEXT_TASK)["correct"] is True
+    assert score_task_item("Paris, France", "Paris", TEXT_TASK)["correct"] is False
+    empty = score_task_item("   ", "Paris", TEXT_TASK)
+    assert empty["format_ok"] is False
+    assert empty["correct"] is False
+    assert empty["drift"] is False
+
+
+def test_task_metrics() -> None:
+    items = [
+        score_task_item(TARGET, TARGET, JSON_TASK),
+        score_task_item(output(priority="low"), TARGET, JSON_TASK),
+        score_task_item(TARGET + " thanks!", TARGET, JSON_TASK),
+        score_task_item("nope", TARGET, JSON_TASK),
+    ]
+    assert task_metrics(items, JSON_TASK) == {
+        "task_accuracy": 0.5,
+        "format_correct": 0.5,
+        "format_drift": 0.25,
+        "field_category": 0.75,
+        "field_priority": 0.5,
+        "field_needs_human": 0.75,
+    }
+
+
+def test_task_metrics_rounding_and_empty() -> None:
+    items = [score_task_item(TARGET, TARGET, JSON_TASK)] + [
+        score_task_item("x", TARGET, JSON_TASK) for _ in range(2)
+    ]
+    assert task_metrics(items, JSON_TASK)["task_accuracy"] == 0.3333
+    assert task_metrics([], JSON_TASK)["task_accuracy"] == 0.0
+    assert set(task_metrics([], TEXT_TASK)) == {"task_accuracy", "format_correct", "format_drift"}
+
+
+def test_forgetting_base_wrong_model_right_is_not_a_regression() -> None:
+    base = {"a": False, "b": True}
+    model = {"a": True, "b": True}
+    assert forgetting_score(base, model) == 0.0
+    assert regressions(base, model) == []
+
+
+def test_forgetting_base_right_model_wrong_is_a_regression() -> None:
+    base = {"a": True, "b": True, "c": True, "d": False}
+    model = {"a": False, "b": True, "c": True, "d": False}
+    assert forgetting_score(base, model) == pytest.approx(1 / 3, abs=1e-4)
+    assert regressions(base, model) == ["a"]
+
+
+def test_forgetting_with_no_base_right_items_is_zero() -> None:
+    assert forgetting_score({"a": False, "b": False}, {"a": False, "b": False}) == 0.0
+    assert forgetting_score({}, {"a": True}) == 0.0
+
+
+def test_forgetting_item_missing_from_model_counts_as_wrong() -> None:
+    assert forgetting_score({"a": True, "b": True}, {"a": True}) == 0.5
+
+
+def test_total_forgetting() -> None:
+    assert forgetting_score({"a": True, "b": True}, {"a": False, "b": False}) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("checkpoint-48", 48),
+        ("checkpoint-0", 0),
+        ("models/checkpoints/checkpoint-1200", 1200),
+        ("base", 0),
+        ("checkpoint-16-tmp", 0),
+        ("checkpoint-", 0),
+    ],
+)
+def test_checkpoint_step(name: str, step: int) -> None:
+    assert checkpoint_step(name) == step
