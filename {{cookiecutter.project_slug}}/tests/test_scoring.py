@@ -5,8 +5,8 @@ import json
 import pytest
 
 from {{ cookiecutter.module_name }}.params import TaskParams
+from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step
 from {{ cookiecutter.module_name }}.scoring import (
-    checkpoint_step,
     forgetting_score,
     regressions,
     score_task_item,

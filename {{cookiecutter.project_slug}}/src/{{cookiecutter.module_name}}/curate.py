@@ -108,12 +108,13 @@ def curate_rows(
     frame = pd.DataFrame({"messages": [row.messages for row in parsed]})
     reasons = first_failures(CHAT_SCHEMA, frame)
     valid = [row for i, row in enumerate(parsed) if i not in reasons]
-    targets = pd.DataFrame({"target": [row.messages[-1]["content"] for row in valid]})
+    texts = [row.messages[-1]["content"] for row in valid]
     if target_format == "json":
-        target_reasons = first_failures(target_schema(fields), targets)
+        target_reasons = first_failures(target_schema(fields), pd.DataFrame({"target": texts}))
     else:
-        too_short = targets["target"].str.strip().str.len() < min_chars
-        target_reasons = {i: "target_too_short" for i in targets.index[too_short]}
+        target_reasons = {
+            i: "target_too_short" for i, text in enumerate(texts) if len(text.strip()) < min_chars
+        }
     for i, row in enumerate(parsed):
         if i in reasons:
             result.quarantined.append(quarantine_record(row, reasons[i]))

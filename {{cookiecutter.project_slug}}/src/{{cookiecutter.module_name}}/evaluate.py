@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .checkpoints import checkpoint_step, complete_checkpoints
 from .cli import run_stage
 from .formatting import target_text, user_prompt
 from .generation import generate
@@ -28,7 +29,6 @@ from .paths import (
     VAL_SPLIT,
 )
 from .scoring import (
-    checkpoint_step,
     forgetting_score,
     mean,
     regressions,
@@ -38,7 +38,6 @@ from .scoring import (
     task_metrics,
 )
 from .suites import load_suite
-from .train import complete_checkpoints
 
 BASE = "base"
 GENERAL_SUITES = ("general_qa", "instruction_follow")
@@ -63,12 +62,20 @@ def prompt_hash(prompt: Any) -> str:
 
 def run_task(model, tokenizer, rows: list[dict], task: TaskParams, params: EvalParams) -> list:
     outputs = generate(
-        model, tokenizer, [r["prompt"] for r in rows], params.max_new_tokens_task,
-        params.batch_size, desc="task",
+        model,
+        tokenizer,
+        [r["prompt"] for r in rows],
+        params.max_new_tokens_task,
+        params.batch_size,
+        desc="task",
     )
     return [
-        {"id": r["id"], "prompt_hash": prompt_hash(r["prompt"]), "output": out,
-         **score_task_item(out, target_text(r), task)}
+        {
+            "id": r["id"],
+            "prompt_hash": prompt_hash(r["prompt"]),
+            "output": out,
+            **score_task_item(out, target_text(r), task),
+        }
         for r, out in zip(rows, outputs, strict=True)
     ]
 
@@ -78,8 +85,13 @@ def run_general(model, tokenizer, suites: Suites, params: EvalParams) -> dict[st
     results = {}
     for name, items, key, max_new, scorer in (
         ("general_qa", suites.general_qa, "question", params.max_new_tokens_qa, score_qa_item),
-        ("instruction_follow", suites.instruction_follow, "prompt",
-         params.max_new_tokens_instruction, score_instruction_item),
+        (
+            "instruction_follow",
+            suites.instruction_follow,
+            "prompt",
+            params.max_new_tokens_instruction,
+            score_instruction_item,
+        ),
     ):
         prompts = [user_prompt(item[key]) for item in items]
         outputs = generate(model, tokenizer, prompts, max_new, params.batch_size, desc=name)
@@ -149,8 +161,13 @@ def evaluate_model(
 
 
 def plot_rows(reports: list[dict]) -> list[dict]:
-    keys = ("task_accuracy", "format_correct", "general_qa", "instruction_follow",
-            "forgetting_score")
+    keys = (
+        "task_accuracy",
+        "format_correct",
+        "general_qa",
+        "instruction_follow",
+        "forgetting_score",
+    )
     return [
         {"step": r["step"], "val_loss": r["val_loss"], **{k: r["metrics"][k] for k in keys}}
         for r in reports

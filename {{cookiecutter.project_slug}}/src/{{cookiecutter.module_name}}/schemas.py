@@ -31,7 +31,10 @@ CHAT_CHECKS = [
     _element_check(
         "unknown_role",
         f"every role must be one of {sorted(ROLES)}",
-        lambda m: not _is_chat(m) or all(turn.get("role") in ROLES for turn in m),
+        lambda m: (
+            not _is_chat(m)
+            or all(isinstance(turn.get("role"), str) and turn["role"] in ROLES for turn in m)
+        ),
     ),
     _element_check(
         "missing_content",
@@ -56,9 +59,7 @@ CHAT_CHECKS = [
     _element_check(
         "empty_content",
         "no turn may be empty or whitespace",
-        lambda m: (
-            not _is_chat(m) or all(str(turn.get("content") or "").strip() for turn in m)
-        ),
+        lambda m: not _is_chat(m) or all(str(turn.get("content") or "").strip() for turn in m),
     ),
 ]
 
@@ -114,10 +115,17 @@ def first_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[int,
         code = {label: check.name for check in checks for label in (check.name, check.error)}
         order = {check.name: i for i, check in enumerate(checks)}
         cases = errors.failure_cases
-        cases = cases[cases["index"].notna()].assign(code=lambda c: c["check"].map(code))
-        cases = cases.assign(order=cases["code"].map(order)).sort_values("order", kind="stable")
+        if cases["index"].isna().any():
+            # a check raised instead of returning False: a bug in the check, not bad data
+            raise RuntimeError(f"a schema check crashed:\n{cases[cases['index'].isna()]}")
+        cases = cases.assign(code=lambda c: c["check"].map(code))
+        cases = cases.assign(order=cases["code"].map(order))
+        cases = cases.sort_values("order", kind="stable")
         cases = cases.drop_duplicates("index")
-        return {int(index): str(reason) for index, reason in zip(cases["index"], cases["code"])}
+        return {
+            int(index): str(reason)
+            for index, reason in zip(cases["index"], cases["code"], strict=True)
+        }
     return {}
 
 

@@ -1,7 +1,6 @@
 """Scores computed by code (no judge model): task accuracy, format, general QA, instructions,
 and the forgetting score against the base model."""
 
-import re
 from typing import Any
 
 from .params import TaskParams
@@ -21,7 +20,10 @@ def score_task_item(output: str, target: str, task: TaskParams) -> dict[str, Any
     except ValueError:
         predicted = None
     predicted = predicted if isinstance(predicted, dict) else {}
-    fields = {name: predicted.get(name) == expected.get(name) for name in task.score_fields}
+    fields = {
+        name: name in predicted and predicted[name] == expected.get(name)
+        for name in task.score_fields
+    }
     return {
         "correct": all(fields.values()),
         "format_ok": status == "ok",
@@ -64,12 +66,3 @@ def forgetting_score(base_correct: dict[str, bool], model_correct: dict[str, boo
 
 def regressions(base_correct: dict[str, bool], model_correct: dict[str, bool]) -> list[str]:
     return sorted(i for i, ok in base_correct.items() if ok and not model_correct.get(i, False))
-
-
-STEP_RE = re.compile(r"checkpoint-(\d+)$")
-
-
-def checkpoint_step(name: str) -> int:
-    """'checkpoint-48' -> 48; the base model is step 0."""
-    match = STEP_RE.search(name)
-    return int(match.group(1)) if match else 0

@@ -17,18 +17,32 @@ from .params import Params, SelectParams, load_params
 from .paths import CHECKPOINTS_DIR, METRICS, REPORT_MD, SELECTED_DIR, TEST_SPLIT
 from .scoring import task_metrics
 
-HEADLINE = ("task_accuracy", "format_correct", "general_qa", "instruction_follow",
-            "forgetting_score")
-EXPORTED_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json",
-                  "model.safetensors", "generation_config.json", "tokenizer.json",
-                  "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+HEADLINE = (
+    "task_accuracy",
+    "format_correct",
+    "general_qa",
+    "instruction_follow",
+    "forgetting_score",
+)
+EXPORTED_FILES = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "config.json",
+    "model.safetensors",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+)
 
 
 def guardrail_failures(metrics: dict, rules: SelectParams) -> list[str]:
     failures = []
     if metrics["forgetting_score"] > rules.max_forgetting:
         failures.append(
-            f"forgetting_score {metrics['forgetting_score']} > max_forgetting {rules.max_forgetting}"
+            f"forgetting_score {metrics['forgetting_score']} > "
+            f"max_forgetting {rules.max_forgetting}"
         )
     if metrics["format_correct"] < rules.min_format_correct:
         failures.append(
@@ -98,8 +112,12 @@ def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures
         "# Fine-tune report",
         "",
         f"Selected **{selected['model']}** (step {selected['step']}) by val task accuracy.",
-        "Guardrails: " + ("passed." if metrics["guardrails_passed"] else
-                          "**no checkpoint passed**; best effort shown. " + "; ".join(failures)),
+        "Guardrails: "
+        + (
+            "passed."
+            if metrics["guardrails_passed"]
+            else "**no checkpoint passed**; best effort shown. " + "; ".join(failures)
+        ),
         "",
         "## Test split (held out, scored once)",
         "",

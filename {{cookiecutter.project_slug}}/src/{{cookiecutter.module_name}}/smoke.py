@@ -80,9 +80,17 @@ def run_smoke(params: Params, train_rows: list[dict]) -> dict:
     timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
         trainer = build_trainer(
-            params, rows, rows, Path(tmp) / "run", callbacks=[timer],
-            max_steps=params.smoke.max_steps, save_strategy="no", eval_strategy="no",
-            logging_steps=1, disable_tqdm=True, eval_on_start=False,
+            params,
+            rows,
+            rows,
+            Path(tmp) / "run",
+            callbacks=[timer],
+            max_steps=params.smoke.max_steps,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+            eval_on_start=False,
         )
         before = trainer.evaluate()["eval_loss"]
         trainer.train()

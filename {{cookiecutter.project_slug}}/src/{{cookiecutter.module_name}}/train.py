@@ -8,12 +8,12 @@ transformers' built-in dvclive integration.
 """
 
 import json
-import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import complete_checkpoints
 from .cli import StageError, run_stage
 from .jsonio import content_hash, file_hash, read_jsonl, write_json
 from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
@@ -22,7 +22,6 @@ from .paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, VAL_SPLIT
 
 RUN_FINGERPRINT = "fingerprint.json"
 STATS = TRAIN_LOG_DIR / "stats.json"
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def check_method_supported(train: TrainParams) -> None:
@@ -138,16 +137,6 @@ def fingerprint(params: Params) -> dict[str, str]:
         "train_data": file_hash(TRAIN_SPLIT),
         "val_data": file_hash(VAL_SPLIT),
     }
-
-
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """Checkpoints whose save finished (trainer_state.json is written last), oldest first."""
-    found = [
-        path
-        for path in output_dir.glob("checkpoint-*")
-        if CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").exists()
-    ]
-    return sorted(found, key=lambda path: int(CHECKPOINT_RE.match(path.name).group(1)))
 
 
 def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | None:
