@@ -47,8 +47,8 @@ class CurateParams(Section):
 
 
 class SplitParams(Section):
-    val_fraction: float = Field(0.15, ge=0.05, le=0.3)
-    test_fraction: float = Field(0.15, ge=0.05, le=0.3)
+    val_fraction: float = Field(0.15, ge=0.1, le=0.2)
+    test_fraction: float = Field(0.15, ge=0.1, le=0.2)
 
 
 class SmokeParams(Section):
@@ -75,6 +75,7 @@ class TrainParams(Section):
     weight_decay: float = Field(0.0, ge=0)
     bf16: Literal["auto", True, False] = "auto"
     gradient_checkpointing: bool = False
+    group_by_length: bool = Field(True, description="batch rows of similar length: less padding")
 
 
 class EvalParams(Section):

@@ -73,6 +73,7 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "max_length": train.max_length,
         "completion_only_loss": True,
         "gradient_checkpointing": train.gradient_checkpointing,
+        "train_sampling_strategy": "group_by_length" if train.group_by_length else "random",
         "bf16": use_bf16(train.bf16),
         "logging_steps": train.logging_steps,
         "logging_first_step": True,
