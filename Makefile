@@ -71,19 +71,24 @@ demo: ## Bake the default project, dvc repro, a second experiment, show both + t
 	'$(VENV)/bin/pip' install -e . --no-deps -q; \
 	t3=$$(date +%s); \
 	export PATH='$(VENV)/bin':"$$PATH" PYTHONPATH=src DVC_NO_ANALYTICS=1; \
-	dvc repro; \
+	stage_times=""; \
+	for stage in base curate split smoke train eval select; do \
+		s0=$$(date +%s); dvc repro --single-item "$$stage"; \
+		stage_times="$$stage_times  $$stage: $$(( $$(date +%s) - s0 ))s"$$'\n'; \
+	done; \
 	t4=$$(date +%s); \
+	dvc repro; \
 	ident=(); git config user.email >/dev/null \
 		|| ident=(-c user.name=demo -c user.email=demo@localhost); \
 	git add -A; git $${ident[@]+"$${ident[@]}"} commit -q -m "Baseline: dvc repro"; \
 	t5=$$(date +%s); \
 	dvc exp run -S train.learning_rate=1e-4; \
 	t6=$$(date +%s); \
-	dvc exp show --md --no-pager; \
+	$(MAKE) --no-print-directory exp-show VENV='$(VENV)'; \
 	summary=$$(printf '%s\n' \
 		"install: $$(( t1 - t0 + t3 - t2 ))s (venv + editable install)" \
 		"bake: $$(( t2 - t1 ))s" \
-		"repro: $$(( t4 - t3 ))s" \
+		"repro: $$(( t4 - t3 ))s, by stage:" "$${stage_times%$$'\n'}" \
 		"exp run: $$(( t6 - t5 ))s"); \
 	echo; echo "== demo timings =="; echo "$$summary"; \
 	{ echo "# $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "$$summary"; } >> '$(TIMINGS)'; \

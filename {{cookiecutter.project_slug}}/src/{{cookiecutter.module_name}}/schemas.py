@@ -117,7 +117,9 @@ def first_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[int,
         cases = errors.failure_cases
         if cases["index"].isna().any():
             # a check raised instead of returning False: a bug in the check, not bad data
-            raise RuntimeError(f"a schema check crashed:\n{cases[cases['index'].isna()]}") from errors
+            raise RuntimeError(
+                f"a schema check crashed:\n{cases[cases['index'].isna()]}"
+            ) from errors
         cases = cases.assign(code=lambda c: c["check"].map(code))
         cases = cases.assign(order=cases["code"].map(order))
         cases = cases.sort_values("order", kind="stable")

@@ -98,7 +98,8 @@ def headline(selected: dict, test: dict, base_test: dict, passed: bool) -> dict:
         "val_loss": selected.get("val_loss"),
         "val_task_accuracy": val["task_accuracy"],
         "guardrails_passed": passed,
-        "base": {k: base_test[k] for k in ("task_accuracy", "format_correct")},
+        "base_task_accuracy": base_test["task_accuracy"],
+        "base_format_correct": base_test["format_correct"],
     }
 
 
@@ -107,7 +108,6 @@ def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures
         return f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in HEADLINE) + " |"
 
     header = "| model | " + " | ".join(HEADLINE) + " |\n" + "|---" * (len(HEADLINE) + 1) + "|"
-    base = metrics["base"]
     lines = [
         "# Fine-tune report",
         "",
@@ -123,7 +123,7 @@ def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures
         "",
         "| model | task_accuracy | format_correct |",
         "|---|---|---|",
-        f"| base | {base['task_accuracy']:.3f} | {base['format_correct']:.3f} |",
+        f"| base | {metrics['base_task_accuracy']:.3f} | {metrics['base_format_correct']:.3f} |",
         f"| {selected['model']} | {metrics['task_accuracy']:.3f} | "
         f"{metrics['format_correct']:.3f} |",
         "",
