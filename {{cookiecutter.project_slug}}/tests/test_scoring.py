@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from {{ cookiecutter.module_name }}.params import TaskParams
 from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step
+from {{ cookiecutter.module_name }}.params import TaskParams
 from {{ cookiecutter.module_name }}.scoring import (
     forgetting_score,
     regressions,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import complete_checkpoints
+from .checkpoints import checkpoint_step, complete_checkpoints
 from .cli import StageError, run_stage
 from .jsonio import content_hash, file_hash, read_jsonl, write_json
 from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
@@ -173,6 +173,16 @@ def dvclive_callback(log_dir: Path, resume: bool):
     return StepAlignedDVCLive(live=live)
 
 
+def trim_log(log_dir: Path, last_step: int) -> None:
+    """Drop rows logged after `last_step` (by a run that crashed after its last checkpoint),
+    so the resumed run's curve continues without duplicated steps."""
+    for tsv in log_dir.glob("plots/metrics/**/*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        step_col = header.split("\t").index("step")
+        kept = [r for r in rows if int(float(r.split("\t")[step_col])) <= last_step]
+        tsv.write_text("\n".join([header, *kept]) + "\n")
+
+
 def count_sequence_tokens(tokenizer, rows: list[dict]) -> int:
     """Tokens per epoch (prompt + completion, as TRL tokenizes them)."""
     total = 0
@@ -191,12 +201,14 @@ def main() -> None:
     resume_from = prepare_output_dir(CHECKPOINTS_DIR, fingerprint(params))
     if resume_from:
         print(f"train: resuming from {resume_from} (params and data unchanged)")
+        trim_log(TRAIN_LOG_DIR, checkpoint_step(resume_from.name))
     trainer = build_trainer(
         params,
         train_rows,
         val_rows,
         CHECKPOINTS_DIR,
         callbacks=[dvclive_callback(TRAIN_LOG_DIR, resume=resume_from is not None)],
+        eval_on_start=resume_from is None,
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

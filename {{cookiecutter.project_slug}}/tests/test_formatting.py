@@ -1,0 +1,164 @@
+"""The train/eval boundary: the prompt eval generates from is token-for-token the prompt the
+trainer trained on.
+
+The trainer is built exactly as the train stage builds it (`train.build_trainer`), so a change
+to the chat template, to TRL's tokenization or to `formatting.prompt_token_ids` that makes the
+two disagree fails here instead of silently costing accuracy at eval time.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from {{ cookiecutter.module_name }} import generation
+from {{ cookiecutter.module_name }}.formatting import (
+    prompt_token_ids,
+    target_text,
+    to_prompt_completion,
+    user_prompt,
+)
+from {{ cookiecutter.module_name }}.jsonio import read_jsonl
+from {{ cookiecutter.module_name }}.modeling import load_base_model, load_tokenizer
+from {{ cookiecutter.module_name }}.params import load_params
+from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.train import build_trainer
+
+
+def completion_mask(example: dict) -> list[int]:
+    """1 for the tokens the loss is computed on. TRL keeps a `completion_mask` column in some
+    versions and folds it into `labels` (-100 = no loss) in others."""
+    if "completion_mask" in example:
+        return list(example["completion_mask"])
+    return [int(label != -100) for label in example["labels"]]
+
+
+@pytest.fixture
+def trained_on(project: Path, tmp_path: Path):
+    """(tokenizer, rows, tokenized training examples) from the train stage's own trainer."""
+    rows = read_jsonl(TRAIN_SPLIT)[:4]
+    trainer = build_trainer(load_params(), rows, None, tmp_path / "out", max_steps=1)
+    dataset = trainer.train_dataset
+    # every row survives tokenization (none is dropped as fully masked), in order
+    assert len(dataset) == len(rows)
+    return trainer.processing_class, rows, [dataset[i] for i in range(len(dataset))]
+
+
+def training_prefix(example: dict) -> tuple[list[int], list[int]]:
+    """(ids before the first completion token, ids from it on)."""
+    mask = completion_mask(example)
+    assert 1 in mask, "the example has no completion tokens (truncated away?)"
+    first = mask.index(1)
+    assert all(mask[first:]), "completion tokens must be contiguous up to the end"
+    ids = list(example["input_ids"])
+    return ids[:first], ids[first:]
+
+
+def test_eval_prompt_is_exactly_the_training_prefix(trained_on) -> None:
+    tokenizer, rows, examples = trained_on
+    for row, example in zip(rows, examples, strict=True):
+        prefix, completion = training_prefix(example)
+        assert prompt_token_ids(tokenizer, row["prompt"]) == prefix
+        # the completion starts right after the prompt: it is the target's first tokens
+        target = tokenizer(target_text(row), add_special_tokens=False)["input_ids"]
+        assert completion[: len(target)] == target[: len(completion)]
+        assert tokenizer.decode(completion).startswith(target_text(row)[:20])
+
+
+def test_prefix_ends_with_the_generation_prompt(trained_on) -> None:
+    tokenizer, _, examples = trained_on
+    prefix, _ = training_prefix(examples[0])
+    assert tokenizer.decode(prefix).endswith("<|im_start|>assistant\n")
+
+
+def test_a_prompt_without_the_generation_prompt_is_caught(trained_on) -> None:
+    """Negative control: a plausible formatting slip does not pass the boundary check."""
+    tokenizer, rows, examples = trained_on
+    prefix, _ = training_prefix(examples[0])
+    prompt = rows[0]["prompt"]
+    without = tokenizer.apply_chat_template(
+        prompt, tokenize=True, add_generation_prompt=False, return_dict=True
+    )["input_ids"]
+    assert list(without) != prefix
+    assert prefix[: len(without)] == list(without)  # it is a strict prefix: close, yet wrong
+
+
+def test_a_prompt_with_a_trailing_space_is_caught(trained_on) -> None:
+    tokenizer, rows, examples = trained_on
+    prefix, _ = training_prefix(examples[0])
+    text = tokenizer.apply_chat_template(
+        rows[0]["prompt"], tokenize=False, add_generation_prompt=True
+    )
+    # the rendered text tokenizes to the prefix, and one extra space breaks the match
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] == prefix
+    assert tokenizer(text + " ", add_special_tokens=False)["input_ids"] != prefix
+
+
+def test_to_prompt_completion_splits_off_the_last_turn() -> None:
+    messages = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+    ]
+    row = to_prompt_completion(messages)
+    assert row == {"prompt": messages[:2], "completion": messages[2:]}
+    assert target_text(row) == "a"
+    assert user_prompt("hi") == [{"role": "user", "content": "hi"}]
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def test_left_pad_pads_on_the_left_with_zero_attention() -> None:
+    input_ids, attention = generation.left_pad([[5, 6, 7], [8], [9, 10]], pad_id=0)
+    assert input_ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 10]]
+    assert attention.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
+    assert input_ids.dtype == attention.dtype == torch.long
+
+
+def test_generate_feeds_exactly_the_prompt_token_ids(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = load_tokenizer()
+    model = load_base_model().eval()
+    rows = read_jsonl(TRAIN_SPLIT)[:3]
+    prompts = [rows[0]["prompt"], user_prompt("Hi"), rows[1]["prompt"], user_prompt("Paris?")]
+    fed: list[list[int]] = []
+    calls: list[dict] = []
+
+    def fake_generate(input_ids, attention_mask, max_new_tokens, **kwargs):
+        calls.append({"max_new_tokens": max_new_tokens, **kwargs})
+        assert input_ids.shape == attention_mask.shape
+        answers = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+            start = mask.index(1)
+            assert not any(mask[:start]) and all(mask[start:]), "padding must be on the left"
+            assert all(i == kwargs["pad_token_id"] for i in ids[:start])
+            fed.append(ids[start:])
+            # answer with the unpadded prompt length, so outputs can be matched to prompts
+            answers.append(tokenizer(str(len(ids) - start), add_special_tokens=False)["input_ids"])
+        width = max(len(a) for a in answers)
+        new = [a + [tokenizer.eos_token_id] * (width - len(a)) for a in answers]
+        return torch.cat([input_ids, torch.tensor(new, dtype=torch.long)], dim=1)
+
+    monkeypatch.setattr(model, "generate", fake_generate)
+    outputs = generation.generate(model, tokenizer, prompts, max_new_tokens=5, batch_size=2)
+
+    expected = [prompt_token_ids(tokenizer, prompt) for prompt in prompts]
+    assert sorted(fed) == sorted(expected)
+    assert outputs == [str(len(ids)) for ids in expected]
+    assert len(calls) == 2  # 4 prompts, batch size 2
+    for call in calls:
+        assert call["max_new_tokens"] == 5
+        assert call["do_sample"] is False
+        assert tokenizer.eos_token_id in call["eos_token_id"]
+
+
+def test_generate_runs_on_the_tiny_model(project: Path) -> None:
+    tokenizer = load_tokenizer()
+    model = load_base_model().eval()
+    outputs = generation.generate(
+        model, tokenizer, [user_prompt("Hi"), user_prompt("What is 2 + 2?")], 4, batch_size=2
+    )
+    assert len(outputs) == 2
+    assert all(isinstance(out, str) for out in outputs)

@@ -1,0 +1,166 @@
+"""The smoke, train, eval and select stages end to end on a tiny random model, then a crash
+and a resume. Runs the stages' own `main()` functions, in process, in a throwaway project."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.module_name }} import evaluate, select, smoke, train
+from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step, complete_checkpoints
+from {{ cookiecutter.module_name }}.jsonio import read_json
+from {{ cookiecutter.module_name }}.paths import (
+    CHECKPOINTS_DIR,
+    EVAL_DIR,
+    EVAL_PLOT,
+    METRICS,
+    REPORT_MD,
+    SELECTED_DIR,
+    SMOKE_REPORT,
+    TRAIN_LOG_DIR,
+)
+
+pytestmark = pytest.mark.e2e
+
+PROJECT = Path(__file__).parents[1]
+
+HEADLINE = ("task_accuracy", "format_correct", "general_qa", "instruction_follow")
+METRIC_KEYS = (*HEADLINE, "forgetting_score", "selected_step")
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def mtimes(directory: Path) -> dict[str, int]:
+    """Modification times of a directory and everything in it."""
+    paths = [directory, *sorted(directory.rglob("*"))]
+    return {str(path.relative_to(directory)): path.stat().st_mtime_ns for path in paths}
+
+
+def check_smoke() -> None:
+    smoke.main()
+    report = read_json(SMOKE_REPORT)
+    assert report["passed"] is True, report["problems"]
+    assert report["loss_after"] < report["loss_before"]
+    assert report["reload_matches"] is True
+    assert report["rows"] == 4  # smoke.min_rows: 10 % of 24 rows is fewer
+    assert report["full_run_steps"] == 6
+
+
+def check_train() -> list[Path]:
+    train.main()
+    checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
+    assert [path.name for path in checkpoints] == ["checkpoint-4", "checkpoint-6"]
+    assert (CHECKPOINTS_DIR / train.RUN_FINGERPRINT).exists()
+    for checkpoint in checkpoints:
+        assert (checkpoint / "adapter_model.safetensors").exists()
+    stats = read_json(train.STATS)
+    assert stats["global_step"] == 6
+    assert stats["checkpoints"] == ["checkpoint-4", "checkpoint-6"]
+    assert stats["tokens_per_second"] > 0
+    for split in ("train", "eval"):
+        rows = read_tsv(TRAIN_LOG_DIR / "plots" / "metrics" / split / "loss.tsv")
+        assert rows, f"no {split} loss logged"
+        assert {"step", "loss"} <= set(rows[0])
+        steps = [int(row["step"]) for row in rows]
+        assert steps == sorted(steps)
+    # val loss at step 0 (the base model) and at every checkpoint
+    eval_steps = [int(r["step"]) for r in read_tsv(TRAIN_LOG_DIR / "plots/metrics/eval/loss.tsv")]
+    assert eval_steps[0] == 0
+    assert {4, 6} <= set(eval_steps)
+    return checkpoints
+
+
+def check_evaluate(checkpoints: list[Path]) -> None:
+    evaluate.main()
+    names = ["base", *(path.name for path in checkpoints)]
+    assert sorted(path.stem for path in EVAL_DIR.glob("*.json")) == sorted(names)
+    val_rows = len(Path("data/splits/val.jsonl").read_text().splitlines())
+    for name in names:
+        report = read_json(EVAL_DIR / f"{name}.json")
+        assert report["model"] == name
+        assert report["step"] == checkpoint_step(name)
+        assert report["split"] == "val"
+        assert {*HEADLINE, "forgetting_score", "format_drift"} <= set(report["metrics"])
+        assert len(report["items"]["task"]) == val_rows
+        assert len(report["items"]["general_qa"]) == 4  # eval.general_qa_limit
+        assert len(report["items"]["instruction_follow"]) == 4  # eval.instruction_limit
+        for item in report["items"]["task"]:
+            assert {"id", "output", "correct", "format_ok", "fields"} <= set(item)
+        assert isinstance(report["val_loss"], float)
+    assert read_json(EVAL_DIR / "base.json")["metrics"]["forgetting_score"] == 0.0
+    plot = read_json(EVAL_PLOT)
+    assert [row["step"] for row in plot] == [0, 4, 6]
+    assert all({"step", *HEADLINE, "forgetting_score"} <= set(row) for row in plot)
+
+
+def check_select(checkpoints: list[Path]) -> None:
+    select.main()
+    metrics = read_json(METRICS)
+    assert set(METRIC_KEYS) <= set(metrics)
+    assert metrics["selected_step"] in {4, 6}
+    chosen = f"checkpoint-{metrics['selected_step']}"
+    assert (SELECTED_DIR / "adapter_model.safetensors").exists()
+    assert (SELECTED_DIR / "adapter_config.json").exists()
+    selection = read_json(SELECTED_DIR / "selection.json")
+    assert selection["checkpoint"] == chosen
+    assert not list(SELECTED_DIR.glob("optimizer*"))
+    report = REPORT_MD.read_text()
+    assert f"Selected **{chosen}**" in report
+    for name in ["base", *(path.name for path in checkpoints)]:
+        assert f"| {name} | " in report
+
+
+def test_pipeline_then_crash_and_resume(project: Path) -> None:
+    check_smoke()
+    checkpoints = check_train()
+    check_evaluate(checkpoints)
+    check_select(checkpoints)
+
+    # A crash after checkpoint-4: the last checkpoint and the run's stats never got written.
+    first, last = checkpoints
+    kept = mtimes(first)
+    stamp = (CHECKPOINTS_DIR / train.RUN_FINGERPRINT).stat().st_mtime_ns
+    shutil.rmtree(last)
+    train.STATS.unlink()
+
+    train.main()
+
+    assert mtimes(first) == kept, "checkpoint-4 was rewritten instead of resumed from"
+    assert (CHECKPOINTS_DIR / train.RUN_FINGERPRINT).stat().st_mtime_ns == stamp
+    assert [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)] == [
+        "checkpoint-4",
+        "checkpoint-6",
+    ]
+    state = read_json(last / "trainer_state.json")
+    assert state["global_step"] == 6
+    for path in loss_plot_sources():
+        steps = [int(row["step"]) for row in read_tsv(Path(path))]
+        assert steps == sorted(set(steps)), f"{path}: steps {steps} after the resume"
+    stats = read_json(train.STATS)
+    assert stats["global_step"] == 6
+    assert stats["tokens_per_second"] is None  # only set for a run that started clean
+
+
+def loss_plot_sources() -> dict[str, str]:
+    """tsv path -> column of the `train_val_loss` plot in dvc.yaml."""
+    dvc_yaml = yaml.safe_load((PROJECT / "dvc.yaml").read_text(encoding="utf-8"))
+    (plot,) = [p["train_val_loss"] for p in dvc_yaml["plots"] if "train_val_loss" in p]
+    return plot["y"]
+
+
+def test_loss_plot_draws_curves(project: Path) -> None:
+    """Every series of the train/val loss plot is a curve: a row per logged step."""
+    train.main()
+    sources = loss_plot_sources()
+    assert len(sources) == 2
+    for path, column in sources.items():
+        rows = read_tsv(Path(path))
+        steps = [int(row["step"]) for row in rows]
+        assert len(rows) >= 3, f"{path}: {len(rows)} point(s), not a curve"
+        assert steps == sorted(set(steps)), f"{path}: steps {steps}"
+        assert all(float(row[column]) > 0 for row in rows)

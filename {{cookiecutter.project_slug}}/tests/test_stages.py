@@ -1,0 +1,468 @@
+"""Stage logic without training: smoke sizing and loss checks, train resume bookkeeping,
+checkpoint ordering, checkpoint selection, eval summaries, base materialisation, the CLI."""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from {{ cookiecutter.module_name }} import base, smoke, train
+from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step, complete_checkpoints
+from {{ cookiecutter.module_name }}.cli import StageError, run_stage
+from {{ cookiecutter.module_name }}.evaluate import load_reports, plot_rows, report_path, summarise
+from {{ cookiecutter.module_name }}.jsonio import read_json, write_json, write_jsonl
+from {{ cookiecutter.module_name }}.modeling import load_tokenizer
+from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
+from {{ cookiecutter.module_name }}.select import (
+    HEADLINE,
+    choose,
+    guardrail_failures,
+    headline,
+    markdown_report,
+)
+
+# ------------------------------------------------------------------------------- smoke
+
+
+def numbered(n: int) -> list[dict]:
+    return [{"id": str(i)} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "min_rows", "expected"),
+    [
+        (100, 0.1, 8, 10),  # the fraction
+        (101, 0.1, 8, 11),  # rounded up
+        (40, 0.1, 8, 8),  # the min_rows floor
+        (5, 0.1, 8, 5),  # never more rows than there are
+        (10, 1.0, 2, 10),
+    ],
+)
+def test_smoke_rows(n: int, fraction: float, min_rows: int, expected: int) -> None:
+    rows = numbered(n)
+    chosen = smoke.smoke_rows(rows, fraction, min_rows)
+    assert chosen == rows[:expected]
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "batch_size", "grad_accum", "epochs", "expected"),
+    [
+        (24, 4, 1, 1, 6),
+        (25, 4, 1, 1, 7),  # a last partial batch is a step
+        (24, 4, 2, 1, 3),  # gradient accumulation
+        (24, 4, 1, 2, 12),
+        (24, 8, 1, 1.5, 5),  # 3 steps an epoch * 1.5, rounded up
+    ],
+)
+def test_full_run_steps(
+    n_rows: int, batch_size: int, grad_accum: int, epochs: float, expected: int
+) -> None:
+    params = parse_params(
+        {"train": {"batch_size": batch_size, "grad_accum": grad_accum, "num_epochs": epochs}}
+    )
+    assert smoke.full_run_steps(n_rows, params) == expected
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(math.nan, 1.0), (2.0, math.nan), (math.inf, 1.0), (2.0, -math.inf)]
+)
+def test_check_loss_not_finite(before: float, after: float) -> None:
+    problem = smoke.check_loss(before, after)
+    assert problem is not None
+    assert "not finite" in problem
+    assert "train.learning_rate" in problem
+
+
+@pytest.mark.parametrize(("before", "after"), [(2.0, 2.0), (2.0, 2.5)])
+def test_check_loss_not_falling(before: float, after: float) -> None:
+    problem = smoke.check_loss(before, after)
+    assert problem is not None
+    assert "did not fall" in problem
+
+
+def test_check_loss_falling_is_ok() -> None:
+    assert smoke.check_loss(2.0, 1.9) is None
+
+
+# ------------------------------------------------------------------------------- train
+
+
+def test_qlora_without_gpu_suggests_lora(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "has_gpu", lambda: False)
+    with pytest.raises(StageError, match="CUDA GPU") as info:
+        train.check_method_supported(parse_params({"train": {"method": "qlora"}}).train)
+    assert "train.method=lora" in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_cpu_methods_are_supported(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    monkeypatch.setattr(train, "has_gpu", lambda: False)
+    assert train.check_method_supported(parse_params({"train": {"method": method}}).train) is None
+
+
+@pytest.fixture
+def splits_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(Path("data/splits/train.jsonl"), [{"id": "a"}, {"id": "b"}])
+    write_jsonl(Path("data/splits/val.jsonl"), [{"id": "c"}])
+    return tmp_path
+
+
+def test_fingerprint_tracks_train_params_seed_and_data(splits_dir: Path) -> None:
+    params = parse_params({})
+    stamp = train.fingerprint(params)
+    assert set(stamp) == {"params", "train_data", "val_data"}
+    assert train.fingerprint(parse_params({})) == stamp
+    # a train param or the seed changes the fingerprint; other sections do not
+    assert train.fingerprint(parse_params({"train": {"lora_r": 16}}))["params"] != stamp["params"]
+    assert train.fingerprint(parse_params({"seed": 7}))["params"] != stamp["params"]
+    assert train.fingerprint(parse_params({"eval": {"batch_size": 2}})) == stamp
+    # so does the data
+    write_jsonl(Path("data/splits/train.jsonl"), [{"id": "a"}])
+    changed = train.fingerprint(params)
+    assert changed["train_data"] != stamp["train_data"]
+    assert changed["val_data"] == stamp["val_data"]
+
+
+def make_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path:
+    path = output_dir / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "adapter_model.safetensors").write_bytes(b"weights")
+    if complete:
+        write_json(path / "trainer_state.json", {"global_step": step})
+    return path
+
+
+STAMP = {"params": "p", "train_data": "t", "val_data": "v"}
+
+
+def test_prepare_output_dir_fresh(tmp_path: Path) -> None:
+    output_dir = tmp_path / "checkpoints"
+    assert train.prepare_output_dir(output_dir, STAMP) is None
+    assert read_json(output_dir / train.RUN_FINGERPRINT) == STAMP
+
+
+def test_prepare_output_dir_resumes_from_last_complete(tmp_path: Path) -> None:
+    output_dir = tmp_path / "checkpoints"
+    train.prepare_output_dir(output_dir, STAMP)
+    first = make_checkpoint(output_dir, 4)
+    last = make_checkpoint(output_dir, 8)
+    partial = make_checkpoint(output_dir, 12, complete=False)  # the crash hit mid-save
+    assert train.prepare_output_dir(output_dir, dict(STAMP)) == last
+    assert not partial.exists()
+    assert first.exists() and last.exists()
+    assert read_json(output_dir / train.RUN_FINGERPRINT) == STAMP
+
+
+def test_prepare_output_dir_with_only_a_partial_checkpoint_starts_clean(tmp_path: Path) -> None:
+    output_dir = tmp_path / "checkpoints"
+    train.prepare_output_dir(output_dir, STAMP)
+    partial = make_checkpoint(output_dir, 4, complete=False)
+    assert train.prepare_output_dir(output_dir, STAMP) is None
+    assert not partial.exists()
+    assert read_json(output_dir / train.RUN_FINGERPRINT) == STAMP
+
+
+@pytest.mark.parametrize("changed", ["params", "train_data", "val_data"])
+def test_prepare_output_dir_wipes_on_a_new_fingerprint(tmp_path: Path, changed: str) -> None:
+    output_dir = tmp_path / "checkpoints"
+    train.prepare_output_dir(output_dir, STAMP)
+    make_checkpoint(output_dir, 4)
+    (output_dir / "stray.txt").write_text("left over")
+    new = {**STAMP, changed: "other"}
+    assert train.prepare_output_dir(output_dir, new) is None
+    assert sorted(p.name for p in output_dir.iterdir()) == [train.RUN_FINGERPRINT]
+    assert read_json(output_dir / train.RUN_FINGERPRINT) == new
+
+
+def test_prepare_output_dir_without_a_stamp_wipes(tmp_path: Path) -> None:
+    """Checkpoints of unknown provenance (no fingerprint.json) are never resumed from."""
+    output_dir = tmp_path / "checkpoints"
+    make_checkpoint(output_dir, 4)
+    assert train.prepare_output_dir(output_dir, STAMP) is None
+    assert not (output_dir / "checkpoint-4").exists()
+
+
+# ------------------------------------------------------------------------- checkpoints
+
+
+def test_complete_checkpoints_are_ordered_by_step(tmp_path: Path) -> None:
+    for step in (10, 9, 100, 2):
+        make_checkpoint(tmp_path, step)
+    make_checkpoint(tmp_path, 11, complete=False)
+    (tmp_path / "checkpoint-best").mkdir()
+    (tmp_path / "checkpoint-best" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-3.tmp").mkdir()
+    (tmp_path / "checkpoint-3.tmp" / "trainer_state.json").write_text("{}")
+    found = complete_checkpoints(tmp_path)
+    assert [path.name for path in found] == [
+        "checkpoint-2",
+        "checkpoint-9",
+        "checkpoint-10",
+        "checkpoint-100",
+    ]
+    assert complete_checkpoints(tmp_path / "missing") == []
+
+
+def test_checkpoint_step() -> None:
+    assert checkpoint_step("checkpoint-48") == 48
+    assert checkpoint_step("models/checkpoints/checkpoint-7") == 7
+    assert checkpoint_step("base") == 0
+
+
+# ------------------------------------------------------------------------------ select
+
+RULES = parse_params({"select": {"max_forgetting": 0.2, "min_format_correct": 0.5}}).select
+
+
+def report(model: str, task: float, fmt: float = 1.0, forgetting: float = 0.0) -> dict:
+    return {
+        "model": model,
+        "step": checkpoint_step(model),
+        "metrics": {
+            "task_accuracy": task,
+            "format_correct": fmt,
+            "general_qa": 0.5,
+            "instruction_follow": 0.5,
+            "forgetting_score": forgetting,
+        },
+        "regressions": [],
+    }
+
+
+def test_choose_best_val_task_accuracy() -> None:
+    reports = [
+        report("base", 0.1),
+        report("checkpoint-4", 0.5),
+        report("checkpoint-8", 0.7),
+        report("checkpoint-12", 0.6),
+    ]
+    selected, passed = choose(reports, RULES)
+    assert (selected["model"], passed) == ("checkpoint-8", True)
+
+
+def test_choose_never_picks_the_base() -> None:
+    reports = [report("base", 0.9), report("checkpoint-4", 0.1)]
+    selected, _ = choose(reports, RULES)
+    assert selected["model"] == "checkpoint-4"
+    with pytest.raises(ValueError, match="no checkpoint"):
+        choose([report("base", 0.9)], RULES)
+
+
+def test_choose_skips_checkpoints_failing_a_guardrail() -> None:
+    reports = [
+        report("base", 0.0),
+        report("checkpoint-4", 0.5),
+        report("checkpoint-8", 0.9, forgetting=0.6),  # best task, but forgets
+        report("checkpoint-12", 0.8, fmt=0.4),  # second best, but bad format
+    ]
+    selected, passed = choose(reports, RULES)
+    assert (selected["model"], passed) == ("checkpoint-4", True)
+
+
+def test_choose_ties_prefer_better_format_then_earlier_step() -> None:
+    reports = [
+        report("checkpoint-4", 0.5, fmt=0.8),
+        report("checkpoint-8", 0.5, fmt=0.9),
+        report("checkpoint-12", 0.5, fmt=0.9),
+    ]
+    assert choose(reports, RULES)[0]["model"] == "checkpoint-8"
+    same = [report("checkpoint-12", 0.5), report("checkpoint-4", 0.5), report("checkpoint-8", 0.5)]
+    assert choose(same, RULES)[0]["model"] == "checkpoint-4"
+
+
+def test_choose_falls_back_to_best_effort_when_none_passes() -> None:
+    reports = [
+        report("base", 0.0),
+        report("checkpoint-4", 0.3, forgetting=0.5),
+        report("checkpoint-8", 0.6, fmt=0.1),
+    ]
+    selected, passed = choose(reports, RULES)
+    assert (selected["model"], passed) == ("checkpoint-8", False)
+
+
+def test_guardrail_failures_name_the_params() -> None:
+    assert guardrail_failures(report("checkpoint-4", 0.5)["metrics"], RULES) == []
+    failures = guardrail_failures(report("c", 0.5, fmt=0.25, forgetting=0.75)["metrics"], RULES)
+    assert len(failures) == 2
+    assert "max_forgetting 0.2" in failures[0] and "0.75" in failures[0]
+    assert "min_format_correct 0.5" in failures[1] and "0.25" in failures[1]
+    # the thresholds themselves pass
+    at_limit = report("c", 0.5, fmt=0.5, forgetting=0.2)["metrics"]
+    assert guardrail_failures(at_limit, RULES) == []
+
+
+def headline_metrics(selected: dict, passed: bool) -> dict[str, Any]:
+    """reports/metrics.json as select builds it, from made-up test-split scores."""
+    test = {"task_accuracy": 0.75, "format_correct": 1.0, "format_drift": 0.0}
+    base_test = {"task_accuracy": 0.125, "format_correct": 0.5, "format_drift": 0.25}
+    return headline(selected, test, base_test, passed)
+
+
+def test_markdown_report_lists_every_model_and_the_verdict() -> None:
+    reports = [report("base", 0.1), report("checkpoint-4", 0.5), report("checkpoint-8", 0.7)]
+    selected = {**reports[2], "regressions": ["general_qa/q1"]}
+    text = markdown_report(reports, headline_metrics(selected, True), selected, [])
+    assert "Selected **checkpoint-8** (step 8)" in text
+    assert "Guardrails: passed." in text
+    for name in ("base", "checkpoint-4", "checkpoint-8"):
+        assert any(line.startswith(f"| {name} | ") for line in text.splitlines())
+    assert "| " + " | ".join(HEADLINE) + " |" in text
+    assert "| checkpoint-8 | 0.700 | 1.000 |" in text  # val metrics row
+    assert "| checkpoint-8 | 0.750 | 1.000 |" in text  # test split row
+    assert "| base | 0.125 | 0.500 |" in text
+    assert "Regressions of the selected checkpoint vs base: 1 (general_qa/q1)" in text
+
+
+def test_markdown_report_when_no_checkpoint_passes() -> None:
+    reports = [report("base", 0.1), report("checkpoint-4", 0.5, forgetting=0.9)]
+    failures = guardrail_failures(reports[1]["metrics"], RULES)
+    metrics = headline_metrics(reports[1], False)
+    text = markdown_report(reports, metrics, reports[1], failures)
+    assert "**no checkpoint passed**" in text
+    assert "max_forgetting" in text
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+TEXT_TASK = TaskParams(target_format="text")
+
+
+def eval_report(model: str, qa: dict[str, bool], follow: dict[str, bool]) -> dict:
+    task = [{"correct": True, "format_ok": True, "drift": False}]
+    return {
+        "model": model,
+        "step": checkpoint_step(model),
+        "val_loss": None,
+        "items": {
+            "task": task,
+            "general_qa": [{"id": i, "correct": ok} for i, ok in qa.items()],
+            "instruction_follow": [{"id": i, "correct": ok} for i, ok in follow.items()],
+        },
+    }
+
+
+def test_summarise_measures_forgetting_against_the_base() -> None:
+    base = summarise(
+        eval_report("base", {"q1": True, "q2": False, "q3": True}, {"i1": True, "i2": False}),
+        TEXT_TASK,
+        None,
+    )
+    assert base["metrics"]["forgetting_score"] == 0.0
+    assert base["regressions"] == []
+    tuned = summarise(
+        # q1 forgotten; q2 learned (base-wrong/tuned-right is no regression); i2 still wrong
+        eval_report(
+            "checkpoint-4", {"q1": False, "q2": True, "q3": True}, {"i1": True, "i2": False}
+        ),
+        TEXT_TASK,
+        base,
+    )
+    metrics = tuned["metrics"]
+    assert metrics["forgetting_score"] == round(1 / 3, 4)  # 1 of the 3 items the base knew
+    assert tuned["regressions"] == ["general_qa/q1"]
+    assert metrics["general_qa"] == round(2 / 3, 4)
+    assert metrics["instruction_follow"] == 0.5
+    assert metrics["task_accuracy"] == 1.0
+
+
+def test_summarise_improvement_only_is_no_forgetting() -> None:
+    base = summarise(eval_report("base", {"q1": False}, {"i1": True}), TEXT_TASK, None)
+    tuned = summarise(eval_report("checkpoint-4", {"q1": True}, {"i1": True}), TEXT_TASK, base)
+    assert tuned["metrics"]["forgetting_score"] == 0.0
+    assert tuned["regressions"] == []
+
+
+def test_plot_rows_start_at_step_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = summarise(eval_report("base", {"q1": True}, {"i1": True}), TEXT_TASK, None)
+    write_json(report_path("checkpoint-10"), base | {"model": "checkpoint-10", "step": 10})
+    write_json(report_path("base"), base)
+    tuned = summarise(eval_report("checkpoint-9", {"q1": False}, {"i1": True}), TEXT_TASK, base)
+    write_json(report_path("checkpoint-9"), tuned)
+    rows = plot_rows(load_reports())
+    assert [row["step"] for row in rows] == [0, 9, 10]
+    assert rows[0]["forgetting_score"] == 0.0
+    assert rows[1]["forgetting_score"] == 0.5  # checkpoint-9 forgot q1
+    assert set(rows[0]) == {"step", "val_loss", *HEADLINE}
+
+
+# -------------------------------------------------------------------------------- base
+
+
+def test_unknown_embedded_model_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown embedded model 'embedded:foo'") as info:
+        base.materialise("embedded:foo", None, tmp_path / "base")
+    for known in base.EMBEDDED:
+        assert known in str(info.value)
+
+
+@pytest.mark.parametrize("model", ["no-such-model", "no/such/model"])
+def test_neither_a_dir_nor_a_hub_id(tmp_path: Path, model: str) -> None:
+    with pytest.raises(ValueError, match="neither a directory nor a hub id"):
+        base.materialise(model, None, tmp_path / "base")
+
+
+def test_local_dir_without_safetensors_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "pickled"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+    (source / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(FileNotFoundError, match="safetensors"):
+        base.materialise(str(source), None, tmp_path / "base")
+
+
+def test_local_model_is_resaved_as_safetensors(tmp_path: Path, tiny_model_dir: Path) -> None:
+    out_dir = tmp_path / "models" / "base"
+    out_dir.mkdir(parents=True)
+    (out_dir / "stale.bin").write_bytes(b"from an earlier run")
+    message = base.materialise(str(tiny_model_dir), None, out_dir)
+    assert str(tiny_model_dir) in message
+    assert not (out_dir / "stale.bin").exists()
+    assert list(out_dir.glob("*.safetensors"))
+    assert not list(out_dir.glob("*.bin"))
+    assert (out_dir / "tokenizer.json").exists()
+    manifest = read_json(out_dir / "manifest.json")
+    assert manifest == {"kind": "local", "source": str(tiny_model_dir.resolve())}
+    assert json.loads((out_dir / "config.json").read_text())["model_type"] == "llama"
+    assert load_tokenizer(out_dir).chat_template
+
+
+# ------------------------------------------------------------------------ params + cli
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ParamsError("params.yaml is invalid"), StageError("loss is not finite")],
+)
+def test_run_stage_turns_errors_into_one_line(error: Exception) -> None:
+    def main() -> None:
+        raise error
+
+    with pytest.raises(SystemExit) as info:
+        run_stage("smoke", main)
+    assert str(info.value.code).startswith("smoke failed: ")
+    assert str(error) in str(info.value.code)
+
+
+def test_run_stage_lets_bugs_raise() -> None:
+    def main() -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        run_stage("train", main)
+
+
+def test_a_stage_with_a_bad_param_exits_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump({"train": {"lora_r": 0}}))
+    with pytest.raises(SystemExit) as info:
+        run_stage("train", train.main)
+    message = str(info.value.code)
+    assert message.startswith("train failed: ")
+    assert "train.lora_r" in message
