@@ -82,7 +82,7 @@ demo: ## Bake the default project, dvc repro, a second experiment, show both + t
 		|| ident=(-c user.name=demo -c user.email=demo@localhost); \
 	git add -A; git $${ident[@]+"$${ident[@]}"} commit -q -m "Baseline: dvc repro"; \
 	t5=$$(date +%s); \
-	dvc exp run -S train.learning_rate=1e-4; \
+	dvc exp run -S train.learning_rate=5e-4; \
 	t6=$$(date +%s); \
 	$(MAKE) --no-print-directory exp-show VENV='$(VENV)'; \
 	summary=$$(printf '%s\n' \
