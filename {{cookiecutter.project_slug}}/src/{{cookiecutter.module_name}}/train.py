@@ -56,6 +56,12 @@ def lora_config(train: TrainParams):
     )
 
 
+def checkpointing_arg(config_class) -> str:
+    """transformers 5.2x renamed `gradient_checkpointing` to `activation_checkpointing`."""
+    new_name = "activation_checkpointing"
+    return new_name if new_name in config_class.__dataclass_fields__ else "gradient_checkpointing"
+
+
 def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any):
     """SFTConfig from params; `overrides` let smoke reuse the exact same settings."""
     from trl import SFTConfig
@@ -72,7 +78,7 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "weight_decay": train.weight_decay,
         "max_length": train.max_length,
         "completion_only_loss": True,
-        "gradient_checkpointing": train.gradient_checkpointing,
+        checkpointing_arg(SFTConfig): train.gradient_checkpointing,
         "train_sampling_strategy": "group_by_length" if train.group_by_length else "random",
         "bf16": use_bf16(train.bf16),
         "logging_steps": train.logging_steps,
