@@ -4,7 +4,6 @@ Security defaults: `trust_remote_code=False` and safetensors only, everywhere.
 """
 
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +82,3 @@ def use_bf16(setting: bool | str) -> bool:
 def has_gpu() -> bool:
     return torch.cuda.is_available()
 
-
-def cpu_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
