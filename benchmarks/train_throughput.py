@@ -5,6 +5,9 @@ hyperparameters (LoRA r/alpha/dropout, lr, batch size, max_length, completion-on
 for the same number of optimizer steps. Reported: trained tokens per second (non-padding
 tokens, as TRL counts them in `num_tokens`) and the A/B ratio.
 
+Runs alternate (stage, plain, stage, plain, ...) and the median of the per-pair ratios is
+reported.
+
 The plain script is what a TRL user writes: SFTConfig with the hyperparameters set and the
 rest left at TRL's defaults, except `bf16` (TRL's default is bf16=True, which on a CPU without
 native bf16 runs matmuls ~150x slower; it is set to what the stage resolves, so the comparison
@@ -18,6 +21,7 @@ Run inside a project where `dvc repro split base` has run (e.g. after `make demo
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -76,7 +80,8 @@ def measure(trainer) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--strict", action="store_true", help="plain script without grad ckpt")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args()
@@ -94,28 +99,33 @@ def main() -> None:
     rows = jsonio.read_jsonl(Path("data/splits/train.jsonl"))
     bf16 = modeling.use_bf16(params.train.bf16)
     tmp = Path("/tmp/train-throughput")
-    results = {}
-    # Stage first, then the plain script, then the stage again: the median of the stage's two
-    # runs discounts a one-off warm-up or a noisy neighbour.
-    for name in ("stage", "plain_trl", "stage_again"):
-        if name.startswith("stage"):
-            trainer = train_mod.build_trainer(
-                params,
-                rows,
-                None,
-                tmp / name,
-                max_steps=args.steps,
-                save_strategy="no",
-                disable_tqdm=True,
-                eval_on_start=False,
-            )
-        else:
-            trainer = plain_trl(params, rows, tmp / name, args.steps, args.strict, bf16)
-        results[name] = measure(trainer)
-        print(name, results[name], flush=True)
-        del trainer
-    stage = max(results["stage"]["tokens_per_second"], results["stage_again"]["tokens_per_second"])
-    results["ratio_stage_over_plain"] = round(stage / results["plain_trl"]["tokens_per_second"], 3)
+    results: dict = {"stage": [], "plain_trl": [], "pair_ratios": []}
+
+    def stage_trainer(steps: int):
+        return train_mod.build_trainer(
+            params,
+            rows,
+            None,
+            tmp / "stage",
+            max_steps=steps,
+            save_strategy="no",
+            disable_tqdm=True,
+            eval_on_start=False,
+        )
+
+    # One short unmeasured run warms up the allocator and kernels; then A/B pairs, so a
+    # drift in machine speed hits both sides of each ratio alike.
+    measure(stage_trainer(2))
+    for pair in range(args.pairs):
+        stage = measure(stage_trainer(args.steps))
+        plain = measure(plain_trl(params, rows, tmp / "plain", args.steps, args.strict, bf16))
+        results["stage"].append(stage)
+        results["plain_trl"].append(plain)
+        results["pair_ratios"].append(
+            round(stage["tokens_per_second"] / plain["tokens_per_second"], 3)
+        )
+        print(f"pair {pair + 1}: stage {stage} plain {plain}", flush=True)
+    results["median_ratio_stage_over_plain"] = statistics.median(results["pair_ratios"])
     results["settings"] = {
         "steps": args.steps,
         "strict": args.strict,
