@@ -123,30 +123,26 @@ def summarise(report: dict, task: TaskParams, base_report: dict | None) -> dict:
     return report
 
 
-def prepare_for_generation(model, params: EvalParams):
-    model.eval()
-    if use_bf16(params.bf16):
-        model = model.to(torch.bfloat16)
-    return model
+def load_for_generation(checkpoint: Path | None, params: EvalParams):
+    """The base (None) or a checkpoint, merged, in eval mode and the eval precision."""
+    model = load_model_with_adapter(checkpoint).eval()
+    return model.to(torch.bfloat16) if use_bf16(params.bf16) else model
 
 
-def logged_val_loss(checkpoint: Path | None) -> float | None:
-    """The val loss the trainer logged at this checkpoint's step (step 0 for the base)."""
-    checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
-    source = checkpoint or (checkpoints[-1] if checkpoints else None)
-    if source is None:
-        return None
-    step = checkpoint_step(checkpoint.name) if checkpoint else 0
-    history = read_json(source / "trainer_state.json")["log_history"]
-    losses = [e["eval_loss"] for e in history if "eval_loss" in e and e["step"] == step]
-    return round(losses[-1], 4) if losses else None
+def logged_val_losses(checkpoints: list[Path]) -> dict[int, float]:
+    """Step -> val loss the trainer logged (step 0 = the base, via eval_on_start). The last
+    checkpoint's trainer_state.json holds the whole log history."""
+    if not checkpoints:
+        return {}
+    history = read_json(checkpoints[-1] / "trainer_state.json")["log_history"]
+    return {e["step"]: round(e["eval_loss"], 4) for e in history if "eval_loss" in e}
 
 
 def evaluate_model(
     checkpoint: Path | None, tokenizer, rows: list[dict], suites: Suites, params: Params
 ) -> dict:
     """Generate and score one model on the task rows and the general suites."""
-    model = prepare_for_generation(load_model_with_adapter(checkpoint), params.eval)
+    model = load_for_generation(checkpoint, params.eval)
     started = time.perf_counter()
     items = {"task": run_task(model, tokenizer, rows, params.task, params.eval)}
     items.update(run_general(model, tokenizer, suites, params.eval))
@@ -154,7 +150,6 @@ def evaluate_model(
     return {
         "model": name,
         "step": checkpoint_step(name),
-        "val_loss": logged_val_loss(checkpoint),
         "seconds": round(time.perf_counter() - started, 1),
         "items": items,
     }
@@ -200,8 +195,10 @@ def main() -> None:
     for checkpoint in checkpoints:
         report = evaluate_model(checkpoint, tokenizer, rows, suites, params)
         reports.append(summarise(report, params.task, base))
+    val_losses = logged_val_losses(checkpoints)
     for report in reports:
         report["split"] = "val"
+        report["val_loss"] = val_losses.get(report["step"])
         write_json(report_path(report["model"]), report)
         m = report["metrics"]
         print(

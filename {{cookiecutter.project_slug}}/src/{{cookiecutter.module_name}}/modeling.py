@@ -81,4 +81,3 @@ def use_bf16(setting: bool | str) -> bool:
 
 def has_gpu() -> bool:
     return torch.cuda.is_available()
-

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 from .cli import run_stage
-from .evaluate import BASE, load_reports, prepare_for_generation, run_task
+from .evaluate import BASE, load_for_generation, load_reports, run_task
 from .jsonio import read_jsonl, write_json
-from .modeling import load_model_with_adapter, load_tokenizer
+from .modeling import load_tokenizer
 from .params import Params, SelectParams, load_params
 from .paths import CHECKPOINTS_DIR, METRICS, REPORT_MD, SELECTED_DIR, TEST_SPLIT
 from .scoring import task_metrics
@@ -80,7 +80,7 @@ def export(checkpoint: Path, out_dir: Path, selection: dict) -> None:
 
 
 def test_metrics(checkpoint: Path | None, tokenizer, rows: list[dict], params: Params) -> dict:
-    model = prepare_for_generation(load_model_with_adapter(checkpoint), params.eval)
+    model = load_for_generation(checkpoint, params.eval)
     return task_metrics(run_task(model, tokenizer, rows, params.task, params.eval), params.task)
 
 

@@ -150,10 +150,9 @@ def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | Non
     """Return the checkpoint to resume from, or wipe the directory for a clean start."""
     stamp = output_dir / RUN_FINGERPRINT
     if stamp.exists() and json.loads(stamp.read_text()) == expected:
-        for partial in output_dir.glob("checkpoint-*"):
-            if partial not in complete_checkpoints(output_dir):
-                shutil.rmtree(partial)
         done = complete_checkpoints(output_dir)
+        for partial in set(output_dir.glob("checkpoint-*")) - set(done):
+            shutil.rmtree(partial)
         if done:
             return done[-1]
     if output_dir.exists():
