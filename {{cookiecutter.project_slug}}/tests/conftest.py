@@ -18,6 +18,7 @@ from {{ cookiecutter.module_name }}.curate import curate_rows, read_raw
 from {{ cookiecutter.module_name }}.formatting import prompt_token_ids
 from {{ cookiecutter.module_name }}.jsonio import write_jsonl
 from {{ cookiecutter.module_name }}.modeling import load_tokenizer
+from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams
 from {{ cookiecutter.module_name }}.split import split_rows
 
 PROJECT = Path(__file__).parents[1]
@@ -33,7 +34,7 @@ TINY_PARAMS: dict[str, Any] = {
     "seed": SEED,
     "base": {"model": "models/base", "revision": None},
     "task": {"target_format": "json", "fields": FIELDS, "score_fields": FIELDS[:3]},
-    "curate": {"max_reject_fraction": 0.5, "min_completion_chars": 1},
+    "curate": {"max_reject_fraction": 0.5},
     "split": {"val_fraction": 0.15, "test_fraction": 0.15},
     "smoke": {"fraction": 0.1, "max_steps": 3, "min_rows": 4},
     "train": {
@@ -108,7 +109,8 @@ def demo_splits(
             capture_output=True,
         )
     raw = [line for line in read_raw(raw_dir) if line[0].endswith(SHIPPED_DATA.name)]
-    curated = curate_rows(raw, "json", FIELDS, 1).kept
+    task = TaskParams.model_validate(TINY_PARAMS["task"])
+    curated = curate_rows(raw, task, CurateParams()).kept
     tokenizer = load_tokenizer(tiny_model_dir)
     max_prompt = TINY_PARAMS["train"]["max_length"] - 32
     fitting = [

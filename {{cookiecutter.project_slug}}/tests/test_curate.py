@@ -1,5 +1,5 @@
-"""Curation: every bad row is quarantined with exactly one reason, duplicates are dropped and
-the counts always reconcile."""
+"""Curation: every bad row is quarantined with exactly one reason, duplicates are dropped, and
+in == kept + quarantined + duplicates, always."""
 
 import json
 import shutil
@@ -14,274 +14,277 @@ import yaml
 from {{ cookiecutter.module_name }} import curate
 from {{ cookiecutter.module_name }}.cli import StageError
 from {{ cookiecutter.module_name }}.curate import (
-    PARSE_REASONS,
+    ALL_REASONS,
     CurateResult,
-    build_report,
     curate_rows,
+    raw_files,
     read_raw,
     size_advice,
+    token_histogram,
+    token_stats,
 )
-from {{ cookiecutter.module_name }}.jsonio import (
-    read_json,
-    read_jsonl,
-)
-from {{ cookiecutter.module_name }}.schemas import REASONS
+from {{ cookiecutter.module_name }}.jsonio import iter_lines, read_json, read_jsonl
+from {{ cookiecutter.module_name }}.params import CurateParams, QualityParams, TaskParams
 
 PROJECT = Path(__file__).parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
 SHIPPED_DATA = PROJECT / "data" / "raw" / "support_tickets.jsonl"
-FIELDS = ["category", "priority", "needs_human", "reply"]
-TARGET = {"category": "billing", "priority": "high", "needs_human": True, "reply": "On it."}
-GOOD = json.dumps(TARGET)
-SYSTEM = {"role": "system", "content": "Triage the ticket."}
+FIELDS = ["category", "priority"]
+JSON_TASK = TaskParams(target_format="json", fields=FIELDS, score_fields=FIELDS)
+TEXT_TASK = TaskParams()
+ANSWER = json.dumps({"category": "billing", "priority": "high"})
+AUDIT_CODES = {"target_not_json", "format_drift", "target_schema_mismatch"}
+DUPLICATE_FIXTURES = {"exact_duplicate": "exact", "near_duplicate": "near"}
+FIXTURE_CURATE = CurateParams(quality=QualityParams(min_target_chars=8, max_target_chars=2000))
+MAX_TOKENS = 1000
 
 
-def user(text: str = "I was charged twice.") -> dict[str, str]:
-    return {"role": "user", "content": text}
+def count_words(chats: list[list[dict]]) -> list[int]:
+    """A stand-in tokenizer: one token per whitespace-separated word."""
+    return [sum(len(turn["content"].split()) for turn in chat) for chat in chats]
 
 
-def assistant(text: str = GOOD) -> dict[str, Any]:
-    return {"role": "assistant", "content": text}
+def lines(*rows: Any, file: str = "data/raw/a.jsonl") -> list[tuple[str, int, bytes]]:
+    encoded = [row if isinstance(row, bytes) else json.dumps(row).encode() for row in rows]
+    return [(file, number, row) for number, row in enumerate(encoded, start=1)]
 
 
-def chat(*turns: dict) -> bytes:
-    return json.dumps({"messages": list(turns)}).encode()
+def chat(user: str, answer: str = ANSWER) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
 
 
-def lines(*rows: bytes, file: str = "data/raw/a.jsonl") -> list[tuple[str, int, bytes]]:
-    return [(file, number, row) for number, row in enumerate(rows, start=1)]
-
-
-def json_curate(rows: list[tuple[str, int, bytes]]) -> CurateResult:
-    return curate_rows(rows, "json", FIELDS, 1)
+def assert_reconciles(result: CurateResult) -> None:
+    counted = len(result.kept) + len(result.preferences) + len(result.quarantined)
+    assert result.rows_in == counted + len(result.duplicates)
 
 
 def reasons_by_line(result: CurateResult) -> dict[int, str]:
     return {record["line"]: record["reason"] for record in result.quarantined}
 
 
-def assert_reconciles(result: CurateResult) -> None:
-    assert result.rows_in == len(result.kept) + len(result.quarantined) + result.duplicates
+# ------------------------------------------------------------------- one fixture per defect
 
 
-# One hand-made line per reason code (json target format).
-JSON_CASES: dict[str, bytes] = {
-    "not_utf8": b'{"prompt": "caf\xe9", "completion": "x"}',
-    "not_json": b'{"messages": [',
-    "not_json_object": b'[{"role": "user", "content": "hi"}]',
-    "unknown_format": json.dumps({"text": "hello", "label": "billing"}).encode(),
-    "empty_prompt_or_completion": json.dumps({"prompt": "hi", "completion": "   "}).encode(),
-    "missing_messages": json.dumps({"messages": []}).encode(),
-    "unknown_role": chat(user(), {"role": "bot", "content": GOOD}),
-    "missing_content": chat({"role": "user"}, assistant()),
-    "no_user_turn": chat(SYSTEM, assistant()),
-    "no_assistant_turn": chat(SYSTEM, user()),
-    "assistant_not_last": chat(user(), assistant(), user("thanks")),
-    "empty_content": chat(user("   "), assistant()),
-    "target_not_json": chat(user(), assistant("billing, high priority")),
-    "format_drift": chat(user(), assistant(GOOD + " Let me know if you need more help!")),
-    "target_schema_mismatch": chat(user(), assistant(json.dumps({"category": "billing"}))),
-}
+def fixture_lines(name: str) -> list[tuple[str, int, bytes]]:
+    path = FIXTURES / f"{name}.jsonl"
+    return [(str(path), line, data) for line, data in iter_lines(path)]
 
 
-def test_every_reason_code_has_a_case() -> None:
-    codes = set(PARSE_REASONS) | set(REASONS)
-    assert codes == set(JSON_CASES) | {"target_too_short"}
+def run_fixture(name: str) -> CurateResult:
+    task = JSON_TASK if name in AUDIT_CODES else TEXT_TASK
+    return curate_rows(fixture_lines(name), task, FIXTURE_CURATE, count_words, MAX_TOKENS)
 
 
-@pytest.mark.parametrize("code", sorted(JSON_CASES))
-def test_each_bad_row_gets_its_reason(code: str) -> None:
-    result = json_curate(lines(JSON_CASES[code]))
-    assert [record["reason"] for record in result.quarantined] == [code]
-    assert result.kept == []
-    record = result.quarantined[0]
-    assert record["file"] == "data/raw/a.jsonl"
-    assert record["line"] == 1
-    assert record["detail"]
+FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.jsonl"))
+GOOD_ROWS = 10  # tests/fixtures/make_fixtures.py puts 10 clean rows first in every file
 
 
-def test_all_reasons_in_one_batch_one_reason_per_row() -> None:
-    codes = sorted(JSON_CASES)
-    good = chat(SYSTEM, user(), assistant())
-    result = json_curate(lines(good, *(JSON_CASES[code] for code in codes)))
-    assert reasons_by_line(result) == {line: code for line, code in enumerate(codes, start=2)}
-    assert len(result.quarantined) == len(codes)
-    assert [row["source"] for row in result.kept] == ["data/raw/a.jsonl:1"]
+def test_there_is_a_fixture_for_every_reason_code() -> None:
+    assert set(FIXTURE_NAMES) == set(ALL_REASONS) | set(DUPLICATE_FIXTURES)
+
+
+@pytest.mark.parametrize("name", [n for n in FIXTURE_NAMES if n not in DUPLICATE_FIXTURES])
+def test_each_defect_lands_in_quarantine_with_its_reason(name: str) -> None:
+    result = run_fixture(name)
+    bad = {line: name for _, line, _ in fixture_lines(name) if line > GOOD_ROWS}
+    assert bad, "the fixture has no bad rows"
+    assert reasons_by_line(result) == bad
+    assert len(result.kept) + len(result.preferences) == GOOD_ROWS
+    assert_reconciles(result)
+    for record in result.quarantined:
+        assert record["detail"] and record["file"].endswith(f"{name}.jsonl")
+
+
+@pytest.mark.parametrize("name", sorted(DUPLICATE_FIXTURES))
+def test_duplicate_fixtures_keep_one_row_per_cluster(name: str) -> None:
+    result = run_fixture(name)
+    last = fixture_lines(name)[-1][1]
+    assert result.quarantined == []
+    assert [(d["source"].rsplit(":", 1)[1], d["kind"]) for d in result.duplicates] == [
+        (str(last), DUPLICATE_FIXTURES[name])
+    ]
+    kept_sources = {row["source"] for row in result.kept}
+    assert result.duplicates[0]["duplicate_of"] in kept_sources
     assert_reconciles(result)
 
 
+def test_all_fixtures_in_one_run_reconcile() -> None:
+    rows = [row for name in FIXTURE_NAMES for row in fixture_lines(name)]
+    result = curate_rows(rows, JSON_TASK, FIXTURE_CURATE, count_words, MAX_TOKENS)
+    assert_reconciles(result)
+    assert len({(r["file"], r["line"]) for r in result.quarantined}) == len(result.quarantined)
+
+
+def test_quarantined_raw_is_the_verbatim_line() -> None:
+    result = run_fixture("not_json")
+    (record,) = result.quarantined
+    assert record["raw"].encode() == fixture_lines("not_json")[-1][2]
+
+
+def test_not_utf8_raw_keeps_what_it_can() -> None:
+    (record,) = run_fixture("not_utf8").quarantined
+    assert "caf\ufffd" in record["raw"]
+
+
+@pytest.mark.parametrize("name", ["empty", "wrong_format", "unknown_keys"])
+def test_bad_files_are_one_line_errors_naming_the_file(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(FIXTURES / "files" / f"{name}.jsonl", raw / f"{name}.jsonl")
+    with pytest.raises(StageError) as info:
+        curate_rows(read_raw(raw), TEXT_TASK, CurateParams())
+    message = str(info.value)
+    assert f"{name}.jsonl" in message and "\n" not in message
+
+
+def test_missing_raw_dir_names_it(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match="no \\*.jsonl files in .*raw"):
+        raw_files(tmp_path / "raw")
+
+
+# ------------------------------------------------------------------------------- formats
+
+
+def test_formats_are_detected_per_file_and_become_chats() -> None:
+    rows = (
+        lines(chat("chat row"), file="a.jsonl")
+        + lines({"prompt": "pc row", "completion": ANSWER}, file="b.jsonl")
+        + lines({"instruction": "Triage.", "input": "alpaca row", "output": ANSWER}, file="c.jsonl")
+        + lines({"prompt": "pref row", "chosen": ANSWER, "rejected": "no"}, file="d.jsonl")
+    )
+    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    assert result.decisions.formats == {
+        "a.jsonl": "chat",
+        "b.jsonl": "prompt_completion",
+        "c.jsonl": "alpaca",
+        "d.jsonl": "preference",
+    }
+    users = [row["prompt"][-1]["content"] for row in result.kept]
+    assert users == ["chat row", "pc row", "Triage.\n\nalpaca row"]
+    assert all(row["completion"] == [{"role": "assistant", "content": ANSWER}] for row in result.kept)
+    (pair,) = result.preferences
+    assert pair["chosen"][0]["content"] == ANSWER and pair["rejected"][0]["content"] == "no"
+
+
+def test_a_row_not_in_its_files_format_is_quarantined() -> None:
+    rows = lines(chat("one"), chat("two"), {"prompt": "three", "completion": "x"})
+    assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {3: "missing_messages"}
+
+
+def test_formats_param_overrides_detection() -> None:
+    rows = lines({"prompt": "p", "completion": "c", "chosen": "a", "rejected": "b"})
+    cfg = CurateParams(formats={"a.jsonl": "prompt_completion"})
+    result = curate_rows(rows, TEXT_TASK, cfg)
+    assert result.decisions.formats == {"data/raw/a.jsonl": "prompt_completion"}
+    assert len(result.kept) == 1 and result.preferences == []
+
+
+def test_extra_scalar_fields_are_kept_as_metadata() -> None:
+    row = chat("hello") | {"category": "billing", "nested": {"x": 1}}
+    (kept,) = curate_rows(lines(row), TEXT_TASK, CurateParams()).kept
+    assert kept["meta"] == {"category": "billing"}
+
+
 def test_first_failing_check_wins() -> None:
-    # Unknown role AND no assistant turn AND empty content: the first check in order wins.
-    row = chat(user(""), {"role": "robot", "content": "x"})
-    assert reasons_by_line(json_curate(lines(row))) == {1: "unknown_role"}
+    row = {"messages": [{"role": "user", "content": ""}, {"role": "robot", "content": "x"}]}
+    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {1: "unknown_role"}
 
 
 @pytest.mark.parametrize("role", [["user"], {"name": "user"}, None, 3])
 def test_non_string_role_is_unknown_role(role: Any) -> None:
-    # A well-formed chat around the bad turn: the row must be quarantined, not kept or crash.
-    row = chat(user(), {"role": role, "content": "hi"}, assistant())
-    assert reasons_by_line(json_curate(lines(row))) == {1: "unknown_role"}
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]}
+    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {1: "unknown_role"}
 
 
-def test_target_too_short_for_text_tasks() -> None:
-    rows = lines(chat(user(), assistant("ok")), chat(user("other"), assistant("  fine  ")))
-    # "fine" is 4 characters once surrounding whitespace is stripped
-    result = curate_rows(rows, "text", [], 5)
-    assert reasons_by_line(result) == {1: "target_too_short", 2: "target_too_short"}
-    assert result.kept == []
-    result = curate_rows(rows, "text", [], 4)
-    assert reasons_by_line(result) == {1: "target_too_short"}
-    assert [row["source"] for row in result.kept] == ["data/raw/a.jsonl:2"]
+def test_format_audit_keep_reports_but_keeps() -> None:
+    rows = lines(chat("a", ANSWER + " Anything else?"), chat("b"))
+    result = curate_rows(rows, JSON_TASK, CurateParams(format_audit="keep"))
+    assert result.quarantined == [] and len(result.kept) == 2
+    assert result.decisions.format_flags == {"format_drift": 1}
 
 
-def test_text_tasks_accept_any_non_empty_target() -> None:
-    result = curate_rows(lines(chat(user(), assistant("not json at all"))), "text", [], 1)
-    assert result.quarantined == []
-    assert len(result.kept) == 1
+# ----------------------------------------------------------------------- tokens and dedup
 
 
-def test_quarantined_raw_is_the_verbatim_line() -> None:
-    odd = b'  {"messages": [{"role": "user", "content": "hi"}],   "x": 1}  '
-    messy = b'{"prompt":"p",\t"completion":""}'
-    result = json_curate(lines(odd, messy))
-    raws = {record["line"]: record["raw"] for record in result.quarantined}
-    assert raws == {1: odd.decode(), 2: messy.decode()}
+def test_too_long_uses_the_token_counter_and_records_tokens() -> None:
+    rows = lines(chat("one two three"), chat("one two three four five six seven"))
+    # the answer is 4 "tokens": {"category": "billing", "priority": "high"}
+    result = curate_rows(rows, TEXT_TASK, CurateParams(), count_words, max_tokens=8)
+    assert reasons_by_line(result) == {2: "too_long"}
+    assert result.kept[0]["tokens"] == 7
 
 
-def test_not_utf8_raw_keeps_what_it_can() -> None:
-    result = json_curate(lines(JSON_CASES["not_utf8"]))
-    assert result.quarantined[0]["raw"].startswith('{"prompt": "caf\ufffd"')
-
-
-def test_duplicates_differing_in_case_and_whitespace_are_removed() -> None:
-    first = chat(SYSTEM, user("My invoice is WRONG."), assistant())
-    again = chat(SYSTEM, user("  my   invoice is wrong. "), assistant(GOOD.upper().lower()))
-    exact = first
-    other = chat(SYSTEM, user("My parcel is late."), assistant())
-    result = json_curate(lines(first, again, exact, other))
-    assert result.duplicates == 2
-    assert [row["source"] for row in result.kept] == ["data/raw/a.jsonl:1", "data/raw/a.jsonl:4"]
-    assert result.quarantined == []
-    assert_reconciles(result)
-
-
-def test_duplicates_across_formats_and_files() -> None:
-    as_chat = chat(user("Reset my password"), assistant())
-    as_pair = json.dumps({"prompt": "reset my  password", "completion": GOOD}).encode()
-    rows = lines(as_chat, file="data/raw/a.jsonl") + lines(as_pair, file="data/raw/b.jsonl")
-    result = json_curate(rows)
-    assert result.duplicates == 1
-    assert len(result.kept) == 1
-
-
-def test_prompt_completion_rows_become_chat() -> None:
-    row = json.dumps({"prompt": "Where is my parcel?", "completion": GOOD}).encode()
-    (kept,) = json_curate(lines(row)).kept
-    assert kept["prompt"] == [{"role": "user", "content": "Where is my parcel?"}]
-    assert kept["completion"] == [{"role": "assistant", "content": GOOD}]
-    assert kept["source"] == "data/raw/a.jsonl:1"
-    assert len(kept["id"]) == 16
-
-
-def test_kept_rows_are_prompt_completion_with_stable_ids() -> None:
-    rows = lines(chat(SYSTEM, user(), assistant()), chat(SYSTEM, user("Hi again"), assistant()))
-    first = json_curate(rows)
-    second = json_curate(list(reversed(rows)))
-    assert {row["id"] for row in first.kept} == {row["id"] for row in second.kept}
-    for row in first.kept:
-        assert set(row) == {"id", "prompt", "completion", "source"}
-        assert row["prompt"][0] == SYSTEM
-        assert row["completion"] == [assistant()]
-
-
-def test_quarantine_is_sorted_by_file_and_line() -> None:
-    bad = JSON_CASES["not_json"]
-    drift = JSON_CASES["format_drift"]
-    rows = [("b.jsonl", 2, drift), ("b.jsonl", 1, bad), ("a.jsonl", 9, drift)]
-    result = json_curate(rows)
-    assert [(r["file"], r["line"]) for r in result.quarantined] == [
-        ("a.jsonl", 9),
-        ("b.jsonl", 1),
-        ("b.jsonl", 2),
+def test_exact_duplicates_ignore_case_and_whitespace_across_files() -> None:
+    rows = lines(chat("I was charged twice.")) + lines(
+        {"prompt": "  i WAS charged   twice. ", "completion": ANSWER}, file="b.jsonl"
+    )
+    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    assert [row["source"] for row in result.kept] == ["data/raw/a.jsonl:1"]
+    assert result.duplicates == [
+        {"source": "b.jsonl:1", "kind": "exact", "duplicate_of": "data/raw/a.jsonl:1", "similarity": 1.0}
     ]
 
 
-def test_counts_reconcile_on_a_mixed_batch() -> None:
-    good = [chat(SYSTEM, user(f"ticket {i}"), assistant()) for i in range(6)]
-    rows = lines(*good, *good[:3], *JSON_CASES.values())
-    result = json_curate(rows)
-    assert result.rows_in == len(rows)
-    assert (len(result.kept), len(result.quarantined), result.duplicates) == (6, 15, 3)
-    assert_reconciles(result)
+PARAGRAPH = (
+    "After the latest update the mobile app logs me out every few minutes and I have to type "
+    "my password again before I can see any of the documents shared with my team this week"
+)
 
 
-def test_empty_input() -> None:
-    result = json_curate([])
-    assert (result.rows_in, result.kept, result.quarantined, result.duplicates) == (0, [], [], 0)
-    result = curate_rows(lines(b"not json"), "text", [], 1)
-    assert reasons_by_line(result) == {1: "not_json"}
+def test_near_duplicates_keep_the_first_and_point_to_it() -> None:
+    variant = PARAGRAPH.replace("every few", "every FEW") + ", thanks!"
+    rows = lines(chat("Totally unrelated question about gift cards and vouchers."), chat(PARAGRAPH), chat(variant))
+    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    (dup,) = result.duplicates
+    assert dup["kind"] == "near" and dup["source"].endswith(":3")
+    assert dup["duplicate_of"].endswith(":2") and 0.7 <= dup["similarity"] < 1
 
 
-def test_read_raw_empty_dir(tmp_path: Path) -> None:
-    with pytest.raises(StageError, match="no \\*.jsonl files") as info:
-        read_raw(tmp_path)
-    assert str(tmp_path) in str(info.value)
+def test_related_rows_below_the_dup_threshold_share_a_group() -> None:
+    half = " ".join(PARAGRAPH.split()[:20])
+    variant = half + " and the web version keeps asking me to verify my phone number again"
+    cfg = CurateParams(near_dup_threshold=0.95, group_threshold=0.3)
+    result = curate_rows(lines(chat(PARAGRAPH), chat(variant), chat("Where is my parcel?")), TEXT_TASK, cfg)
+    groups = [row["group"] for row in result.kept]
+    assert len(result.kept) == 3
+    assert groups[0] == groups[1] == result.kept[0]["id"] != groups[2]
 
 
-def test_read_raw_empty_files(tmp_path: Path) -> None:
-    (tmp_path / "a.jsonl").write_text("")
-    (tmp_path / "b.jsonl").write_text("\n  \n")
-    with pytest.raises(StageError, match="no rows") as info:
-        read_raw(tmp_path)
-    assert str(tmp_path / "a.jsonl") in str(info.value)
-    assert str(tmp_path / "b.jsonl") in str(info.value)
+def test_group_threshold_above_dup_threshold_is_a_param_error() -> None:
+    with pytest.raises(ValueError, match="group_threshold"):
+        CurateParams(near_dup_threshold=0.5, group_threshold=0.7)
 
 
-def test_read_raw_reads_files_in_order_with_line_numbers(tmp_path: Path) -> None:
-    (tmp_path / "b.jsonl").write_bytes(b'{"x": 2}\r\n')
-    (tmp_path / "a.jsonl").write_bytes(b'{"x": 1}\n\n{"x": 3}\n')
-    (tmp_path / "notes.txt").write_text("ignored")
-    assert read_raw(tmp_path) == [
-        (str(tmp_path / "a.jsonl"), 1, b'{"x": 1}'),
-        (str(tmp_path / "a.jsonl"), 3, b'{"x": 3}'),
-        (str(tmp_path / "b.jsonl"), 1, b'{"x": 2}'),
-    ]
+def test_script_outliers_follow_the_majority_or_the_param() -> None:
+    rows = lines(*(chat(f"Latin row number {i} about an order") for i in range(12)), chat("Привет, где мой заказ?"))
+    assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {13: "charset_outlier"}
+    cfg = CurateParams(quality=QualityParams(scripts=["latin", "cyrillic"]))
+    assert curate_rows(rows, TEXT_TASK, cfg).quarantined == []
+
+
+# ------------------------------------------------------------------------ report helpers
 
 
 @pytest.mark.parametrize(
     ("rows", "advice"),
-    [
-        (0, "few-shot"),
-        (99, "few-shot"),
-        (100, "LoRA SFT works"),
-        (999, "LoRA SFT works"),
-        (1000, "sweet spot"),
-        (9999, "sweet spot"),
-        (10000, "DPO"),
-    ],
+    [(50, "few-shot"), (100, "LoRA SFT works"), (5000, "sweet spot"), (20000, "SFT + DPO")],
 )
 def test_size_advice_thresholds(rows: int, advice: str) -> None:
     assert advice in size_advice(rows)
 
 
-def test_build_report() -> None:
-    result = CurateResult(
-        kept=[{"id": str(i)} for i in range(5)],
-        quarantined=[{"reason": "not_json"}, {"reason": "format_drift"}, {"reason": "not_json"}],
-        duplicates=2,
-        rows_in=10,
-    )
-    report = build_report(result)
-    assert report == {
-        "rows_in": 10,
-        "kept": 5,
-        "quarantined": 3,
-        "duplicates": 2,
-        "reasons": {"format_drift": 1, "not_json": 2},
-        "reject_fraction": 0.3,
-        "size_advice": size_advice(5),
-    }
-    assert list(report["reasons"]) == ["format_drift", "not_json"]
-    assert build_report(CurateResult())["reject_fraction"] == 0.0
+def test_token_histogram_bins_and_marks_rows_over_the_max() -> None:
+    bins = token_histogram([1, 2, 40, 63, 64, 70], max_tokens=64, bins=2)
+    assert [b["rows"] for b in bins] == [2, 2, 2]
+    assert [b["over_max"] for b in bins] == [False, False, True]
+    assert token_histogram([], 64) == []
+
+
+def test_token_stats() -> None:
+    stats = token_stats([10, 20, 30, 200], max_tokens=100)
+    assert stats["over_max"] == 1 and stats["over_max_share"] == 0.25 and stats["max"] == 200
 
 
 # ----------------------------------------------------------------------- the stage itself
@@ -289,14 +292,16 @@ def test_build_report() -> None:
 
 def stage_params(max_reject_fraction: float) -> dict[str, Any]:
     return {
-        "task": {"target_format": "json", "fields": FIELDS, "score_fields": FIELDS[:3]},
-        "curate": {"max_reject_fraction": max_reject_fraction, "min_completion_chars": 1},
+        "task": {"target_format": "json", "fields": ["category", "priority", "needs_human", "reply"],
+                 "score_fields": ["category"]},
+        "curate": {"max_reject_fraction": max_reject_fraction},
+        "train": {"max_length": 512},
     }
 
 
 @pytest.fixture
-def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project dir with the demo data in data/raw (generated when the preset pruned it)."""
+def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> Path:
+    """A project dir with the demo data in data/raw and the tiny model as models/base."""
     raw = tmp_path / "data" / "raw"
     raw.mkdir(parents=True)
     if SHIPPED_DATA.exists():
@@ -305,7 +310,9 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         script = PROJECT / "scripts" / "make_demo_data.py"
         out = raw / SHIPPED_DATA.name
         subprocess.run([sys.executable, str(script), "--out", str(out)], check=True)
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "base")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
     return tmp_path
 
 
@@ -315,18 +322,23 @@ def test_stage_writes_reconciling_outputs(stage_dir: Path) -> None:
     report = read_json(stage_dir / "reports" / "curate.json")
     kept = read_jsonl(stage_dir / "data" / "curated" / "train_pool.jsonl")
     quarantined = read_jsonl(stage_dir / "data" / "quarantine.jsonl")
+    duplicates = read_jsonl(stage_dir / "data" / "curated" / "duplicates.jsonl")
     raw_lines = (stage_dir / "data" / "raw" / SHIPPED_DATA.name).read_bytes().split(b"\n")
+    dups = report["duplicates"]["exact"] + report["duplicates"]["near"]
     assert report["rows_in"] == sum(1 for line in raw_lines if line.strip())
-    assert report["rows_in"] == report["kept"] + report["quarantined"] + report["duplicates"]
+    assert report["rows_in"] == report["kept"] + report["quarantined"] + dups
     assert report["kept"] == len(kept) > 0
     assert report["quarantined"] == len(quarantined) > 0
-    assert report["duplicates"] > 0
+    assert dups == len(duplicates) > 0
     assert sum(report["reasons"].values()) == report["quarantined"]
     assert len({row["id"] for row in kept}) == len(kept)
+    assert all(0 < row["tokens"] <= 512 for row in kept)
+    assert report["tokens"]["rows"] >= len(kept)
     for record in quarantined:
-        assert record["reason"] in report["reasons"]
-        # `raw` is the line exactly as it is in the file
         assert raw_lines[record["line"] - 1].decode() == record["raw"]
+    hist = read_json(stage_dir / "reports" / "token_lengths.json")
+    assert sum(b["rows"] for b in hist) == report["tokens"]["rows"]
+    assert (stage_dir / "reports" / "figures" / "token_lengths.png").stat().st_size > 1000
 
 
 def test_stage_fails_above_max_reject_fraction(stage_dir: Path) -> None:
@@ -334,5 +346,4 @@ def test_stage_fails_above_max_reject_fraction(stage_dir: Path) -> None:
     with pytest.raises(StageError, match="curate.max_reject_fraction") as info:
         curate.main()
     assert "data/quarantine.jsonl" in str(info.value)
-    # The outputs are still written, so the quarantine can be inspected.
-    assert read_jsonl(stage_dir / "data" / "quarantine.jsonl")
+    assert read_jsonl(stage_dir / "data" / "quarantine.jsonl")  # still written, to inspect

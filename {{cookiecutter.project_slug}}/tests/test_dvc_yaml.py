@@ -19,8 +19,8 @@ STAGES: dict[str, dict[str, Any]] = DVC_YAML["stages"]
 CMD_RE = re.compile(rf"^python -m {re.escape(PACKAGE)}\.(\w+)$")
 
 # paths.py constants that no stage writes: inputs kept in git, and the reports/ parent dir.
-INPUTS = {"PARAMS", "RAW_DIR", "SUITES_DIR", "GENERAL_QA_SUITE", "INSTRUCTION_SUITE"}
-PARENTS = {"REPORTS_DIR"}
+INPUTS = {"PARAMS", "RAW_DIR", "SUITES_DIR", "GENERAL_QA_SUITE", "INSTRUCTION_SUITE", "REPLAY"}
+PARENTS = {"REPORTS_DIR", "FIGURES_DIR"}
 # Package modules that do not change what a stage computes (plumbing, the params schema whose
 # values DVC tracks through params.yaml, and the paths checked by this file).
 PLUMBING = {"__init__", "cli", "paths", "params", "jsonio"}

@@ -1,19 +1,27 @@
-"""The split is a pure function of (seed, row id): deterministic and stable as data grows."""
+"""The split is a pure function of (seed, group id): deterministic, stable as data grows,
+stratified, group-aware; contaminated train rows are found and removed; replay is mixed in."""
 
 import hashlib
+import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from {{ cookiecutter.module_name }} import split
+from {{ cookiecutter.module_name }}.cli import StageError
+from {{ cookiecutter.module_name }}.contamination import OverlapIndex
 from {{ cookiecutter.module_name }}.jsonio import (
     read_json,
     read_jsonl,
     write_jsonl,
 )
 from {{ cookiecutter.module_name }}.split import (
+    MIN_STRATUM_GROUPS,
     SPLITS,
     assign_split,
+    replay_count,
     split_rows,
     unit_interval,
 )
@@ -26,7 +34,15 @@ def ids(n: int, prefix: str = "row") -> list[str]:
 
 
 def rows(row_ids: list[str]) -> list[dict]:
-    return [{"id": row_id, "prompt": [], "completion": []} for row_id in row_ids]
+    return [
+        {
+            "id": row_id,
+            "prompt": [{"role": "user", "content": f"question {row_id}"}],
+            "completion": [{"role": "assistant", "content": "answer"}],
+            "source": f"data/raw/a.jsonl:{line}",
+        }
+        for line, row_id in enumerate(row_ids, start=1)
+    ]
 
 
 def assignment(parts: dict[str, list[dict]]) -> dict[str, str]:
@@ -117,7 +133,8 @@ def test_stage_writes_splits_and_report(tmp_path: Path, monkeypatch: pytest.Monk
     parts = {name: read_jsonl(Path(f"data/splits/{name}.jsonl")) for name in SPLITS}
     assert report["counts"] == {name: len(part) for name, part in parts.items()}
     assert sum(report["counts"].values()) == 200
-    assert parts == split_rows(rows(ids(200)), 3, 0.2, 0.2)
+    expected = split_rows([r | {"origin": "task"} for r in rows(ids(200))], 3, 0.2, 0.2)
+    assert parts == expected
     for name in SPLITS:
         digest = hashlib.sha256(Path(f"data/splits/{name}.jsonl").read_bytes()).hexdigest()
         assert report["sha256"][name] == digest
@@ -127,5 +144,140 @@ def test_stage_refuses_too_few_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("seed: 3\n")
     write_jsonl(Path("data/curated/train_pool.jsonl"), rows(ids(2)))
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(StageError, match="too few"):
         split.main()
+
+
+# ------------------------------------------------------------------- groups and strata
+
+
+def test_a_group_lands_in_one_split() -> None:
+    data = rows(ids(300))
+    for row in data[:60]:
+        row["group"] = "shared-group"
+    parts = split_rows(data, 42, VAL, TEST)
+    homes = {name for name, part in parts.items() for row in part if row.get("group") == "shared-group"}
+    assert len(homes) == 1
+
+
+def labelled(n: int, label: str) -> list[dict]:
+    data = rows(ids(n, prefix=label))
+    for row in data:
+        row["completion"] = [{"role": "assistant", "content": json.dumps({"category": label})}]
+    return data
+
+
+def test_every_big_enough_stratum_gets_val_and_test_rows() -> None:
+    # 12 groups: with fractions 0.1 each, some seed leaves a stratum without val or test rows
+    data = labelled(300, "common") + labelled(MIN_STRATUM_GROUPS + 2, "rare")
+    for seed in range(20):
+        parts = split_rows(data, seed, 0.1, 0.1, stratify_by="category")
+        for name in ("val", "test"):
+            assert any("rare" in row["completion"][0]["content"] for row in parts[name]), seed
+
+
+def test_stratum_repair_moves_only_train_rows() -> None:
+    data = labelled(300, "common") + labelled(MIN_STRATUM_GROUPS + 2, "rare")
+    for seed in range(20):
+        plain = assignment(split_rows(data, seed, 0.1, 0.1))
+        strat = assignment(split_rows(data, seed, 0.1, 0.1, stratify_by="category"))
+        moved = {row_id for row_id in plain if plain[row_id] != strat[row_id]}
+        assert all(plain[row_id] == "train" for row_id in moved)
+        assert len(moved) <= 2
+
+
+def test_stratum_reads_metadata_before_the_json_target() -> None:
+    row = rows(ids(1))[0] | {"meta": {"category": "from-meta"}}
+    assert split.stratum(row, "category") == "from-meta"
+    assert split.stratum(labelled(1, "billing")[0], "category") == "billing"
+    assert split.stratum(rows(ids(1))[0], "category") == "(missing)"
+    assert split.stratum(rows(ids(1))[0], None) == "all"
+
+
+# ------------------------------------------------------------------------ contamination
+
+TICKET = "the export dialog freezes for forty seconds before any file is written to disk"
+
+
+def test_overlap_share_is_per_item_ngrams() -> None:
+    index = OverlapIndex([TICKET, "What is the capital of France?"], n=8)
+    assert [o.item for o in index.overlaps(f"Hello team, {TICKET}. Thanks!", 0.7)] == [0]
+    half = " ".join(TICKET.split()[:9])  # 2 of the 7 8-grams of the 14-word item
+    assert index.overlaps(half, 0.7) == []
+    assert index.overlaps(half, 0.2)[0].share == round(2 / 7, 4)
+
+
+def test_short_items_match_only_whole() -> None:
+    index = OverlapIndex(["What is the capital of France?"], n=8)
+    assert index.overlaps("Quiz: what is the capital of france? Paris.", 0.7)[0].share == 1.0
+    assert index.overlaps("What is the capital of Spain?", 0.7) == []
+
+
+def stage_rows(n: int) -> list[dict]:
+    data = rows(ids(n))
+    for i, row in enumerate(data):
+        row["prompt"] = [{"role": "user", "content": f"ticket {i}: " + " ".join(ids(12, str(i)))}]
+    return data
+
+
+def run_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: list[dict], **extra) -> dict:
+    monkeypatch.chdir(tmp_path)
+    params = {"seed": 3, "split": {"val_fraction": 0.2, "test_fraction": 0.2, **extra}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_jsonl(Path("data/curated/train_pool.jsonl"), data)
+    split.main()
+    return read_json(Path("reports/split.json"))
+
+
+def test_stage_removes_train_rows_containing_a_test_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = stage_rows(100)
+    parts = split_rows(data, 3, 0.2, 0.2)
+    leaked = parts["test"][0]["prompt"][0]["content"]
+    copy = rows(ids(1, "copy"))[0]
+    copy["prompt"] = [{"role": "user", "content": "Fwd: " + leaked}]
+    copy["source"] = "data/raw/b.jsonl:1"
+    data = data + [copy]
+    assert split.assign_split(copy["id"], 3, 0.2, 0.2) == "train"
+    report = run_stage(tmp_path, monkeypatch, data)
+    train_sources = {r["source"] for r in read_jsonl(Path("data/splits/train.jsonl"))}
+    assert "data/raw/b.jsonl:1" not in train_sources
+    assert report["contamination"]["removed"] == 1
+    (overlap,) = report["contamination"]["overlaps"]
+    assert overlap["train"] == "data/raw/b.jsonl:1" and overlap["with"].startswith("test:")
+    assert Path("reports/data.md").exists() is False  # no curate report in this directory
+
+
+def test_stage_contamination_fail_and_warn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = stage_rows(100)
+    leaked = split_rows(data, 3, 0.2, 0.2)["val"][0]["prompt"][0]["content"]
+    copy = rows(ids(1, "copy"))[0] | {"source": "data/raw/b.jsonl:1"}
+    copy["prompt"] = [{"role": "user", "content": leaked}]
+    with pytest.raises(StageError, match="contamination=fail"):
+        run_stage(tmp_path, monkeypatch, data + [copy], contamination="fail")
+    report = run_stage(tmp_path, monkeypatch, data + [copy], contamination="warn")
+    assert report["contamination"]["train_rows"] == 1 and report["contamination"]["removed"] == 0
+
+
+# -------------------------------------------------------------------------------- replay
+
+
+def test_replay_count_makes_the_fraction_of_the_mix() -> None:
+    assert replay_count(90, 0.1) == 10
+    assert replay_count(100, 0.0) == 0
+
+
+def test_stage_mixes_tagged_replay_rows_into_train_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replay = [
+        {"messages": [{"role": "user", "content": f"Rewrite sentence number {i} politely."},
+                      {"role": "assistant", "content": f"Here is sentence {i}, politely."}]}
+        for i in range(50)
+    ]
+    write_jsonl(tmp_path / "data" / "replay" / "general_instructions.jsonl", replay)
+    report = run_stage(tmp_path, monkeypatch, stage_rows(100), replay_fraction=0.2)
+    train = read_jsonl(Path("data/splits/train.jsonl"))
+    origins = Counter(row["origin"] for row in train)
+    assert origins["replay"] == report["replay_rows"] == replay_count(origins["task"], 0.2)
+    for name in ("val", "test"):
+        assert {row["origin"] for row in read_jsonl(Path(f"data/splits/{name}.jsonl"))} == {"task"}

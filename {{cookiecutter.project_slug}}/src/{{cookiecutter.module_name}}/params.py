@@ -41,14 +41,46 @@ class TaskParams(Section):
         return self
 
 
+InputFormat = Literal["chat", "prompt_completion", "alpaca", "preference"]
+
+
+class QualityParams(Section):
+    min_target_chars: int = Field(1, ge=1)
+    max_target_chars: int = Field(20000, ge=1)
+    max_repetition: float = Field(0.5, ge=0, le=1, description="share of repeated 3-grams")
+    max_prompt_copy: float = Field(0.9, ge=0, le=1, description="share of target in prompt")
+    scripts: Literal["auto"] | list[str] = Field(
+        "auto", description="allowed Unicode scripts (LATIN, CYRILLIC, ...); auto = majority"
+    )
+
+
 class CurateParams(Section):
+    formats: dict[str, InputFormat] = Field(
+        default_factory=dict, description="file name -> format; other files are auto-detected"
+    )
     max_reject_fraction: float = Field(0.5, ge=0, le=1)
-    min_completion_chars: int = Field(1, ge=1)
+    max_tokens: int | None = Field(None, ge=16, description="null = train.max_length")
+    format_audit: Literal["quarantine", "keep"] = "quarantine"
+    near_dup_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard: drop as duplicate")
+    group_threshold: float = Field(0.5, gt=0, le=1, description="Jaccard: keep in one split")
+    num_perm: int = Field(128, ge=16, le=1024)
+    quality: QualityParams = QualityParams()
+
+    @model_validator(mode="after")
+    def _group_below_dup(self) -> "CurateParams":
+        if self.group_threshold > self.near_dup_threshold:
+            raise ValueError("group_threshold must not exceed near_dup_threshold")
+        return self
 
 
 class SplitParams(Section):
     val_fraction: float = Field(0.15, ge=0.1, le=0.2)
     test_fraction: float = Field(0.15, ge=0.1, le=0.2)
+    stratify_by: str | None = Field(None, description="a JSON target field or row metadata key")
+    contamination: Literal["remove", "warn", "fail"] = "remove"
+    ngram: int = Field(8, ge=4, le=64, description="words per n-gram of the overlap check")
+    min_overlap: float = Field(0.7, gt=0, le=1, description="share of an item's n-grams")
+    replay_fraction: float = Field(0.0, ge=0, lt=0.5, description="share of train from replay")
 
 
 class SmokeParams(Section):

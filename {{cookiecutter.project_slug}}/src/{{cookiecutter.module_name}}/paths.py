@@ -9,8 +9,12 @@ RAW_DIR = Path("data/raw")
 SUITES_DIR = Path("data/suites")
 GENERAL_QA_SUITE = SUITES_DIR / "general_qa.jsonl"
 INSTRUCTION_SUITE = SUITES_DIR / "instruction_follow.jsonl"
+REPLAY = Path("data/replay/general_instructions.jsonl")
 
-CURATED = Path("data/curated/train_pool.jsonl")
+CURATED_DIR = Path("data/curated")
+CURATED = CURATED_DIR / "train_pool.jsonl"
+PREFERENCES = CURATED_DIR / "preferences.jsonl"
+DUPLICATES = CURATED_DIR / "duplicates.jsonl"
 QUARANTINE = Path("data/quarantine.jsonl")
 SPLITS_DIR = Path("data/splits")
 TRAIN_SPLIT = SPLITS_DIR / "train.jsonl"
@@ -23,6 +27,10 @@ SELECTED_DIR = Path("models/selected")
 
 REPORTS_DIR = Path("reports")
 CURATE_REPORT = REPORTS_DIR / "curate.json"
+TOKEN_PLOT_DATA = REPORTS_DIR / "token_lengths.json"
+FIGURES_DIR = REPORTS_DIR / "figures"
+TOKEN_PLOT = FIGURES_DIR / "token_lengths.png"
+DATA_REPORT = REPORTS_DIR / "data.md"
 SPLIT_REPORT = REPORTS_DIR / "split.json"
 SMOKE_REPORT = REPORTS_DIR / "smoke.json"
 TRAIN_LOG_DIR = REPORTS_DIR / "train"

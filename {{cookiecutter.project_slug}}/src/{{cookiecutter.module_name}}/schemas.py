@@ -23,7 +23,7 @@ def _is_chat(messages: Any) -> bool:
 
 
 def _element_check(name: str, error: str, predicate) -> pa.Check:
-    return pa.Check(predicate, element_wise=True, name=name, error=error)
+    return pa.Check(predicate, element_wise=True, name=name, error=error, ignore_na=False)
 
 
 CHAT_CHECKS = [
@@ -63,7 +63,9 @@ CHAT_CHECKS = [
     ),
 ]
 
-CHAT_SCHEMA = pa.DataFrameSchema({"messages": pa.Column(checks=CHAT_CHECKS)})
+# nullable: a null `messages` must reach the checks (and fail the first) rather than fail
+# pandera's own not-null check, which has no reason code
+CHAT_SCHEMA = pa.DataFrameSchema({"messages": pa.Column(checks=CHAT_CHECKS, nullable=True)})
 
 
 def parse_leading_json(text: str) -> tuple[Any, str]:
@@ -99,7 +101,7 @@ def target_schema(fields: list[str]) -> pa.DataFrameSchema:
         for code, message in [
             ("target_not_json", "the target is not a JSON object"),
             ("format_drift", "the target starts as JSON and continues with other text"),
-            ("target_schema_mismatch", f"the target's keys differ from {fields}"),
+            ("target_schema_mismatch", "the target's keys differ from task.fields"),
         ]
     ]
     return pa.DataFrameSchema({"target": pa.Column(checks=checks)})

@@ -1,28 +1,58 @@
-"""Stage `split`: deterministic train/val/test split by content hash.
+"""Stage `split`: deterministic, stratified, group-aware train/val/test split, then a
+contamination check and the optional replay mix.
 
-A row's split depends only on its id (a hash of its normalised content) and the seed, so the
-same row lands in the same split on every run, and adding data never moves existing rows.
+- A group's split depends only on its id (the content hash of its first row) and the seed, so
+  the same rows land in the same split on every run, and adding data never moves existing
+  rows. Near-duplicate groups (from curate) stay in one split.
+- Stratified by `split.stratify_by`: every stratum with at least MIN_STRATUM_GROUPS groups
+  gets at least one val and one test group (the train group nearest the boundary moves).
+- Contamination: a train row that contains most of a val/test row or an eval-suite item is
+  removed (or reported, or fails the stage: `split.contamination`).
+- Replay: `split.replay_fraction` of the train split comes from data/replay, tagged
+  `origin: replay`; replay rows only ever go to train.
 """
 
 import hashlib
-from collections import Counter
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
 
-from .cli import run_stage
-from .jsonio import file_hash, read_jsonl, write_json, write_jsonl
-from .params import load_params
-from .paths import CURATED, SPLIT_REPORT, TEST_SPLIT, TRAIN_SPLIT, VAL_SPLIT
+from .cli import StageError, run_stage
+from .contamination import OverlapIndex
+from .datareport import write_data_report
+from .formats import to_messages
+from .formatting import to_prompt_completion
+from .jsonio import file_hash, read_json, read_jsonl, write_json, write_jsonl
+from .params import SplitParams, load_params
+from .paths import (
+    CURATE_REPORT,
+    CURATED,
+    GENERAL_QA_SUITE,
+    INSTRUCTION_SUITE,
+    PREFERENCES,
+    REPLAY,
+    SPLIT_REPORT,
+    SPLITS_DIR,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+)
+from .textnorm import exact_key, prompt_text
 
 SPLITS = ("train", "val", "test")
+MIN_STRATUM_GROUPS = 10
+MAX_LISTED_OVERLAPS = 50
 
 
-def unit_interval(row_id: str, seed: int) -> float:
-    """Map (seed, id) to a uniform number in [0, 1)."""
-    digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
+def unit_interval(key: str, seed: int) -> float:
+    """Map (seed, key) to a uniform number in [0, 1)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(row_id: str, seed: int, val_fraction: float, test_fraction: float) -> str:
-    u = unit_interval(row_id, seed)
+def assign_split(key: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    u = unit_interval(key, seed)
     if u < test_fraction:
         return "test"
     if u < test_fraction + val_fraction:
@@ -30,35 +60,181 @@ def assign_split(row_id: str, seed: int, val_fraction: float, test_fraction: flo
     return "train"
 
 
+def stratum(row: dict[str, Any], field: str | None) -> str:
+    """The row's value of `field`: a metadata key of the raw row, else a key of a JSON target."""
+    if field is None:
+        return "all"
+    if field in row.get("meta", {}):
+        return str(row["meta"][field])
+    try:
+        target = json.loads(row["completion"][-1]["content"])
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        return "(missing)"
+    return str(target[field]) if isinstance(target, dict) and field in target else "(missing)"
+
+
 def split_rows(
-    rows: list[dict], seed: int, val_fraction: float, test_fraction: float
+    rows: list[dict],
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    stratify_by: str | None = None,
 ) -> dict[str, list[dict]]:
+    """Rows in, rows per split out (input order kept within each split)."""
+    groups: dict[str, str] = {}  # group -> stratum of its first row
+    for row in rows:
+        groups.setdefault(row.get("group", row["id"]), stratum(row, stratify_by))
+    split_of = {group: assign_split(group, seed, val_fraction, test_fraction) for group in groups}
+    by_stratum: dict[str, list[str]] = defaultdict(list)
+    for group, name in groups.items():
+        by_stratum[name].append(group)
+    for members in by_stratum.values():
+        if len(members) < MIN_STRATUM_GROUPS:
+            continue
+        spare = sorted(
+            (g for g in members if split_of[g] == "train"), key=lambda g: unit_interval(g, seed)
+        )
+        for name in ("test", "val"):
+            if spare and not any(split_of[g] == name for g in members):
+                split_of[spare.pop(0)] = name
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for row in rows:
-        splits[assign_split(row["id"], seed, val_fraction, test_fraction)].append(row)
+        splits[split_of[row.get("group", row["id"])]].append(row)
     return splits
+
+
+def eval_items(val: list[dict], test: list[dict]) -> list[tuple[str, str]]:
+    """(label, text) of everything the model is evaluated on: the inputs of val and test rows
+    and the questions/prompts of the eval suites."""
+    items = [
+        (f"{name}:{row['source']}", prompt_text(row["prompt"] + row["completion"]))
+        for name, rows in (("val", val), ("test", test))
+        for row in rows
+    ]
+    for path, key in ((GENERAL_QA_SUITE, "question"), (INSTRUCTION_SUITE, "prompt")):
+        if path.exists():
+            items += [(f"suite:{path.stem}:{item['id']}", item[key]) for item in read_jsonl(path)]
+    return items
+
+
+def find_contamination(
+    train: list[dict], items: list[tuple[str, str]], cfg: SplitParams
+) -> list[dict]:
+    """One record per (train row, eval item) pair above the overlap threshold."""
+    index = OverlapIndex([text for _, text in items], cfg.ngram)
+    found = []
+    for row in train:
+        for overlap in index.overlaps(
+            prompt_text(row["prompt"] + row["completion"]), cfg.min_overlap
+        ):
+            found.append(
+                {"train": row["source"], "with": items[overlap.item][0], "overlap": overlap.share}
+            )
+    return found
+
+
+def replay_rows(path: Path, n: int, seed: int) -> list[dict]:
+    """The first n replay rows in (seed, id) hash order: a stable, seed-dependent sample."""
+    if n == 0:
+        return []
+    if not path.exists():
+        raise StageError(f"split.replay_fraction > 0 but {path} does not exist")
+    rows = []
+    for line, raw in enumerate(read_jsonl(path), start=1):
+        messages = to_messages(raw, "chat")
+        rows.append(
+            {
+                "id": exact_key(messages)[:16],
+                **to_prompt_completion(messages),
+                "source": f"{path}:{line}",
+                "origin": "replay",
+            }
+        )
+    rows.sort(key=lambda row: unit_interval(row["id"], seed))
+    return rows[:n]
+
+
+def replay_count(n_task_train: int, fraction: float) -> int:
+    """Replay rows so that they make up `fraction` of the mixed train split."""
+    return round(n_task_train * fraction / (1 - fraction))
+
+
+def counts_by_stratum(splits: dict[str, list[dict]], field: str | None) -> dict[str, dict]:
+    table: dict[str, Counter] = defaultdict(Counter)
+    for name, rows in splits.items():
+        for row in rows:
+            if row.get("origin") != "replay":
+                table[stratum(row, field)][name] += 1
+    return {key: {name: table[key][name] for name in SPLITS} for key in sorted(table)}
 
 
 def main() -> None:
     params = load_params()
-    rows = read_jsonl(CURATED)
-    splits = split_rows(rows, params.seed, params.split.val_fraction, params.split.test_fraction)
+    cfg = params.split
+    rows = [row | {"origin": "task"} for row in read_jsonl(CURATED)]
+    splits = split_rows(rows, params.seed, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by)
     empty = [name for name, part in splits.items() if not part]
     if empty:
-        raise ValueError(f"{CURATED} has {len(rows)} rows: too few to fill the {empty} split(s)")
+        raise StageError(f"{CURATED} has {len(rows)} rows: too few to fill the {empty} split(s)")
+
+    n_task_train = len(splits["train"])
+    splits["train"] += replay_rows(
+        REPLAY, replay_count(n_task_train, cfg.replay_fraction), params.seed
+    )
+    overlaps = find_contamination(splits["train"], eval_items(splits["val"], splits["test"]), cfg)
+    contaminated = {record["train"] for record in overlaps}
+    if overlaps and cfg.contamination == "fail":
+        raise StageError(
+            f"{len(contaminated)} train rows overlap val/test or an eval suite "
+            f"(split.contamination=fail); see {SPLIT_REPORT}"
+        )
+    if cfg.contamination == "remove":
+        splits["train"] = [row for row in splits["train"] if row["source"] not in contaminated]
+
     outputs = {"train": TRAIN_SPLIT, "val": VAL_SPLIT, "test": TEST_SPLIT}
     for name, path in outputs.items():
         write_jsonl(path, splits[name])
-    counts = Counter({name: len(part) for name, part in splits.items()})
-    write_json(
-        SPLIT_REPORT,
-        {
-            "counts": dict(counts),
-            "fractions": {name: round(n / len(rows), 4) for name, n in counts.items()},
-            "sha256": {name: file_hash(path) for name, path in outputs.items()},
-        },
+    preferences = split_rows(
+        read_jsonl(PREFERENCES) if PREFERENCES.exists() else [],
+        params.seed,
+        cfg.val_fraction,
+        cfg.test_fraction,
     )
-    print(f"split: {dict(counts)} (seed {params.seed})")
+    for name, part in preferences.items():
+        write_jsonl(SPLITS_DIR / f"preference_{name}.jsonl", part)
+
+    counts = {name: len(part) for name, part in splits.items()}
+    report = {
+        "counts": counts,
+        "task_rows": {
+            name: sum(r["origin"] == "task" for r in part) for name, part in splits.items()
+        },
+        "replay_rows": sum(r["origin"] == "replay" for r in splits["train"]),
+        "preference_rows": {name: len(part) for name, part in preferences.items()},
+        "fractions": {
+            name: round(n / max(sum(counts.values()), 1), 4) for name, n in counts.items()
+        },
+        "stratify_by": cfg.stratify_by,
+        "strata": counts_by_stratum(splits, cfg.stratify_by),
+        "groups_multi_row": sum(1 for n in Counter(r.get("group") for r in rows).values() if n > 1),
+        "contamination": {
+            "action": cfg.contamination,
+            "ngram": cfg.ngram,
+            "min_overlap": cfg.min_overlap,
+            "train_rows": len(contaminated),
+            "removed": len(contaminated) if cfg.contamination == "remove" else 0,
+            "overlaps": overlaps[:MAX_LISTED_OVERLAPS],
+        },
+        "sha256": {name: file_hash(path) for name, path in outputs.items()},
+    }
+    write_json(SPLIT_REPORT, report)
+    if CURATE_REPORT.exists():
+        write_data_report(read_json(CURATE_REPORT), report)
+    verb = "removed" if cfg.contamination == "remove" else "kept (warn)"
+    print(
+        f"split: {counts} (seed {params.seed}); {report['replay_rows']} replay rows; "
+        f"{len(contaminated)} contaminated train rows {verb}"
+    )
 
 
 if __name__ == "__main__":
