@@ -50,7 +50,9 @@ def lines(*rows: Any, file: str = "data/raw/a.jsonl") -> list[tuple[str, int, by
 
 
 def chat(user: str, answer: str = ANSWER) -> dict:
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+    return {
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    }
 
 
 def assert_reconciles(result: CurateResult) -> None:
@@ -163,7 +165,9 @@ def test_formats_are_detected_per_file_and_become_chats() -> None:
     }
     users = [row["prompt"][-1]["content"] for row in result.kept]
     assert users == ["chat row", "pc row", "Triage.\n\nalpaca row"]
-    assert all(row["completion"] == [{"role": "assistant", "content": ANSWER}] for row in result.kept)
+    assert all(
+        row["completion"] == [{"role": "assistant", "content": ANSWER}] for row in result.kept
+    )
     (pair,) = result.preferences
     assert pair["chosen"][0]["content"] == ANSWER and pair["rejected"][0]["content"] == "no"
 
@@ -189,13 +193,17 @@ def test_extra_scalar_fields_are_kept_as_metadata() -> None:
 
 def test_first_failing_check_wins() -> None:
     row = {"messages": [{"role": "user", "content": ""}, {"role": "robot", "content": "x"}]}
-    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {1: "unknown_role"}
+    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {
+        1: "unknown_role"
+    }
 
 
 @pytest.mark.parametrize("role", [["user"], {"name": "user"}, None, 3])
 def test_non_string_role_is_unknown_role(role: Any) -> None:
     row = {"messages": [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]}
-    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {1: "unknown_role"}
+    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {
+        1: "unknown_role"
+    }
 
 
 def test_format_audit_keep_reports_but_keeps() -> None:
@@ -223,7 +231,12 @@ def test_exact_duplicates_ignore_case_and_whitespace_across_files() -> None:
     result = curate_rows(rows, TEXT_TASK, CurateParams())
     assert [row["source"] for row in result.kept] == ["data/raw/a.jsonl:1"]
     assert result.duplicates == [
-        {"source": "b.jsonl:1", "kind": "exact", "duplicate_of": "data/raw/a.jsonl:1", "similarity": 1.0}
+        {
+            "source": "b.jsonl:1",
+            "kind": "exact",
+            "duplicate_of": "data/raw/a.jsonl:1",
+            "similarity": 1.0,
+        }
     ]
 
 
@@ -235,7 +248,11 @@ PARAGRAPH = (
 
 def test_near_duplicates_keep_the_first_and_point_to_it() -> None:
     variant = PARAGRAPH.replace("every few", "every FEW") + ", thanks!"
-    rows = lines(chat("Totally unrelated question about gift cards and vouchers."), chat(PARAGRAPH), chat(variant))
+    rows = lines(
+        chat("Totally unrelated question about gift cards and vouchers."),
+        chat(PARAGRAPH),
+        chat(variant),
+    )
     result = curate_rows(rows, TEXT_TASK, CurateParams())
     (dup,) = result.duplicates
     assert dup["kind"] == "near" and dup["source"].endswith(":3")
@@ -246,7 +263,9 @@ def test_related_rows_below_the_dup_threshold_share_a_group() -> None:
     half = " ".join(PARAGRAPH.split()[:20])
     variant = half + " and the web version keeps asking me to verify my phone number again"
     cfg = CurateParams(near_dup_threshold=0.95, group_threshold=0.3)
-    result = curate_rows(lines(chat(PARAGRAPH), chat(variant), chat("Where is my parcel?")), TEXT_TASK, cfg)
+    result = curate_rows(
+        lines(chat(PARAGRAPH), chat(variant), chat("Where is my parcel?")), TEXT_TASK, cfg
+    )
     groups = [row["group"] for row in result.kept]
     assert len(result.kept) == 3
     assert groups[0] == groups[1] == result.kept[0]["id"] != groups[2]
@@ -258,7 +277,10 @@ def test_group_threshold_above_dup_threshold_is_a_param_error() -> None:
 
 
 def test_script_outliers_follow_the_majority_or_the_param() -> None:
-    rows = lines(*(chat(f"Latin row number {i} about an order") for i in range(12)), chat("Привет, где мой заказ?"))
+    rows = lines(
+        *(chat(f"Latin row number {i} about an order") for i in range(12)),
+        chat("Привет, где мой заказ?"),
+    )
     assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {13: "charset_outlier"}
     cfg = CurateParams(quality=QualityParams(scripts=["latin", "cyrillic"]))
     assert curate_rows(rows, TEXT_TASK, cfg).quarantined == []
@@ -292,8 +314,11 @@ def test_token_stats() -> None:
 
 def stage_params(max_reject_fraction: float) -> dict[str, Any]:
     return {
-        "task": {"target_format": "json", "fields": ["category", "priority", "needs_human", "reply"],
-                 "score_fields": ["category"]},
+        "task": {
+            "target_format": "json",
+            "fields": ["category", "priority", "needs_human", "reply"],
+            "score_fields": ["category"],
+        },
         "curate": {"max_reject_fraction": max_reject_fraction},
         "train": {"max_length": 512},
     }

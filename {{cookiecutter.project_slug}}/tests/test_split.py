@@ -156,7 +156,9 @@ def test_a_group_lands_in_one_split() -> None:
     for row in data[:60]:
         row["group"] = "shared-group"
     parts = split_rows(data, 42, VAL, TEST)
-    homes = {name for name, part in parts.items() for row in part if row.get("group") == "shared-group"}
+    homes = {
+        name for name, part in parts.items() for row in part if row.get("group") == "shared-group"
+    }
     assert len(homes) == 1
 
 
@@ -229,7 +231,9 @@ def run_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: list[dict],
     return read_json(Path("reports/split.json"))
 
 
-def test_stage_removes_train_rows_containing_a_test_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_removes_train_rows_containing_a_test_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = stage_rows(100)
     parts = split_rows(data, 3, 0.2, 0.2)
     leaked = parts["test"][0]["prompt"][0]["content"]
@@ -270,8 +274,12 @@ def test_stage_mixes_tagged_replay_rows_into_train_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     replay = [
-        {"messages": [{"role": "user", "content": f"Rewrite sentence number {i} politely."},
-                      {"role": "assistant", "content": f"Here is sentence {i}, politely."}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"Rewrite sentence number {i} politely."},
+                {"role": "assistant", "content": f"Here is sentence {i}, politely."},
+            ]
+        }
         for i in range(50)
     ]
     write_jsonl(tmp_path / "data" / "replay" / "general_instructions.jsonl", replay)

@@ -12,11 +12,15 @@ signatures, never the data set's text:
 """
 
 import json
+import logging
+import multiprocessing
+import os
+import time
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from .formatting import Messages, to_prompt_completion
 from .jsonio import iter_lines, write_json
 from .params import CurateParams, TaskParams, load_params
 from .paths import (
+    BASE_MODEL_DIR,
     CURATE_REPORT,
     CURATED,
     DUPLICATES,
@@ -53,6 +58,8 @@ from .schemas import CHAT_SCHEMA, REASONS, first_failures, target_schema
 from .textnorm import content_text, exact_key, prompt_text
 
 CHUNK_ROWS = 4096
+PARALLEL_MIN_BYTES = 8 << 20  # below ~10k rows, starting worker processes costs more than it saves
+MAX_WORKERS = 4
 EXAMPLES_PER_REASON = 3
 CLUSTER_EXAMPLES = 5
 
@@ -94,11 +101,115 @@ class Decisions:
     group_of: dict[int, int] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)
     format_flags: Counter = field(default_factory=Counter)
+    ids: dict[int, str] = field(default_factory=dict)  # content-hash id of each unique row
     rows_in: int = 0
 
 
+@dataclass
+class ChunkVerdict:
+    """What pass 1 finds in one chunk of a file; positions are offsets within the chunk."""
+
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    format_flags: Counter = field(default_factory=Counter)
+    tokens: list[tuple[int, int]] = field(default_factory=list)
+    survivors: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    scripts: list[tuple[str | None, str | None]] = field(default_factory=list)  # prompt, target
+    signatures: np.ndarray | None = None
+
+
+def screen(items: list, schema, column: str, value_of, verdict: ChunkVerdict) -> list:
+    """Reject the items (tuples starting with the offset) whose value fails `schema`, under the
+    first failing check; return the rest."""
+    if not items:
+        return items
+    failures = first_failures(schema, pd.DataFrame({column: [value_of(item) for item in items]}))
+    verdict.rejected += [(items[position][0], reason) for position, reason in failures.items()]
+    return [item for k, item in enumerate(items) if k not in failures]
+
+
+def screen_chunk(
+    chunk: list[bytes],
+    fmt: Format,
+    task: TaskParams,
+    cfg: CurateParams,
+    count_tokens: TokenCounter | None,
+    max_tokens: int | None,
+) -> ChunkVerdict:
+    """Pass 1 on one chunk: every check that needs only the row itself, then the exact-dup key
+    and the MinHash signature of each surviving row. Pure, so chunks can run in parallel."""
+    verdict = ChunkVerdict()
+    objects = []
+    for offset, data in enumerate(chunk):
+        obj, reason = parse_line(data)
+        if reason:
+            verdict.rejected.append((offset, reason))
+        else:
+            objects.append((offset, obj))
+    objects = screen(objects, ROW_SCHEMAS[fmt], "row", lambda item: item[1], verdict)
+    chats = [(i, to_messages(obj, fmt), obj) for i, obj in objects]
+    chats = screen(chats, CHAT_SCHEMA, "messages", lambda item: item[1], verdict)
+    if fmt == "preference":
+        chats = screen(
+            chats, CHAT_SCHEMA, "messages", lambda x: x[1][:-1] + rejected_turns(x[2]), verdict
+        )
+    if task.target_format == "json" and chats:
+        targets = pd.DataFrame({"target": [m[-1]["content"] for _, m, _ in chats]})
+        audit = first_failures(target_schema(task.fields), targets)
+        verdict.format_flags.update(audit.values())
+        if cfg.format_audit == "quarantine":
+            verdict.rejected += [(chats[k][0], reason) for k, reason in audit.items()]
+            chats = [item for k, item in enumerate(chats) if k not in audit]
+    survivors = []
+    for i, messages, obj in chats:
+        reason = quality_reason(messages, cfg.quality)
+        if reason:
+            verdict.rejected.append((i, reason))
+        else:
+            survivors.append((i, messages, obj))
+    if count_tokens is not None and survivors:
+        lengths = count_tokens([m for _, m, _ in survivors])
+        if fmt == "preference":
+            rejected = count_tokens([m[:-1] + rejected_turns(obj) for _, m, obj in survivors])
+            lengths = [max(a, b) for a, b in zip(lengths, rejected, strict=True)]
+        fitting = []
+        for item, length in zip(survivors, lengths, strict=True):
+            verdict.tokens.append((item[0], length))
+            if max_tokens is not None and length > max_tokens:
+                verdict.rejected.append((item[0], "too_long"))
+            else:
+                fitting.append(item)
+        survivors = fitting
+    for i, messages, _ in survivors:
+        verdict.survivors.append(i)
+        verdict.keys.append(exact_key(messages))
+        verdict.scripts.append(
+            (dominant_script(prompt_text(messages)), dominant_script(messages[-1]["content"]))
+        )
+    verdict.signatures = dedup.signatures([content_text(m) for _, m, _ in survivors], cfg.num_perm)
+    return verdict
+
+
+def file_format(file: str, chunk: list[bytes], cfg: CurateParams) -> Format:
+    """The format set in curate.formats for this file name, else the one its rows show."""
+    if fmt := cfg.formats.get(Path(file).name):
+        return fmt
+    parsed = (parse_line(data)[0] for data in chunk)
+    fmt = detect_format(obj for obj in parsed if obj is not None)
+    if fmt is None:
+        raise StageError(
+            f"{file}: no row is in a known format (chat `messages`, prompt/completion, "
+            "instruction/input/output, prompt/chosen/rejected); fix the file or set its "
+            "format in curate.formats"
+        )
+    return fmt
+
+
 class Curator:
-    """Pass 1: feed it every file's lines, in order; `finish()` returns the decisions."""
+    """Pass 1: feed it every file's lines, in order; `finish()` returns the decisions.
+
+    Chunks are screened by `screen_chunk` (in worker processes when `workers` > 1) and merged
+    here in file order, so exact duplicates always point at the first occurrence."""
 
     def __init__(
         self,
@@ -106,133 +217,124 @@ class Curator:
         curate: CurateParams,
         count_tokens: TokenCounter | None = None,
         max_tokens: int | None = None,
+        pool=None,
     ) -> None:
         self.task, self.cfg = task, curate
         self.count_tokens, self.max_tokens = count_tokens, max_tokens
+        self.pool = pool
         self.decisions = Decisions()
         self.first_of_key: dict[str, int] = {}
         self.candidates = array("q")
-        self.scripts: list[tuple[str | None, str | None]] = []  # (prompt, target)
+        self.scripts: list[tuple[str | None, str | None]] = []
         self.sig_chunks: list[np.ndarray] = []
 
     def add_file(self, file: str, lines: Iterable[tuple[int, bytes]], progress=None) -> None:
-        iterator = iter(lines)
-        while chunk := list(islice(iterator, CHUNK_ROWS)):
-            self._add_chunk(file, chunk)
+        iterator = (data for _, data in lines)
+        first = list(islice(iterator, CHUNK_ROWS))
+        if not first:
+            return
+        fmt = file_format(file, first, self.cfg)
+        self.decisions.formats[file] = fmt
+        chunks = chain([first], iter(lambda: list(islice(iterator, CHUNK_ROWS)), []))
+        args = (fmt, self.task, self.cfg)
+        if self.pool is None:
+            verdicts = (
+                (c, screen_chunk(c, *args, self.count_tokens, self.max_tokens)) for c in chunks
+            )
+        else:
+            verdicts = ordered_map(self.pool, chunks, args + (self.max_tokens,))
+        for chunk, verdict in verdicts:
+            self._merge(len(chunk), verdict)
             if progress is not None:
-                progress(sum(len(data) + 1 for _, data in chunk))
+                progress(sum(len(data) + 1 for data in chunk))
 
-    def _reject(self, index: int, reason: str) -> None:
-        self.decisions.reasons[index] = reason
-
-    def _add_chunk(self, file: str, chunk: list[tuple[int, bytes]]) -> None:
-        decisions = self.decisions
-        start = decisions.rows_in
-        decisions.rows_in += len(chunk)
-        objects: list[tuple[int, dict]] = []
-        for offset, (_, data) in enumerate(chunk):
-            obj, reason = parse_line(data)
-            if reason:
-                self._reject(start + offset, reason)
-            else:
-                objects.append((start + offset, obj))
-        fmt = decisions.formats.get(file) or self.cfg.formats.get(Path(file).name)
-        if fmt is None:
-            fmt = detect_format(obj for _, obj in objects)
-            if fmt is None:
-                raise StageError(
-                    f"{file}: no row is in a known format (chat `messages`, prompt/completion, "
-                    "instruction/input/output, prompt/chosen/rejected); fix the file or set "
-                    "its format in curate.formats"
-                )
-        decisions.formats[file] = fmt
-        objects = self._screen(objects, ROW_SCHEMAS[fmt], "row", lambda item: item[1])
-        chats = [(i, to_messages(obj, fmt), obj) for i, obj in objects]
-        chats = self._screen(chats, CHAT_SCHEMA, "messages", lambda item: item[1])
-        if fmt == "preference":
-            chats = self._screen(
-                chats, CHAT_SCHEMA, "messages", lambda item: item[1][:-1] + rejected_turns(item[2])
-            )
-        if self.task.target_format == "json":
-            audit = first_failures(
-                target_schema(self.task.fields),
-                pd.DataFrame({"target": [m[-1]["content"] for _, m, _ in chats]}),
-            )
-            decisions.format_flags.update(audit.values())
-            if self.cfg.format_audit == "quarantine":
-                for position, reason in audit.items():
-                    self._reject(chats[position][0], reason)
-                chats = [item for k, item in enumerate(chats) if k not in audit]
-        survivors = []
-        for i, messages, obj in chats:
-            reason = quality_reason(messages, self.cfg.quality)
-            if reason:
-                self._reject(i, reason)
-            else:
-                survivors.append((i, messages, obj))
-        survivors = self._check_length(survivors, fmt)
-        texts = []
-        for i, messages, _ in survivors:
-            key = exact_key(messages)
-            first = self.first_of_key.setdefault(key, i)
-            if first != i:
-                decisions.duplicate_of[i] = ("exact", first, 1.0)
+    def _merge(self, size: int, verdict: ChunkVerdict) -> None:
+        d = self.decisions
+        start = d.rows_in
+        d.rows_in += size
+        for offset, reason in verdict.rejected:
+            d.reasons[start + offset] = reason
+        for offset, length in verdict.tokens:
+            d.tokens[start + offset] = length
+        d.format_flags.update(verdict.format_flags)
+        unique = []
+        for k, (offset, key) in enumerate(zip(verdict.survivors, verdict.keys, strict=True)):
+            first = self.first_of_key.setdefault(key, start + offset)
+            if first != start + offset:
+                d.duplicate_of[start + offset] = ("exact", first, 1.0)
                 continue
-            self.candidates.append(i)
-            self.scripts.append(
-                (dominant_script(prompt_text(messages)), dominant_script(messages[-1]["content"]))
-            )
-            texts.append(content_text(messages))
-        self.sig_chunks.append(dedup.signatures(texts, self.cfg.num_perm))
+            unique.append(k)
+            d.ids[start + offset] = key[:16]
+            self.candidates.append(start + offset)
+            self.scripts.append(verdict.scripts[k])
+        self.sig_chunks.append(verdict.signatures[unique])
 
-    def _screen(self, items: list, schema, column: str, value_of) -> list:
-        """Reject the items (tuples starting with the row index) whose value fails `schema`,
-        under the first failing check; return the rest."""
-        if not items:
-            return items
-        frame = pd.DataFrame({column: [value_of(item) for item in items]})
-        failures = first_failures(schema, frame)
-        for position, reason in failures.items():
-            self._reject(items[position][0], reason)
-        return [item for k, item in enumerate(items) if k not in failures]
-
-    def _check_length(self, rows: list, fmt: Format) -> list:
-        if self.count_tokens is None or not rows:
-            return rows
-        lengths = self.count_tokens([m for _, m, _ in rows])
-        if fmt == "preference":
-            rejected = self.count_tokens([m[:-1] + rejected_turns(obj) for _, m, obj in rows])
-            lengths = [max(a, b) for a, b in zip(lengths, rejected, strict=True)]
-        kept = []
-        for (i, messages, obj), length in zip(rows, lengths, strict=True):
-            self.decisions.tokens[i] = length
-            if self.max_tokens is not None and length > self.max_tokens:
-                self._reject(i, "too_long")
-            else:
-                kept.append((i, messages, obj))
-        return kept
-
-    def finish(self, progress=None) -> Decisions:
+    def finish(self) -> Decisions:
         """Drop script outliers, then cluster the survivors into near duplicates and groups."""
         seen = Counter(script for pair in self.scripts for script in pair if script)
         allowed = allowed_scripts(seen, self.cfg.quality.scripts)
-        sigs = np.concatenate(self.sig_chunks) if self.sig_chunks else np.empty((0, 1))
         keep = []
         for k, (i, pair) in enumerate(zip(self.candidates, self.scripts, strict=True)):
             if any(script is not None and script not in allowed for script in pair):
-                self._reject(i, "charset_outlier")
+                self.decisions.reasons[i] = "charset_outlier"
             else:
                 keep.append(k)
         rows = [self.candidates[k] for k in keep]
-        clusters = dedup.cluster(
-            sigs[keep], self.cfg.near_dup_threshold, self.cfg.group_threshold, progress
-        )
+        if self.sig_chunks:
+            sigs = np.concatenate(self.sig_chunks)[keep]
+        else:
+            sigs = np.empty((0, self.cfg.num_perm), dtype=np.uint32)
+        clusters = dedup.cluster(sigs, self.cfg.near_dup_threshold, self.cfg.group_threshold)
+        d = self.decisions
         for k, (root, similarity) in clusters.duplicate_of.items():
-            self.decisions.duplicate_of[rows[k]] = ("near", rows[root], similarity)
+            d.duplicate_of[rows[k]] = ("near", rows[root], similarity)
         for k, root in enumerate(clusters.group_of):
             if k not in clusters.duplicate_of:
-                self.decisions.group_of[rows[k]] = rows[root]
-        return self.decisions
+                d.group_of[rows[k]] = rows[root]
+        # an exact duplicate of a row that turned out to be a near duplicate points at the
+        # row its cluster keeps
+        for i, (kind, first, similarity) in list(d.duplicate_of.items()):
+            if kind == "exact" and first in d.duplicate_of:
+                d.duplicate_of[i] = (kind, d.duplicate_of[first][1], similarity)
+        return d
+
+
+# ---------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(base_dir: str | None) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
+    _WORKER["count"] = tokenizer_counter(Path(base_dir)) if base_dir else None
+
+
+def _screen_in_worker(chunk: list[bytes], args: tuple) -> ChunkVerdict:
+    fmt, task, cfg, max_tokens = args
+    return screen_chunk(chunk, fmt, task, cfg, _WORKER["count"], max_tokens)
+
+
+def ordered_map(pool, chunks: Iterator[list[bytes]], args: tuple, window: int = 4):
+    """(chunk, verdict) in input order, with at most `window` chunks in flight, so a large
+    file is never read into memory ahead of the workers."""
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append((chunk, pool.apply_async(_screen_in_worker, (chunk, args))))
+        if len(pending) >= window:
+            chunk, result = pending.popleft()
+            yield chunk, result.get()
+    while pending:
+        chunk, result = pending.popleft()
+        yield chunk, result.get()
+
+
+def worker_pool(processes: int, base_dir: Path | None):
+    """A process pool whose workers each load the tokenizer once."""
+    import transformers  # noqa: F401  (imported once here, inherited by forked workers)
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return context.Pool(processes, _init_worker, (str(base_dir) if base_dir else None,))
 
 
 @dataclass
@@ -280,7 +382,7 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
         fmt = decisions.formats[file]
         obj = json.loads(data)
         messages = to_messages(obj, fmt)
-        ids[index] = exact_key(messages)[:16]
+        ids[index] = decisions.ids.get(index) or exact_key(messages)[:16]
         record: dict[str, Any] = {"id": ids[index]}
         if fmt == "preference":
             record |= {
@@ -514,17 +616,29 @@ def stream_raw(files: list[Path]) -> Iterator[RawLine]:
             yield str(path), line, data
 
 
-def tokenizer_counter() -> TokenCounter:
+def tokenizer_counter(base_dir: Path = BASE_MODEL_DIR) -> TokenCounter:
     """Token counts of rows as TRL will see them: the chat template, then the tokenizer."""
     from .modeling import load_tokenizer
 
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(base_dir)
+    # the Rust tokenizer's batch call without offsets: same ids, less work
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    fast = getattr(backend, "encode_batch_fast", None)
 
     def count(chats: list[Messages]) -> list[int]:
         texts = tokenizer.apply_chat_template(chats, tokenize=False)
+        if fast is not None:
+            return [len(encoding.ids) for encoding in fast(texts, add_special_tokens=False)]
         return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     return count
+
+
+def check_files(files: list[Path], curator: Curator, total_bytes: int) -> Decisions:
+    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="curate: check") as bar:
+        for path in files:
+            curator.add_file(str(path), iter_lines(path), bar.update)
+    return curator.finish()
 
 
 def main() -> None:
@@ -532,13 +646,16 @@ def main() -> None:
     cfg = params.curate
     max_tokens = cfg.max_tokens or params.train.max_length
     files = raw_files(RAW_DIR)
-    curator = Curator(params.task, cfg, tokenizer_counter(), max_tokens)
     total = sum(path.stat().st_size for path in files)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="curate: check") as bar:
-        for path in files:
-            curator.add_file(str(path), iter_lines(path), bar.update)
-    with tqdm(total=len(curator.candidates), unit="row", desc="curate: near-dups") as bar:
-        decisions = curator.finish(bar.update)
+    processes = min(os.cpu_count() or 1, MAX_WORKERS)
+    started = time.perf_counter()
+    if total >= PARALLEL_MIN_BYTES and processes > 1:
+        with worker_pool(processes, BASE_MODEL_DIR) as pool:
+            decisions = check_files(files, Curator(params.task, cfg, None, max_tokens, pool), total)
+    else:
+        curator = Curator(params.task, cfg, tokenizer_counter(), max_tokens)
+        decisions = check_files(files, curator, total)
+    checked = time.perf_counter()
 
     builder = ReportBuilder(decisions)
     writers = JsonlWriters(
@@ -560,6 +677,11 @@ def main() -> None:
     write_json(TOKEN_PLOT_DATA, token_histogram(list(decisions.tokens.values()), max_tokens))
     plot_token_lengths(list(decisions.tokens.values()), max_tokens, TOKEN_PLOT)
     dups = report["duplicates"]
+    logging.info(
+        "check + dedup %.1f s, write + report %.1f s",
+        checked - started,
+        time.perf_counter() - checked,
+    )
     print(
         f"curate: {report['rows_in']} rows in -> {report['kept']} kept, "
         f"{report['quarantined']} quarantined {report['reasons']}, "

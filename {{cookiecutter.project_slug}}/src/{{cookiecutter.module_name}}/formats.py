@@ -14,6 +14,7 @@ that does not fit is quarantined with a reason instead of being guessed at.
 
 from collections import Counter
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 import pandera.pandas as pa
@@ -44,7 +45,7 @@ def matching_format(row: dict[str, Any]) -> Format | None:
 def detect_format(rows: Iterable[dict[str, Any]]) -> Format | None:
     """The format most of the first DETECT_ROWS object rows match; None when none match."""
     votes = Counter(
-        fmt for _, fmt in zip(range(DETECT_ROWS), map(matching_format, rows)) if fmt is not None
+        fmt for fmt in map(matching_format, islice(rows, DETECT_ROWS)) if fmt is not None
     )
     return votes.most_common(1)[0][0] if votes else None
 

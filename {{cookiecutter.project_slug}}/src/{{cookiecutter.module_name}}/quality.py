@@ -29,17 +29,15 @@ QUALITY_REASONS = {
 }
 
 
-def repetition(text: str) -> float:
+def repetition(grams: list[tuple[str, ...]]) -> float:
     """Share of word 3-grams that repeat an earlier one (0 for short texts)."""
-    grams = ngrams(words(text), 3)
     if len(grams) < 4:
         return 0.0
     return 1 - len(set(grams)) / len(grams)
 
 
-def prompt_copy(target: str, prompt: str) -> float:
+def prompt_copy(grams: list[tuple[str, ...]], prompt: str) -> float:
     """Share of the target's word 3-grams that also occur in the prompt."""
-    grams = ngrams(words(target), 3)
     if len(grams) < 3:
         return 0.0
     prompt_grams = set(ngrams(words(prompt), 3))
@@ -70,9 +68,10 @@ def quality_reason(messages: Messages, quality: QualityParams) -> str | None:
         return "target_too_long"
     if any(BROKEN.search(m["content"]) for m in messages):
         return "broken_characters"
-    if repetition(target) > quality.max_repetition:
+    grams = ngrams(words(target), 3)
+    if repetition(grams) > quality.max_repetition:
         return "repetitive_target"
-    if prompt_copy(target, prompt_text(messages)) > quality.max_prompt_copy:
+    if prompt_copy(grams, prompt_text(messages)) > quality.max_prompt_copy:
         return "target_copies_prompt"
     return None
 
