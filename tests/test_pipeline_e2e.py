@@ -118,7 +118,11 @@ def test_repro_then_second_experiment(project: Path) -> None:
     assert (project / "models/selected/adapter_model.safetensors").exists()
     assert (project / "data/quarantine.jsonl").stat().st_size > 0
     curate = json.loads((project / "reports/curate.json").read_text())
-    assert curate["rows_in"] == curate["kept"] + curate["quarantined"] + curate["duplicates"]
+    duplicates = curate["duplicates"]["exact"] + curate["duplicates"]["near"]
+    assert curate["rows_in"] == curate["kept"] + curate["quarantined"] + duplicates
+    data_report = (project / "reports/data.md").read_text()
+    assert "## Funnel" in data_report and "## Contamination" in data_report
+    assert (project / "reports/figures/token_lengths.png").stat().st_size > 0
     plot_rows = json.loads((project / "reports/eval_by_step.json").read_text())
     assert plot_rows[0]["step"] == 0 and len(plot_rows) >= 3
 

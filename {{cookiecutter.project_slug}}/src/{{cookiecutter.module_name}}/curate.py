@@ -572,6 +572,7 @@ class ReportBuilder:
             "max_reject_fraction": max_reject_fraction,
             "formats": dict(sorted(d.formats.items())),
             "format_audit": dict(sorted(d.format_flags.items())),
+            "format_audit_share": round(sum(d.format_flags.values()) / max(d.rows_in, 1), 4),
             "groups": len(set(d.group_of.values())),
             "tokens": token_stats(lengths, max_tokens),
             "size_advice": size_advice(self.counts["kept"]),

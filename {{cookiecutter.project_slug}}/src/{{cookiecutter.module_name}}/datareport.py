@@ -106,6 +106,7 @@ def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
         lines += [
             "",
             "Format audit of JSON targets (the seed's format-drift root cause): "
+            + f"{curate.get('format_audit_share', 0):.1%} of rows flagged: "
             + ", ".join(f"`{code}` {n}" for code, n in audit.items())
             + ".",
         ]
