@@ -475,7 +475,11 @@ def bake(output_dir: Path) -> Path:
 
 
 def run_module(project: Path, python: str, module: str) -> tuple[float, float | None, str]:
-    """Run `python -m module` in the project; (wall s, peak RSS MB, stdout). Exits on failure."""
+    """Run `python -m module` in the project; (wall s, peak RSS MB, stdout). Exits on failure.
+
+    The peak is the largest sum of RSS over the process and its worker processes (psutil,
+    polled every 250 ms), which is what the machine must hold; without psutil, the largest
+    single process as /usr/bin/time reports it."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, ["src", os.environ.get("PYTHONPATH")])),
@@ -490,8 +494,8 @@ def run_module(project: Path, python: str, module: str) -> tuple[float, float | 
             command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         peak = [0]
-        if not timer:
-            threading.Thread(target=poll_rss, args=(process, peak), daemon=True).start()
+        poller = threading.Thread(target=poll_rss, args=(process, peak), daemon=True)
+        poller.start()
         stdout, stderr = process.communicate()
         wall = time.perf_counter() - started
         if process.returncode != 0:
@@ -499,14 +503,16 @@ def run_module(project: Path, python: str, module: str) -> tuple[float, float | 
             sys.exit(
                 f"`{' '.join(command)}` failed (exit {process.returncode}) in {project}:\n{tail}"
             )
+        poller.join()
         if timer:
             seconds, kilobytes = timing.read().split()[-2:]
-            return float(seconds), int(kilobytes) / 1024, stdout
+            rss = peak[0] / 2**20 if peak[0] else int(kilobytes) / 1024
+            return float(seconds), rss, stdout
     return wall, (peak[0] / 2**20 if peak[0] else None), stdout
 
 
 def poll_rss(process: subprocess.Popen, peak: list[int]) -> None:
-    """Fallback without /usr/bin/time: poll the RSS of the process tree every 50 ms."""
+    """Poll the summed RSS of the process tree every 250 ms (needs psutil)."""
     try:
         import psutil
     except ImportError:
@@ -516,7 +522,7 @@ def poll_rss(process: subprocess.Popen, peak: list[int]) -> None:
         while process.poll() is None:
             tree = [root, *root.children(recursive=True)]
             peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
-            time.sleep(0.05)
+            time.sleep(0.25)
     except psutil.Error:
         pass
 
