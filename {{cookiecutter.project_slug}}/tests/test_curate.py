@@ -19,10 +19,8 @@ from {{ cookiecutter.module_name }}.curate import (
     curate_rows,
     raw_files,
     read_raw,
-    size_advice,
-    token_histogram,
-    token_stats,
 )
+from {{ cookiecutter.module_name }}.curate_report import size_advice, token_histogram, token_stats
 from {{ cookiecutter.module_name }}.jsonio import iter_lines, read_json, read_jsonl
 from {{ cookiecutter.module_name }}.params import CurateParams, QualityParams, TaskParams
 
