@@ -160,6 +160,12 @@ def test_a_group_lands_in_one_split() -> None:
         name for name, part in parts.items() for row in part if row.get("group") == "shared-group"
     }
     assert len(homes) == 1
+    assert split.groups_across_splits(parts) == 0
+    (home,) = homes
+    other = "val" if home != "val" else "test"
+    member = next(row for row in parts[home] if row.get("group") == "shared-group")
+    parts[other].append(member)  # what a broken split would do
+    assert split.groups_across_splits(parts) == 1
 
 
 def labelled(n: int, label: str) -> list[dict]:

@@ -141,7 +141,8 @@ def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
         f"{contamination['train_rows']} train rows contain at least "
         f"{contamination['min_overlap']:.0%} of the {contamination['ngram']}-word n-grams of a "
         f"val/test row or an eval-suite item; action `{contamination['action']}`, "
-        f"{contamination['removed']} removed.",
+        f"{contamination['removed']} removed. Near-duplicate groups split across train/val/test: "
+        f"{split.get('groups_across_splits', 0)} (each group is assigned whole).",
     ]
     for overlap in contamination["overlaps"][:10]:
         lines.append(f"- {overlap['train']} ~ {overlap['with']} ({overlap['overlap']:.0%})")

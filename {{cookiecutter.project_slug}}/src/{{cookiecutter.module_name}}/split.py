@@ -159,6 +159,16 @@ def replay_count(n_task_train: int, fraction: float) -> int:
     return round(n_task_train * fraction / (1 - fraction))
 
 
+def groups_across_splits(splits: dict[str, list[dict]]) -> int:
+    """Near-duplicate groups with rows in more than one split (0 unless the split is broken)."""
+    homes: dict[str, set[str]] = defaultdict(set)
+    for name, rows in splits.items():
+        for row in rows:
+            if row.get("origin") != "replay":
+                homes[row.get("group", row["id"])].add(name)
+    return sum(1 for names in homes.values() if len(names) > 1)
+
+
 def counts_by_stratum(splits: dict[str, list[dict]], field: str | None) -> dict[str, dict]:
     table: dict[str, Counter] = defaultdict(Counter)
     for name, rows in splits.items():
@@ -217,6 +227,8 @@ def main() -> None:
         "stratify_by": cfg.stratify_by,
         "strata": counts_by_stratum(splits, cfg.stratify_by),
         "groups_multi_row": sum(1 for n in Counter(r.get("group") for r in rows).values() if n > 1),
+        # near-duplicate overlap between splits: zero by construction, counted to prove it
+        "groups_across_splits": groups_across_splits(splits),
         "contamination": {
             "action": cfg.contamination,
             "ngram": cfg.ngram,
