@@ -138,9 +138,10 @@ def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
         "",
         "## Contamination",
         "",
-        f"{contamination['train_rows']} train rows contain at least "
+        f"Train rows containing at least "
         f"{contamination['min_overlap']:.0%} of the {contamination['ngram']}-word n-grams of a "
-        f"val/test row or an eval-suite item; action `{contamination['action']}`, "
+        f"val/test row or an eval-suite item: {contamination['train_rows']}; action "
+        f"`{contamination['action']}`, "
         f"{contamination['removed']} removed. Near-duplicate groups split across train/val/test: "
         f"{split.get('groups_across_splits', 0)} (each group is assigned whole).",
     ]

@@ -1,0 +1,101 @@
+"""reports/data.md: the funnel adds up and every section shows what the JSON reports hold."""
+
+from {{ cookiecutter.module_name }}.datareport import funnel, render
+
+CURATE = {
+    "rows_in": 100,
+    "kept": 80,
+    "quarantined": 12,
+    "duplicates": {"exact": 5, "near": 3},
+    "reasons": {
+        "not_json": 2,
+        "unknown_role": 3,
+        "format_drift": 4,
+        "too_long": 2,
+        "repetitive_target": 1,
+    },
+    "reason_details": {"not_json": "the line is not valid JSON"},
+    "format_audit": {"format_drift": 4},
+    "format_audit_share": 0.04,
+    "size_advice": "under 100 examples: consider few-shot prompting instead of fine-tuning",
+    "examples": {"not_json": [{"file": "data/raw/a.jsonl", "line": 7, "raw": "{oops"}]},
+    "near_duplicate_examples": [
+        {
+            "kept": "data/raw/a.jsonl:1",
+            "text": "my parcel is late",
+            "removed": [{"source": "data/raw/a.jsonl:9", "similarity": 0.82}],
+        }
+    ],
+    "tokens": {
+        "rows": 87,
+        "mean": 50.0,
+        "p50": 48,
+        "p95": 90,
+        "max": 600,
+        "over_max": 2,
+        "over_max_share": 0.023,
+        "max_tokens": 512,
+    },
+}
+SPLIT = {
+    "counts": {"train": 60, "val": 10, "test": 8},
+    "task_rows": {"train": 56, "val": 10, "test": 8},
+    "replay_rows": 4,
+    "stratify_by": "category",
+    "strata": {"billing": {"train": 30, "val": 5, "test": 4}},
+    "groups_across_splits": 0,
+    "contamination": {
+        "action": "remove",
+        "ngram": 8,
+        "min_overlap": 0.7,
+        "train_rows": 6,
+        "removed": 6,
+        "overlaps": [
+            {"train": "data/raw/a.jsonl:3", "with": "test:data/raw/a.jsonl:4", "overlap": 0.9}
+        ],
+    },
+}
+
+
+def test_funnel_steps_add_up() -> None:
+    steps = funnel(CURATE, SPLIT)
+    rows = {label: n for label, n, _ in steps}
+    assert rows["raw rows"] == 100
+    assert rows["parsed"] == 98  # not_json
+    assert rows["valid"] == 95  # unknown_role
+    assert rows["format audit"] == 91  # format_drift
+    assert rows["quality filters"] == 88  # too_long + repetitive_target
+    assert rows["deduplicated"] == 80 == CURATE["kept"]
+    assert rows["train / val / test"] == 74 == 80 - 6  # contaminated train rows removed
+    assert rows["train + replay"] == 60
+
+
+def test_render_has_every_section() -> None:
+    text = render(CURATE, SPLIT)
+    for heading in (
+        "## Funnel",
+        "## Quarantined rows by reason",
+        "## Near-duplicate clusters",
+        "## Token lengths",
+        "## Contamination",
+        "## Split by `category`",
+    ):
+        assert heading in text
+    assert "data/raw/a.jsonl:7 `{oops`" in text
+    assert "removed data/raw/a.jsonl:9 (similarity 0.82)" in text
+    assert "figures/token_lengths.png" in text
+    assert "4.0% of rows flagged" in text
+    assert "data/raw/a.jsonl:3 ~ test:data/raw/a.jsonl:4 (90%)" in text
+    assert "few-shot" in text
+
+
+def test_render_without_rejections_or_clusters() -> None:
+    clean = CURATE | {
+        "quarantined": 0,
+        "reasons": {},
+        "format_audit": {},
+        "examples": {},
+        "near_duplicate_examples": [],
+    }
+    text = render(clean, SPLIT)
+    assert "No row was quarantined." in text and "None above the threshold." in text
