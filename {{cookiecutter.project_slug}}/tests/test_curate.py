@@ -255,6 +255,17 @@ def test_near_duplicates_keep_the_first_and_point_to_it() -> None:
     (dup,) = result.duplicates
     assert dup["kind"] == "near" and dup["source"].endswith(":3")
     assert dup["duplicate_of"].endswith(":2") and 0.7 <= dup["similarity"] < 1
+    assert dup["same_target"] is True
+
+
+def test_near_duplicates_with_another_answer_are_flagged_as_conflicts() -> None:
+    other = json.dumps({"category": "billing", "priority": "LOW"})
+    rows = lines(chat(PARAGRAPH), chat(PARAGRAPH + " thanks", other), chat(PARAGRAPH + " cheers"))
+    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    assert [(d["source"][-1], d["same_target"]) for d in result.duplicates] == [
+        ("2", False),
+        ("3", True),
+    ]
 
 
 def test_related_rows_below_the_dup_threshold_share_a_group() -> None:

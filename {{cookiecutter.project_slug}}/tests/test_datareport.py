@@ -26,6 +26,10 @@ CURATE = {
             "removed": [{"source": "data/raw/a.jsonl:9", "similarity": 0.82}],
         }
     ],
+    "near_duplicate_conflicts": 1,
+    "near_duplicate_conflict_examples": [
+        {"source": "data/raw/a.jsonl:9", "duplicate_of": "data/raw/a.jsonl:1", "similarity": 0.82}
+    ],
     "tokens": {
         "rows": 87,
         "mean": 50.0,
@@ -83,6 +87,8 @@ def test_render_has_every_section() -> None:
         assert heading in text
     assert "data/raw/a.jsonl:7 `{oops`" in text
     assert "removed data/raw/a.jsonl:9 (similarity 0.82)" in text
+    assert "1 near duplicate(s) answer differently" in text
+    assert "- data/raw/a.jsonl:9 vs kept data/raw/a.jsonl:1" in text
     assert "figures/token_lengths.png" in text
     assert "4.0% of rows flagged" in text
     assert "data/raw/a.jsonl:3 ~ test:data/raw/a.jsonl:4 (90%)" in text

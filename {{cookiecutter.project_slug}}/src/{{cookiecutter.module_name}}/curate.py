@@ -356,11 +356,13 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
     kind being kept, preference, quarantined or duplicate."""
     referenced = {first for _, first, _ in decisions.duplicate_of.values()}
     sources: dict[int, str] = {}
+    targets: dict[int, str] = {}  # normalised target of each row a near duplicate points at
     ids: dict[int, str] = {}
     for index, (file, line, data) in enumerate(lines):
         source = f"{file}:{line}"
         if index in referenced:
             sources[index] = source
+            targets[index] = target_key(data, decisions.formats[file])
         reason = decisions.reasons.get(index)
         if reason is not None:
             yield "quarantined", quarantine_record(file, line, data, reason)
@@ -368,15 +370,15 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
         duplicate = decisions.duplicate_of.get(index)
         if duplicate is not None:
             kind, first, similarity = duplicate
-            yield (
-                "duplicate",
-                {
-                    "source": source,
-                    "kind": kind,
-                    "duplicate_of": sources[first],
-                    "similarity": round(similarity, 4),
-                },
-            )
+            record = {
+                "source": source,
+                "kind": kind,
+                "duplicate_of": sources[first],
+                "similarity": round(similarity, 4),
+            }
+            if kind == "near":  # a near copy that answers differently is a label conflict
+                record["same_target"] = target_key(data, decisions.formats[file]) == targets[first]
+            yield "duplicate", record
             continue
         fmt = decisions.formats[file]
         obj = json.loads(data)
@@ -397,6 +399,12 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
         if meta := metadata(obj, fmt):
             record["meta"] = meta
         yield ("preference" if fmt == "preference" else "kept"), record
+
+
+def target_key(data: bytes, fmt: Format) -> str:
+    """A row's target, case-folded and whitespace-collapsed (rows reaching pass 2 parse)."""
+    messages = to_messages(json.loads(data), fmt)
+    return " ".join(messages[-1]["content"].casefold().split())
 
 
 def quarantine_record(file: str, line: int, data: bytes, reason: str) -> dict:

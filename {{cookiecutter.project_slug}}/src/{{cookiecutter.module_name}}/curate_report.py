@@ -90,6 +90,8 @@ class ReportBuilder:
         self.examples: dict[str, list[dict]] = {}
         self.clusters: dict[str, dict] = {}
         self.snippets: dict[str, str] = {}
+        self.conflicts = 0
+        self.conflict_examples: list[dict] = []
 
     def add(self, kind: str, record: dict) -> None:
         self.counts[kind] += 1
@@ -105,13 +107,19 @@ class ReportBuilder:
                 self.snippets[record["source"]] = snippet(record)
         elif kind == "duplicate" and record["kind"] == "near":
             first = record["duplicate_of"]
+            if not record["same_target"]:
+                self.conflicts += 1
+                if len(self.conflict_examples) < CLUSTER_EXAMPLES:
+                    self.conflict_examples.append(
+                        {k: record[k] for k in ("source", "duplicate_of", "similarity")}
+                    )
             if first in self.clusters or len(self.clusters) < CLUSTER_EXAMPLES:
                 cluster = self.clusters.setdefault(
                     first, {"kept": first, "text": self.snippets.get(first, ""), "removed": []}
                 )
                 if len(cluster["removed"]) < 3:
                     cluster["removed"].append(
-                        {"source": record["source"], "similarity": record["similarity"]}
+                        {k: record[k] for k in ("source", "similarity", "same_target")}
                     )
 
     def report(self, max_tokens: int | None, max_reject_fraction: float) -> dict[str, Any]:
@@ -141,6 +149,9 @@ class ReportBuilder:
             "size_advice": size_advice(self.counts["kept"]),
             "examples": self.examples,
             "near_duplicate_examples": list(self.clusters.values()),
+            # near copies whose answer differs from the kept row's: label noise to review
+            "near_duplicate_conflicts": self.conflicts,
+            "near_duplicate_conflict_examples": self.conflict_examples,
         }
 
 

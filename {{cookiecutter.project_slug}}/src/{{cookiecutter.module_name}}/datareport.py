@@ -117,9 +117,22 @@ def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
         for cluster in clusters:
             lines.append(f"- kept {cluster['kept']}: {cluster['text']}")
             for member in cluster["removed"]:
-                lines.append(f"  - removed {member['source']} (similarity {member['similarity']})")
+                conflict = "" if member.get("same_target", True) else ", **different answer**"
+                lines.append(
+                    f"  - removed {member['source']} (similarity {member['similarity']}{conflict})"
+                )
     else:
         lines.append("None above the threshold.")
+    conflicts = curate.get("near_duplicate_conflicts", 0)
+    if conflicts:
+        lines += [
+            "",
+            f"{conflicts} near duplicate(s) answer differently from the row kept: the same input "
+            "with two labels is label noise or a distinction the kept row loses. Review them in "
+            "data/curated/duplicates.jsonl (`same_target: false`):",
+        ]
+        for example in curate.get("near_duplicate_conflict_examples", []):
+            lines.append(f"- {example['source']} vs kept {example['duplicate_of']}")
 
     tokens = curate.get("tokens", {})
     lines += ["", "## Token lengths", ""]
