@@ -56,7 +56,7 @@ from .paths import (
 )
 from .quality import QUALITY_REASONS, allowed_scripts, dominant_script, quality_reason
 from .schemas import CHAT_SCHEMA, REASONS, first_failures, target_schema
-from .textnorm import content_text, exact_key, prompt_text
+from .textnorm import content_text, exact_key, normalise, prompt_text
 
 CHUNK_ROWS = 4096
 PARALLEL_MIN_BYTES = 8 << 20  # below ~10k rows, starting worker processes costs more than it saves
@@ -66,10 +66,12 @@ PARSE_REASONS = {
     "not_utf8": "the line is not valid UTF-8",
     "not_json": "the line is not valid JSON",
     "not_json_object": "the line is JSON but not an object",
+}
+LENGTH_REASONS = {
     "too_long": "the row is longer than curate.max_tokens (default train.max_length) tokens: "
     "truncation would cut the target",
 }
-ALL_REASONS = {**PARSE_REASONS, **FORMAT_REASONS, **REASONS, **QUALITY_REASONS}
+ALL_REASONS = {**PARSE_REASONS, **FORMAT_REASONS, **REASONS, **QUALITY_REASONS, **LENGTH_REASONS}
 
 TokenCounter = Callable[[list[Messages]], list[int]]
 RawLine = tuple[str, int, bytes]
@@ -207,7 +209,7 @@ def file_format(file: str, chunk: list[bytes], cfg: CurateParams) -> Format:
 class Curator:
     """Pass 1: feed it every file's lines, in order; `finish()` returns the decisions.
 
-    Chunks are screened by `screen_chunk` (in worker processes when `workers` > 1) and merged
+    Chunks are screened by `screen_chunk` (in worker processes when given a `pool`) and merged
     here in file order, so exact duplicates always point at the first occurrence."""
 
     def __init__(
@@ -356,18 +358,25 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
     kind being kept, preference, quarantined or duplicate."""
     referenced = {first for _, first, _ in decisions.duplicate_of.values()}
     sources: dict[int, str] = {}
-    targets: dict[int, str] = {}  # normalised target of each row a near duplicate points at
-    ids: dict[int, str] = {}
+    targets: dict[int, str] = {}  # normalised target of each row a duplicate points at
     for index, (file, line, data) in enumerate(lines):
         source = f"{file}:{line}"
+        fmt = decisions.formats[file]
+        reason = decisions.reasons.get(index)
+        duplicate = decisions.duplicate_of.get(index)
+        # parse the row once, and only when something below reads it
+        needs_row = index in referenced or (
+            reason is None and (duplicate is None or duplicate[0] == "near")
+        )
+        if needs_row:
+            obj = json.loads(data)
+            messages = to_messages(obj, fmt)
         if index in referenced:
             sources[index] = source
-            targets[index] = target_key(data, decisions.formats[file])
-        reason = decisions.reasons.get(index)
+            targets[index] = normalise(messages[-1]["content"])
         if reason is not None:
             yield "quarantined", quarantine_record(file, line, data, reason)
             continue
-        duplicate = decisions.duplicate_of.get(index)
         if duplicate is not None:
             kind, first, similarity = duplicate
             record = {
@@ -377,14 +386,10 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
                 "similarity": round(similarity, 4),
             }
             if kind == "near":  # a near copy that answers differently is a label conflict
-                record["same_target"] = target_key(data, decisions.formats[file]) == targets[first]
+                record["same_target"] = normalise(messages[-1]["content"]) == targets[first]
             yield "duplicate", record
             continue
-        fmt = decisions.formats[file]
-        obj = json.loads(data)
-        messages = to_messages(obj, fmt)
-        ids[index] = decisions.ids.get(index) or exact_key(messages)[:16]
-        record: dict[str, Any] = {"id": ids[index]}
+        record: dict[str, Any] = {"id": decisions.ids[index]}
         if fmt == "preference":
             record |= {
                 "prompt": messages[:-1],
@@ -393,18 +398,12 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
             }
         else:
             record |= to_prompt_completion(messages)
-        record |= {"source": source, "group": ids[decisions.group_of.get(index, index)]}
+        record |= {"source": source, "group": decisions.ids[decisions.group_of.get(index, index)]}
         if index in decisions.tokens:
             record["tokens"] = decisions.tokens[index]
         if meta := metadata(obj, fmt):
             record["meta"] = meta
         yield ("preference" if fmt == "preference" else "kept"), record
-
-
-def target_key(data: bytes, fmt: Format) -> str:
-    """A row's target, case-folded and whitespace-collapsed (rows reaching pass 2 parse)."""
-    messages = to_messages(json.loads(data), fmt)
-    return " ".join(messages[-1]["content"].casefold().split())
 
 
 def quarantine_record(file: str, line: int, data: bytes, reason: str) -> dict:
@@ -542,8 +541,9 @@ def main() -> None:
         writers.close()
     report = builder.report(max_tokens, cfg.max_reject_fraction)
     write_json(CURATE_REPORT, report)
-    write_json(TOKEN_PLOT_DATA, token_histogram(list(decisions.tokens.values()), max_tokens))
-    plot_token_lengths(list(decisions.tokens.values()), max_tokens, TOKEN_PLOT)
+    lengths = list(decisions.tokens.values())
+    write_json(TOKEN_PLOT_DATA, token_histogram(lengths, max_tokens))
+    plot_token_lengths(lengths, max_tokens, TOKEN_PLOT)
     dups = report["duplicates"]
     logging.info(
         "check + dedup %.1f s, write + report %.1f s",

@@ -7,19 +7,15 @@ stage runs; the numbers in it always match the JSON reports.
 from typing import Any
 
 from .paths import DATA_REPORT, TOKEN_PLOT
+from .quality import QUALITY_REASONS
+from .schemas import target_schema
 
+# Reason codes by funnel step; every other code is a schema failure ("valid" step). Derived
+# from the checks themselves, so a new filter or audit check is counted in the right step.
 STAGE_OF_REASON = {
     "parse": ("not_utf8", "not_json", "not_json_object"),
-    "audit": ("target_not_json", "format_drift", "target_schema_mismatch"),
-    "filter": (
-        "target_too_short",
-        "target_too_long",
-        "broken_characters",
-        "repetitive_target",
-        "target_copies_prompt",
-        "too_long",
-        "charset_outlier",
-    ),
+    "audit": tuple(check.name for check in target_schema([]).columns["target"].checks),
+    "filter": (*QUALITY_REASONS, "too_long"),
 }
 
 

@@ -21,7 +21,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
-from .textnorm import words
+from .textnorm import ngrams, words
 
 SHINGLE_WORDS = 3
 SCHEME = "affine32"  # datasketch 2 default: 32-bit hash values
@@ -29,10 +29,7 @@ SCHEME = "affine32"  # datasketch 2 default: 32-bit hash values
 
 def shingles(text: str) -> list[str]:
     """Word 3-grams of the normalised text (a text of fewer words is one shingle)."""
-    tokens = words(text)
-    if len(tokens) <= SHINGLE_WORDS:
-        return [" ".join(tokens)] if tokens else []
-    return [" ".join(tokens[i : i + SHINGLE_WORDS]) for i in range(len(tokens) - SHINGLE_WORDS + 1)]
+    return [" ".join(gram) for gram in ngrams(words(text), SHINGLE_WORDS)]
 
 
 @functools.cache

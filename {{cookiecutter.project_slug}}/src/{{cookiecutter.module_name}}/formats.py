@@ -21,6 +21,7 @@ import pandera.pandas as pa
 
 from .formatting import Messages
 from .params import InputFormat as Format
+from .schemas import element_check
 
 FORMATS: tuple[Format, ...] = ("chat", "preference", "prompt_completion", "alpaca")
 FORMAT_KEYS: dict[Format, frozenset[str]] = {
@@ -59,21 +60,17 @@ def _text_or_turns(value: Any) -> bool:
     return _text(value) or (isinstance(value, list) and len(value) > 0)
 
 
-def _check(name: str, error: str, predicate) -> pa.Check:
-    return pa.Check(predicate, element_wise=True, name=name, error=error)
-
-
 ROW_CHECKS: dict[Format, list[pa.Check]] = {
     "chat": [],  # the chat schema checks `messages` itself
     "prompt_completion": [
-        _check(
+        element_check(
             "empty_prompt_or_completion",
             "prompt or completion is missing, empty, or neither a string nor a list of turns",
             lambda row: _text_or_turns(row.get("prompt")) and _text_or_turns(row.get("completion")),
         )
     ],
     "alpaca": [
-        _check(
+        element_check(
             "empty_instruction_or_output",
             "instruction or output is missing or empty, or input is not a string",
             lambda row: (
@@ -84,12 +81,12 @@ ROW_CHECKS: dict[Format, list[pa.Check]] = {
         )
     ],
     "preference": [
-        _check(
+        element_check(
             "empty_preference_field",
             "prompt, chosen or rejected is missing, empty, or not a string / list of turns",
             lambda row: all(_text_or_turns(row.get(k)) for k in ("prompt", "chosen", "rejected")),
         ),
-        _check(
+        element_check(
             "identical_chosen_rejected",
             "chosen and rejected are the same answer: the pair teaches nothing",
             lambda row: (

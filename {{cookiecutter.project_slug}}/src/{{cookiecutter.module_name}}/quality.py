@@ -59,7 +59,7 @@ def dominant_script(text: str) -> str | None:
 
 def quality_reason(messages: Messages, quality: QualityParams) -> str | None:
     """The first quality filter the row fails, or None. The script check needs the whole data
-    set and runs later (see `script_outliers`)."""
+    set and runs after pass 1 (see `allowed_scripts` and `Curator.finish`)."""
     target = messages[-1]["content"]
     stripped = target.strip()
     if len(stripped) < quality.min_target_chars:

@@ -22,13 +22,13 @@ def _is_chat(messages: Any) -> bool:
     )
 
 
-def _element_check(name: str, error: str, predicate) -> pa.Check:
+def element_check(name: str, error: str, predicate) -> pa.Check:
     return pa.Check(predicate, element_wise=True, name=name, error=error, ignore_na=False)
 
 
 CHAT_CHECKS = [
-    _element_check("missing_messages", "messages must be a non-empty list of objects", _is_chat),
-    _element_check(
+    element_check("missing_messages", "messages must be a non-empty list of objects", _is_chat),
+    element_check(
         "unknown_role",
         f"every role must be one of {sorted(ROLES)}",
         lambda m: (
@@ -36,27 +36,27 @@ CHAT_CHECKS = [
             or all(isinstance(turn.get("role"), str) and turn["role"] in ROLES for turn in m)
         ),
     ),
-    _element_check(
+    element_check(
         "missing_content",
         "every turn needs a string content",
         lambda m: not _is_chat(m) or all(isinstance(turn.get("content"), str) for turn in m),
     ),
-    _element_check(
+    element_check(
         "no_user_turn",
         "a chat needs at least one user turn",
         lambda m: not _is_chat(m) or any(turn.get("role") == "user" for turn in m),
     ),
-    _element_check(
+    element_check(
         "no_assistant_turn",
         "a chat needs an assistant turn to learn from",
         lambda m: not _is_chat(m) or any(turn.get("role") == "assistant" for turn in m),
     ),
-    _element_check(
+    element_check(
         "assistant_not_last",
         "the last turn must be the assistant's (it is the training target)",
         lambda m: not _is_chat(m) or m[-1].get("role") == "assistant",
     ),
-    _element_check(
+    element_check(
         "empty_content",
         "no turn may be empty or whitespace",
         lambda m: not _is_chat(m) or all(str(turn.get("content") or "").strip() for turn in m),
@@ -93,7 +93,7 @@ def json_target_status(text: str, fields: list[str]) -> str:
 def target_schema(fields: list[str]) -> pa.DataFrameSchema:
     """Format audit for JSON targets: the seed's 'starts as JSON then drifts into prose'."""
     checks = [
-        _element_check(
+        element_check(
             code,
             message,
             lambda text, code=code: json_target_status(text, fields) not in {code},

@@ -60,6 +60,16 @@ def assign_split(key: str, seed: int, val_fraction: float, test_fraction: float)
     return "train"
 
 
+def group_key(row: dict[str, Any]) -> str:
+    """The near-duplicate group a row belongs to (its own id when it has none)."""
+    return row.get("group", row["id"])
+
+
+def input_text(row: dict[str, Any]) -> str:
+    """What the model is given for a row: its non-system prompt turns."""
+    return prompt_text(row["prompt"] + row["completion"])
+
+
 def stratum(row: dict[str, Any], field: str | None) -> str:
     """The row's value of `field`: a metadata key of the raw row, else a key of a JSON target."""
     if field is None:
@@ -83,7 +93,7 @@ def split_rows(
     """Rows in, rows per split out (input order kept within each split)."""
     groups: dict[str, str] = {}  # group -> stratum of its first row
     for row in rows:
-        groups.setdefault(row.get("group", row["id"]), stratum(row, stratify_by))
+        groups.setdefault(group_key(row), stratum(row, stratify_by))
     split_of = {group: assign_split(group, seed, val_fraction, test_fraction) for group in groups}
     by_stratum: dict[str, list[str]] = defaultdict(list)
     for group, name in groups.items():
@@ -99,7 +109,7 @@ def split_rows(
                 split_of[spare.pop(0)] = name
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for row in rows:
-        splits[split_of[row.get("group", row["id"])]].append(row)
+        splits[split_of[group_key(row)]].append(row)
     return splits
 
 
@@ -107,7 +117,7 @@ def eval_items(val: list[dict], test: list[dict]) -> list[tuple[str, str]]:
     """(label, text) of everything the model is evaluated on: the inputs of val and test rows
     and the questions/prompts of the eval suites."""
     items = [
-        (f"{name}:{row['source']}", prompt_text(row["prompt"] + row["completion"]))
+        (f"{name}:{row['source']}", input_text(row))
         for name, rows in (("val", val), ("test", test))
         for row in rows
     ]
@@ -124,9 +134,7 @@ def find_contamination(
     index = OverlapIndex([text for _, text in items], cfg.ngram)
     found = []
     for row in train:
-        for overlap in index.overlaps(
-            prompt_text(row["prompt"] + row["completion"]), cfg.min_overlap
-        ):
+        for overlap in index.overlaps(input_text(row), cfg.min_overlap):
             found.append(
                 {"train": row["source"], "with": items[overlap.item][0], "overlap": overlap.share}
             )
@@ -165,7 +173,7 @@ def groups_across_splits(splits: dict[str, list[dict]]) -> int:
     for name, rows in splits.items():
         for row in rows:
             if row.get("origin") != "replay":
-                homes[row.get("group", row["id"])].add(name)
+                homes[group_key(row)].add(name)
     return sum(1 for names in homes.values() if len(names) > 1)
 
 

@@ -31,9 +31,12 @@ def prompt_text(messages: Messages) -> str:
     return "\n".join(m["content"] for m in messages[:-1] if m["role"] != "system")
 
 
+def normalise(text: str) -> str:
+    """Whitespace collapsed and stripped, case-folded: what makes two texts the same text."""
+    return SPACE.sub(" ", text).strip().casefold()
+
+
 def exact_key(messages: Messages) -> str:
-    """Exact-duplicate key: roles and contents, case-folded and whitespace-collapsed."""
-    text = "\x1e".join(
-        m["role"] + "\x1f" + SPACE.sub(" ", m["content"]).strip().casefold() for m in messages
-    )
+    """Exact-duplicate key: roles and contents, normalised."""
+    text = "\x1e".join(m["role"] + "\x1f" + normalise(m["content"]) for m in messages)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
