@@ -16,11 +16,17 @@ from {{ cookiecutter.module_name }}.cli import StageError
 from {{ cookiecutter.module_name }}.curate import (
     ALL_REASONS,
     CurateResult,
+    Decisions,
     curate_rows,
     raw_files,
     read_raw,
 )
-from {{ cookiecutter.module_name }}.curate_report import size_advice, token_histogram, token_stats
+from {{ cookiecutter.module_name }}.curate_report import (
+    ReportBuilder,
+    size_advice,
+    token_histogram,
+    token_stats,
+)
 from {{ cookiecutter.module_name }}.jsonio import iter_lines, read_json, read_jsonl
 from {{ cookiecutter.module_name }}.params import CurateParams, QualityParams, TaskParams
 
@@ -311,6 +317,35 @@ def test_token_histogram_bins_and_marks_rows_over_the_max() -> None:
     assert [b["rows"] for b in bins] == [2, 2, 2]
     assert [b["over_max"] for b in bins] == [False, False, True]
     assert token_histogram([], 64) == []
+
+
+def test_cluster_examples_show_the_kept_row_however_late_it_comes() -> None:
+    # the kept row of the first near-duplicate cluster is the 12,001st kept row
+    late = 12_000
+    decisions = Decisions(duplicate_of={late + 1: ("near", late, 0.8)}, rows_in=late + 2)
+    builder = ReportBuilder(decisions, {})
+    for i in range(late + 1):
+        record = chat(f"row {i}")
+        builder.add(
+            "kept",
+            {
+                "source": f"a:{i}",
+                "prompt": record["messages"][:1],
+                "completion": record["messages"][1:],
+            },
+        )
+    builder.add(
+        "duplicate",
+        {
+            "source": f"a:{late + 1}",
+            "kind": "near",
+            "duplicate_of": f"a:{late}",
+            "similarity": 0.8,
+            "same_target": True,
+        },
+    )
+    (cluster,) = builder.report(None, 0.5)["near_duplicate_examples"]
+    assert cluster["kept"] == f"a:{late}" and cluster["text"].startswith(f"row {late} |")
 
 
 def test_token_stats() -> None:

@@ -80,11 +80,17 @@ def plot_token_lengths(lengths: list[int], max_tokens: int | None, path: Path) -
 
 
 class ReportBuilder:
-    """Counts and examples collected while pass 2 streams the records out."""
+    """Counts and examples collected while pass 2 streams the records out: `add` is called
+    once per row, in row order, so the n-th call is row index n of the decisions."""
 
     def __init__(self, decisions: "Decisions", reason_details: dict[str, str]) -> None:
         self.decisions = decisions
         self.reason_details = reason_details
+        self.position = -1
+        # rows that near duplicates point at: the only kept rows whose text a cluster shows
+        self.near_kept = {
+            first for kind, first, _ in decisions.duplicate_of.values() if kind == "near"
+        }
         self.counts: Counter = Counter()
         self.reasons: Counter = Counter()
         self.examples: dict[str, list[dict]] = {}
@@ -94,6 +100,7 @@ class ReportBuilder:
         self.conflict_examples: list[dict] = []
 
     def add(self, kind: str, record: dict) -> None:
+        self.position += 1
         self.counts[kind] += 1
         if kind == "quarantined":
             self.reasons[record["reason"]] += 1
@@ -103,7 +110,7 @@ class ReportBuilder:
                     {k: record[k] for k in ("file", "line")} | {"raw": abridge(record["raw"])}
                 )
         elif kind in ("kept", "preference"):
-            if len(self.snippets) < 10000:
+            if self.position in self.near_kept:
                 self.snippets[record["source"]] = snippet(record)
         elif kind == "duplicate" and record["kind"] == "near":
             first = record["duplicate_of"]
