@@ -116,6 +116,10 @@ def test_left_pad_pads_on_the_left_with_zero_attention() -> None:
     assert input_ids.dtype == attention.dtype == torch.long
 
 
+def requests_for(tokenizer, prompts: list, budget: int = 5) -> list[generation.Request]:
+    return [generation.Request(tuple(prompt_token_ids(tokenizer, p)), budget) for p in prompts]
+
+
 def test_generate_feeds_exactly_the_prompt_token_ids(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,20 +135,22 @@ def test_generate_feeds_exactly_the_prompt_token_ids(
         assert input_ids.shape == attention_mask.shape
         answers = []
         for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
-            start = mask.index(1)
-            assert not any(mask[:start]) and all(mask[start:]), "padding must be on the left"
-            assert all(i == kwargs["pad_token_id"] for i in ids[:start])
-            fed.append(ids[start:])
+            # padding (mask 0) sits left of each row's own tokens, after any shared prefix
+            assert mask[-1] == 1
+            kept = [token for token, keep in zip(ids, mask, strict=True) if keep]
+            assert all(ids[i] == kwargs["pad_token_id"] for i, m in enumerate(mask) if not m)
+            fed.append(kept)
             # answer with the unpadded prompt length, so outputs can be matched to prompts
-            answers.append(tokenizer(str(len(ids) - start), add_special_tokens=False)["input_ids"])
+            answers.append(tokenizer(str(len(kept)), add_special_tokens=False)["input_ids"])
         width = max(len(a) for a in answers)
         new = [a + [tokenizer.eos_token_id] * (width - len(a)) for a in answers]
         return torch.cat([input_ids, torch.tensor(new, dtype=torch.long)], dim=1)
 
     monkeypatch.setattr(model, "generate", fake_generate)
-    outputs = generation.generate(model, tokenizer, prompts, max_new_tokens=5, batch_size=2)
+    requests = requests_for(tokenizer, prompts)
+    outputs = generation.HFGenerator(model, tokenizer, batch_size=2)(requests, "test")
 
-    expected = [prompt_token_ids(tokenizer, prompt) for prompt in prompts]
+    expected = [list(request.prompt_ids) for request in requests]
     assert sorted(fed) == sorted(expected)
     assert outputs == [str(len(ids)) for ids in expected]
     assert len(calls) == 2  # 4 prompts, batch size 2
@@ -154,11 +160,58 @@ def test_generate_feeds_exactly_the_prompt_token_ids(
         assert tokenizer.eos_token_id in call["eos_token_id"]
 
 
+def test_shared_prefix_length() -> None:
+    assert generation.shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6]]) == 3
+    # every prompt keeps at least one token of its own
+    assert generation.shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2
+    assert generation.shared_prefix_length([[7, 2], [1, 2]]) == 0
+
+
+@torch.inference_mode()
+def test_prefix_sharing_gives_the_same_next_token_scores(project: Path) -> None:
+    """The shared system prompt's KV cache, copied to every row with the rows' own tokens
+    padded after it, must give the logits that each row gives run alone."""
+    tokenizer = load_tokenizer()
+    model = load_base_model().eval()
+    prompts = [prompt_token_ids(tokenizer, row["prompt"]) for row in read_jsonl(TRAIN_SPLIT)[:4]]
+    generator = generation.HFGenerator(model, tokenizer, batch_size=4)
+    input_ids, attention, shared = generator.batch_inputs(prompts)
+    assert shared >= generation.MIN_SHARED_PREFIX
+    assert len({len(ids) for ids in prompts}) > 1  # so there is padding in the middle
+    past = generator.batch_cache(prompts, shared)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    batched = model(
+        input_ids=input_ids[:, shared:],
+        attention_mask=attention,
+        position_ids=positions[:, shared:],
+        past_key_values=past,
+    ).logits[:, -1]
+    for row, ids in enumerate(prompts):
+        alone = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        torch.testing.assert_close(batched[row], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_each_request_stops_at_its_own_budget(project: Path) -> None:
+    """Greedy output is prefix-consistent: a 2-token request batched with 8-token ones gives
+    the first 2 tokens of what it would give with 8."""
+    tokenizer = load_tokenizer()
+    model = load_base_model().eval()
+    prompts = [user_prompt("Hi"), user_prompt("What is 2 + 2?"), user_prompt("Name a colour.")]
+    long = requests_for(tokenizer, prompts, budget=8)
+    mixed = [long[0], generation.Request(long[1].prompt_ids, 2), long[2]]
+    generator = generation.HFGenerator(model, tokenizer, batch_size=3)
+    full, short = generator(long, "long"), generator(mixed, "mixed")
+    assert short[0] == full[0] and short[2] == full[2]
+    full_ids = tokenizer(full[1], add_special_tokens=False)["input_ids"]
+    short_ids = tokenizer(short[1], add_special_tokens=False)["input_ids"]
+    assert len(short_ids) <= 2
+    assert full_ids[: len(short_ids)] == short_ids
+
+
 def test_generate_runs_on_the_tiny_model(project: Path) -> None:
     tokenizer = load_tokenizer()
     model = load_base_model().eval()
-    outputs = generation.generate(
-        model, tokenizer, [user_prompt("Hi"), user_prompt("What is 2 + 2?")], 4, batch_size=2
-    )
+    requests = requests_for(tokenizer, [user_prompt("Hi"), user_prompt("What is 2 + 2?")], 4)
+    outputs = generation.HFGenerator(model, tokenizer, batch_size=2)(requests, "tiny")
     assert len(outputs) == 2
     assert all(isinstance(out, str) for out in outputs)

@@ -78,24 +78,44 @@ def check_train() -> list[Path]:
 def check_evaluate(checkpoints: list[Path]) -> None:
     evaluate.main()
     names = ["base", *(path.name for path in checkpoints)]
-    assert sorted(path.stem for path in EVAL_DIR.glob("*.json")) == sorted(names)
+    assert sorted(path.stem for path in EVAL_DIR.glob("*.json")) == sorted([*names, "fewshot"])
     val_rows = len(Path("data/splits/val.jsonl").read_text().splitlines())
     for name in names:
         report = read_json(EVAL_DIR / f"{name}.json")
         assert report["model"] == name
         assert report["step"] == checkpoint_step(name)
         assert report["split"] == "val"
+        assert report["generated"] == val_rows + 8  # nothing cached on the first run
         assert {*HEADLINE, "forgetting_score", "format_drift"} <= set(report["metrics"])
         assert len(report["items"]["task"]) == val_rows
         assert len(report["items"]["general_qa"]) == 4  # eval.general_qa_limit
         assert len(report["items"]["instruction_follow"]) == 4  # eval.instruction_limit
         for item in report["items"]["task"]:
-            assert {"id", "output", "correct", "format_ok", "fields"} <= set(item)
+            assert {"id", "prompt_hash", "output", "correct", "exact", "fields"} <= set(item)
+        for item in report["items"]["instruction_follow"]:
+            assert item["correct"] == (not item["failed_checks"])
         assert isinstance(report["val_loss"], float)
     assert read_json(EVAL_DIR / "base.json")["metrics"]["forgetting_score"] == 0.0
+    fewshot = read_json(EVAL_DIR / "fewshot.json")
+    assert fewshot["role"] == "fewshot" and len(fewshot["items"]["task"]) == val_rows
+    base_hashes = [i["prompt_hash"] for i in read_json(EVAL_DIR / "base.json")["items"]["task"]]
+    assert all(
+        mine != theirs
+        for mine, theirs in zip(
+            [i["prompt_hash"] for i in fewshot["items"]["task"]], base_hashes, strict=True
+        )
+    )  # the examples are in the prompt
     plot = read_json(EVAL_PLOT)
     assert [row["step"] for row in plot] == [0, 4, 6]
     assert all({"step", *HEADLINE, "forgetting_score"} <= set(row) for row in plot)
+
+    # an unchanged model is not generated again: the second run is served from the cache
+    first = {path.name: read_json(path) for path in EVAL_DIR.glob("*.json")}
+    evaluate.main()
+    for name, report in first.items():
+        again = read_json(EVAL_DIR / name)
+        assert again["generated"] == 0
+        assert again["items"] == report["items"] and again["metrics"] == report["metrics"]
 
 
 def check_select(checkpoints: list[Path]) -> None:

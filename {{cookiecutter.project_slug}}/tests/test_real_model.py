@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.module_name }}.base import materialise
-from {{ cookiecutter.module_name }}.formatting import user_prompt
-from {{ cookiecutter.module_name }}.generation import generate
+from {{ cookiecutter.module_name }}.formatting import prompt_token_ids, user_prompt
+from {{ cookiecutter.module_name }}.generation import HFGenerator, Request
 from {{ cookiecutter.module_name }}.jsonio import read_json
 from {{ cookiecutter.module_name }}.modeling import load_base_model, load_tokenizer
 
@@ -47,11 +47,22 @@ def test_materialised_model_is_a_safetensors_llama(base_dir: Path) -> None:
 def test_greedy_answer_is_right(base_dir: Path) -> None:
     tokenizer = load_tokenizer(base_dir)
     model = load_base_model(base_dir).eval()
-    (answer,) = generate(
-        model,
-        tokenizer,
-        [user_prompt("What is the capital of France? Answer with one word.")],
-        max_new_tokens=8,
-        batch_size=1,
-    )
+    prompt = user_prompt("What is the capital of France? Answer with one word.")
+    request = Request(tuple(prompt_token_ids(tokenizer, prompt)), max_new_tokens=8)
+    (answer,) = HFGenerator(model, tokenizer, batch_size=1)([request], "real")
     assert "Paris" in answer
+
+
+def test_batched_generation_with_a_shared_prefix_matches_one_by_one(base_dir: Path) -> None:
+    tokenizer = load_tokenizer(base_dir)
+    model = load_base_model(base_dir).eval()
+    system = {"role": "system", "content": "You answer in one short sentence."}
+    questions = ["What colour is the sky?", "Name a fruit.", "What is 3 + 4?", "Who wrote Hamlet?"]
+    requests = [
+        Request(tuple(prompt_token_ids(tokenizer, [system, *user_prompt(q)])), 12)
+        for q in questions
+    ]
+    batched = HFGenerator(model, tokenizer, batch_size=4)(requests, "batched")
+    alone = [HFGenerator(model, tokenizer, batch_size=1)([r], "alone")[0] for r in requests]
+    assert batched == alone
+    assert all(batched)

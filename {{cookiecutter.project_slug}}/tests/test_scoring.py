@@ -28,6 +28,7 @@ def test_exact_match() -> None:
     item = score_task_item(TARGET, TARGET, JSON_TASK)
     assert item == {
         "correct": True,
+        "exact": True,
         "format_ok": True,
         "drift": False,
         "fields": {"category": True, "priority": True, "needs_human": True},
@@ -100,6 +101,82 @@ def test_text_task_normalised_exact_match() -> None:
     assert empty["drift"] is False
 
 
+def test_whole_object_exact_match_needs_the_free_text_field_too() -> None:
+    item = score_task_item(output(reply="Sure."), TARGET, JSON_TASK)
+    assert item["correct"] is True  # every score field matches
+    assert item["exact"] is False  # the reply differs
+    reordered = json.dumps(dict(reversed(list(EXPECTED.items()))))
+    assert score_task_item(reordered, TARGET, JSON_TASK)["exact"] is True
+    assert score_task_item(TARGET + " thanks!", TARGET, JSON_TASK)["exact"] is False
+
+
+# ------------------------------------------------------------------- configurable scorers
+
+
+def text_task(scorer: str, **extra) -> TaskParams:
+    return TaskParams(target_format="text", scorer=scorer, **extra)
+
+
+@pytest.mark.parametrize(
+    ("scorer", "extra", "output", "target", "correct", "format_ok"),
+    [
+        ("exact", {}, "Paris", "Paris", True, True),
+        ("exact", {}, "  Paris\n", "Paris", True, True),
+        ("exact", {}, "paris", "Paris", False, True),
+        ("exact", {}, "", "Paris", False, False),
+        ("normalised", {}, "The answer: PARIS!", "paris", False, True),
+        ("normalised", {}, "Paris.", "paris", True, True),
+        ("normalised", {}, "1,000", "1000", True, True),
+        ("regex", {"answer_pattern": r"#### (.+)"}, "so 5+5\n#### 10", "#### 10", True, True),
+        ("regex", {"answer_pattern": r"#### (.+)"}, "so 5+5\n#### 10", "10", True, True),
+        ("regex", {"answer_pattern": r"#### (.+)"}, "#### 11", "10", False, True),
+        ("regex", {"answer_pattern": r"#### (.+)"}, "the answer is 10", "10", False, False),
+        ("regex", {"answer_pattern": r"[A-D]"}, "I pick C.", "C", True, True),
+        ("numeric", {}, "It costs 1,234.50 dollars", "1234.5", True, True),
+        ("numeric", {}, "first 3, then 7", "7", True, True),  # the last number counts
+        ("numeric", {}, "about 3.14", "3.14159", False, True),
+        ("numeric", {"tolerance": 0.01}, "about 3.14", "3.14159", True, True),
+        ("numeric", {}, "-4", "-4.0", True, True),
+        ("numeric", {}, "no idea", "4", False, False),
+        ("numeric", {"answer_pattern": r"Answer: (\S+)"}, "3 apples. Answer: 5", "5", True, True),
+    ],
+)
+def test_text_scorers(
+    scorer: str, extra: dict, output: str, target: str, correct: bool, format_ok: bool
+) -> None:
+    item = score_task_item(output, target, text_task(scorer, **extra))
+    assert (item["correct"], item["format_ok"]) == (correct, format_ok)
+    assert item["drift"] is False
+    assert item["exact"] == (output.strip() == target.strip())
+
+
+def test_numeric_scorer_needs_a_number_in_the_target() -> None:
+    with pytest.raises(ValueError, match="holds no number"):
+        score_task_item("4", "four", text_task("numeric"))
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ({"target_format": "text", "scorer": "regex"}, "needs answer_pattern"),
+        ({"target_format": "text", "scorer": "exact", "answer_pattern": "(["}, "not a valid"),
+        ({"target_format": "text", "scorer": "json_fields"}, "needs target_format json"),
+        ({"target_format": "json", "fields": ["a"]}, "at least one entry in score_fields"),
+    ],
+)
+def test_scorer_settings_are_checked(task: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TaskParams(**task)
+
+
+def test_a_json_task_may_use_a_text_scorer() -> None:
+    task = TaskParams(target_format="json", fields=["a"], scorer="exact")
+    assert task.resolved_scorer == "exact"
+    assert TaskParams(target_format="json", fields=["a"], score_fields=["a"]).resolved_scorer == (
+        "json_fields"
+    )
+
+
 def test_task_metrics() -> None:
     items = [
         score_task_item(TARGET, TARGET, JSON_TASK),
@@ -109,6 +186,7 @@ def test_task_metrics() -> None:
     ]
     assert task_metrics(items, JSON_TASK) == {
         "task_accuracy": 0.5,
+        "exact_match": 0.25,
         "format_correct": 0.5,
         "format_drift": 0.25,
         "field_category": 0.75,
@@ -123,7 +201,12 @@ def test_task_metrics_rounding_and_empty() -> None:
     ]
     assert task_metrics(items, JSON_TASK)["task_accuracy"] == 0.3333
     assert task_metrics([], JSON_TASK)["task_accuracy"] == 0.0
-    assert set(task_metrics([], TEXT_TASK)) == {"task_accuracy", "format_correct", "format_drift"}
+    assert set(task_metrics([], TEXT_TASK)) == {
+        "task_accuracy",
+        "exact_match",
+        "format_correct",
+        "format_drift",
+    }
 
 
 def test_forgetting_base_wrong_model_right_is_not_a_regression() -> None:

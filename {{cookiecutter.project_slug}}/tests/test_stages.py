@@ -221,6 +221,7 @@ RULES = parse_params({"select": {"max_forgetting": 0.2, "min_format_correct": 0.
 def report(model: str, task: float, fmt: float = 1.0, forgetting: float = 0.0) -> dict:
     return {
         "model": model,
+        "role": "base" if model == "base" else "checkpoint",
         "step": checkpoint_step(model),
         "metrics": {
             "task_accuracy": task,
@@ -244,8 +245,9 @@ def test_choose_best_val_task_accuracy() -> None:
     assert (selected["model"], passed) == ("checkpoint-8", True)
 
 
-def test_choose_never_picks_the_base() -> None:
-    reports = [report("base", 0.9), report("checkpoint-4", 0.1)]
+def test_choose_never_picks_the_base_or_the_fewshot_baseline() -> None:
+    fewshot = {**report("fewshot", 0.95), "role": "fewshot"}
+    reports = [report("base", 0.9), fewshot, report("checkpoint-4", 0.1)]
     selected, _ = choose(reports, RULES)
     assert selected["model"] == "checkpoint-4"
     with pytest.raises(ValueError, match="no checkpoint"):
@@ -332,9 +334,10 @@ TEXT_TASK = TaskParams(target_format="text")
 
 
 def eval_report(model: str, qa: dict[str, bool], follow: dict[str, bool]) -> dict:
-    task = [{"correct": True, "format_ok": True, "drift": False}]
+    task = [{"correct": True, "exact": True, "format_ok": True, "drift": False}]
     return {
         "model": model,
+        "role": "base" if model == "base" else "checkpoint",
         "step": checkpoint_step(model),
         "val_loss": None,
         "items": {
@@ -379,15 +382,19 @@ def test_summarise_improvement_only_is_no_forgetting() -> None:
 def test_plot_rows_start_at_step_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     base = summarise(eval_report("base", {"q1": True}, {"i1": True}), TEXT_TASK, None)
-    write_json(report_path("checkpoint-10"), base | {"model": "checkpoint-10", "step": 10})
+    later = {"model": "checkpoint-10", "role": "checkpoint", "step": 10}
+    write_json(report_path("checkpoint-10"), base | later)
     write_json(report_path("base"), base)
+    fewshot = {"model": "fewshot", "role": "fewshot", "step": 0, "val_loss": None}
+    write_json(report_path("fewshot"), fewshot | {"metrics": base["metrics"]})
     tuned = summarise(eval_report("checkpoint-9", {"q1": False}, {"i1": True}), TEXT_TASK, base)
     write_json(report_path("checkpoint-9"), tuned)
     rows = plot_rows(load_reports())
     assert [row["step"] for row in rows] == [0, 9, 10]
     assert rows[0]["forgetting_score"] == 0.0
     assert rows[1]["forgetting_score"] == 0.5  # checkpoint-9 forgot q1
-    assert set(rows[0]) == {"step", "val_loss", *HEADLINE}
+    assert set(rows[0]) == {"step", "val_loss", "format_drift", *HEADLINE}  # no few-shot row
+    assert [r["role"] for r in load_reports()] == ["base", "fewshot", "checkpoint", "checkpoint"]
 
 
 # -------------------------------------------------------------------------------- base

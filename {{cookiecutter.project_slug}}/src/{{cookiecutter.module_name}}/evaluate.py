@@ -1,38 +1,45 @@
-"""Stage `eval`: score the base model and every checkpoint on the val split and the general
-suites, by generation (batched, greedy), with the prompts formatted exactly as in training.
+"""Stage `eval`: score the base model, a few-shot baseline and every checkpoint on the val split
+and the general suites, by greedy generation with the prompts formatted exactly as in training.
 
-Writes reports/eval/<model>.json (metrics + per-item records) and reports/eval_by_step.json
-(one row per checkpoint step, step 0 = base) for `dvc plots`.
+Writes reports/eval/<model>.json (metrics + per-item records: prompt hash, output, scores) and
+reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`.
+Generations are cached (evalcache.py): the base is generated once across experiments and an
+unchanged checkpoint is free to re-evaluate.
 """
 
-import hashlib
+import gc
+import importlib.util
+import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .checkpoints import checkpoint_step, complete_checkpoints
 from .cli import run_stage
-from .formatting import target_text, user_prompt
-from .generation import generate
-from .jsonio import read_json, read_jsonl, write_json
-from .modeling import load_model_with_adapter, load_tokenizer, use_bf16
+from .evalcache import CACHE_DIR, GenerationCache, cache_key, weights_digest
+from .formatting import fewshot_prompt, prompt_token_ids, target_text, user_prompt
+from .generation import Generator, HFGenerator, Request, VLLMGenerator, stop_token_ids
+from .jsonio import content_hash, read_json, read_jsonl, write_json
+from .modeling import has_gpu, load_model_with_adapter, load_tokenizer, use_bf16
 from .params import EvalParams, Params, TaskParams, load_params
 from .paths import (
+    BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
     EVAL_DIR,
     EVAL_PLOT,
     GENERAL_QA_SUITE,
     INSTRUCTION_SUITE,
+    TRAIN_SPLIT,
     VAL_SPLIT,
 )
 from .scoring import (
     forgetting_score,
+    instruction_failures,
     mean,
     regressions,
-    score_instruction_item,
     score_qa_item,
     score_task_item,
     task_metrics,
@@ -40,66 +47,93 @@ from .scoring import (
 from .suites import load_suite
 
 BASE = "base"
+FEWSHOT = "fewshot"
 GENERAL_SUITES = ("general_qa", "instruction_follow")
+PLOTTED = ("task_accuracy", "format_correct", "format_drift", "general_qa", "instruction_follow")
+
+GeneratorFor = Callable[[Path | None], Generator]
+"""Builds the generator of one model: None is the base, a path is a checkpoint."""
 
 
 @dataclass(frozen=True)
-class Suites:
-    general_qa: list[dict]
-    instruction_follow: list[dict]
+class EvalSet:
+    """The prompts of one eval run as token ids, built once and shared by every model."""
+
+    rows: list[dict]
+    task: list[Request]
+    general_items: list[tuple[str, dict]]  # (suite, item)
+    general: list[Request]
 
 
-def load_general_suites(params: EvalParams) -> Suites:
-    return Suites(
-        general_qa=load_suite(GENERAL_QA_SUITE)[: params.general_qa_limit],
-        instruction_follow=load_suite(INSTRUCTION_SUITE)[: params.instruction_limit],
-    )
-
-
-def prompt_hash(prompt: Any) -> str:
-    return hashlib.sha256(repr(prompt).encode()).hexdigest()[:12]
-
-
-def run_task(model, tokenizer, rows: list[dict], task: TaskParams, params: EvalParams) -> list:
-    outputs = generate(
-        model,
-        tokenizer,
-        [r["prompt"] for r in rows],
-        params.max_new_tokens_task,
-        params.batch_size,
-        desc="task",
-    )
-    return [
-        {
-            "id": r["id"],
-            "prompt_hash": prompt_hash(r["prompt"]),
-            "output": out,
-            **score_task_item(out, target_text(r), task),
-        }
-        for r, out in zip(rows, outputs, strict=True)
+def load_general_items(params: EvalParams) -> list[tuple[str, dict]]:
+    qa = load_suite(GENERAL_QA_SUITE)[: params.general_qa_limit]
+    instructions = load_suite(INSTRUCTION_SUITE)[: params.instruction_limit]
+    return [("general_qa", item) for item in qa] + [
+        ("instruction_follow", item) for item in instructions
     ]
 
 
-def run_general(model, tokenizer, suites: Suites, params: EvalParams) -> dict[str, list]:
-    """General QA and instruction following: what the model must not forget."""
-    results = {}
-    for name, items, key, max_new, scorer in (
-        ("general_qa", suites.general_qa, "question", params.max_new_tokens_qa, score_qa_item),
-        (
-            "instruction_follow",
-            suites.instruction_follow,
-            "prompt",
-            params.max_new_tokens_instruction,
-            score_instruction_item,
-        ),
+def task_requests(tokenizer, prompts: Sequence, max_new_tokens: int) -> list[Request]:
+    return [Request(tuple(prompt_token_ids(tokenizer, p)), max_new_tokens) for p in prompts]
+
+
+def build_eval_set(
+    tokenizer, rows: list[dict], general_items: list[tuple[str, dict]], params: EvalParams
+) -> EvalSet:
+    """QA and instruction items go in one request list (each with its own token budget), so
+    they share batches."""
+    budget = {
+        "general_qa": params.max_new_tokens_qa,
+        "instruction_follow": params.max_new_tokens_instruction,
+    }
+    general = [
+        Request(
+            tuple(prompt_token_ids(tokenizer, user_prompt(item.get("question") or item["prompt"]))),
+            budget[suite],
+        )
+        for suite, item in general_items
+    ]
+    task = task_requests(tokenizer, [r["prompt"] for r in rows], params.max_new_tokens_task)
+    return EvalSet(rows, task, general_items, general)
+
+
+def fewshot_examples(train_rows: list[dict], k: int, seed: int) -> list[dict]:
+    """k train rows, the same for every val row, drawn with the run's seed."""
+    ordered = sorted(train_rows, key=lambda row: row["id"])
+    return random.Random(seed).sample(ordered, min(k, len(ordered)))
+
+
+def prompt_hash(request: Request) -> str:
+    return content_hash(list(request.prompt_ids))[:12]
+
+
+def score_task(
+    rows: list[dict], requests: list[Request], outputs: list[str], task: TaskParams
+) -> list[dict]:
+    return [
+        {
+            "id": row["id"],
+            "prompt_hash": prompt_hash(request),
+            "output": output,
+            **score_task_item(output, target_text(row), task),
+        }
+        for row, request, output in zip(rows, requests, outputs, strict=True)
+    ]
+
+
+def score_general(eval_set: EvalSet, outputs: list[str]) -> dict[str, list[dict]]:
+    scored: dict[str, list[dict]] = {suite: [] for suite in GENERAL_SUITES}
+    for (suite, item), request, output in zip(
+        eval_set.general_items, eval_set.general, outputs, strict=True
     ):
-        prompts = [user_prompt(item[key]) for item in items]
-        outputs = generate(model, tokenizer, prompts, max_new, params.batch_size, desc=name)
-        results[name] = [
-            {"id": item["id"], "output": out, "correct": scorer(out, item)}
-            for item, out in zip(items, outputs, strict=True)
-        ]
-    return results
+        record = {"id": item["id"], "prompt_hash": prompt_hash(request), "output": output}
+        if suite == "general_qa":
+            record["correct"] = score_qa_item(output, item)
+        else:
+            record["failed_checks"] = instruction_failures(output, item)
+            record["correct"] = not record["failed_checks"]
+        scored[suite].append(record)
+    return scored
 
 
 def correct_by_id(report: dict) -> dict[str, bool]:
@@ -114,19 +148,123 @@ def summarise(report: dict, task: TaskParams, base_report: dict | None) -> dict:
     """Attach metrics to a report; forgetting is measured against `base_report`."""
     items = report["items"]
     metrics = task_metrics(items["task"], task)
-    metrics["general_qa"] = mean([i["correct"] for i in items["general_qa"]])
-    metrics["instruction_follow"] = mean([i["correct"] for i in items["instruction_follow"]])
-    base_correct = correct_by_id(base_report or report)
-    metrics["forgetting_score"] = forgetting_score(base_correct, correct_by_id(report))
+    if "general_qa" in items:
+        metrics["general_qa"] = mean([i["correct"] for i in items["general_qa"]])
+        metrics["instruction_follow"] = mean([i["correct"] for i in items["instruction_follow"]])
+        base_correct = correct_by_id(base_report or report)
+        metrics["forgetting_score"] = forgetting_score(base_correct, correct_by_id(report))
+        report["regressions"] = regressions(base_correct, correct_by_id(report))
     report["metrics"] = metrics
-    report["regressions"] = regressions(base_correct, correct_by_id(report))
     return report
+
+
+class ModelRun:
+    """One model's generations: served from the cache where possible, the model itself is
+    only built on the first miss."""
+
+    def __init__(self, checkpoint: Path | None, generator_for: GeneratorFor, cache, settings):
+        parts = [BASE_MODEL_DIR] + ([checkpoint] if checkpoint else [])
+        self.checkpoint = checkpoint
+        self.digest = weights_digest(parts)
+        self.generator_for = generator_for
+        self.cache = cache
+        self.settings = settings
+        self.generator: Generator | None = None
+        self.generated = 0
+        self.seconds = 0.0
+
+    def outputs(self, requests: list[Request], desc: str) -> list[str]:
+        key = cache_key(self.digest, requests, self.settings)
+        cached = self.cache.get(key, len(requests))
+        if cached is not None:
+            return cached
+        started = time.perf_counter()
+        if self.generator is None:
+            self.generator = self.generator_for(self.checkpoint)
+        outputs = self.generator(requests, desc)
+        self.seconds += time.perf_counter() - started
+        self.generated += len(requests)
+        self.cache.put(key, outputs)
+        return outputs
+
+    def stamp(self, report: dict) -> dict:
+        """Record the generation time and count since the last stamp."""
+        report["seconds"] = round(self.seconds, 1)
+        report["generated"] = self.generated  # 0: every output came from the cache
+        self.seconds, self.generated = 0.0, 0
+        return report
+
+
+def evaluate_model(run: ModelRun, eval_set: EvalSet, task: TaskParams) -> dict:
+    """Generate (or fetch) and score one model on the task rows and the general suites."""
+    name = run.checkpoint.name if run.checkpoint else BASE
+    task_outputs = run.outputs(eval_set.task, f"{name} task")
+    general_outputs = run.outputs(eval_set.general, f"{name} general")
+    items = {"task": score_task(eval_set.rows, eval_set.task, task_outputs, task)}
+    items.update(score_general(eval_set, general_outputs))
+    report = {"model": name, "role": "checkpoint" if run.checkpoint else "base"}
+    report["step"] = checkpoint_step(name)
+    report["items"] = items
+    return run.stamp(report)
+
+
+def evaluate_fewshot(run: ModelRun, eval_set: EvalSet, requests: list[Request], task) -> dict:
+    """The base model with solved train examples in its prompt: what fine-tuning must beat
+    to be worth it."""
+    outputs = run.outputs(requests, "few-shot task")
+    report = {"model": FEWSHOT, "role": "fewshot", "step": 0}
+    report["items"] = {"task": score_task(eval_set.rows, requests, outputs, task)}
+    return run.stamp(report)
 
 
 def load_for_generation(checkpoint: Path | None, params: EvalParams):
     """The base (None) or a checkpoint, merged, in eval mode and the eval precision."""
     model = load_model_with_adapter(checkpoint).eval()
     return model.to(torch.bfloat16) if use_bf16(params.bf16) else model
+
+
+def check_backend(params: EvalParams) -> None:
+    """Fail before any work when the chosen backend or an optional extra cannot run here."""
+    if params.backend == "vllm" and not has_gpu():
+        raise RuntimeError("eval.backend vllm needs a CUDA GPU; use eval.backend: hf here")
+    needed = {"vllm": params.backend == "vllm", "lm_eval": bool(params.lm_eval_tasks)}
+    extras = {"vllm": "vllm", "lm_eval": "lm-eval"}
+    for module, wanted in needed.items():
+        if wanted and importlib.util.find_spec(module) is None:
+            raise RuntimeError(
+                f"eval settings need the {extras[module]} extra: "
+                f"pip install -e '.[{extras[module]}]'"
+            )
+
+
+def generator_factory(params: EvalParams, tokenizer) -> GeneratorFor:
+    if params.backend == "vllm":
+        from transformers import GenerationConfig
+
+        config = GenerationConfig.from_pretrained(BASE_MODEL_DIR)
+        vllm = VLLMGenerator(BASE_MODEL_DIR, stop_token_ids(config, tokenizer))
+
+        def for_vllm(checkpoint: Path | None) -> Generator:
+            vllm.use_adapter(checkpoint, checkpoint_step(checkpoint.name) + 1 if checkpoint else 0)
+            return vllm
+
+        return for_vllm
+
+    def for_hf(checkpoint: Path | None) -> Generator:
+        return HFGenerator(load_for_generation(checkpoint, params), tokenizer, params.batch_size)
+
+    return for_hf
+
+
+def generation_settings(params: EvalParams) -> dict:
+    import transformers
+
+    return {
+        "backend": params.backend,
+        "bf16": use_bf16(params.bf16),
+        "batch_size": params.batch_size,
+        "versions": [torch.__version__, transformers.__version__],
+    }
 
 
 def logged_val_losses(checkpoints: list[Path]) -> dict[int, float]:
@@ -138,34 +276,15 @@ def logged_val_losses(checkpoints: list[Path]) -> dict[int, float]:
     return {e["step"]: round(e["eval_loss"], 4) for e in history if "eval_loss" in e}
 
 
-def evaluate_model(
-    checkpoint: Path | None, tokenizer, rows: list[dict], suites: Suites, params: Params
-) -> dict:
-    """Generate and score one model on the task rows and the general suites."""
-    model = load_for_generation(checkpoint, params.eval)
-    started = time.perf_counter()
-    items = {"task": run_task(model, tokenizer, rows, params.task, params.eval)}
-    items.update(run_general(model, tokenizer, suites, params.eval))
-    name = checkpoint.name if checkpoint else BASE
-    return {
-        "model": name,
-        "step": checkpoint_step(name),
-        "seconds": round(time.perf_counter() - started, 1),
-        "items": items,
-    }
-
-
 def plot_rows(reports: list[dict]) -> list[dict]:
-    keys = (
-        "task_accuracy",
-        "format_correct",
-        "general_qa",
-        "instruction_follow",
-        "forgetting_score",
-    )
     return [
-        {"step": r["step"], "val_loss": r["val_loss"], **{k: r["metrics"][k] for k in keys}}
+        {
+            "step": r["step"],
+            "val_loss": r["val_loss"],
+            **{k: r["metrics"][k] for k in (*PLOTTED, "forgetting_score")},
+        }
         for r in reports
+        if r["role"] != "fewshot"
     ]
 
 
@@ -173,40 +292,86 @@ def report_path(name: str) -> Path:
     return EVAL_DIR / f"{name}.json"
 
 
+ROLE_ORDER = {"base": 0, "fewshot": 1, "checkpoint": 2}
+
+
 def load_reports() -> list[dict]:
-    """Eval reports, base first, then checkpoints by step."""
+    """Eval reports: base, few-shot, then checkpoints by step."""
     reports = [read_json(path) for path in EVAL_DIR.glob("*.json")]
-    return sorted(reports, key=lambda r: r["step"])
+    return sorted(reports, key=lambda r: (ROLE_ORDER[r["role"]], r["step"]))
+
+
+def run_eval(
+    params: Params,
+    eval_set: EvalSet,
+    fewshot: list[Request] | None,
+    checkpoints: list[Path],
+    generator_for: GeneratorFor,
+    cache: GenerationCache,
+) -> list[dict]:
+    """Reports for the base, the few-shot baseline (when `fewshot` is given) and every
+    checkpoint, with metrics; a model is released before the next one is built."""
+    settings = generation_settings(params.eval)
+    base_run = ModelRun(None, generator_for, cache, settings)
+    base = summarise(evaluate_model(base_run, eval_set, params.task), params.task, None)
+    reports = [base]
+    if fewshot is not None:
+        report = evaluate_fewshot(base_run, eval_set, fewshot, params.task)
+        reports.append(summarise(report, params.task, None))
+    del base_run
+    for checkpoint in checkpoints:
+        gc.collect()
+        run = ModelRun(checkpoint, generator_for, cache, settings)
+        reports.append(summarise(evaluate_model(run, eval_set, params.task), params.task, base))
+    return reports
+
+
+def print_summary(report: dict) -> None:
+    m = report["metrics"]
+    general = (
+        f"  qa {m['general_qa']:.2f}  if {m['instruction_follow']:.2f}  "
+        f"forgetting {m['forgetting_score']:.2f}"
+        if "general_qa" in m
+        else ""
+    )
+    source = f"{report['seconds']}s" if report["generated"] else "cached"
+    print(
+        f"eval: {report['model']:>16}  task {m['task_accuracy']:.2f}  "
+        f"format {m['format_correct']:.2f}  drift {m['format_drift']:.2f}{general}  ({source})"
+    )
 
 
 def main() -> None:
     params = load_params()
-    tokenizer = load_tokenizer()
-    rows = read_jsonl(VAL_SPLIT)
-    suites = load_general_suites(params.eval)
+    check_backend(params.eval)
     checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
     if not checkpoints:
         raise FileNotFoundError(f"no complete checkpoints in {CHECKPOINTS_DIR}: run train first")
+    tokenizer = load_tokenizer()
+    eval_set = build_eval_set(
+        tokenizer, read_jsonl(VAL_SPLIT), load_general_items(params.eval), params.eval
+    )
+    fewshot = None
+    if params.eval.fewshot_k:
+        examples = fewshot_examples(read_jsonl(TRAIN_SPLIT), params.eval.fewshot_k, params.seed)
+        prompts = [fewshot_prompt(row["prompt"], examples) for row in eval_set.rows]
+        fewshot = task_requests(tokenizer, prompts, params.eval.max_new_tokens_task)
+    cache = GenerationCache(CACHE_DIR if params.eval.cache else None)
+    generator_for = generator_factory(params.eval, tokenizer)
+    reports = run_eval(params, eval_set, fewshot, checkpoints, generator_for, cache)
+    if params.eval.lm_eval_tasks:
+        from .lmeval import add_lm_eval
+
+        add_lm_eval(reports, params.eval)
+    val_losses = logged_val_losses(checkpoints)
     EVAL_DIR.mkdir(parents=True, exist_ok=True)
     for stale in EVAL_DIR.glob("*.json"):
         stale.unlink()
-    base = summarise(evaluate_model(None, tokenizer, rows, suites, params), params.task, None)
-    reports = [base]
-    for checkpoint in checkpoints:
-        report = evaluate_model(checkpoint, tokenizer, rows, suites, params)
-        reports.append(summarise(report, params.task, base))
-    val_losses = logged_val_losses(checkpoints)
     for report in reports:
         report["split"] = "val"
-        report["val_loss"] = val_losses.get(report["step"])
+        report["val_loss"] = val_losses.get(report["step"]) if report["role"] != "fewshot" else None
         write_json(report_path(report["model"]), report)
-        m = report["metrics"]
-        print(
-            f"eval: {report['model']:>16}  task {m['task_accuracy']:.2f}  "
-            f"format {m['format_correct']:.2f}  qa {m['general_qa']:.2f}  "
-            f"if {m['instruction_follow']:.2f}  forgetting {m['forgetting_score']:.2f}  "
-            f"({report['seconds']}s)"
-        )
+        print_summary(report)
     write_json(EVAL_PLOT, plot_rows(reports))
 
 

@@ -28,3 +28,22 @@ def prompt_token_ids(tokenizer, prompt: Messages) -> list[int]:
 def user_prompt(text: str) -> Messages:
     """A one-turn prompt for the general eval suites (the model's default system prompt applies)."""
     return [{"role": "user", "content": text}]
+
+
+def split_system(prompt: Messages) -> tuple[Messages, Messages]:
+    """(leading system turns, the rest)."""
+    start = next((i for i, turn in enumerate(prompt) if turn["role"] != "system"), len(prompt))
+    return prompt[:start], prompt[start:]
+
+
+def fewshot_prompt(prompt: Messages, examples: list[dict[str, Any]]) -> Messages:
+    """The prompt with solved examples as earlier turns of the same chat: the row's system
+    prompt, then each example's user turns and answer, then the row's own turns. Every
+    prompt of a run starts with the same examples, so generation computes them once."""
+    system, turns = split_system(prompt)
+    shots = [
+        turn
+        for example in examples
+        for turn in (*split_system(example["prompt"])[1], *example["completion"])
+    ]
+    return [*system, *shots, *turns]

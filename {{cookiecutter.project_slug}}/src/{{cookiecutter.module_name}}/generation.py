@@ -1,19 +1,41 @@
-"""Batched greedy generation: prompts sorted by length, left padding, stop at end of turn."""
+"""Batched greedy generation for eval.
+
+A request is a prompt's token ids (formatted by `formatting.prompt_token_ids`, exactly as in
+training) and its own token budget, so suites with different `max_new_tokens` share batches.
+Backends: `HFGenerator` (transformers, CPU or GPU, the default) and `VLLMGenerator` (the
+`vllm` extra, CUDA only). Both are plain callables `requests -> texts`, which is also all a
+test needs to fake.
+"""
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .formatting import Messages, prompt_token_ids
+MIN_SHARED_PREFIX = 8
+"""Shorter common prefixes are recomputed per row: sharing them saves less than the copy."""
 
 
-def stop_token_ids(model, tokenizer) -> list[int]:
+@dataclass(frozen=True)
+class Request:
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+
+
+Generator = Callable[[Sequence[Request], str], list[str]]
+
+
+def stop_token_ids(generation_config, tokenizer) -> list[int]:
     """End-of-turn ids: the tokenizer's eos plus whatever the model's generation config adds."""
-    configured = model.generation_config.eos_token_id
+    configured = generation_config.eos_token_id
     configured = configured if isinstance(configured, list) else [configured]
     return sorted({tokenizer.eos_token_id, *[i for i in configured if i is not None]})
 
 
-def left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(ids) for ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
@@ -23,35 +45,148 @@ def left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return input_ids, attention
 
 
-@torch.inference_mode()
-def generate(
-    model,
-    tokenizer,
-    prompts: list[Messages],
-    max_new_tokens: int,
-    batch_size: int,
-    desc: str = "generate",
-) -> list[str]:
-    """Greedy completions for chat prompts, formatted exactly as in training."""
-    encoded = [prompt_token_ids(tokenizer, prompt) for prompt in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    outputs: list[str] = [""] * len(encoded)
-    stops = stop_token_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    with tqdm(total=len(order), desc=desc, unit="item", leave=False) as progress:
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            input_ids, attention = left_pad([encoded[i] for i in indices], pad_id)
-            generated = model.generate(
-                input_ids=input_ids.to(model.device),
-                attention_mask=attention.to(model.device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stops,
-                pad_token_id=pad_id,
-            )
-            new_tokens = generated[:, input_ids.shape[1] :]
-            for i, tokens in zip(indices, new_tokens, strict=True):
-                outputs[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            progress.update(len(indices))
-    return outputs
+def shared_prefix_length(batch: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least one token of its own (the
+    model must see a fresh token to produce the first logits)."""
+    limit = min(len(ids) for ids in batch) - 1
+    first = batch[0]
+    length = 0
+    while length < limit and all(ids[length] == first[length] for ids in batch):
+        length += 1
+    return length
+
+
+def batches_by_length(requests: Sequence[Request], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar prompt length (less padding)."""
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+class RowBudget:
+    """Stopping criterion: row i is finished once it has `budgets[i]` new tokens, so one
+    batch can hold requests with different `max_new_tokens`."""
+
+    def __init__(self, budgets: list[int], prompt_width: int):
+        self.budgets = torch.tensor(budgets)
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        generated = input_ids.shape[1] - self.prompt_width
+        return (generated >= self.budgets).to(input_ids.device)
+
+
+class HFGenerator:
+    """Greedy `model.generate` over length-sorted, left-padded batches. A prefix shared by a
+    whole batch (the system prompt, few-shot examples) is run once and its KV cache copied
+    to every row; the rows' own tokens follow it, padded in between (masked out)."""
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, batch_size: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.stops = stop_token_ids(model.generation_config, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.stops[0]
+        self._prefix: tuple[tuple[int, ...], object] | None = None
+
+    @torch.inference_mode()
+    def __call__(self, requests: Sequence[Request], desc: str = "generate") -> list[str]:
+        outputs = [""] * len(requests)
+        with tqdm(total=len(requests), desc=desc, unit="item", leave=False) as progress:
+            for indices in batches_by_length(requests, self.batch_size):
+                texts = self.generate_batch([requests[i] for i in indices])
+                for i, text in zip(indices, texts, strict=True):
+                    outputs[i] = text
+                progress.update(len(indices))
+        return outputs
+
+    def prefix_cache(self, prefix: tuple[int, ...]):
+        """KV cache of `prefix` (the last one is kept: batches of a suite share it)."""
+        if self._prefix is None or self._prefix[0] != prefix:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            ids = torch.tensor([prefix], device=self.model.device)
+            self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self._prefix = (prefix, cache)
+        return self._prefix[1]
+
+    def batch_inputs(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
+        """(input ids, attention mask, shared prefix length): the shared prefix, then each
+        row's own tokens left-padded."""
+        shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        suffix_ids, suffix_mask = left_pad([ids[shared:] for ids in prompts], self.pad_id)
+        prefix = torch.tensor([list(prompts[0][:shared])] * len(prompts), dtype=torch.long)
+        prefix = prefix.reshape(len(prompts), shared)
+        input_ids = torch.cat([prefix, suffix_ids], dim=1)
+        return input_ids, torch.cat([torch.ones_like(prefix), suffix_mask], dim=1), shared
+
+    def batch_cache(self, prompts: Sequence[Sequence[int]], shared: int):
+        """A copy of the shared prefix's KV cache for every row (None without a prefix)."""
+        if not shared:
+            return None
+        past = copy.deepcopy(self.prefix_cache(tuple(prompts[0][:shared])))
+        past.batch_repeat_interleave(len(prompts))
+        return past
+
+    def generate_batch(self, batch: Sequence[Request]) -> list[str]:
+        prompts = [request.prompt_ids for request in batch]
+        input_ids, attention, shared = self.batch_inputs(prompts)
+        past = self.batch_cache(prompts, shared)
+        budgets = [request.max_new_tokens for request in batch]
+        width = input_ids.shape[1]
+        generated = self.model.generate(
+            input_ids=input_ids.to(self.model.device),
+            attention_mask=attention.to(self.model.device),
+            max_new_tokens=max(budgets),
+            stopping_criteria=[RowBudget(budgets, width)],
+            do_sample=False,
+            eos_token_id=self.stops,
+            pad_token_id=self.pad_id,
+            **({"past_key_values": past} if past is not None else {}),
+        )
+        return [
+            self.tokenizer.decode(tokens[:budget], skip_special_tokens=True).strip()
+            for tokens, budget in zip(generated[:, width:], budgets, strict=True)
+        ]
+
+
+class VLLMGenerator:
+    """vLLM on CUDA: the base model loaded once, LoRA checkpoints applied per request set."""
+
+    name = "vllm"
+
+    def __init__(self, base_dir: Path, stops: list[int], max_lora_rank: int = 64):
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=str(base_dir),
+            enable_lora=True,
+            max_lora_rank=max_lora_rank,
+            trust_remote_code=False,
+            seed=0,
+        )
+        self.stops = stops
+        self.adapter: tuple[str, int, str] | None = None
+
+    def use_adapter(self, checkpoint: Path | None, adapter_id: int) -> None:
+        self.adapter = (
+            None if checkpoint is None else (checkpoint.name, adapter_id, str(checkpoint))
+        )
+
+    def __call__(self, requests: Sequence[Request], desc: str = "generate") -> list[str]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.lora.request import LoRARequest
+
+        sampling = [
+            SamplingParams(temperature=0.0, max_tokens=r.max_new_tokens, stop_token_ids=self.stops)
+            for r in requests
+        ]
+        prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
+        lora = LoRARequest(*self.adapter) if self.adapter else None
+        results = self.llm.generate(prompts, sampling, lora_request=lora, use_tqdm=True)
+        return [result.outputs[0].text.strip() for result in results]

@@ -5,6 +5,7 @@ bad value fails before any work, naming the key), and the stage then uses only t
 declares in dvc.yaml, so DVC's dependency tracking stays honest.
 """
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -26,18 +27,46 @@ class BaseParams(Section):
     revision: str | None = Field(None, description="git revision to pin a hub model to")
 
 
+Scorer = Literal["json_fields", "exact", "normalised", "regex", "numeric"]
+
+
 class TaskParams(Section):
     target_format: Literal["json", "text"] = "text"
     fields: list[str] = Field(default_factory=list, description="keys every JSON target has")
     score_fields: list[str] = Field(default_factory=list, description="keys task accuracy compares")
+    scorer: Scorer | None = Field(
+        None,
+        description="how an output is compared with its target; null = json_fields for "
+        "json targets, normalised for text",
+    )
+    answer_pattern: str | None = Field(
+        None, description="regex/numeric scorers: the answer is this pattern's first group"
+    )
+    tolerance: float = Field(0.0, ge=0, description="numeric scorer: absolute tolerance")
+
+    @property
+    def resolved_scorer(self) -> str:
+        if self.scorer is not None:
+            return self.scorer
+        return "json_fields" if self.target_format == "json" else "normalised"
 
     @model_validator(mode="after")
-    def _score_fields_are_fields(self) -> "TaskParams":
+    def _consistent(self) -> "TaskParams":
         unknown = sorted(set(self.score_fields) - set(self.fields))
         if unknown:
             raise ValueError(f"score_fields {unknown} are not listed in fields")
-        if self.target_format == "json" and not self.score_fields:
-            raise ValueError("target_format json needs at least one entry in score_fields")
+        if self.resolved_scorer == "json_fields":
+            if self.target_format != "json":
+                raise ValueError("scorer json_fields needs target_format json")
+            if not self.score_fields:
+                raise ValueError("scorer json_fields needs at least one entry in score_fields")
+        if self.resolved_scorer == "regex" and not self.answer_pattern:
+            raise ValueError("scorer regex needs answer_pattern")
+        if self.answer_pattern is not None:
+            try:
+                re.compile(self.answer_pattern)
+            except re.error as error:
+                raise ValueError(f"answer_pattern is not a valid regex: {error}") from None
         return self
 
 
@@ -111,12 +140,19 @@ class TrainParams(Section):
 
 
 class EvalParams(Section):
-    batch_size: int = Field(16, ge=1)
+    backend: Literal["hf", "vllm"] = Field("hf", description="vllm: CUDA and the vllm extra")
+    batch_size: int = Field(64, ge=1)
     max_new_tokens_task: int = Field(64, ge=1)
     max_new_tokens_qa: int = Field(24, ge=1)
     max_new_tokens_instruction: int = Field(80, ge=1)
     general_qa_limit: int | None = Field(None, ge=1, description="first N items; null = all")
     instruction_limit: int | None = Field(None, ge=1, description="first N items; null = all")
+    fewshot_k: int = Field(3, ge=0, description="train examples in the few-shot baseline; 0 = off")
+    cache: bool = Field(True, description="reuse generations of an unchanged model and prompt set")
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list, description="lm-evaluation-harness tasks (the lm-eval extra)"
+    )
+    lm_eval_limit: int | None = Field(None, ge=1, description="items per lm-eval task")
     bf16: Literal["auto", True, False] = "auto"
 
 

@@ -10,7 +10,16 @@ import shutil
 from pathlib import Path
 
 from .cli import run_stage
-from .evaluate import BASE, load_for_generation, load_reports, run_task
+from .evalcache import CACHE_DIR, GenerationCache
+from .evaluate import (
+    ModelRun,
+    check_backend,
+    generation_settings,
+    generator_factory,
+    load_reports,
+    score_task,
+    task_requests,
+)
 from .jsonio import read_jsonl, write_json
 from .modeling import load_tokenizer
 from .params import Params, SelectParams, load_params
@@ -55,7 +64,7 @@ def guardrail_failures(metrics: dict, rules: SelectParams) -> list[str]:
 def choose(reports: list[dict], rules: SelectParams) -> tuple[dict, bool]:
     """Best val task accuracy among checkpoints passing the guardrails (ties: better format,
     then the earlier step). Returns (report, guardrails_passed)."""
-    checkpoints = [r for r in reports if r["model"] != BASE]
+    checkpoints = [r for r in reports if r["role"] == "checkpoint"]
     if not checkpoints:
         raise ValueError("no checkpoint eval reports: run the eval stage first")
     passing = [r for r in checkpoints if not guardrail_failures(r["metrics"], rules)]
@@ -79,9 +88,11 @@ def export(checkpoint: Path, out_dir: Path, selection: dict) -> None:
     write_json(out_dir / "selection.json", selection)
 
 
-def test_metrics(checkpoint: Path | None, tokenizer, rows: list[dict], params: Params) -> dict:
-    model = load_for_generation(checkpoint, params.eval)
-    return task_metrics(run_task(model, tokenizer, rows, params.task, params.eval), params.task)
+def test_metrics(run: ModelRun, requests: list, rows: list[dict], params: Params) -> dict:
+    """Task metrics on the test rows (generations are cached as in eval)."""
+    name = run.checkpoint.name if run.checkpoint else "base"
+    outputs = run.outputs(requests, f"{name} test")
+    return task_metrics(score_task(rows, requests, outputs, params.task), params.task)
 
 
 def headline(selected: dict, test: dict, base_test: dict, passed: bool) -> dict:
@@ -105,7 +116,8 @@ def headline(selected: dict, test: dict, base_test: dict, passed: bool) -> dict:
 
 def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures: list) -> str:
     def row(name: str, m: dict) -> str:
-        return f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in HEADLINE) + " |"
+        cells = (f"{m[k]:.3f}" if k in m else "–" for k in HEADLINE)  # few-shot: task only
+        return f"| {name} | " + " | ".join(cells) + " |"
 
     header = "| model | " + " | ".join(HEADLINE) + " |\n" + "|---" * (len(HEADLINE) + 1) + "|"
     lines = [
@@ -127,7 +139,10 @@ def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures
         f"| {selected['model']} | {metrics['task_accuracy']:.3f} | "
         f"{metrics['format_correct']:.3f} |",
         "",
-        "## Every checkpoint on val (forgetting is measured against the base)",
+        "## Every model on val",
+        "",
+        "Forgetting is measured against the base; few-shot is the base with solved train",
+        "examples in its prompt (task metrics only).",
         "",
         header,
         *[row(r["model"], r["metrics"]) for r in reports],
@@ -141,13 +156,23 @@ def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures
 
 def main() -> None:
     params = load_params()
+    check_backend(params.eval)
     reports = load_reports()
     selected, passed = choose(reports, params.select)
     checkpoint = CHECKPOINTS_DIR / selected["model"]
     tokenizer = load_tokenizer()
     rows = read_jsonl(TEST_SPLIT)
-    test = test_metrics(checkpoint, tokenizer, rows, params)
-    base_test = test_metrics(None, tokenizer, rows, params)
+    requests = task_requests(
+        tokenizer, [r["prompt"] for r in rows], params.eval.max_new_tokens_task
+    )
+    cache = GenerationCache(CACHE_DIR if params.eval.cache else None)
+    generator_for = generator_factory(params.eval, tokenizer)
+    settings = generation_settings(params.eval)
+    test = test_metrics(
+        ModelRun(checkpoint, generator_for, cache, settings), requests, rows, params
+    )
+    base_run = ModelRun(None, generator_for, cache, settings)
+    base_test = test_metrics(base_run, requests, rows, params)
     metrics = headline(selected, test, base_test, passed)
     failures = guardrail_failures(selected["metrics"], params.select)
     write_json(METRICS, metrics)
