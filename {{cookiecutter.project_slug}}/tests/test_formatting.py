@@ -128,36 +128,57 @@ def test_generate_feeds_exactly_the_prompt_token_ids(
     rows = read_jsonl(TRAIN_SPLIT)[:3]
     prompts = [rows[0]["prompt"], user_prompt("Hi"), rows[1]["prompt"], user_prompt("Paris?")]
     fed: list[list[int]] = []
-    calls: list[dict] = []
+    calls: list[list[int]] = []
 
-    def fake_generate(input_ids, attention_mask, max_new_tokens, **kwargs):
-        calls.append({"max_new_tokens": max_new_tokens, **kwargs})
-        assert input_ids.shape == attention_mask.shape
+    def fake_decode(model, input_ids, attention, past, budgets, stops):
+        calls.append(budgets)
+        assert input_ids.shape == attention.shape
+        assert tokenizer.eos_token_id in stops
         answers = []
-        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+        for ids, mask in zip(input_ids.tolist(), attention.tolist(), strict=True):
             # padding (mask 0) sits left of each row's own tokens, after any shared prefix
             assert mask[-1] == 1
             kept = [token for token, keep in zip(ids, mask, strict=True) if keep]
-            assert all(ids[i] == kwargs["pad_token_id"] for i, m in enumerate(mask) if not m)
             fed.append(kept)
             # answer with the unpadded prompt length, so outputs can be matched to prompts
             answers.append(tokenizer(str(len(kept)), add_special_tokens=False)["input_ids"])
-        width = max(len(a) for a in answers)
-        new = [a + [tokenizer.eos_token_id] * (width - len(a)) for a in answers]
-        return torch.cat([input_ids, torch.tensor(new, dtype=torch.long)], dim=1)
+        return answers
 
-    monkeypatch.setattr(model, "generate", fake_generate)
+    monkeypatch.setattr(generation, "greedy_decode", fake_decode)
     requests = requests_for(tokenizer, prompts)
     outputs = generation.HFGenerator(model, tokenizer, batch_size=2)(requests, "test")
 
     expected = [list(request.prompt_ids) for request in requests]
     assert sorted(fed) == sorted(expected)
     assert outputs == [str(len(ids)) for ids in expected]
-    assert len(calls) == 2  # 4 prompts, batch size 2
-    for call in calls:
-        assert call["max_new_tokens"] == 5
-        assert call["do_sample"] is False
-        assert tokenizer.eos_token_id in call["eos_token_id"]
+    assert calls == [[5, 5], [5, 5]]  # 4 prompts, batch size 2
+
+
+def test_greedy_decode_matches_transformers_generate(project: Path) -> None:
+    """Dropping finished rows from the batch changes no token: each row equals
+    `model.generate` run on it alone with the same budget."""
+    tokenizer = load_tokenizer()
+    model = load_base_model().eval()
+    prompts = [row["prompt"] for row in read_jsonl(TRAIN_SPLIT)[:3]] + [user_prompt("Hi")]
+    requests = [
+        generation.Request(tuple(prompt_token_ids(tokenizer, p)), budget)
+        for p, budget in zip(prompts, [3, 7, 1, 5], strict=True)
+    ]
+    generator = generation.HFGenerator(model, tokenizer, batch_size=4)
+    input_ids, attention, shared = generator.batch_inputs([r.prompt_ids for r in requests])
+    past = generator.batch_cache([r.prompt_ids for r in requests], shared)
+    budgets = [r.max_new_tokens for r in requests]
+    batched = generation.greedy_decode(model, input_ids, attention, past, budgets, generator.stops)
+    for request, tokens in zip(requests, batched, strict=True):
+        alone = model.generate(
+            input_ids=torch.tensor([request.prompt_ids]),
+            max_new_tokens=request.max_new_tokens,
+            do_sample=False,
+            eos_token_id=generator.stops,
+            pad_token_id=generator.pad_id,
+        )[0, len(request.prompt_ids) :].tolist()
+        assert tokens == alone
+        assert len(tokens) <= request.max_new_tokens
 
 
 def test_shared_prefix_length() -> None:

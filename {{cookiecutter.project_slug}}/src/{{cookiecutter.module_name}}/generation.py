@@ -62,23 +62,67 @@ def batches_by_length(requests: Sequence[Request], batch_size: int) -> list[list
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-class RowBudget:
-    """Stopping criterion: row i is finished once it has `budgets[i]` new tokens, so one
-    batch can hold requests with different `max_new_tokens`."""
+@torch.inference_mode()
+def greedy_decode(
+    model,
+    input_ids: torch.Tensor,
+    attention: torch.Tensor,
+    past,
+    budgets: list[int],
+    stops: list[int],
+) -> list[list[int]]:
+    """Greedy decoding that drops a row from the batch as soon as it ends (a stop token or
+    its own budget), so short answers stop costing compute; `past` may already hold the
+    first `input_ids.shape[1] - new` positions (a shared prefix).
 
-    def __init__(self, budgets: list[int], prompt_width: int):
-        self.budgets = torch.tensor(budgets)
-        self.prompt_width = prompt_width
+    Pure argmax: sampling and penalty settings in the model's generation config are ignored
+    on purpose, so scores are deterministic and comparable across models."""
+    from transformers import DynamicCache
 
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        generated = input_ids.shape[1] - self.prompt_width
-        return (generated >= self.budgets).to(input_ids.device)
+    device = model.device
+    past = past if past is not None else DynamicCache(config=model.config)
+    attention = attention.to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    cached = past.get_seq_length()
+    logits = model(
+        input_ids=input_ids[:, cached:].to(device),
+        attention_mask=attention,
+        position_ids=positions[:, cached:],
+        past_key_values=past,
+        logits_to_keep=1,
+    ).logits
+    budget = torch.tensor(budgets, device=device)
+    stop = torch.tensor(stops, device=device)
+    alive = torch.arange(len(budgets), device=device)
+    position = positions[:, -1]
+    generated: list[list[int]] = [[] for _ in budgets]
+    for step in range(1, max(budgets) + 1):
+        tokens = logits[:, -1].argmax(-1)
+        for row, token in zip(alive.tolist(), tokens.tolist(), strict=True):
+            generated[row].append(token)
+        running = ~torch.isin(tokens, stop) & (budget[alive] > step)
+        if not running.any():
+            break
+        if not running.all():
+            keep = running.nonzero().squeeze(1)
+            past.batch_select_indices(keep)
+            alive, tokens = alive[keep], tokens[keep]
+            attention, position = attention[keep], position[keep]
+        attention = torch.cat([attention, attention.new_ones((len(alive), 1))], dim=1)
+        position = position + 1
+        logits = model(
+            input_ids=tokens[:, None],
+            attention_mask=attention,
+            position_ids=position[:, None],
+            past_key_values=past,
+        ).logits
+    return generated
 
 
 class HFGenerator:
-    """Greedy `model.generate` over length-sorted, left-padded batches. A prefix shared by a
-    whole batch (the system prompt, few-shot examples) is run once and its KV cache copied
-    to every row; the rows' own tokens follow it, padded in between (masked out)."""
+    """Greedy decoding with transformers over length-sorted, left-padded batches. A prefix
+    shared by a whole batch (the system prompt, few-shot examples) is run once and its KV
+    cache copied to every row; the rows' own tokens follow it, padded in between (masked)."""
 
     name = "hf"
 
@@ -137,20 +181,9 @@ class HFGenerator:
         input_ids, attention, shared = self.batch_inputs(prompts)
         past = self.batch_cache(prompts, shared)
         budgets = [request.max_new_tokens for request in batch]
-        width = input_ids.shape[1]
-        generated = self.model.generate(
-            input_ids=input_ids.to(self.model.device),
-            attention_mask=attention.to(self.model.device),
-            max_new_tokens=max(budgets),
-            stopping_criteria=[RowBudget(budgets, width)],
-            do_sample=False,
-            eos_token_id=self.stops,
-            pad_token_id=self.pad_id,
-            **({"past_key_values": past} if past is not None else {}),
-        )
+        generated = greedy_decode(self.model, input_ids, attention, past, budgets, self.stops)
         return [
-            self.tokenizer.decode(tokens[:budget], skip_special_tokens=True).strip()
-            for tokens, budget in zip(generated[:, width:], budgets, strict=True)
+            self.tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in generated
         ]
 
 
