@@ -8,7 +8,7 @@ batches, a shared prompt prefix computed once, finished rows dropped from the ba
 Reported: seconds, items per second, the ratio, and the share of identical outputs.
 
     python benchmarks/eval_speed.py --project build/demo/support-triage-finetune
-    python benchmarks/eval_speed.py --project DIR --mode batched --limit 40   # one side only
+    python benchmarks/eval_speed.py --project DIR --mode batched --limit 20   # one side only
 
 Run in a project where `dvc repro split base` has run (e.g. after `make demo`); `--checkpoint`
 picks a checkpoint instead of the base model.
@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", type=Path, required=True)
     parser.add_argument("--mode", choices=["both", "batched", "sequential"], default="both")
-    parser.add_argument("--limit", type=int, default=None, help="first N requests only")
+    parser.add_argument("--limit", type=int, default=None, help="first N requests per suite")
     parser.add_argument("--checkpoint", default=None, help="e.g. checkpoint-92")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON")
     args = parser.parse_args()
@@ -68,7 +68,9 @@ def main() -> None:
     eval_set = evaluate.build_eval_set(
         tokenizer, rows, evaluate.load_general_items(params.eval), params.eval
     )
-    requests = (eval_set.task + eval_set.general)[: args.limit]
+    # the stage's two generation calls: the task rows, then the general items
+    suites = [eval_set.task[: args.limit], eval_set.general[: args.limit]]
+    requests = [request for suite in suites for request in suite]
     checkpoint = paths.CHECKPOINTS_DIR / args.checkpoint if args.checkpoint else None
     model = evaluate.load_for_generation(checkpoint, params.eval)
     batched = generation.HFGenerator(model, tokenizer, params.eval.batch_size)
@@ -85,7 +87,7 @@ def main() -> None:
             continue
         started = time.perf_counter()
         if mode == "batched":
-            outputs[mode] = batched(requests, "batched")
+            outputs[mode] = [text for suite in suites for text in batched(suite, "batched")]
         else:
             outputs[mode] = sequential(model, tokenizer, requests, batched.stops)
         seconds = time.perf_counter() - started
