@@ -1,6 +1,7 @@
 """The eval stage with a fake generator whose outputs are known: every metric, the few-shot
 baseline, forgetting edge cases, the generation cache and the optional backends."""
 
+import importlib.util
 import json
 import sys
 import types
@@ -249,6 +250,33 @@ def test_fewshot_examples_are_seeded_and_bounded() -> None:
 # ------------------------------------------------------------------- optional backends
 
 
+@pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="needs the lm-eval extra")
+def test_lm_eval_runs_a_local_task_on_the_tiny_model(project: Path) -> None:
+    """A YAML task of the user's own under data/lm_eval/, read offline from a JSONL file."""
+    tasks = lmeval.LOCAL_TASKS
+    tasks.mkdir(parents=True)
+    rows = [
+        {"question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(6)
+    ]
+    (tasks / "tiny.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    opening, closing = "{" * 2, "}" * 2  # Jinja fields, written so the template stays plain
+    (tasks / "tiny_mc.yaml").write_text(
+        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {(tasks / 'tiny.jsonl').resolve()}\ntest_split: test\n"
+        "output_type: multiple_choice\n"
+        f'doc_to_text: "{opening}question{closing}"\n'
+        f'doc_to_choice: "{opening}choices{closing}"\n'
+        f'doc_to_target: "{opening}answer{closing}"\n'
+        "metric_list:\n  - metric: acc\n"
+    )
+    params = parse_params({"eval": {"lm_eval_tasks": ["tiny_mc"], "batch_size": 4}}).eval
+    reports = [{"model": "base", "role": "base", "metrics": {"task_accuracy": 0.0}}]
+    lmeval.add_lm_eval(reports, params)
+    assert set(reports[0]["lm_eval"]) == {"lm_eval/tiny_mc/acc"}
+    assert 0.0 <= reports[0]["metrics"]["lm_eval/tiny_mc/acc"] <= 1.0
+    assert reports[0]["metrics"]["task_accuracy"] == 0.0
+
+
 def test_vllm_without_a_gpu_fails_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(evaluate, "has_gpu", lambda: False)
     with pytest.raises(RuntimeError, match="needs a CUDA GPU; use eval.backend: hf"):
@@ -264,7 +292,12 @@ def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_lm_eval_results_become_flat_metrics() -> None:
     results = {
-        "arc_easy": {"alias": "arc_easy", "acc,none": 0.61234, "acc_stderr,none": 0.01},
+        "arc_easy": {
+            "alias": "arc_easy",
+            "sample_len": 2376,
+            "acc,none": 0.61234,
+            "acc_stderr,none": 0.01,
+        },
         "gsm8k": {"exact_match,strict-match": 0.25, "exact_match_stderr,strict-match": 0.1},
     }
     assert lmeval.flat_metrics(results) == {

@@ -10,6 +10,7 @@ be in the Hugging Face cache (or be local files referenced by your YAML tasks).
 from pathlib import Path
 
 from .evalcache import weights_digest
+from .modeling import has_gpu
 from .params import EvalParams
 from .paths import BASE_MODEL_DIR, CHECKPOINTS_DIR
 
@@ -26,12 +27,13 @@ def model_args(checkpoint: Path | None) -> str:
 
 
 def flat_metrics(results: dict) -> dict[str, float]:
-    """{'arc_easy': {'acc,none': 0.5, 'alias': ...}} -> {'lm_eval/arc_easy/acc': 0.5}."""
+    """{'arc_easy': {'acc,none': 0.5, 'alias': ...}} -> {'lm_eval/arc_easy/acc': 0.5}.
+    Metrics are the 'name,filter' keys; 'alias', 'sample_len' and stderrs are left out."""
     flat = {}
     for task, values in results.items():
         for key, value in values.items():
-            metric, _, _filter = key.partition(",")
-            if isinstance(value, int | float) and not metric.endswith("_stderr"):
+            metric, comma, _filter = key.partition(",")
+            if comma and isinstance(value, int | float) and not metric.endswith("_stderr"):
                 flat[f"lm_eval/{task}/{metric}"] = round(float(value), 4)
     return flat
 
@@ -52,6 +54,7 @@ def run_tasks(checkpoint: Path | None, params: EvalParams) -> dict[str, float]:
         tasks=list(params.lm_eval_tasks),
         limit=params.lm_eval_limit,
         batch_size=params.batch_size,
+        device="cuda" if has_gpu() else "cpu",  # the harness assumes CUDA otherwise
         use_cache=str(CACHE / weights_digest(parts)[:16]),
         task_manager=TaskManager(include_path=include),
     )
