@@ -3,17 +3,18 @@ checkpoint ordering, checkpoint selection, eval summaries, base materialisation,
 
 import json
 import math
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import base, smoke, train
+from {{ cookiecutter.module_name }} import base, guards, smoke, train
 from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step, complete_checkpoints
 from {{ cookiecutter.module_name }}.cli import StageError, run_stage
 from {{ cookiecutter.module_name }}.evaluate import load_reports, plot_rows, report_path, summarise
-from {{ cookiecutter.module_name }}.jsonio import read_json, write_json, write_jsonl
+from {{ cookiecutter.module_name }}.jsonio import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.modeling import load_tokenizer
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.select import (
@@ -473,3 +474,69 @@ def test_a_stage_with_a_bad_param_exits_naming_the_key(
     message = str(info.value.code)
     assert message.startswith("train failed: ")
     assert "train.lora_r" in message
+
+
+# ------------------------------------------------------------------------ loss guard
+
+
+@pytest.mark.parametrize("loss", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_loss_always_stops(loss: float) -> None:
+    assert "loss is" in guards.loss_problem(loss, [], None)
+    assert "loss is" in guards.loss_problem(loss, [1.0] * 5, 4.0)
+
+
+def test_a_spike_stops_only_against_a_full_window() -> None:
+    history = [2.0, 1.8, 1.6, 1.5, 1.4]  # median 1.6
+    assert guards.loss_problem(6.3, history, 4.0) is None  # 3.9x
+    problem = guards.loss_problem(6.5, history, 4.0)
+    assert "4.1x" in problem and "train.max_loss_spike 4.0" in problem
+    assert guards.loss_problem(6.5, history[:4], 4.0) is None  # too little history yet
+    assert guards.loss_problem(6.5, history, None) is None  # spike check off
+
+
+def test_the_guard_names_the_step_and_the_last_good_checkpoint(tmp_path: Path) -> None:
+    for step in (10, 20):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-30").mkdir()  # half written: no trainer_state.json
+    guard = guards.LossGuard(tmp_path, max_spike=4.0)
+    state = types.SimpleNamespace(global_step=25)
+    for loss in (2.0, 1.9, 1.8, 1.7, 1.6):
+        guard.on_log(None, state, None, logs={"loss": loss})
+    guard.on_log(None, state, None, logs={"eval_loss": 99.0})  # not a training loss
+    with pytest.raises(StageError, match="step 25: loss is nan.*checkpoint: checkpoint-20"):
+        guard.on_log(None, state, None, logs={"loss": math.nan})
+
+
+def test_the_spike_threshold_does_not_invalidate_checkpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(train, "file_hash", lambda path: "same data")
+    base = parse_params({})
+    changed = parse_params({"train": {"max_loss_spike": 10.0}})
+    lr = parse_params({"train": {"learning_rate": 1e-4}})
+    assert train.fingerprint(base)["params"] == train.fingerprint(changed)["params"]
+    assert train.fingerprint(base)["params"] != train.fingerprint(lr)["params"]
+
+
+def test_the_guard_stops_a_real_training_run(project: Path, tmp_path: Path) -> None:
+    """Raised from a callback, the guard's error ends `trainer.train()` at that step. A
+    threshold below 1 makes any loss a 'spike' once five are logged: a stop at step 6."""
+    out = tmp_path / "run"
+    rows = read_jsonl(Path("data/splits/train.jsonl"))
+    guard = guards.LossGuard(out, max_spike=0.5)
+    trainer = train.build_trainer(
+        parse_params(yaml.safe_load(Path("params.yaml").read_text())),
+        rows,
+        read_jsonl(Path("data/splits/val.jsonl")),
+        out,
+        callbacks=[guard],
+        max_steps=10,
+        logging_steps=1,
+        save_steps=3,
+        eval_strategy="no",
+    )
+    # step 6 is logged before it is saved: the last good checkpoint is step 3
+    with pytest.raises(StageError, match=r"step 6: loss .* checkpoint: checkpoint-3\."):
+        trainer.train()
+    assert len(guard.history) == 5

@@ -137,6 +137,9 @@ class TrainParams(Section):
     bf16: Literal["auto", True, False] = "auto"
     gradient_checkpointing: bool = False
     group_by_length: bool = Field(True, description="batch rows of similar length: less padding")
+    max_loss_spike: float | None = Field(
+        4.0, gt=1, description="stop when a logged loss exceeds this x the recent median"
+    )
 
 
 class EvalParams(Section):

@@ -15,6 +15,7 @@ from typing import Any
 
 from .checkpoints import checkpoint_step, complete_checkpoints
 from .cli import StageError, run_stage
+from .guards import LossGuard
 from .jsonio import content_hash, file_hash, read_jsonl, write_json
 from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
 from .params import Params, TrainParams, load_params
@@ -140,7 +141,10 @@ def build_trainer(
 def fingerprint(params: Params) -> dict[str, str]:
     """What a checkpoint depends on; resuming is only safe when all of it is unchanged."""
     return {
-        "params": content_hash({"train": params.train.model_dump(), "seed": params.seed}),
+        # the spike threshold only decides when to stop, not what a checkpoint holds
+        "params": content_hash(
+            {"train": params.train.model_dump(exclude={"max_loss_spike"}), "seed": params.seed}
+        ),
         "train_data": file_hash(TRAIN_SPLIT),
         "val_data": file_hash(VAL_SPLIT),
     }
@@ -212,7 +216,10 @@ def main() -> None:
         train_rows,
         val_rows,
         CHECKPOINTS_DIR,
-        callbacks=[dvclive_callback(TRAIN_LOG_DIR, resume=resume_from is not None)],
+        callbacks=[
+            dvclive_callback(TRAIN_LOG_DIR, resume=resume_from is not None),
+            LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike),
+        ],
         eval_on_start=resume_from is None,
     )
     started = time.perf_counter()
