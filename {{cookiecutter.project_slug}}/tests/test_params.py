@@ -135,3 +135,42 @@ def test_params_are_frozen() -> None:
     params = parse_params({})
     with pytest.raises(ValueError):
         params.train.lora_r = 16  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("customer-support", (8, 16, 2e-4, 2)),
+        ("code-generation", (64, 128, 1e-4, 3)),
+        ("general", (16, 32, 1e-4, 2)),
+        ("style-format", (4, 8, 2e-4, 2)),
+        ("domain-knowledge", (32, 64, 1e-4, 2)),
+    ],
+)
+def test_a_preset_fills_the_lora_keys_left_null(preset: str, expected: tuple) -> None:
+    raw = shipped()
+    raw["train"]["preset"] = preset
+    train = parse_params(raw).train
+    assert (train.lora_r, train.lora_alpha, train.learning_rate, train.num_epochs) == expected
+
+
+def test_a_key_set_in_params_overrides_the_preset() -> None:
+    raw = shipped()
+    raw["train"] |= {"preset": "code-generation", "lora_r": 16}
+    train = parse_params(raw).train
+    assert train.lora_r == 16 and train.lora_alpha == 128
+
+
+def test_an_unknown_preset_names_the_key_and_the_choices() -> None:
+    raw = shipped()
+    raw["train"]["preset"] = "chatbot"
+    with pytest.raises(ParamsError, match=r"train\.preset") as error:
+        parse_params(raw)
+    assert "customer-support" in str(error.value)
+
+
+def test_unsloth_cannot_train_all_weights() -> None:
+    raw = shipped()
+    raw["train"] |= {"backend": "unsloth", "method": "full"}
+    with pytest.raises(ParamsError, match="unsloth"):
+        parse_params(raw)

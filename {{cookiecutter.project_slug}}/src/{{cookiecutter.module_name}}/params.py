@@ -118,17 +118,51 @@ class SmokeParams(Section):
     min_rows: int = Field(8, ge=2)
 
 
+Preset = Literal["general", "customer-support", "code-generation", "style-format", "domain-knowledge"]
+
+PRESETS: dict[str, dict[str, float]] = {
+    # seed 000: "start with rank=16, alpha=32, learning rate=0.0001, 2 epochs"
+    "general": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 1e-4, "num_epochs": 2},
+    "customer-support": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-4, "num_epochs": 2},
+    "code-generation": {"lora_r": 64, "lora_alpha": 128, "learning_rate": 1e-4, "num_epochs": 3},
+    # "rank 4-8 for style/format fine-tuning"
+    "style-format": {"lora_r": 4, "lora_alpha": 8, "learning_rate": 2e-4, "num_epochs": 2},
+    # "rank 16-64 for domain knowledge"
+    "domain-knowledge": {"lora_r": 32, "lora_alpha": 64, "learning_rate": 1e-4, "num_epochs": 2},
+}
+"""The seeds' LoRA starting points per task type; `train.preset` picks one, and any of these
+keys set (not null) in params.yaml overrides the preset's value."""
+
+
+def apply_preset(raw: object, default: str) -> object:
+    """Fill the preset's keys that params.yaml leaves out or sets to null."""
+    if not isinstance(raw, dict):
+        return raw
+    preset = raw.get("preset", default)
+    if preset not in PRESETS:
+        return raw  # the Literal check names the key and the allowed values
+    return {**raw, **{k: v for k, v in PRESETS[preset].items() if raw.get(k) is None}}
+
+
 class TrainParams(Section):
+    preset: Preset = Field("customer-support", description="LoRA starting point (seed 000)")
     method: Literal["lora", "qlora", "full"] = "lora"
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
+    backend: Literal["trl", "unsloth"] = Field(
+        "trl", description="unsloth: CUDA and the unsloth extra (faster kernels, less memory)"
+    )
+    lora_r: int = Field(ge=1)
+    lora_alpha: int = Field(ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
-    learning_rate: float = Field(2e-4, gt=0, lt=1)
-    num_epochs: float = Field(2, gt=0)
+    learning_rate: float = Field(gt=0, lt=1)
+    num_epochs: float = Field(gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)
+    packing: bool = Field(False, description="pack rows into max_length blocks (no padding)")
+    padding_free: bool = Field(
+        False, description="concatenate each batch without padding (position ids mark rows)"
+    )
     save_steps: int = Field(500, ge=1)
     logging_steps: int = Field(5, ge=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -140,6 +174,34 @@ class TrainParams(Section):
     max_loss_spike: float | None = Field(
         4.0, gt=1, description="stop when a logged loss exceeds this x the recent median"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, raw: object) -> object:
+        return apply_preset(raw, "customer-support")
+
+    @model_validator(mode="after")
+    def _backend_method(self) -> "TrainParams":
+        if self.backend == "unsloth" and self.method == "full":
+            raise ValueError("backend unsloth trains adapters: use method lora or qlora")
+        return self
+
+
+class DpoParams(Section):
+    """Direct preference optimisation after SFT, on curate's preference pairs (off by default)."""
+
+    enabled: bool = False
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the SFT model")
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    num_epochs: float = Field(1, gt=0)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    max_length: int | None = Field(None, ge=16, description="null = train.max_length")
+    save_steps: int = Field(20, ge=1)
+    logging_steps: int = Field(5, ge=1)
+    min_pairs: int = Field(8, ge=1, description="fail below this many usable preference pairs")
 
 
 class EvalParams(Section):
@@ -172,6 +234,7 @@ class Params(Section):
     split: SplitParams = SplitParams()
     smoke: SmokeParams = SmokeParams()
     train: TrainParams = TrainParams()
+    dpo: DpoParams = DpoParams()
     eval: EvalParams = EvalParams()
     select: SelectParams = SelectParams()
 
