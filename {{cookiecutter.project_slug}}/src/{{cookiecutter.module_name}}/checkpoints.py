@@ -1,9 +1,15 @@
-"""Finding the trainer's checkpoints: only complete ones, ordered by step."""
+"""The trainer's checkpoints: written atomically, found only when complete, ordered by step."""
 
+import functools
+import os
 import re
+import shutil
 from pathlib import Path
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+STAGING_DIR = ".staging"
+"""Where a checkpoint is written before it is renamed into place (inside the output dir, so
+the rename stays on one file system and is atomic)."""
 
 
 def checkpoint_step(name: str) -> int:
@@ -13,10 +19,51 @@ def checkpoint_step(name: str) -> int:
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """Checkpoints whose save finished (trainer_state.json is written last), oldest first."""
+    """Checkpoints whose save finished, oldest first. A checkpoint only appears under its
+    name once it is whole (see AtomicCheckpoints); trainer_state.json, written last, is
+    checked too for directories written by a plain Trainer."""
     found = [
         path
         for path in output_dir.glob("checkpoint-*")
         if CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").exists()
     ]
     return sorted(found, key=lambda path: checkpoint_step(path.name))
+
+
+def remove_partial(output_dir: Path) -> None:
+    """Delete what a killed run left half-written: the staging dir and incomplete checkpoints."""
+    shutil.rmtree(output_dir / STAGING_DIR, ignore_errors=True)
+    for partial in set(output_dir.glob("checkpoint-*")) - set(complete_checkpoints(output_dir)):
+        shutil.rmtree(partial)
+
+
+class AtomicCheckpoints:
+    """Trainer mixin: each checkpoint is written to `<output_dir>/.staging/checkpoint-N` and
+    renamed to `<output_dir>/checkpoint-N` only when every file (weights, optimizer, RNG
+    states of all processes, trainer state) is on disk, so a run killed mid-save never
+    leaves a checkpoint that a resume could pick up.
+
+    Use as `class Trainer(AtomicCheckpoints, SFTTrainer)`."""
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = Path(self._get_output_dir(trial=trial))
+        staging = run_dir / STAGING_DIR
+        name = f"checkpoint-{self.state.global_step}"
+        self._get_output_dir = lambda trial=None: str(staging)  # what super() saves under
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del self._get_output_dir
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        if self.args.should_save:
+            final = run_dir / name
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging / name, final)
+        self.accelerator.wait_for_everyone()
+
+
+@functools.cache
+def with_atomic_checkpoints(trainer_class: type) -> type:
+    """`trainer_class` (SFTTrainer, DPOTrainer, ...) with AtomicCheckpoints mixed in."""
+    return type(trainer_class.__name__, (AtomicCheckpoints, trainer_class), {})

@@ -118,7 +118,9 @@ class SmokeParams(Section):
     min_rows: int = Field(8, ge=2)
 
 
-Preset = Literal["general", "customer-support", "code-generation", "style-format", "domain-knowledge"]
+Preset = Literal[
+    "general", "customer-support", "code-generation", "style-format", "domain-knowledge"
+]
 
 PRESETS: dict[str, dict[str, float]] = {
     # seed 000: "start with rank=16, alpha=32, learning rate=0.0001, 2 epochs"

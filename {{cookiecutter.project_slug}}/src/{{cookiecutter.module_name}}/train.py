@@ -13,30 +13,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import checkpoint_step, complete_checkpoints
+from .checkpoints import (
+    checkpoint_step,
+    complete_checkpoints,
+    remove_partial,
+    with_atomic_checkpoints,
+)
 from .cli import StageError, run_stage
 from .guards import LossGuard
 from .jsonio import content_hash, file_hash, read_jsonl, write_json
 from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
 from .params import Params, TrainParams, load_params
-from .paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, VAL_SPLIT
+from .paths import BASE_MODEL_DIR, CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, VAL_SPLIT
 
 RUN_FINGERPRINT = "fingerprint.json"
 STATS = TRAIN_LOG_DIR / "stats.json"
 
 
 def check_method_supported(train: TrainParams) -> None:
-    """Fail before any work when the method cannot run on this machine."""
-    if train.method == "qlora":
+    """Fail before any work when the method or backend cannot run on this machine."""
+    if train.method == "qlora" or train.backend == "unsloth":
+        what = "train.backend=unsloth" if train.backend == "unsloth" else "train.method=qlora"
         if not has_gpu():
+            instead = "train.backend=trl" if train.backend == "unsloth" else "train.method=lora"
             raise StageError(
-                "train.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); on this machine use "
-                "train.method=lora (same adapters, unquantised base)"
+                f"{what} needs a CUDA GPU and none was found; on this machine use {instead} "
+                "(train.method=lora trains the same adapters on an unquantised base)"
             )
+    if train.method == "qlora":
         try:
             import bitsandbytes  # noqa: F401
         except ImportError as error:
             raise StageError("train.method=qlora needs `pip install -e .[gpu]`") from error
+    if train.backend == "unsloth":
+        try:
+            import unsloth  # noqa: F401  (patches transformers/TRL: import it first)
+        except ImportError as error:
+            raise StageError(
+                "train.backend=unsloth needs `pip install -e .[unsloth]` (its own pins)"
+            ) from error
 
 
 def to_dataset(rows: list[dict]):
@@ -78,6 +93,8 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "warmup_steps": train.warmup_ratio,
         "weight_decay": train.weight_decay,
         "max_length": train.max_length,
+        "packing": train.packing,
+        "padding_free": train.padding_free,
         "completion_only_loss": True,
         checkpointing_arg(SFTConfig): train.gradient_checkpointing,
         "train_sampling_strategy": "group_by_length" if train.group_by_length else "random",
@@ -99,6 +116,44 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
     return SFTConfig(**settings)
 
 
+def quantization_config():
+    """Seed 001's QLoRA: nf4 weights, double quantisation, bf16 compute."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def unsloth_model(train: TrainParams, seed: int):
+    """Base model and LoRA adapters from Unsloth's patched loader (CUDA only)."""
+    from unsloth import FastLanguageModel
+
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=str(BASE_MODEL_DIR),
+        max_seq_length=train.max_length,
+        load_in_4bit=train.method == "qlora",
+        dtype=None,
+    )
+    modules = train.target_modules
+    return FastLanguageModel.get_peft_model(
+        model,
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=UNSLOTH_ALL_LINEAR if modules == "all-linear" else modules,
+        use_gradient_checkpointing="unsloth" if train.gradient_checkpointing else False,
+        random_state=seed,
+    )
+
+
 def build_trainer(
     params: Params,
     train_rows: list[dict],
@@ -108,32 +163,26 @@ def build_trainer(
     **overrides: Any,
 ):
     """The one place a trainer is built: train and smoke both call it."""
+    train = params.train
+    check_method_supported(train)  # imports unsloth, when asked for, before TRL
     from trl import SFTTrainer
 
-    train = params.train
-    check_method_supported(train)
     tokenizer = load_tokenizer()
-    model_kwargs: dict[str, Any] = {}
-    if train.method == "qlora":
-        import torch
-        from transformers import BitsAndBytesConfig
-
-        model_kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-    model = load_base_model(**model_kwargs)
+    if train.backend == "unsloth":
+        model, peft_config = unsloth_model(train, params.seed), None
+    else:
+        extra = {"quantization_config": quantization_config()} if train.method == "qlora" else {}
+        model = load_base_model(**extra)
+        peft_config = None if train.method == "full" else lora_config(train)
     if val_rows is None:
         overrides.setdefault("eval_strategy", "no")
-    return SFTTrainer(
+    return with_atomic_checkpoints(SFTTrainer)(
         model=model,
         args=sft_config(train, output_dir, params.seed, **overrides),
         train_dataset=to_dataset(train_rows),
         eval_dataset=to_dataset(val_rows) if val_rows else None,
         processing_class=tokenizer,
-        peft_config=None if train.method == "full" else lora_config(train),
+        peft_config=peft_config,
         callbacks=callbacks,
     )
 
@@ -154,9 +203,8 @@ def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | Non
     """Return the checkpoint to resume from, or wipe the directory for a clean start."""
     stamp = output_dir / RUN_FINGERPRINT
     if stamp.exists() and json.loads(stamp.read_text()) == expected:
+        remove_partial(output_dir)
         done = complete_checkpoints(output_dir)
-        for partial in set(output_dir.glob("checkpoint-*")) - set(done):
-            shutil.rmtree(partial)
         if done:
             return done[-1]
     if output_dir.exists():
@@ -164,6 +212,26 @@ def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | Non
     output_dir.mkdir(parents=True)
     write_json(stamp, expected)
     return None
+
+
+def prepare_run(output_dir: Path, expected: dict[str, str]) -> Path | None:
+    """prepare_output_dir on the main process only; with `accelerate launch`, the other
+    processes wait for it and then resume from the same checkpoint."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not has_gpu())  # the state TrainingArguments will reuse
+    resume_from = prepare_output_dir(output_dir, expected) if state.is_main_process else None
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        done = complete_checkpoints(output_dir)
+        resume_from = done[-1] if done else None
+    return resume_from
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def dvclive_callback(log_dir: Path, resume: bool):
@@ -192,6 +260,12 @@ def trim_log(log_dir: Path, last_step: int) -> None:
         tsv.write_text("\n".join([header, *kept]) + "\n")
 
 
+def hyperparameters(train: TrainParams) -> dict[str, Any]:
+    """The values this run trained with, after the preset was applied."""
+    keys = ("preset", "method", "backend", "lora_r", "lora_alpha", "learning_rate", "num_epochs")
+    return {key: getattr(train, key) for key in keys}
+
+
 def count_sequence_tokens(tokenizer, rows: list[dict]) -> int:
     """Tokens per epoch (prompt + completion, as TRL tokenizes them)."""
     total = 0
@@ -207,8 +281,9 @@ def main() -> None:
     params = load_params()
     check_method_supported(params.train)
     train_rows, val_rows = read_jsonl(TRAIN_SPLIT), read_jsonl(VAL_SPLIT)
-    resume_from = prepare_output_dir(CHECKPOINTS_DIR, fingerprint(params))
-    if resume_from:
+    resume_from = prepare_run(CHECKPOINTS_DIR, fingerprint(params))
+    main_process = is_main_process()
+    if resume_from and main_process:
         print(f"train: resuming from {resume_from} (params and data unchanged)")
         trim_log(TRAIN_LOG_DIR, checkpoint_step(resume_from.name))
     trainer = build_trainer(
@@ -217,7 +292,7 @@ def main() -> None:
         val_rows,
         CHECKPOINTS_DIR,
         callbacks=[
-            dvclive_callback(TRAIN_LOG_DIR, resume=resume_from is not None),
+            *([dvclive_callback(TRAIN_LOG_DIR, resume_from is not None)] if main_process else []),
             LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike),
         ],
         eval_on_start=resume_from is None,
@@ -225,6 +300,8 @@ def main() -> None:
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - started
+    if not main_process:
+        return
     tokens = count_sequence_tokens(trainer.processing_class, train_rows) * params.train.num_epochs
     write_json(
         STATS,
@@ -235,6 +312,8 @@ def main() -> None:
             "tokens_per_second": round(tokens / seconds, 1) if not resume_from else None,
             "checkpoints": [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)],
             "bf16": trainer.args.bf16,
+            "processes": trainer.args.world_size,
+            "hyperparameters": hyperparameters(params.train),
         },
     )
     print(f"train: {result.global_step} steps in {seconds:.0f}s, loss {result.training_loss:.3f}")
