@@ -1,10 +1,14 @@
-"""The trainer's checkpoints: written atomically, found only when complete, ordered by step."""
+"""Crash-safe training: checkpoints written atomically, found only when complete, ordered by
+step, and a data order that a resumed run reproduces exactly."""
 
 import functools
 import os
 import re
 import shutil
 from pathlib import Path
+
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"
@@ -63,7 +67,36 @@ class AtomicCheckpoints:
         self.accelerator.wait_for_everyone()
 
 
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """A LengthGroupedSampler whose order depends only on the seed and the epoch (the Trainer
+    calls `set_epoch` before it iterates)."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class ResumableLengthGrouping:
+    """Trainer mixin: `group_by_length` batches in an order that a resumed run reproduces.
+    transformers' LengthGroupedSampler draws from the global RNG, whose state differs after a
+    resume, so the resumed run would train on other batches than the uninterrupted one
+    (tests/test_resume.py catches that)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is not LengthGroupedSampler:
+            return sampler
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+
+
 @functools.cache
-def with_atomic_checkpoints(trainer_class: type) -> type:
-    """`trainer_class` (SFTTrainer, DPOTrainer, ...) with AtomicCheckpoints mixed in."""
-    return type(trainer_class.__name__, (AtomicCheckpoints, trainer_class), {})
+def crash_safe(trainer_class: type) -> type:
+    """`trainer_class` (SFTTrainer, DPOTrainer, ...) with atomic checkpoints and a
+    resumable data order mixed in."""
+    mixins = (AtomicCheckpoints, ResumableLengthGrouping)
+    return type(trainer_class.__name__, (*mixins, trainer_class), {})

@@ -8,16 +8,19 @@ transformers' built-in dvclive integration.
 """
 
 import json
+import os
 import shutil
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .checkpoints import (
     checkpoint_step,
     complete_checkpoints,
+    crash_safe,
     remove_partial,
-    with_atomic_checkpoints,
 )
 from .cli import StageError, run_stage
 from .guards import LossGuard
@@ -27,6 +30,7 @@ from .params import Params, TrainParams, load_params
 from .paths import BASE_MODEL_DIR, CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, VAL_SPLIT
 
 RUN_FINGERPRINT = "fingerprint.json"
+ACCELERATE_CONFIG = Path("accelerate.yaml")
 STATS = TRAIN_LOG_DIR / "stats.json"
 
 
@@ -176,7 +180,7 @@ def build_trainer(
         peft_config = None if train.method == "full" else lora_config(train)
     if val_rows is None:
         overrides.setdefault("eval_strategy", "no")
-    return with_atomic_checkpoints(SFTTrainer)(
+    return crash_safe(SFTTrainer)(
         model=model,
         args=sft_config(train, output_dir, params.seed, **overrides),
         train_dataset=to_dataset(train_rows),
@@ -216,16 +220,44 @@ def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | Non
 
 def prepare_run(output_dir: Path, expected: dict[str, str]) -> Path | None:
     """prepare_output_dir on the main process only; with `accelerate launch`, the other
-    processes wait for it and then resume from the same checkpoint."""
+    processes wait for it and get its answer, so every process (on every machine) resumes
+    from the same checkpoint."""
     from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
 
     state = PartialState(cpu=not has_gpu())  # the state TrainingArguments will reuse
     resume_from = prepare_output_dir(output_dir, expected) if state.is_main_process else None
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        done = complete_checkpoints(output_dir)
-        resume_from = done[-1] if done else None
-    return resume_from
+    return broadcast_object_list([resume_from])[0]  # no-op with one process
+
+
+def launch_command(processes: int, environ: Mapping[str, str] = os.environ) -> list[str] | None:
+    """The `accelerate launch` that runs this stage on `processes` processes (DDP), or None
+    when this process trains itself: `train.processes` is 1, or a launcher (accelerate,
+    torchrun; multi-node runs are started by hand) already started it."""
+    launched = environ.get("LOCAL_WORLD_SIZE")  # set by torchrun, which accelerate uses
+    if launched is not None:
+        if int(launched) != processes:
+            raise StageError(
+                f"{launched} processes per machine were launched but train.processes is "
+                f"{processes}: set train.processes={launched} in params.yaml (it sets the "
+                "global batch and is part of the run's fingerprint)"
+            )
+        return None
+    if processes == 1:
+        return None
+    if not ACCELERATE_CONFIG.exists():
+        raise StageError(f"train.processes={processes} needs {ACCELERATE_CONFIG} at the repo's top")
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIG),
+        "--num_processes",
+        str(processes),
+        "-m",
+        f"{__package__}.train",
+    ]
 
 
 def is_main_process() -> bool:
@@ -280,6 +312,10 @@ def count_sequence_tokens(tokenizer, rows: list[dict]) -> int:
 def main() -> None:
     params = load_params()
     check_method_supported(params.train)
+    command = launch_command(params.train.processes)
+    if command:  # this process becomes `accelerate launch`, which starts the workers
+        print(f"train: accelerate launch {' '.join(command[3:])}", flush=True)
+        os.execv(command[0], command)
     train_rows, val_rows = read_jsonl(TRAIN_SPLIT), read_jsonl(VAL_SPLIT)
     resume_from = prepare_run(CHECKPOINTS_DIR, fingerprint(params))
     main_process = is_main_process()

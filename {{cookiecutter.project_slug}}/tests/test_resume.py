@@ -1,0 +1,129 @@
+"""Crash safety of the train stage, with real SIGKILLs: a run killed between checkpoints, or
+in the middle of writing one, resumes from the last complete checkpoint and ends with the
+same loss and the same adapter weights as a run that was never interrupted.
+
+Every run is a separate `python -m ...train` process on one thread, so the runs are
+bit-for-bit comparable."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from {{ cookiecutter.module_name }}.checkpoints import STAGING_DIR, complete_checkpoints
+from {{ cookiecutter.module_name }}.jsonio import read_json
+from {{ cookiecutter.module_name }}.paths import CHECKPOINTS_DIR, PARAMS
+
+pytestmark = pytest.mark.e2e
+
+SRC = Path(__file__).parents[1] / "src"
+MODULE = "{{ cookiecutter.module_name }}"
+FINAL = "checkpoint-12"  # 24 train rows, batch 4, two epochs; save_steps 4: 4, 8, 12
+
+# Runs the train stage in this process and SIGKILLs it at a chosen point: `step` kills right
+# after that optimizer step, `save` kills while that step's checkpoint is being written
+# (weights and optimizer on disk, RNG and trainer state not yet).
+KILLER = f"""
+import os, signal, sys
+from transformers import Trainer, TrainerCallback
+from {MODULE} import train
+
+where, at = sys.argv[1], int(sys.argv[2])
+
+class KillAfterStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if where == "step" and state.global_step == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+save_rng_state = Trainer._save_rng_state
+def save_rng_then_maybe_die(self, output_dir):
+    if where == "save" and self.state.global_step == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    save_rng_state(self, output_dir)
+Trainer._save_rng_state = save_rng_then_maybe_die
+
+build_trainer = train.build_trainer
+def with_killer(*args, callbacks=None, **kwargs):
+    return build_trainer(*args, callbacks=[*(callbacks or []), KillAfterStep()], **kwargs)
+train.build_trainer = with_killer
+train.main()
+"""
+
+
+def run_train(*killer_args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", KILLER, *killer_args] if killer_args else None
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return subprocess.run(
+        command or [sys.executable, "-m", f"{MODULE}.train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def final_state() -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The last checkpoint's adapter tensors and every logged training loss."""
+    checkpoint = CHECKPOINTS_DIR / FINAL
+    adapter = load_file(checkpoint / "adapter_model.safetensors")
+    history = read_json(checkpoint / "trainer_state.json")["log_history"]
+    return adapter, [entry["loss"] for entry in history if "loss" in entry]
+
+
+def assert_same_run(reference: tuple, resumed: tuple) -> None:
+    ref_adapter, ref_losses = reference
+    adapter, losses = resumed
+    assert losses == ref_losses, f"losses {losses} != uninterrupted {ref_losses}"
+    assert adapter.keys() == ref_adapter.keys()
+    for name, tensor in ref_adapter.items():
+        assert torch.equal(adapter[name], tensor), f"{name} differs from the uninterrupted run"
+
+
+def checkpoint_names() -> list[str]:
+    return [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)]
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(project: Path) -> None:
+    # two epochs of length-grouped batches: the resume lands inside the second epoch
+    params = yaml.safe_load(PARAMS.read_text())
+    params["train"] |= {"num_epochs": 2, "group_by_length": True}
+    PARAMS.write_text(yaml.safe_dump(params))
+    done = run_train()
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = final_state()
+    assert len(reference[1]) == 7  # logging_steps 2: steps 1, 2, 4, ..., 12
+
+    # Killed between checkpoints: step 9 is lost, checkpoint-8 is the resume point.
+    shutil.rmtree(CHECKPOINTS_DIR)
+    killed = run_train("step", "9")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert checkpoint_names() == ["checkpoint-4", "checkpoint-8"]
+    resumed = run_train()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from models/checkpoints/checkpoint-8" in resumed.stdout
+    assert checkpoint_names() == ["checkpoint-4", "checkpoint-8", FINAL]
+    assert_same_run(reference, final_state())
+
+    # Killed while writing the last checkpoint: the half-written one stays out of sight.
+    shutil.rmtree(CHECKPOINTS_DIR / FINAL)
+    killed = run_train("save", "12")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert (CHECKPOINTS_DIR / STAGING_DIR / FINAL / "adapter_model.safetensors").exists()
+    assert checkpoint_names() == ["checkpoint-4", "checkpoint-8"]
+    resumed = run_train()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from models/checkpoints/checkpoint-8" in resumed.stdout
+    assert not (CHECKPOINTS_DIR / STAGING_DIR / FINAL).exists()
+    assert checkpoint_names() == ["checkpoint-4", "checkpoint-8", FINAL]
+    assert_same_run(reference, final_state())
