@@ -1,20 +1,22 @@
 """Stage `smoke`: the real training code on ~10 % of train for a few steps, before the full run.
 
 Passes when the loss is finite and falls on the smoke rows, and the saved adapter reloads to
-the same outputs. Writes reports/smoke.json with seconds per step and an estimate of the full
-run; exits non-zero with the reason when a check fails, so `train` never starts on a broken
-setup.
+the same outputs. Writes reports/smoke.json with seconds per step, an estimate of the full
+run and `make advise`'s advice (method, batch size, time) timed by the measured steps; exits
+non-zero with the reason when a check fails, so `train` never starts on a broken setup.
 """
 
 import math
 import resource
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 
+from .advise import advice_from_smoke
 from .cli import StageError, run_stage
 from .jsonio import read_jsonl, write_json
 from .modeling import load_model_with_adapter
@@ -67,10 +69,13 @@ def check_loss(before: float, after: float) -> str | None:
 
 @torch.inference_mode()
 def reload_matches(trainer, saved: Path) -> bool:
-    """The saved adapter, loaded fresh onto the base, gives the trained model's logits."""
+    """The saved adapter, loaded fresh onto the base, gives the trained model's logits.
+    Both sides run in fp32: with bf16 training the trainer's model forward is wrapped in
+    autocast, which is unwrapped here so the comparison is about the saved weights."""
     batch = next(iter(trainer.get_eval_dataloader()))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
-    trained = trainer.model.eval()(**inputs).logits
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    trained = model.eval()(**inputs).logits
     reloaded = load_model_with_adapter(saved).eval()(**inputs).logits
     return torch.allclose(trained.float(), reloaded.float(), atol=1e-3, rtol=1e-3)
 
@@ -120,13 +125,17 @@ def run_smoke(params: Params, train_rows: list[dict]) -> dict:
 
 def main() -> None:
     params = load_params()
-    report = run_smoke(params, read_jsonl(TRAIN_SPLIT))
+    train_rows = read_jsonl(TRAIN_SPLIT)
+    report = run_smoke(params, train_rows)
+    advice = advice_from_smoke(params, train_rows, report)
+    report["advice"] = asdict(advice)
     write_json(SMOKE_REPORT, report)
     print(
         f"smoke: loss {report['loss_before']} -> {report['loss_after']} on {report['rows']} rows, "
         f"{report['seconds_per_step']} s/step; full run ~{report['full_run_minutes_estimate']} "
         f"min for {report['full_run_steps']} steps"
     )
+    print(f"smoke: advice: {advice.summary} (`make advise` for details)")
     if not report["passed"]:
         raise StageError("; ".join(report["problems"]))
 
