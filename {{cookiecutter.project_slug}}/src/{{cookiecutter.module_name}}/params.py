@@ -160,6 +160,9 @@ class TrainParams(Section):
     num_epochs: float = Field(gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
+    processes: int = Field(
+        1, ge=1, description="processes per machine: GPUs for DDP; 1 = plain python"
+    )
     max_length: int = Field(512, ge=16)
     packing: bool = Field(False, description="pack rows into max_length blocks (no padding)")
     padding_free: bool = Field(
@@ -224,8 +227,21 @@ class EvalParams(Section):
 
 
 class SelectParams(Section):
+    # guardrails: a checkpoint breaking one is not selected while another passes
     max_forgetting: float = Field(0.5, ge=0, le=1)
     min_format_correct: float = Field(0.0, ge=0, le=1)
+    min_general_qa_ratio: float = Field(
+        0.8, ge=0, le=1, description="general QA at least this share of the base's"
+    )
+    # diagnosis: when a failure mode is reported
+    forgetting_alert: float = Field(0.19, ge=0, le=1, description="seed 000: 0.19 needs a look")
+    max_format_drift: float = Field(0.05, ge=0, le=1, description="share of drifting outputs")
+    overfit_tolerance: float = Field(
+        0.05, ge=0, le=1, description="val loss rise (relative) / accuracy drop that counts"
+    )
+    contamination_gap: float = Field(
+        0.15, ge=0, le=1, description="test minus val task accuracy that suggests a leak"
+    )
 
 
 class Params(Section):

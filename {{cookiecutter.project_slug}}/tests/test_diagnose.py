@@ -1,0 +1,158 @@
+"""The diagnosis: synthetic runs that show one failure each, and a healthy one that shows none.
+Each failure must be named, with its evidence and a fix, and no other failure with it."""
+
+import pytest
+
+from {{ cookiecutter.module_name }}.diagnose import diagnose, epochs_at, loss_curves
+from {{ cookiecutter.module_name }}.params import Params
+
+PARAMS = Params()  # customer-support preset: lr 2e-4, 2 epochs, r 8; select's defaults
+STEPS = [20, 40, 60, 80, 100]
+BASE_QA = 0.6
+
+
+def report(step: int, task: float, **metrics: float) -> dict:
+    values = {
+        "task_accuracy": task,
+        "format_correct": 1.0,
+        "format_drift": 0.0,
+        "general_qa": BASE_QA,
+        "instruction_follow": 0.4,
+        "forgetting_score": 0.05,
+        **metrics,
+    }
+    return {
+        "model": f"checkpoint-{step}" if step else "base",
+        "role": "checkpoint" if step else "base",
+        "step": step,
+        "metrics": values,
+        "regressions": ["qa-1"] * round(values["forgetting_score"] * 20),
+    }
+
+
+def history(train: list[float], val: list[float]) -> list[dict]:
+    """A trainer log history: train loss every 10 steps, val loss at 0 and each checkpoint."""
+    steps = range(10, 10 * len(train) + 1, 10)
+    logged = [{"step": step, "loss": loss} for step, loss in zip(steps, train, strict=True)]
+    evals = [{"step": s, "eval_loss": v} for s, v in zip([0, *STEPS], val, strict=True)]
+    return sorted(logged + evals, key=lambda entry: entry["step"])
+
+
+FALLING_TRAIN = [1.6 - 0.1 * i for i in range(10)]
+FALLING_VAL = [1.5, 1.0, 0.9, 0.85, 0.82, 0.8]
+RISING_TASK = [0.2, 0.3, 0.4, 0.45, 0.5]
+
+
+def run(
+    tasks: list[float] = RISING_TASK,
+    val_loss: list[float] = FALLING_VAL,
+    last: dict | None = None,
+    split: dict | None = None,
+    test_task: float | None = None,
+) -> list:
+    checkpoints = [report(step, task) for step, task in zip(STEPS, tasks, strict=True)]
+    if last:
+        checkpoints[-1] = report(STEPS[-1], tasks[-1], **last)
+    reports = [report(0, 0.0), *checkpoints]
+    selected = max(checkpoints, key=lambda r: r["metrics"]["task_accuracy"])
+    test = None if test_task is None else {"task_accuracy": test_task}
+    return diagnose(
+        reports,
+        selected,
+        history(FALLING_TRAIN, val_loss),
+        {"format_audit": {"format_drift": 4}},
+        split or {"contamination": {"action": "remove", "overlaps": [{}], "removed": 1}},
+        test if test is not None else {"task_accuracy": selected["metrics"]["task_accuracy"]},
+        PARAMS,
+    )
+
+
+def modes(findings: list) -> list[str]:
+    return [finding.mode for finding in findings]
+
+
+def test_a_healthy_run_has_no_finding() -> None:
+    assert run() == []
+
+
+def test_val_loss_rising_while_train_falls_is_overfitting() -> None:
+    (finding,) = run(val_loss=[1.5, 1.0, 0.8, 0.9, 1.0, 1.1])
+    assert finding.mode == "overfitting"
+    assert "0.800 (step 40)" in finding.evidence and "1.100 (step 100, +38%)" in finding.evidence
+    assert finding.try_params == {"train.num_epochs": 1.0, "train.lora_r": 4}
+    assert "learning rate is the fix for forgetting" in finding.fix
+
+
+def test_val_accuracy_peaking_early_is_overfitting() -> None:
+    (finding,) = run(tasks=[0.3, 0.5, 0.6, 0.45, 0.4])
+    assert finding.mode == "overfitting"
+    assert "peaked at 0.600 (step 60)" in finding.evidence
+    assert finding.try_params["train.num_epochs"] == 1.5
+
+
+def test_a_small_dip_is_not_overfitting() -> None:
+    assert run(tasks=[0.3, 0.4, 0.5, 0.52, 0.5], val_loss=[1.5, 1.0, 0.9, 0.8, 0.8, 0.82]) == []
+
+
+def test_forgetting_names_the_score_and_the_general_qa_drop() -> None:
+    (finding,) = run(last={"forgetting_score": 0.35, "general_qa": 0.4})
+    assert finding.mode == "forgetting"
+    assert "forgetting score 0.350" in finding.evidence
+    assert "general QA 0.400 vs base 0.600" in finding.evidence
+    assert finding.try_params == {
+        "train.learning_rate": 1e-4,
+        "train.num_epochs": 1,
+        "split.replay_fraction": 0.1,
+    }
+    assert finding.command.startswith("dvc exp run -S train.learning_rate=0.0001")
+
+
+def test_general_qa_down_alone_is_forgetting() -> None:
+    assert modes(run(last={"general_qa": 0.3})) == ["forgetting"]
+
+
+def test_format_drift_points_at_the_curate_audit() -> None:
+    (finding,) = run(last={"format_drift": 0.2})
+    assert finding.mode == "format_drift"
+    assert "20.0% of val outputs" in finding.evidence
+    assert "curate found 4 drifting training targets" in finding.evidence
+
+
+def test_overlaps_kept_in_train_are_contamination() -> None:
+    split = {"contamination": {"action": "warn", "overlaps": [{}, {}], "removed": 0}}
+    (finding,) = run(split=split)
+    assert finding.mode == "contamination"
+    assert "2 train rows" in finding.evidence
+    assert finding.try_params == {"split.contamination": "remove"}
+
+
+def test_test_far_above_val_is_contamination() -> None:
+    (finding,) = run(test_task=0.8)
+    assert finding.mode == "contamination"
+    assert "test task accuracy 0.800 is far above val 0.500" in finding.evidence
+    assert finding.try_params == {"split.min_overlap": 0.5}  # looser copies count as overlap
+
+
+def test_overlaps_that_split_removed_are_not_contamination() -> None:
+    split = {"contamination": {"action": "remove", "overlaps": [{}, {}, {}], "removed": 3}}
+    assert run(split=split) == []
+
+
+def test_two_failures_at_once_are_both_reported_in_seed_order() -> None:
+    findings = run(val_loss=[1.5, 1.0, 0.8, 0.9, 1.0, 1.1], last={"format_drift": 0.3})
+    assert modes(findings) == ["overfitting", "format_drift"]
+
+
+def test_loss_curves_split_train_from_val() -> None:
+    train, val = loss_curves(history(FALLING_TRAIN, FALLING_VAL))
+    assert [step for step, _ in val] == [0, *STEPS]
+    assert len(train) == len(FALLING_TRAIN) and train[0] == (10, 1.6)
+
+
+@pytest.mark.parametrize(
+    ("step", "last", "epochs", "expected"), [(46, 92, 2, 1.0), (60, 100, 2, 1.5), (5, 100, 3, 0.5)]
+)
+def test_epochs_at_rounds_up_to_a_half(
+    step: int, last: int, epochs: float, expected: float
+) -> None:
+    assert epochs_at(step, last, epochs) == expected
