@@ -91,7 +91,18 @@ class ResumableLengthGrouping:
         if type(sampler) is not LengthGroupedSampler:
             return sampler
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        self._epoch_sampler = EpochSeededLengthGroupedSampler(
+            sampler.batch_size, sampler.lengths, seed
+        )
+        return self._epoch_sampler
+
+    def _run_epoch(self, *args, epoch: int, **kwargs):
+        # accelerate's set_epoch does not reach a sampler under BatchSamplerShard (DDP) once
+        # skip_first_batches has wrapped it (the resumed epoch), so set the epoch here
+        sampler = getattr(self, "_epoch_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        return super()._run_epoch(*args, epoch=epoch, **kwargs)
 
 
 @functools.cache

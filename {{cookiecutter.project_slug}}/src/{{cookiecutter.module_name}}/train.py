@@ -114,6 +114,7 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "data_seed": seed,
         "report_to": "none",
         "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,  # DDP: every trainable weight is used each step
         "use_cpu": not has_gpu(),
     }
     settings.update(overrides)
