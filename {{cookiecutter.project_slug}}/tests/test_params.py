@@ -174,3 +174,11 @@ def test_unsloth_cannot_train_all_weights() -> None:
     raw["train"] |= {"backend": "unsloth", "method": "full"}
     with pytest.raises(ParamsError, match="unsloth"):
         parse_params(raw)
+
+
+def test_padding_free_needs_rows_no_longer_than_max_length() -> None:
+    raw = shipped()
+    raw["train"]["padding_free"] = True
+    raw["curate"]["max_tokens"] = raw["train"]["max_length"] * 2
+    with pytest.raises(ParamsError, match=r"curate\.max_tokens"):
+        parse_params(raw)

@@ -256,6 +256,16 @@ class Params(Section):
     eval: EvalParams = EvalParams()
     select: SelectParams = SelectParams()
 
+    @model_validator(mode="after")
+    def _padding_free_rows_fit(self) -> "Params":
+        limit = self.curate.max_tokens
+        if self.train.padding_free and limit is not None and limit > self.train.max_length:
+            raise ValueError(
+                f"train.padding_free does not truncate rows: curate.max_tokens ({limit}) must "
+                f"be null or at most train.max_length ({self.train.max_length})"
+            )
+        return self
+
 
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable or fails the schema; the message names the key."""
