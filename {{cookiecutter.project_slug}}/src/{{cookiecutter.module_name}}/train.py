@@ -96,7 +96,9 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "lr_scheduler_type": train.lr_scheduler,
         "warmup_steps": train.warmup_ratio,
         "weight_decay": train.weight_decay,
-        "max_length": train.max_length,
+        # TRL does not truncate padding-free batches; curate already quarantined every row
+        # longer than max_length (params.py checks curate.max_tokens allows no longer ones)
+        "max_length": None if train.padding_free and not train.packing else train.max_length,
         "packing": train.packing,
         "padding_free": train.padding_free,
         "completion_only_loss": True,
