@@ -1,8 +1,13 @@
-"""Generate the seeded demo data set: customer-support ticket triage as chat JSONL.
+"""Generate the seeded demo data set: customer-support ticket triage as chat JSONL, plus
+preference pairs for the optional DPO stage.
 
 Usage::
 
     python scripts/make_demo_data.py [--out data/raw/support_tickets.jsonl] [--seed 13] [--n 300]
+        [--pairs 60] [--pairs-out data/raw/support_preferences.jsonl]
+
+Run without arguments, it regenerates both shipped files. With another ``--out`` only the
+chat file is written, unless ``--pairs-out`` is given too.
 
 Each clean row is ``{"messages": [system, user, assistant]}``. The user turn is a
 support ticket; the assistant turn is a compact JSON object with keys, in this order,
@@ -31,6 +36,13 @@ with a wrong role name, 5 rows with an empty or whitespace assistant turn, 6 row
 whose assistant JSON is followed by prose, 4 rows without an assistant turn and 3
 rows whose assistant JSON misses a key or has an extra one. The counts scale with
 ``--n``. Everything else (371 rows at the default size) is clean and unique.
+
+Preference pairs (``--pairs``; ``--pairs 0`` writes none) are ``{"prompt": [system, user],
+"chosen": [assistant], "rejected": [assistant], "rejected_kind": ...}`` on tickets that none
+of the chat rows uses, drawn from their own seeded stream so the chat file does not change.
+The chosen answer is the correct JSON; the rejected one is a realistic bad answer, in equal
+shares: JSON that drifts into prose after its first fields (``drift``), or valid JSON with
+a wrong ``priority`` (``wrong_priority``) or ``category`` (``wrong_category``).
 
 Only the standard library is used, and the same seed gives byte-identical output.
 """
@@ -860,17 +872,118 @@ def generate(n: int = 300, seed: int = 13) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------ preference pairs
+
+DEFAULT_OUT = Path("data/raw/support_tickets.jsonl")
+DEFAULT_PAIRS_OUT = Path("data/raw/support_preferences.jsonl")
+REJECTED_KINDS = ("drift", "wrong_priority", "wrong_category")
+# Mistakes a triage model plausibly makes: neighbouring priorities, related categories.
+WRONG_PRIORITY = {"high": ("medium",), "medium": ("low", "high"), "low": ("medium",)}
+WRONG_CATEGORY = {
+    "billing": ("account", "shipping"),
+    "technical": ("product", "account"),
+    "account": ("technical", "billing"),
+    "shipping": ("product", "billing"),
+    "product": ("technical", "shipping"),
+}
+DRIFT_TOPICS = {
+    "billing": ("a billing problem", "the charge on their card", "their invoice"),
+    "technical": ("a bug in the app", "the error they see", "a technical problem"),
+    "account": ("their account access", "an account setting", "their login details"),
+    "shipping": ("their delivery", "the order status", "a shipping problem"),
+    "product": ("a product question", "the product features", "what the product can do"),
+}
+DRIFT_PROSE = (
+    "The customer is writing about {topic}, so I would reply {when} and keep them updated.",
+    "This looks like a question about {topic}. A short, friendly reply should be enough here.",
+    "Based on the ticket, the main issue is {topic}; someone from the team should look at it.",
+    "I think this is about {topic}. Let me know if you want me to draft a longer answer!",
+    "Summary: the user needs help with {topic}. I hope this triage is useful.",
+)
+
+
+def _rejected(rng: random.Random, kind: str, target: dict, topic: str) -> str:
+    """A realistic bad answer of the given kind for a ticket whose correct answer is `target`."""
+    if kind == "drift":
+        kept = dict(list(target.items())[: rng.choice((1, 2))])
+        head = _target_json(kept)
+        head = head if rng.random() < 0.5 else head[:-1] + ","  # closed, or left open
+        when = rng.choice(WHEN[target["priority"]])
+        prose = rng.choice(DRIFT_PROSE).format(topic=topic, when=when)
+        return head + ("\n" if rng.random() < 0.3 else " ") + prose
+    wrong = dict(target)
+    if kind == "wrong_priority":
+        wrong["priority"] = rng.choice(WRONG_PRIORITY[target["priority"]])
+    elif kind == "wrong_category":
+        wrong["category"] = rng.choice(WRONG_CATEGORY[target["category"]])
+    else:
+        raise ValueError(f"unknown rejected kind: {kind}")
+    return _target_json(wrong)
+
+
+def chat_tickets(lines: list[str]) -> set[str]:
+    """The user turns of every chat line that parses (malformed lines have none to reuse)."""
+    tickets = set()
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        messages = row.get("messages", []) if isinstance(row, dict) else row
+        tickets.update(m.get("content", "") for m in messages if m.get("role") == "user")
+    return tickets
+
+
+def generate_preferences(n_pairs: int, seed: int, exclude: set[str]) -> list[str]:
+    """n_pairs preference lines on tickets not in `exclude`, balanced over categories and
+    rejected kinds, from a random stream of their own (the chat lines stay as they are)."""
+    rng = random.Random(f"preferences-{seed}")
+    cats = [CATEGORIES[i % len(CATEGORIES)] for i in range(n_pairs)]
+    kinds = [REJECTED_KINDS[i % len(REJECTED_KINDS)] for i in range(n_pairs)]
+    rng.shuffle(cats)
+    rng.shuffle(kinds)
+    seen = set(exclude)
+    lines = []
+    for cat, kind in zip(cats, kinds, strict=True):
+        while True:
+            ticket, target = make_example(rng, cat)
+            if ticket not in seen:
+                break
+        seen.add(ticket)
+        prompt = _messages(ticket, "")[:2]
+        chosen = [{"role": "assistant", "content": _target_json(target)}]
+        topic = rng.choice(DRIFT_TOPICS[cat])
+        rejected = [{"role": "assistant", "content": _rejected(rng, kind, target, topic)}]
+        row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "rejected_kind": kind}
+        lines.append(json.dumps(row, ensure_ascii=False))
+    return lines
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {len(lines)} lines to {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/raw/support_tickets.jsonl"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--pairs", type=int, default=60, help="preference pairs; 0 = none")
+    parser.add_argument(
+        "--pairs-out",
+        type=Path,
+        default=None,
+        help=f"default: {DEFAULT_PAIRS_OUT} when --out is left at its default, else none",
+    )
     args = parser.parse_args(argv)
     lines = generate(args.n, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {len(lines)} lines to {args.out}")
+    write_lines(args.out, lines)
+    pairs_out = args.pairs_out or (DEFAULT_PAIRS_OUT if args.out == DEFAULT_OUT else None)
+    if pairs_out is not None and args.pairs > 0:
+        write_lines(pairs_out, generate_preferences(args.pairs, args.seed, chat_tickets(lines)))
 
 
 if __name__ == "__main__":

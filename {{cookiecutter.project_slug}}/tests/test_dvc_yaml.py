@@ -108,7 +108,7 @@ def package_imports(module: str) -> set[str]:
 
 
 def test_dvc_yaml_has_the_expected_stages() -> None:
-    assert list(STAGES) == ["base", "curate", "split", "smoke", "train", "eval", "select"]
+    assert list(STAGES) == ["base", "curate", "split", "smoke", "train", "dpo", "eval", "select"]
 
 
 def test_every_written_path_constant_is_a_dvc_output() -> None:

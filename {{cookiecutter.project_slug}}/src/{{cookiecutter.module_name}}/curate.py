@@ -210,7 +210,9 @@ class Curator:
     """Pass 1: feed it every file's lines, in order; `finish()` returns the decisions.
 
     Chunks are screened by `screen_chunk` (in worker processes when given a `pool`) and merged
-    here in file order, so exact duplicates always point at the first occurrence."""
+    here in file order, so exact duplicates always point at the first occurrence. Preference
+    pairs are deduplicated among themselves only: a pair whose prompt is also an SFT row's is
+    legitimate (the pair says which answer is better), not a copy of that row."""
 
     def __init__(
         self,
@@ -224,9 +226,10 @@ class Curator:
         self.count_tokens, self.max_tokens = count_tokens, max_tokens
         self.pool = pool
         self.decisions = Decisions()
-        self.first_of_key: dict[str, int] = {}
+        self.first_of_key: dict[tuple[bool, str], int] = {}  # (is a preference pair, key)
         self.candidates = array("q")
         self.scripts: list[tuple[str | None, str | None]] = []
+        self.is_preference: list[bool] = []  # per candidate: its dedup pool
         self.sig_chunks: list[np.ndarray] = []
 
     def add_file(self, file: str, lines: Iterable[tuple[int, bytes]], progress=None) -> None:
@@ -245,11 +248,11 @@ class Curator:
         else:
             verdicts = ordered_map(self.pool, chunks, args + (self.max_tokens,))
         for chunk, verdict in verdicts:
-            self._merge(len(chunk), verdict)
+            self._merge(len(chunk), verdict, fmt == "preference")
             if progress is not None:
                 progress(sum(len(data) + 1 for data in chunk))
 
-    def _merge(self, size: int, verdict: ChunkVerdict) -> None:
+    def _merge(self, size: int, verdict: ChunkVerdict, preference: bool = False) -> None:
         d = self.decisions
         start = d.rows_in
         d.rows_in += size
@@ -260,7 +263,7 @@ class Curator:
         d.format_flags.update(verdict.format_flags)
         unique = []
         for k, (offset, key) in enumerate(zip(verdict.survivors, verdict.keys, strict=True)):
-            first = self.first_of_key.setdefault(key, start + offset)
+            first = self.first_of_key.setdefault((preference, key), start + offset)
             if first != start + offset:
                 d.duplicate_of[start + offset] = ("exact", first, 1.0)
                 continue
@@ -268,7 +271,18 @@ class Curator:
             d.ids[start + offset] = key[:16]
             self.candidates.append(start + offset)
             self.scripts.append(verdict.scripts[k])
+            self.is_preference.append(preference)
         self.sig_chunks.append(verdict.signatures[unique])
+
+    def _cluster(self, rows: list[int], sigs: np.ndarray) -> None:
+        """Near duplicates and groups among `rows` (row indices, `sigs` their signatures)."""
+        clusters = dedup.cluster(sigs, self.cfg.near_dup_threshold, self.cfg.group_threshold)
+        d = self.decisions
+        for k, (root, similarity) in clusters.duplicate_of.items():
+            d.duplicate_of[rows[k]] = ("near", rows[root], similarity)
+        for k, root in enumerate(clusters.group_of):
+            if k not in clusters.duplicate_of:
+                d.group_of[rows[k]] = rows[root]
 
     def finish(self) -> Decisions:
         """Drop script outliers, then cluster the survivors into near duplicates and groups."""
@@ -285,13 +299,10 @@ class Curator:
             sigs = np.concatenate(self.sig_chunks)[keep]
         else:
             sigs = np.empty((0, self.cfg.num_perm), dtype=np.uint32)
-        clusters = dedup.cluster(sigs, self.cfg.near_dup_threshold, self.cfg.group_threshold)
+        for pool in (False, True):  # SFT rows, then preference pairs: never compared
+            members = [k for k, kept in enumerate(keep) if self.is_preference[kept] == pool]
+            self._cluster([rows[k] for k in members], sigs[members])
         d = self.decisions
-        for k, (root, similarity) in clusters.duplicate_of.items():
-            d.duplicate_of[rows[k]] = ("near", rows[root], similarity)
-        for k, root in enumerate(clusters.group_of):
-            if k not in clusters.duplicate_of:
-                d.group_of[rows[k]] = rows[root]
         # an exact duplicate of a row that turned out to be a near duplicate points at the
         # row its cluster keeps
         for i, (kind, first, similarity) in list(d.duplicate_of.items()):

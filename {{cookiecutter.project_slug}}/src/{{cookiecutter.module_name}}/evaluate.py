@@ -2,7 +2,9 @@
 and the general suites, by greedy generation with the prompts formatted exactly as in training.
 
 Writes reports/eval/<model>.json (metrics + per-item records: prompt hash, output, scores) and
-reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`.
+reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`. DPO
+checkpoints (models/dpo, when the dpo stage ran) are reported as `dpo-checkpoint-N`, at step
+<SFT step they start from> + N so the per-step plot continues after SFT.
 Generations are cached (evalcache.py): the base is generated once across experiments and an
 unchanged checkpoint is free to re-evaluate.
 """
@@ -23,11 +25,19 @@ from .evalcache import CACHE_DIR, GenerationCache, cache_key, weights_digest
 from .formatting import fewshot_prompt, prompt_token_ids, target_text, user_prompt
 from .generation import Generator, HFGenerator, Request, VLLMGenerator, stop_token_ids
 from .jsonio import content_hash, read_json, read_jsonl, write_json
-from .modeling import has_gpu, load_model_with_adapter, load_tokenizer, use_bf16
+from .modeling import (
+    SFT_POINTER,
+    adapter_stack,
+    has_gpu,
+    load_model_with_adapter,
+    load_tokenizer,
+    use_bf16,
+)
 from .params import EvalParams, Params, TaskParams, load_params
 from .paths import (
     BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
+    DPO_DIR,
     EVAL_DIR,
     EVAL_PLOT,
     GENERAL_QA_SUITE,
@@ -48,6 +58,7 @@ from .suites import load_suite
 
 BASE = "base"
 FEWSHOT = "fewshot"
+DPO_PREFIX = "dpo-"
 GENERAL_SUITES = ("general_qa", "instruction_follow")
 PLOTTED = ("task_accuracy", "format_correct", "format_drift", "general_qa", "instruction_follow")
 
@@ -163,7 +174,7 @@ class ModelRun:
     only built on the first miss."""
 
     def __init__(self, checkpoint: Path | None, generator_for: GeneratorFor, cache, settings):
-        parts = [BASE_MODEL_DIR] + ([checkpoint] if checkpoint else [])
+        parts = [BASE_MODEL_DIR, *adapter_stack(checkpoint)]
         self.checkpoint = checkpoint
         self.digest = weights_digest(parts)
         self.generator_for = generator_for
@@ -195,15 +206,44 @@ class ModelRun:
         return report
 
 
+def is_dpo(checkpoint: Path) -> bool:
+    """A DPO checkpoint names the SFT checkpoint it is stacked on."""
+    return (checkpoint / SFT_POINTER).exists()
+
+
+def model_name(checkpoint: Path | None) -> str:
+    """Report name: base, checkpoint-N (SFT) or dpo-checkpoint-N (DPO)."""
+    if checkpoint is None:
+        return BASE
+    return DPO_PREFIX + checkpoint.name if is_dpo(checkpoint) else checkpoint.name
+
+
+def model_step(checkpoint: Path | None) -> int:
+    """Training step of a model; a DPO checkpoint's continues from its SFT checkpoint's."""
+    if checkpoint is None:
+        return 0
+    start = read_json(checkpoint / SFT_POINTER)["step"] if is_dpo(checkpoint) else 0
+    return start + checkpoint_step(checkpoint.name)
+
+
+def checkpoint_dir(name: str) -> Path:
+    """Where the checkpoint a report is named after lives (the inverse of model_name)."""
+    if name.startswith(DPO_PREFIX):
+        return DPO_DIR / name.removeprefix(DPO_PREFIX)
+    return CHECKPOINTS_DIR / name
+
+
 def evaluate_model(run: ModelRun, eval_set: EvalSet, task: TaskParams) -> dict:
     """Generate (or fetch) and score one model on the task rows and the general suites."""
-    name = run.checkpoint.name if run.checkpoint else BASE
+    name = model_name(run.checkpoint)
     task_outputs = run.outputs(eval_set.task, f"{name} task")
     general_outputs = run.outputs(eval_set.general, f"{name} general")
     items = {"task": score_task(eval_set.rows, eval_set.task, task_outputs, task)}
     items.update(score_general(eval_set, general_outputs))
     report = {"model": name, "role": "checkpoint" if run.checkpoint else "base"}
-    report["step"] = checkpoint_step(name)
+    report["step"] = model_step(run.checkpoint)
+    if run.checkpoint is not None and is_dpo(run.checkpoint):
+        report["stage"] = "dpo"
     report["items"] = items
     return run.stamp(report)
 
@@ -347,6 +387,12 @@ def main() -> None:
     checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
     if not checkpoints:
         raise FileNotFoundError(f"no complete checkpoints in {CHECKPOINTS_DIR}: run train first")
+    dpo_checkpoints = complete_checkpoints(DPO_DIR)
+    if dpo_checkpoints and params.eval.backend == "vllm":
+        raise RuntimeError(
+            "eval.backend vllm applies one LoRA adapter per model, and a DPO checkpoint is two "
+            "stacked on the base: use eval.backend hf, or dpo.enabled false"
+        )
     tokenizer = load_tokenizer()
     eval_set = build_eval_set(
         tokenizer, read_jsonl(VAL_SPLIT), load_general_items(params.eval), params.eval
@@ -358,18 +404,22 @@ def main() -> None:
         fewshot = task_requests(tokenizer, prompts, params.eval.max_new_tokens_task)
     cache = GenerationCache(CACHE_DIR if params.eval.cache else None)
     generator_for = generator_factory(params.eval, tokenizer)
-    reports = run_eval(params, eval_set, fewshot, checkpoints, generator_for, cache)
+    reports = run_eval(
+        params, eval_set, fewshot, checkpoints + dpo_checkpoints, generator_for, cache
+    )
     if params.eval.lm_eval_tasks:
         from .lmeval import add_lm_eval
 
-        add_lm_eval(reports, params.eval)
+        # the harness loads one adapter on the base: DPO checkpoints (two stacked) are skipped
+        add_lm_eval([r for r in reports if r.get("stage") != "dpo"], params.eval)
     val_losses = logged_val_losses(checkpoints)
     EVAL_DIR.mkdir(parents=True, exist_ok=True)
     for stale in EVAL_DIR.glob("*.json"):
         stale.unlink()
     for report in reports:
         report["split"] = "val"
-        report["val_loss"] = val_losses.get(report["step"]) if report["role"] != "fewshot" else None
+        sft_loss = report["role"] != "fewshot" and report.get("stage") != "dpo"
+        report["val_loss"] = val_losses.get(report["step"]) if sft_loss else None
         write_json(report_path(report["model"]), report)
         print_summary(report)
     write_json(EVAL_PLOT, plot_rows(reports))

@@ -14,6 +14,10 @@ from .paths import BASE_MODEL_DIR
 
 MANIFEST = "manifest.json"
 SAFE_LOADING = {"trust_remote_code": False, "use_safetensors": True}
+SFT_POINTER = "sft_checkpoint.json"
+"""In a DPO checkpoint: the SFT checkpoint its adapter was trained on top of."""
+SFT_EXPORT = "sft_adapter"
+"""Where an exported DPO checkpoint (models/selected) keeps a copy of that SFT checkpoint."""
 
 
 def base_source(base_dir: Path = BASE_MODEL_DIR) -> tuple[str, dict[str, Any]]:
@@ -46,15 +50,42 @@ def load_base_model(base_dir: Path = BASE_MODEL_DIR, dtype: torch.dtype = torch.
     return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **SAFE_LOADING, **extra, **kw)
 
 
+def sft_checkpoint_of(checkpoint: Path) -> Path | None:
+    """The SFT checkpoint a DPO checkpoint is stacked on (None for any other checkpoint): the
+    exported copy beside it, else the path its sft_checkpoint.json names."""
+    pointer = checkpoint / SFT_POINTER
+    if not pointer.exists():
+        return None
+    exported = checkpoint / SFT_EXPORT
+    below = exported if exported.is_dir() else Path(read_json(pointer)["path"])
+    if not below.is_dir():
+        raise FileNotFoundError(
+            f"{checkpoint} was trained on top of the SFT checkpoint {below}, which is gone: "
+            "run `dvc repro` so the dpo stage trains again on the current SFT checkpoints"
+        )
+    return below
+
+
+def adapter_stack(checkpoint: Path | None) -> list[Path]:
+    """The checkpoint dirs that make up a model on top of the base, bottom first: [] for the
+    base, [sft] for an SFT checkpoint, [sft, dpo] for a DPO one."""
+    if checkpoint is None:
+        return []
+    below = sft_checkpoint_of(checkpoint)
+    return [*adapter_stack(below), checkpoint] if below else [checkpoint]
+
+
 def load_model_with_adapter(checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR):
-    """Base model with a LoRA checkpoint merged in (or a full checkpoint, or the base alone)."""
+    """Base model with a LoRA checkpoint merged in (or a full checkpoint, or the base alone).
+    A DPO checkpoint is rebuilt as base -> SFT merged in -> DPO adapter merged in."""
     if checkpoint is None:
         return load_base_model(base_dir)
     if (checkpoint / "adapter_config.json").exists():
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_base_model(base_dir), str(checkpoint))
-        return model.merge_and_unload()
+        below = sft_checkpoint_of(checkpoint)
+        model = load_model_with_adapter(below, base_dir) if below else load_base_model(base_dir)
+        return PeftModel.from_pretrained(model, str(checkpoint)).merge_and_unload()
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(str(checkpoint), **SAFE_LOADING)
