@@ -142,6 +142,13 @@ def test_repro_then_second_experiment(project: Path) -> None:
     high_lr = next(row for row in rows if row["name"] == "high-lr")
     assert baseline["val_loss"] != high_lr["val_loss"], rows
 
+    # `make compare`: one HTML page with both experiments' curves
+    run(project, "make", "compare", "VENV=")
+    page = (project / "compare" / "index.html").read_text()
+    assert "high-lr" in page and "train_val_loss" in page, page[:2000]
+    assert (project / "reports/report.html").read_text().startswith("<!doctype html>")
+    assert high_lr["diagnosis"] and isinstance(high_lr["diagnosis"], str)
+
 
 def test_eval_param_change_skips_training(project: Path) -> None:
     dvc(project, "repro")

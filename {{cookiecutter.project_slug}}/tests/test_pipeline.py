@@ -11,11 +11,15 @@ import yaml
 from {{ cookiecutter.module_name }} import evaluate, select, smoke, train
 from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step, complete_checkpoints
 from {{ cookiecutter.module_name }}.jsonio import read_json
+from {{ cookiecutter.module_name }}.modeling import load_model_with_adapter
 from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
     EVAL_DIR,
     EVAL_PLOT,
+    LOSS_FIGURE,
     METRICS,
+    METRICS_FIGURE,
+    REPORT_HTML,
     REPORT_MD,
     SELECTED_DIR,
     SMOKE_REPORT,
@@ -130,9 +134,34 @@ def check_select(checkpoints: list[Path]) -> None:
     assert selection["checkpoint"] == chosen
     assert not list(SELECTED_DIR.glob("optimizer*"))
     report = REPORT_MD.read_text()
-    assert f"Selected **{chosen}**" in report
+    assert f"**{chosen}** (step {metrics['selected_step']})" in report
     for name in ["base", *(path.name for path in checkpoints)]:
-        assert f"| {name} | " in report
+        assert f"| {name} | " in report or f"| {name} ← | " in report
+    assert "## Diagnosis" in report and isinstance(metrics["diagnosis"], str)
+    for figure in (LOSS_FIGURE, METRICS_FIGURE):
+        assert figure.read_bytes().startswith(b"\x89PNG")
+        assert f"]({figure.relative_to(REPORT_MD.parent)})" in report
+    page = REPORT_HTML.read_text()
+    assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 2
+    assert 0 <= metrics["fewshot_task_accuracy"] <= 1  # eval.fewshot_k defaults to 3
+    # the merged model loads on its own and is the base with the adapter applied
+    merged = SELECTED_DIR / "merged"
+    assert (merged / "model.safetensors").exists() and (merged / "tokenizer.json").exists()
+    card = (SELECTED_DIR / "README.md").read_text()
+    assert card.startswith("---\nbase_model: models/base") and "## Limitations" in card
+    check_merged_equals_adapter(merged, CHECKPOINTS_DIR / chosen)
+
+
+def check_merged_equals_adapter(merged: Path, checkpoint: Path) -> None:
+    """The exported merged model computes what base + adapter computes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    inputs = torch.tensor([[1, 5, 9, 42, 7]])
+    with torch.inference_mode():
+        expected = load_model_with_adapter(checkpoint).eval()(inputs).logits
+        exported = AutoModelForCausalLM.from_pretrained(merged, use_safetensors=True)
+        assert torch.allclose(exported.eval()(inputs).logits, expected, atol=1e-5)
 
 
 def test_pipeline_then_crash_and_resume(project: Path) -> None:

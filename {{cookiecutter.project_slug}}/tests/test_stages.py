@@ -5,7 +5,6 @@ import json
 import math
 import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,13 +16,14 @@ from {{ cookiecutter.module_name }}.evaluate import load_reports, plot_rows, rep
 from {{ cookiecutter.module_name }}.jsonio import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.modeling import load_tokenizer
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
-from {{ cookiecutter.module_name }}.select import (
+from {{ cookiecutter.module_name }}.report import (
     HEADLINE,
-    choose,
-    guardrail_failures,
-    headline,
-    markdown_report,
+    Image,
+    build_blocks,
+    to_html,
+    to_markdown,
 )
+from {{ cookiecutter.module_name }}.select import choose, guardrail_failures, headline
 
 # ------------------------------------------------------------------------------- smoke
 
@@ -287,45 +287,95 @@ def test_choose_falls_back_to_best_effort_when_none_passes() -> None:
     assert (selected["model"], passed) == ("checkpoint-8", False)
 
 
+BASE = report("base", 0.0)["metrics"]  # general_qa 0.5
+
+
 def test_guardrail_failures_name_the_params() -> None:
-    assert guardrail_failures(report("checkpoint-4", 0.5)["metrics"], RULES) == []
-    failures = guardrail_failures(report("c", 0.5, fmt=0.25, forgetting=0.75)["metrics"], RULES)
+    assert guardrail_failures(report("checkpoint-4", 0.5)["metrics"], RULES, BASE) == []
+    bad = report("c", 0.5, fmt=0.25, forgetting=0.75)["metrics"]
+    failures = guardrail_failures(bad, RULES, BASE)
     assert len(failures) == 2
     assert "max_forgetting 0.2" in failures[0] and "0.75" in failures[0]
     assert "min_format_correct 0.5" in failures[1] and "0.25" in failures[1]
     # the thresholds themselves pass
     at_limit = report("c", 0.5, fmt=0.5, forgetting=0.2)["metrics"]
-    assert guardrail_failures(at_limit, RULES) == []
+    assert guardrail_failures(at_limit, RULES, BASE) == []
 
 
-def headline_metrics(selected: dict, passed: bool) -> dict[str, Any]:
-    """reports/metrics.json as select builds it, from made-up test-split scores."""
-    test = {"task_accuracy": 0.75, "format_correct": 1.0, "format_drift": 0.0}
-    base_test = {"task_accuracy": 0.125, "format_correct": 0.5, "format_drift": 0.25}
-    return headline(selected, test, base_test, passed)
+def test_general_qa_below_its_share_of_the_base_fails_the_guardrail() -> None:
+    forgetful = {**report("checkpoint-4", 0.5)["metrics"], "general_qa": 0.3}
+    (failure,) = guardrail_failures(forgetful, RULES, BASE)
+    assert "general_qa 0.3 < 0.4" in failure and "min_general_qa_ratio 0.8" in failure
+    reports = [report("base", 0.0), {**report("checkpoint-4", 0.9), "metrics": forgetful}]
+    reports.append(report("checkpoint-8", 0.4))
+    assert choose(reports, RULES)[0]["model"] == "checkpoint-8"
 
 
-def test_markdown_report_lists_every_model_and_the_verdict() -> None:
+TEST = {"task_accuracy": 0.75, "exact_match": 0.5, "format_correct": 1.0, "format_drift": 0.0}
+BASE_TEST = {
+    "task_accuracy": 0.125,
+    "exact_match": 0.0,
+    "format_correct": 0.5,
+    "format_drift": 0.25,
+}
+
+
+def test_headline_has_the_test_scores_the_baselines_and_the_diagnosis() -> None:
+    selected = {**report("checkpoint-8", 0.7), "val_loss": 0.8}
+    fewshot = {**BASE_TEST, "task_accuracy": 0.25}
+    metrics = headline(selected, TEST, BASE_TEST, fewshot, True, [])
+    assert metrics["task_accuracy"] == 0.75 and metrics["val_task_accuracy"] == 0.7
+    assert metrics["base_task_accuracy"] == 0.125 and metrics["fewshot_task_accuracy"] == 0.25
+    assert (metrics["selected_step"], metrics["diagnosis"]) == (8, "none")
+    assert "fewshot_task_accuracy" not in headline(selected, TEST, BASE_TEST, None, True, [])
+
+
+def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Path) -> str:
     reports = [report("base", 0.1), report("checkpoint-4", 0.5), report("checkpoint-8", 0.7)]
-    selected = {**reports[2], "regressions": ["general_qa/q1"]}
-    text = markdown_report(reports, headline_metrics(selected, True), selected, [])
+    image = tmp_path / "figures" / "plot.png"
+    image.parent.mkdir()
+    image.write_bytes(b"\x89PNG fake")
+    curate = {"rows_in": 10, "quarantined": 1, "reasons": {"not_json": 1}}
+    curate["duplicates"] = {"exact": 1, "near": 0}
+    split = {"counts": {"train": 6, "val": 1, "test": 1}, "contamination": {"removed": 0}}
+    blocks = build_blocks(
+        selected=selected,
+        passed=passed,
+        failures=failures,
+        tests={"base": BASE_TEST, "checkpoint-8": TEST},
+        reports=reports,
+        findings=[],
+        curate=curate,
+        split=split,
+        figures=[Image(image, "a plot")],
+    )
+    html = to_html(blocks, "Fine-tune report")
+    assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
+    assert "<table>" in html and html.count("<h2>") == 5
+    return to_markdown(blocks, tmp_path)
+
+
+def test_the_report_lists_every_model_the_test_split_and_the_verdict(tmp_path: Path) -> None:
+    selected = {**report("checkpoint-8", 0.7), "regressions": ["general_qa/q1"]}
+    text = report_text(selected, True, [], tmp_path)
     assert "Selected **checkpoint-8** (step 8)" in text
-    assert "Guardrails: passed." in text
-    for name in ("base", "checkpoint-4", "checkpoint-8"):
+    for name in ("base", "checkpoint-4", "checkpoint-8 ←"):
         assert any(line.startswith(f"| {name} | ") for line in text.splitlines())
-    assert "| " + " | ".join(HEADLINE) + " |" in text
-    assert "| checkpoint-8 | 0.700 | 1.000 |" in text  # val metrics row
-    assert "| checkpoint-8 | 0.750 | 1.000 |" in text  # test split row
-    assert "| base | 0.125 | 0.500 |" in text
+    assert "| model | step | " + " | ".join(HEADLINE) + " | val_loss |" in text
+    assert "| checkpoint-8 ← | 8 | 0.700 | 1.000 |" in text  # val metrics row
+    assert "| checkpoint-8 | 0.750 | 0.500 | 1.000 | 0.000 |" in text  # test split row
+    assert "| base | 0.125 | 0.000 | 0.500 | 0.250 |" in text
     assert "Regressions of the selected checkpoint vs base: 1 (general_qa/q1)" in text
+    assert "![a plot](figures/plot.png)" in text
+    assert "No failure mode found" in text
+    assert "| raw rows | 10 |" in text  # the curate funnel
 
 
-def test_markdown_report_when_no_checkpoint_passes() -> None:
-    reports = [report("base", 0.1), report("checkpoint-4", 0.5, forgetting=0.9)]
-    failures = guardrail_failures(reports[1]["metrics"], RULES)
-    metrics = headline_metrics(reports[1], False)
-    text = markdown_report(reports, metrics, reports[1], failures)
-    assert "**no checkpoint passed**" in text
+def test_the_report_says_when_no_checkpoint_passes(tmp_path: Path) -> None:
+    selected = report("checkpoint-4", 0.5, forgetting=0.9)
+    failures = guardrail_failures(selected["metrics"], RULES, BASE)
+    text = report_text(selected, False, failures, tmp_path)
+    assert "**No checkpoint passed the guardrails.**" in text
     assert "max_forgetting" in text
 
 

@@ -242,6 +242,7 @@ class SelectParams(Section):
     contamination_gap: float = Field(
         0.15, ge=0, le=1, description="test minus val task accuracy that suggests a leak"
     )
+    export_merged: bool = Field(True, description="also save the base with the adapter merged")
 
 
 class Params(Section):

@@ -23,6 +23,7 @@ TEST_SPLIT = SPLITS_DIR / "test.jsonl"
 
 BASE_MODEL_DIR = Path("models/base")
 CHECKPOINTS_DIR = Path("models/checkpoints")
+DPO_DIR = Path("models/dpo")
 SELECTED_DIR = Path("models/selected")
 
 REPORTS_DIR = Path("reports")
@@ -34,7 +35,11 @@ DATA_REPORT = REPORTS_DIR / "data.md"
 SPLIT_REPORT = REPORTS_DIR / "split.json"
 SMOKE_REPORT = REPORTS_DIR / "smoke.json"
 TRAIN_LOG_DIR = REPORTS_DIR / "train"
+DPO_LOG_DIR = REPORTS_DIR / "dpo"
 EVAL_DIR = REPORTS_DIR / "eval"
 EVAL_PLOT = REPORTS_DIR / "eval_by_step.json"
 METRICS = REPORTS_DIR / "metrics.json"
 REPORT_MD = REPORTS_DIR / "report.md"
+REPORT_HTML = REPORTS_DIR / "report.html"
+LOSS_FIGURE = FIGURES_DIR / "loss_curves.png"
+METRICS_FIGURE = FIGURES_DIR / "metrics_by_step.png"

@@ -1,6 +1,8 @@
 """Stage `select`: pick the checkpoint with the best **val** task accuracy (never train loss)
-among those that pass the guardrails, score it and the base once on the held-out **test**
-split, export it to models/selected, and write the headline metrics and a report.
+among those that pass the guardrails, score it, the base and the few-shot baseline once on
+the held-out **test** split, diagnose the run (overfitting, forgetting, format drift,
+contamination), export the adapter, a merged model and a model card to models/selected, and
+write the headline metrics and the report (Markdown and HTML, with figures).
 
 A fine-tune that fails every guardrail is a result, not a crash: the best-effort checkpoint is
 exported, marked `guardrails_passed: false`, and the stage exits 0.
@@ -9,30 +11,51 @@ exported, marked `guardrails_passed: false`, and the stage exits 0.
 import shutil
 from pathlib import Path
 
+from .checkpoints import complete_checkpoints
 from .cli import run_stage
+from .diagnose import Finding, diagnose
 from .evalcache import CACHE_DIR, GenerationCache
 from .evaluate import (
     ModelRun,
     check_backend,
+    checkpoint_dir,
+    fewshot_examples,
     generation_settings,
     generator_factory,
     load_reports,
     score_task,
     task_requests,
 )
-from .jsonio import read_jsonl, write_json
-from .modeling import load_tokenizer
+from .formatting import fewshot_prompt
+from .jsonio import read_json, read_jsonl, write_json
+from .modelcard import model_card
+from .modeling import (
+    SFT_EXPORT,
+    SFT_POINTER,
+    load_model_with_adapter,
+    load_tokenizer,
+    sft_checkpoint_of,
+)
 from .params import Params, SelectParams, load_params
-from .paths import CHECKPOINTS_DIR, METRICS, REPORT_MD, SELECTED_DIR, TEST_SPLIT
+from .paths import (
+    BASE_MODEL_DIR,
+    CHECKPOINTS_DIR,
+    CURATE_REPORT,
+    LOSS_FIGURE,
+    METRICS,
+    METRICS_FIGURE,
+    REPORT_HTML,
+    REPORT_MD,
+    REPORTS_DIR,
+    SELECTED_DIR,
+    SPLIT_REPORT,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+)
+from .report import Image, build_blocks, plot_losses, plot_metrics, to_html, to_markdown
 from .scoring import task_metrics
 
-HEADLINE = (
-    "task_accuracy",
-    "format_correct",
-    "general_qa",
-    "instruction_follow",
-    "forgetting_score",
-)
+MERGED_DIR = "merged"
 EXPORTED_FILES = (
     "adapter_config.json",
     "adapter_model.safetensors",
@@ -46,7 +69,9 @@ EXPORTED_FILES = (
 )
 
 
-def guardrail_failures(metrics: dict, rules: SelectParams) -> list[str]:
+def guardrail_failures(metrics: dict, rules: SelectParams, base: dict | None) -> list[str]:
+    """Why a checkpoint's val metrics break the guardrails (empty: it passes); the general-QA
+    rule compares with the `base` model's metrics."""
     failures = []
     if metrics["forgetting_score"] > rules.max_forgetting:
         failures.append(
@@ -58,6 +83,12 @@ def guardrail_failures(metrics: dict, rules: SelectParams) -> list[str]:
             f"format_correct {metrics['format_correct']} < min_format_correct "
             f"{rules.min_format_correct}"
         )
+    floor = round(base["general_qa"] * rules.min_general_qa_ratio, 4) if base else 0.0
+    if metrics["general_qa"] < floor:
+        failures.append(
+            f"general_qa {metrics['general_qa']} < {floor} (min_general_qa_ratio "
+            f"{rules.min_general_qa_ratio} x the base's {base['general_qa']})"
+        )
     return failures
 
 
@@ -67,7 +98,8 @@ def choose(reports: list[dict], rules: SelectParams) -> tuple[dict, bool]:
     checkpoints = [r for r in reports if r["role"] == "checkpoint"]
     if not checkpoints:
         raise ValueError("no checkpoint eval reports: run the eval stage first")
-    passing = [r for r in checkpoints if not guardrail_failures(r["metrics"], rules)]
+    base = next((r["metrics"] for r in reports if r["role"] == "base"), None)
+    passing = [r for r in checkpoints if not guardrail_failures(r["metrics"], rules, base)]
 
     def rank(report: dict) -> tuple:
         m = report["metrics"]
@@ -77,81 +109,82 @@ def choose(reports: list[dict], rules: SelectParams) -> tuple[dict, bool]:
     return max(pool, key=rank), bool(passing)
 
 
-def export(checkpoint: Path, out_dir: Path, selection: dict) -> None:
-    """Copy the selected weights (adapter or full model) and tokenizer, not optimizer state."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+def copy_weights(checkpoint: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True)
     for name in EXPORTED_FILES:
         if (checkpoint / name).exists():
             shutil.copy2(checkpoint / name, out_dir / name)
+
+
+def export(checkpoint: Path, out_dir: Path, selection: dict, merged: bool) -> None:
+    """Copy the selected weights (adapter or full model) and tokenizer, not optimizer state;
+    with `merged`, also save the base with the adapter merged in (safetensors) under
+    merged/. A DPO checkpoint takes its SFT checkpoint along (as sft_adapter/), so the export
+    loads on its own with `load_model_with_adapter`."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    copy_weights(checkpoint, out_dir)
+    sft = sft_checkpoint_of(checkpoint)
+    if sft is not None:
+        shutil.copy2(checkpoint / SFT_POINTER, out_dir / SFT_POINTER)
+        copy_weights(sft, out_dir / SFT_EXPORT)
+    if merged and (checkpoint / "adapter_config.json").exists():
+        model = load_model_with_adapter(checkpoint)
+        model.save_pretrained(out_dir / MERGED_DIR, safe_serialization=True)
+        load_tokenizer().save_pretrained(out_dir / MERGED_DIR)
     write_json(out_dir / "selection.json", selection)
 
 
-def test_metrics(run: ModelRun, requests: list, rows: list[dict], params: Params) -> dict:
+def score_on_test(run: ModelRun, requests: list, rows: list[dict], params: Params) -> dict:
     """Task metrics on the test rows (generations are cached as in eval)."""
     name = run.checkpoint.name if run.checkpoint else "base"
     outputs = run.outputs(requests, f"{name} test")
     return task_metrics(score_task(rows, requests, outputs, params.task), params.task)
 
 
-def headline(selected: dict, test: dict, base_test: dict, passed: bool) -> dict:
-    """reports/metrics.json: test task metrics, general metrics from eval, and the base."""
+def headline(
+    selected: dict,
+    test: dict,
+    base_test: dict,
+    fewshot_test: dict | None,
+    passed: bool,
+    findings: list[Finding],
+) -> dict:
+    """reports/metrics.json: test task metrics, general metrics from eval, the base and the
+    few-shot baseline on test, and the diagnosis."""
     val = selected["metrics"]
-    return {
+    metrics = {
         "task_accuracy": test["task_accuracy"],
+        "exact_match": test["exact_match"],
         "format_correct": test["format_correct"],
         "format_drift": test["format_drift"],
         "general_qa": val["general_qa"],
         "instruction_follow": val["instruction_follow"],
         "forgetting_score": val["forgetting_score"],
         "selected_step": selected["step"],
+        "selected": selected["model"],
         "val_loss": selected.get("val_loss"),
         "val_task_accuracy": val["task_accuracy"],
         "guardrails_passed": passed,
         "base_task_accuracy": base_test["task_accuracy"],
         "base_format_correct": base_test["format_correct"],
     }
+    if fewshot_test is not None:
+        metrics["fewshot_task_accuracy"] = fewshot_test["task_accuracy"]
+        metrics["fewshot_format_correct"] = fewshot_test["format_correct"]
+    metrics["diagnosis"] = ", ".join(f.mode for f in findings) or "none"
+    return metrics
 
 
-def markdown_report(reports: list[dict], metrics: dict, selected: dict, failures: list) -> str:
-    def row(name: str, m: dict) -> str:
-        cells = (f"{m[k]:.3f}" if k in m else "–" for k in HEADLINE)  # few-shot: task only
-        return f"| {name} | " + " | ".join(cells) + " |"
+def log_history() -> list[dict]:
+    """The SFT run's logged train and val losses (the last checkpoint holds them all)."""
+    done = complete_checkpoints(CHECKPOINTS_DIR)
+    return read_json(done[-1] / "trainer_state.json")["log_history"] if done else []
 
-    header = "| model | " + " | ".join(HEADLINE) + " |\n" + "|---" * (len(HEADLINE) + 1) + "|"
-    lines = [
-        "# Fine-tune report",
-        "",
-        f"Selected **{selected['model']}** (step {selected['step']}) by val task accuracy.",
-        "Guardrails: "
-        + (
-            "passed."
-            if metrics["guardrails_passed"]
-            else "**no checkpoint passed**; best effort shown. " + "; ".join(failures)
-        ),
-        "",
-        "## Test split (held out, scored once)",
-        "",
-        "| model | task_accuracy | format_correct |",
-        "|---|---|---|",
-        f"| base | {metrics['base_task_accuracy']:.3f} | {metrics['base_format_correct']:.3f} |",
-        f"| {selected['model']} | {metrics['task_accuracy']:.3f} | "
-        f"{metrics['format_correct']:.3f} |",
-        "",
-        "## Every model on val",
-        "",
-        "Forgetting is measured against the base; few-shot is the base with solved train",
-        "examples in its prompt (task metrics only).",
-        "",
-        header,
-        *[row(r["model"], r["metrics"]) for r in reports],
-        "",
-        f"Regressions of the selected checkpoint vs base: {len(selected['regressions'])}"
-        + (f" ({', '.join(selected['regressions'][:10])})" if selected["regressions"] else ""),
-        "",
-    ]
-    return "\n".join(lines)
+
+def write_report(blocks: list) -> None:
+    REPORT_MD.write_text(to_markdown(blocks, REPORTS_DIR), encoding="utf-8")
+    REPORT_HTML.write_text(to_html(blocks, "Fine-tune report"), encoding="utf-8")
 
 
 def main() -> None:
@@ -159,31 +192,80 @@ def main() -> None:
     check_backend(params.eval)
     reports = load_reports()
     selected, passed = choose(reports, params.select)
-    checkpoint = CHECKPOINTS_DIR / selected["model"]
+    base_val = next(r for r in reports if r["role"] == "base")
+    failures = guardrail_failures(selected["metrics"], params.select, base_val["metrics"])
+    checkpoint = checkpoint_dir(selected["model"])
     tokenizer = load_tokenizer()
     rows = read_jsonl(TEST_SPLIT)
-    requests = task_requests(
-        tokenizer, [r["prompt"] for r in rows], params.eval.max_new_tokens_task
-    )
+    max_new = params.eval.max_new_tokens_task
+    requests = task_requests(tokenizer, [r["prompt"] for r in rows], max_new)
     cache = GenerationCache(CACHE_DIR if params.eval.cache else None)
     generator_for = generator_factory(params.eval, tokenizer)
     settings = generation_settings(params.eval)
-    test = test_metrics(
+    test = score_on_test(
         ModelRun(checkpoint, generator_for, cache, settings), requests, rows, params
     )
     base_run = ModelRun(None, generator_for, cache, settings)
-    base_test = test_metrics(base_run, requests, rows, params)
-    metrics = headline(selected, test, base_test, passed)
-    failures = guardrail_failures(selected["metrics"], params.select)
+    base_test = score_on_test(base_run, requests, rows, params)
+    fewshot_test = None
+    if params.eval.fewshot_k:
+        examples = fewshot_examples(read_jsonl(TRAIN_SPLIT), params.eval.fewshot_k, params.seed)
+        prompts = [fewshot_prompt(row["prompt"], examples) for row in rows]
+        fewshot_requests = task_requests(tokenizer, prompts, max_new)
+        fewshot_test = score_on_test(base_run, fewshot_requests, rows, params)
+    # absent only where splits were made by hand: the diagnosis then skips the data checks
+    curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
+    history = log_history()
+    findings = diagnose(reports, selected, history, curate, split, test, params)
+    metrics = headline(selected, test, base_test, fewshot_test, passed, findings)
     write_json(METRICS, metrics)
-    REPORT_MD.write_text(markdown_report(reports, metrics, selected, failures))
-    export(checkpoint, SELECTED_DIR, {"checkpoint": selected["model"], **metrics})
+
+    figures = [
+        Image(plot_losses(history, selected["step"], LOSS_FIGURE), "train and val loss"),
+        Image(plot_metrics(reports, selected["step"], METRICS_FIGURE), "val metrics by step"),
+    ]
+    tests = {"base": base_test, **({"few-shot": fewshot_test} if fewshot_test else {})}
+    tests[selected["model"]] = test
+    blocks = build_blocks(
+        selected=selected,
+        passed=passed,
+        failures=failures,
+        tests=tests,
+        reports=reports,
+        findings=findings,
+        curate=curate,
+        split=split,
+        figures=figures,
+    )
+    write_report(blocks)
+    export(
+        checkpoint,
+        SELECTED_DIR,
+        {"checkpoint": selected["model"], **metrics},
+        merged=params.select.export_merged,
+    )
+    manifest = BASE_MODEL_DIR / "manifest.json"
+    (SELECTED_DIR / "README.md").write_text(
+        model_card(
+            base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
+            selected=selected,
+            headline=metrics,
+            train_params=params.train.model_dump(),
+            data_hashes=split.get("sha256", {}),
+            findings=findings,
+            merged=params.select.export_merged,
+        ),
+        encoding="utf-8",
+    )
     print(
         f"select: {selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
-        f"test task {metrics['task_accuracy']:.2f} vs base {base_test['task_accuracy']:.2f}, "
-        f"format {metrics['format_correct']:.2f} vs base {base_test['format_correct']:.2f}"
+        f"test task {metrics['task_accuracy']:.2f} vs base {base_test['task_accuracy']:.2f}"
+        + (f" and few-shot {fewshot_test['task_accuracy']:.2f}" if fewshot_test else "")
+        + f", format {metrics['format_correct']:.2f}; diagnosis: {metrics['diagnosis']}"
         + ("" if passed else "  [guardrails failed: see reports/report.md]")
     )
+    for finding in findings:
+        print(f"select: {finding.mode}: {finding.evidence}\n  try: {finding.command}")
 
 
 if __name__ == "__main__":
