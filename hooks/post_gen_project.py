@@ -24,7 +24,10 @@ TASK_PRESET = """{{ py(cookiecutter.task_preset) }}"""
 LICENSE = """{{ py(cookiecutter.license) }}"""
 
 COMMIT_MESSAGE = "Initial commit from cookiecutter-llm-finetune"
-PRESET_DATA = Path("data/raw/support_tickets.jsonl")
+PRESET_DATA = (
+    Path("data/raw/support_tickets.jsonl"),
+    Path("data/raw/support_preferences.jsonl"),
+)
 
 MIT_TEXT = """MIT License
 
@@ -119,9 +122,11 @@ def warn(message: str) -> None:
 
 
 def prune_preset_data(task_preset: str, project_dir: Path) -> None:
-    """Remove the bundled support-triage data set when the user chose a custom task."""
+    """Remove the bundled support-triage data (tickets and preference pairs) when the user
+    chose a custom task."""
     if task_preset == "custom":
-        (project_dir / PRESET_DATA).unlink(missing_ok=True)
+        for path in PRESET_DATA:
+            (project_dir / path).unlink(missing_ok=True)
 
 
 def license_text(license_name: str, holder: str, year: int | None = None) -> str:

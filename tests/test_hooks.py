@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from bakery import ROOT, bake, git
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.generate import is_copy_only_path
@@ -261,13 +262,23 @@ def test_bake_each_method(tmp_path: Path, cc_config: str, method: str) -> None:
     assert method in (project / "params.yaml").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("preset", CONTEXT["training_preset"])
+def test_bake_each_training_preset(tmp_path: Path, cc_config: str, preset: str) -> None:
+    project = bake(tmp_path, cc_config, training_preset=preset)
+    assert_no_curlies(project)
+    train = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["train"]
+    assert train["preset"] == preset
+    assert train["lora_r"] is None  # filled from the preset at validation, overridable
+
+
 @pytest.mark.parametrize("task_preset", CONTEXT["task_preset"])
 def test_bake_each_task_preset(tmp_path: Path, cc_config: str, task_preset: str) -> None:
     project = bake(tmp_path, cc_config, task_preset=task_preset)
     assert_no_curlies(project)
     assert_repo_initialised(project)
-    tickets = project / "data" / "raw" / "support_tickets.jsonl"
-    assert tickets.exists() is (task_preset == "support-triage")
+    for name in ("support_tickets.jsonl", "support_preferences.jsonl"):
+        shipped = project / "data" / "raw" / name
+        assert shipped.exists() is (task_preset == "support-triage"), name
     assert (project / "data" / "raw").is_dir()
     assert (project / "data" / "suites").is_dir()
 
