@@ -72,7 +72,7 @@ demo: ## Bake the default project, dvc repro, a second experiment, show both + t
 	t3=$$(date +%s); \
 	export PATH='$(VENV)/bin':"$$PATH" PYTHONPATH=src DVC_NO_ANALYTICS=1; \
 	stage_times=""; \
-	for stage in base curate split smoke train eval select; do \
+	for stage in base curate split smoke train dpo eval select; do \
 		s0=$$(date +%s); dvc repro --single-item "$$stage"; \
 		stage_times="$$stage_times  $$stage: $$(( $$(date +%s) - s0 ))s"$$'\n'; \
 	done; \

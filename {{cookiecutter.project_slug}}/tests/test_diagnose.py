@@ -49,12 +49,15 @@ def run(
     last: dict | None = None,
     split: dict | None = None,
     test_task: float | None = None,
+    selected_step: int | None = None,
 ) -> list:
     checkpoints = [report(step, task) for step, task in zip(STEPS, tasks, strict=True)]
     if last:
         checkpoints[-1] = report(STEPS[-1], tasks[-1], **last)
     reports = [report(0, 0.0), *checkpoints]
     selected = max(checkpoints, key=lambda r: r["metrics"]["task_accuracy"])
+    if selected_step is not None:  # as when the guardrails skipped the later checkpoints
+        selected = next(r for r in checkpoints if r["step"] == selected_step)
     test = None if test_task is None else {"task_accuracy": test_task}
     return diagnose(
         reports,
@@ -105,6 +108,13 @@ def test_forgetting_names_the_score_and_the_general_qa_drop() -> None:
         "split.replay_fraction": 0.1,
     }
     assert finding.command.startswith("dvc exp run -S train.learning_rate=0.0001")
+
+
+def test_forgetting_by_the_last_checkpoint_is_reported_when_an_earlier_one_was_selected() -> None:
+    (finding,) = run(last={"forgetting_score": 0.4}, selected_step=60)
+    assert finding.mode == "forgetting"
+    assert finding.evidence.startswith("checkpoint-100: forgetting score 0.400")
+    assert finding.evidence.endswith("the selected checkpoint-60 is before that")
 
 
 def test_general_qa_down_alone_is_forgetting() -> None:

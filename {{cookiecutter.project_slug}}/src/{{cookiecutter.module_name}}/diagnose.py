@@ -109,26 +109,37 @@ def overfitting(
     )
 
 
-def forgetting(selected: dict, base: dict, params: Params) -> Finding | None:
-    """The selected checkpoint lost general ability the base had."""
-    rules, train = params.select, params.train
-    metrics, base_metrics = selected["metrics"], base["metrics"]
-    if "forgetting_score" not in metrics:
-        return None
+def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
+    """What in one checkpoint's metrics shows lost general ability (empty: nothing)."""
+    rules, metrics = params.select, report["metrics"]
     evidence = []
     score = metrics["forgetting_score"]
     if score > rules.forgetting_alert:
-        lost = len(selected.get("regressions", []))
+        lost = len(report.get("regressions", []))
         evidence.append(
             f"forgetting score {score:.3f} (> select.forgetting_alert {rules.forgetting_alert}): "
             f"{lost} general items the base got right are now wrong"
         )
-    qa, base_qa = metrics["general_qa"], base_metrics["general_qa"]
+    qa, base_qa = metrics["general_qa"], base["metrics"]["general_qa"]
     if base_qa > 0 and qa < base_qa * rules.min_general_qa_ratio:
         evidence.append(
             f"general QA {qa:.3f} vs base {base_qa:.3f} ({qa / base_qa:.0%} of it; "
             f"select.min_general_qa_ratio {rules.min_general_qa_ratio})"
         )
+    return evidence
+
+
+def forgetting(selected: dict, last: dict, base: dict, params: Params) -> Finding | None:
+    """The selected checkpoint lost general ability the base had, or the run did by its last
+    checkpoint (the guardrails may have kept the selection on an earlier one)."""
+    train = params.train
+    if "forgetting_score" not in selected["metrics"]:
+        return None
+    evidence = forgetting_evidence(selected, base, params)
+    if not evidence and last["model"] != selected["model"]:
+        evidence = [f"{last['model']}: {item}" for item in forgetting_evidence(last, base, params)]
+        if evidence:
+            evidence.append(f"the selected {selected['model']} is before that")
     if not evidence:
         return None
     try_params: dict[str, object] = {"train.learning_rate": halved(train.learning_rate, 1e-6)}
@@ -231,7 +242,9 @@ def diagnose(
     train_loss, val_loss = loss_curves(log_history)
     found = [
         overfitting(checkpoints, train_loss, val_loss, params),
-        forgetting(selected, base, params),
+        forgetting(selected, max(checkpoints, key=lambda r: r["step"]), base, params)
+        if checkpoints
+        else None,
         format_drift(selected, curate_report, params),
         contamination(selected, test_metrics, split_report, params),
     ]
