@@ -268,7 +268,9 @@ def test_bake_each_training_preset(tmp_path: Path, cc_config: str, preset: str) 
     assert_no_curlies(project)
     train = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["train"]
     assert train["preset"] == preset
-    assert train["lora_r"] is None  # filled from the preset at validation, overridable
+    ranks = {"general": 16, "customer-support": 8, "code-generation": 64}
+    ranks |= {"style-format": 4, "domain-knowledge": 32}
+    assert (train["lora_r"], train["lora_alpha"]) == (ranks[preset], 2 * ranks[preset])
 
 
 @pytest.mark.parametrize("task_preset", CONTEXT["task_preset"])

@@ -90,7 +90,7 @@ def test_val_accuracy_peaking_early_is_overfitting() -> None:
     (finding,) = run(tasks=[0.3, 0.5, 0.6, 0.45, 0.4])
     assert finding.mode == "overfitting"
     assert "peaked at 0.600 (step 60)" in finding.evidence
-    assert finding.try_params["train.num_epochs"] == 1.5
+    assert finding.try_params["train.num_epochs"] == 1.0  # step 60 of 100 in 2 epochs
 
 
 def test_a_small_dip_is_not_overfitting() -> None:
@@ -160,9 +160,10 @@ def test_loss_curves_split_train_from_val() -> None:
 
 
 @pytest.mark.parametrize(
-    ("step", "last", "epochs", "expected"), [(46, 92, 2, 1.0), (60, 100, 2, 1.5), (5, 100, 3, 0.5)]
+    ("step", "last", "epochs", "expected"),
+    [(46, 92, 2, 1.0), (80, 92, 2, 1.5), (70, 100, 2, 1.5), (5, 100, 3, 0.5)],
 )
-def test_epochs_at_rounds_up_to_a_half(
+def test_epochs_at_rounds_to_the_nearest_half(
     step: int, last: int, epochs: float, expected: float
 ) -> None:
     assert epochs_at(step, last, epochs) == expected

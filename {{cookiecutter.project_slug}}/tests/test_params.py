@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.module_name }}.params import (
+    PRESETS,
     Params,
     ParamsError,
     load_params,
@@ -149,16 +150,23 @@ def test_params_are_frozen() -> None:
 )
 def test_a_preset_fills_the_lora_keys_left_null(preset: str, expected: tuple) -> None:
     raw = shipped()
-    raw["train"]["preset"] = preset
+    raw["train"] |= {"preset": preset, "lora_r": None, "lora_alpha": None}
+    raw["train"] |= {"learning_rate": None, "num_epochs": None}
     train = parse_params(raw).train
     assert (train.lora_r, train.lora_alpha, train.learning_rate, train.num_epochs) == expected
 
 
 def test_a_key_set_in_params_overrides_the_preset() -> None:
     raw = shipped()
-    raw["train"] |= {"preset": "code-generation", "lora_r": 16}
+    raw["train"] |= {"preset": "code-generation", "lora_r": 16, "lora_alpha": None}
     train = parse_params(raw).train
     assert train.lora_r == 16 and train.lora_alpha == 128
+
+
+def test_the_baked_values_are_the_presets() -> None:
+    train = shipped()["train"]
+    expected = PRESETS[train["preset"]]
+    assert {key: train[key] for key in expected} == expected
 
 
 def test_an_unknown_preset_names_the_key_and_the_choices() -> None:

@@ -51,9 +51,10 @@ def halved(value: float, floor: float) -> float:
 
 
 def epochs_at(step: int, last_step: int, num_epochs: float) -> float:
-    """How many epochs `step` of a run of `last_step` steps had trained (rounded up to a half)."""
+    """How many epochs `step` of a run of `last_step` steps had trained, to the nearest half
+    (at least a half)."""
     exact = num_epochs * step / max(last_step, 1)
-    return max(0.5, round(exact * 2 + 0.49) / 2)
+    return max(0.5, round(exact * 2) / 2)
 
 
 def overfitting(

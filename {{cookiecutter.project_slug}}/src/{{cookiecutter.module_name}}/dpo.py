@@ -219,34 +219,27 @@ def build_trainer(
 
 def run(params: Params) -> None:
     """Train DPO on top of the last SFT checkpoint (resuming when nothing changed)."""
-    from .checkpoints import checkpoint_step, complete_checkpoints
+    from .checkpoints import complete_checkpoints
     from .guards import LossGuard
-    from .train import dvclive_callback, is_main_process, prepare_run, trim_log
+    from .train import start_run
 
     sft_checkpoint = last_sft_checkpoint()
     held_out = read_jsonl(VAL_SPLIT) + read_jsonl(TEST_SPLIT)
     pairs, dropped = drop_held_out(read_jsonl(PREFERENCES), held_out)
     check_enough(len(pairs), params.dpo.min_pairs, len(dropped))
-    resume_from = prepare_run(DPO_DIR, fingerprint(params, pairs, sft_checkpoint))
-    main_process = is_main_process()
-    if resume_from and main_process:
-        print(f"dpo: resuming from {resume_from} (params, pairs and SFT checkpoint unchanged)")
-        trim_log(DPO_LOG_DIR, checkpoint_step(resume_from.name))
+    run = start_run("dpo", DPO_DIR, DPO_LOG_DIR, fingerprint(params, pairs, sft_checkpoint))
     trainer = build_trainer(
         params,
         pairs,
         sft_checkpoint,
         DPO_DIR,
-        callbacks=[
-            *([dvclive_callback(DPO_LOG_DIR, resume_from is not None)] if main_process else []),
-            # non-finite losses only: DPO's loss falls towards 0, where a ratio test misfires
-            LossGuard(DPO_DIR, None),
-        ],
+        # non-finite losses only: DPO's loss falls towards 0, where a ratio test misfires
+        callbacks=[*run.callbacks, LossGuard(DPO_DIR, None)],
     )
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result = trainer.train(resume_from_checkpoint=run.resume_arg)
     seconds = time.perf_counter() - started
-    if not main_process:
+    if not run.main_process:
         return
     final = final_rewards(trainer.state.log_history)
     write_json(

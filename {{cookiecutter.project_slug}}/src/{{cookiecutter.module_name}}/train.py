@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,29 @@ def launch_command(processes: int, environ: Mapping[str, str] = os.environ) -> l
     ]
 
 
+@dataclass(frozen=True)
+class RunStart:
+    resume_from: Path | None
+    main_process: bool
+    callbacks: list  # the dvclive logger, on the main process only
+
+    @property
+    def resume_arg(self) -> str | None:
+        return str(self.resume_from) if self.resume_from else None
+
+
+def start_run(stage: str, output_dir: Path, log_dir: Path, expected: dict[str, str]) -> RunStart:
+    """What train and dpo do before training: resume or start clean (prepare_run), cut the
+    log back to the resume point, and log to `log_dir` from the main process."""
+    resume_from = prepare_run(output_dir, expected)
+    main_process = is_main_process()
+    if resume_from and main_process:
+        print(f"{stage}: resuming from {resume_from} (its inputs are unchanged)")
+        trim_log(log_dir, checkpoint_step(resume_from.name))
+    callbacks = [dvclive_callback(log_dir, resume_from is not None)] if main_process else []
+    return RunStart(resume_from, main_process, callbacks)
+
+
 def is_main_process() -> bool:
     from accelerate import PartialState
 
@@ -320,26 +344,19 @@ def main() -> None:
         print(f"train: accelerate launch {' '.join(command[3:])}", flush=True)
         os.execv(command[0], command)
     train_rows, val_rows = read_jsonl(TRAIN_SPLIT), read_jsonl(VAL_SPLIT)
-    resume_from = prepare_run(CHECKPOINTS_DIR, fingerprint(params))
-    main_process = is_main_process()
-    if resume_from and main_process:
-        print(f"train: resuming from {resume_from} (params and data unchanged)")
-        trim_log(TRAIN_LOG_DIR, checkpoint_step(resume_from.name))
+    run = start_run("train", CHECKPOINTS_DIR, TRAIN_LOG_DIR, fingerprint(params))
     trainer = build_trainer(
         params,
         train_rows,
         val_rows,
         CHECKPOINTS_DIR,
-        callbacks=[
-            *([dvclive_callback(TRAIN_LOG_DIR, resume_from is not None)] if main_process else []),
-            LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike),
-        ],
-        eval_on_start=resume_from is None,
+        callbacks=[*run.callbacks, LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike)],
+        eval_on_start=run.resume_from is None,
     )
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result = trainer.train(resume_from_checkpoint=run.resume_arg)
     seconds = time.perf_counter() - started
-    if not main_process:
+    if not run.main_process:
         return
     tokens = count_sequence_tokens(trainer.processing_class, train_rows) * params.train.num_epochs
     write_json(
@@ -348,7 +365,7 @@ def main() -> None:
             "train_loss": round(result.training_loss, 4),
             "global_step": result.global_step,
             "train_seconds": round(seconds, 1),
-            "tokens_per_second": round(tokens / seconds, 1) if not resume_from else None,
+            "tokens_per_second": None if run.resume_from else round(tokens / seconds, 1),
             "checkpoints": [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)],
             "bf16": trainer.args.bf16,
             "processes": trainer.args.world_size,
