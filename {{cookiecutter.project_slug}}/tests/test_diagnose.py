@@ -50,11 +50,13 @@ def run(
     split: dict | None = None,
     test_task: float | None = None,
     selected_step: int | None = None,
+    fewshot_task: float = 0.0,
 ) -> list:
     checkpoints = [report(step, task) for step, task in zip(STEPS, tasks, strict=True)]
     if last:
         checkpoints[-1] = report(STEPS[-1], tasks[-1], **last)
-    reports = [report(0, 0.0), *checkpoints]
+    fewshot = {**report(0, fewshot_task), "model": "fewshot", "role": "fewshot"}
+    reports = [report(0, 0.0), fewshot, *checkpoints]
     selected = max(checkpoints, key=lambda r: r["metrics"]["task_accuracy"])
     if selected_step is not None:  # as when the guardrails skipped the later checkpoints
         selected = next(r for r in checkpoints if r["step"] == selected_step)
@@ -151,6 +153,24 @@ def test_overlaps_that_split_removed_are_not_contamination() -> None:
 def test_two_failures_at_once_are_both_reported_in_seed_order() -> None:
     findings = run(val_loss=[1.5, 1.0, 0.8, 0.9, 1.0, 1.1], last={"format_drift": 0.3})
     assert modes(findings) == ["overfitting", "format_drift"]
+
+
+def test_no_gain_over_the_base_is_underfitting() -> None:
+    (finding,) = run(tasks=[0.0, 0.0, 0.02, 0.02, 0.03])
+    assert finding.mode == "underfitting"
+    assert "0.030 is not 0.05 above the base's 0.000" in finding.evidence
+    assert finding.try_params == {"train.num_epochs": 3, "train.lora_r": 16}
+
+
+def test_a_fewshot_baseline_as_good_as_the_fine_tune_is_underfitting() -> None:
+    (finding,) = run(fewshot_task=0.48)
+    assert finding.mode == "underfitting" and "fewshot's 0.480" in finding.evidence
+
+
+def test_forgetting_while_underfitting_asks_for_replay_not_a_lower_learning_rate() -> None:
+    findings = run(tasks=[0.0, 0.0, 0.0, 0.01, 0.02], last={"forgetting_score": 0.3})
+    assert modes(findings) == ["forgetting", "underfitting"]
+    assert findings[0].try_params == {"split.replay_fraction": 0.1}
 
 
 def test_loss_curves_split_train_from_val() -> None:

@@ -5,6 +5,11 @@
 - format drift: outputs that start in the target format and turn into prose;
 - contamination: train rows that overlap held-out data, or test far above val.
 
+A fifth check keeps the fixes honest: a fine-tune that has not learned the task (val task
+accuracy no better than the base or the few-shot baseline) is underfitting, and seed 000's
+advice for it ("not learning enough: increase rank") is the opposite of forgetting's
+(lower the learning rate), so when both show, forgetting's fix becomes replay data only.
+
 Every function here is pure: it takes the eval reports, the trainer's log history and the
 curate/split reports as plain data and returns findings. Treating overfitting as forgetting
 makes it worse (seed 000), so each check looks only at the signal that defines its failure.
@@ -19,7 +24,7 @@ Curve = list[tuple[int, float]]
 
 @dataclass(frozen=True)
 class Finding:
-    mode: str  # overfitting | forgetting | format_drift | contamination
+    mode: str  # overfitting | forgetting | format_drift | contamination | underfitting
     evidence: str  # the numbers and steps that show it
     fix: str  # what to change and why
     try_params: dict[str, object]  # a concrete `dvc exp run -S key=value` to try
@@ -130,7 +135,36 @@ def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
     return evidence
 
 
-def forgetting(selected: dict, last: dict, base: dict, params: Params) -> Finding | None:
+def underfitting(selected: dict, baselines: list[dict], params: Params) -> Finding | None:
+    """The selected checkpoint is no better at the task than the base or the few-shot
+    baseline: the fine-tune has not learned it (yet)."""
+    train = params.train
+    accuracy = selected["metrics"]["task_accuracy"]
+    best = max(baselines, key=lambda r: r["metrics"]["task_accuracy"])
+    reference = best["metrics"]["task_accuracy"]
+    if accuracy - reference >= params.select.min_task_gain:
+        return None
+    try_params: dict[str, object] = {"train.num_epochs": train.num_epochs + 1}
+    if train.method != "full":
+        try_params["train.lora_r"] = train.lora_r * 2
+    return Finding(
+        mode="underfitting",
+        evidence=(
+            f"val task accuracy {accuracy:.3f} is not {params.select.min_task_gain} above the "
+            f"{best['model']}'s {reference:.3f}"
+        ),
+        fix=(
+            "the model is not learning the task enough: increase the rank and train longer "
+            "(seed 000), check the targets are learnable, and do not lower the learning rate "
+            "further"
+        ),
+        try_params=try_params,
+    )
+
+
+def forgetting(
+    selected: dict, last: dict, base: dict, params: Params, learning: bool = True
+) -> Finding | None:
     """The selected checkpoint lost general ability the base had, or the run did by its last
     checkpoint (the guardrails may have kept the selection on an earlier one)."""
     train = params.train
@@ -143,11 +177,15 @@ def forgetting(selected: dict, last: dict, base: dict, params: Params) -> Findin
             evidence.append(f"the selected {selected['model']} is before that")
     if not evidence:
         return None
-    try_params: dict[str, object] = {"train.learning_rate": halved(train.learning_rate, 1e-6)}
-    if train.num_epochs > 1:
-        try_params["train.num_epochs"] = max(1, train.num_epochs - 1)
-    if params.split.replay_fraction == 0:
-        try_params["split.replay_fraction"] = 0.1
+    try_params: dict[str, object] = {}
+    if not learning:  # a lower learning rate would stop it learning the task at all
+        try_params["split.replay_fraction"] = round(min(0.4, params.split.replay_fraction + 0.1), 2)
+    else:
+        try_params["train.learning_rate"] = halved(train.learning_rate, 1e-6)
+        if train.num_epochs > 1:
+            try_params["train.num_epochs"] = max(1, train.num_epochs - 1)
+        if params.split.replay_fraction == 0:
+            try_params["split.replay_fraction"] = 0.1
     return Finding(
         mode="forgetting",
         evidence="; ".join(evidence),
@@ -241,12 +279,14 @@ def diagnose(
     checkpoints = [r for r in reports if r["role"] == "checkpoint" and r.get("stage") != "dpo"]
     base = next(r for r in reports if r["role"] == "base")
     train_loss, val_loss = loss_curves(log_history)
+    baselines = [r for r in reports if r["role"] in ("base", "fewshot")]
+    not_learning = underfitting(selected, baselines, params)
+    last = max(checkpoints, key=lambda r: r["step"]) if checkpoints else selected
     found = [
         overfitting(checkpoints, train_loss, val_loss, params),
-        forgetting(selected, max(checkpoints, key=lambda r: r["step"]), base, params)
-        if checkpoints
-        else None,
+        forgetting(selected, last, base, params, learning=not_learning is None),
         format_drift(selected, curate_report, params),
         contamination(selected, test_metrics, split_report, params),
+        not_learning,
     ]
     return [finding for finding in found if finding is not None]

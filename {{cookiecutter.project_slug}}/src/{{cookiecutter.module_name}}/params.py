@@ -242,6 +242,9 @@ class SelectParams(Section):
     contamination_gap: float = Field(
         0.15, ge=0, le=1, description="test minus val task accuracy that suggests a leak"
     )
+    min_task_gain: float = Field(
+        0.05, ge=0, le=1, description="val task accuracy over the base/few-shot: else underfit"
+    )
     export_merged: bool = Field(True, description="also save the base with the adapter merged")
 
 
