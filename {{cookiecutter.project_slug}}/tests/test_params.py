@@ -7,7 +7,6 @@ import pytest
 import yaml
 
 from {{ cookiecutter.module_name }}.params import (
-    PRESETS,
     Params,
     ParamsError,
     load_params,
@@ -161,12 +160,6 @@ def test_a_key_set_in_params_overrides_the_preset() -> None:
     raw["train"] |= {"preset": "code-generation", "lora_r": 16, "lora_alpha": None}
     train = parse_params(raw).train
     assert train.lora_r == 16 and train.lora_alpha == 128
-
-
-def test_the_baked_values_are_the_presets() -> None:
-    train = shipped()["train"]
-    expected = PRESETS[train["preset"]]
-    assert {key: train[key] for key in expected} == expected
 
 
 def test_an_unknown_preset_names_the_key_and_the_choices() -> None:
