@@ -57,7 +57,10 @@ def model_card(
             "`PeftModel.from_pretrained(base, 'models/selected')` or "
             "`AutoModelForCausalLM.from_pretrained('models/selected/merged')`.",
             "",
-            "## Metrics (test split unless named val_)",
+            "## Metrics",
+            "",
+            "Task metrics on the held-out test split; `val_*`, `general_qa`, "
+            "`instruction_follow` and `forgetting_score` on val and the general suites.",
             "",
             "| metric | value |",
             "|---|---|",
