@@ -2,6 +2,7 @@
 step, and a data order that a resumed run reproduces exactly."""
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -32,6 +33,13 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
         if CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").exists()
     ]
     return sorted(found, key=lambda path: checkpoint_step(path.name))
+
+
+def log_history(checkpoints: list[Path]) -> list[dict]:
+    """The run's logged losses: the last checkpoint's trainer_state.json holds them all."""
+    if not checkpoints:
+        return []
+    return json.loads((checkpoints[-1] / "trainer_state.json").read_text())["log_history"]
 
 
 def remove_partial(output_dir: Path) -> None:

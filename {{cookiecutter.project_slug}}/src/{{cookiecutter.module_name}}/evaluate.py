@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import checkpoint_step, complete_checkpoints
+from .checkpoints import checkpoint_step, complete_checkpoints, log_history
 from .cli import run_stage
 from .evalcache import CACHE_DIR, GenerationCache, cache_key, weights_digest
 from .formatting import fewshot_prompt, prompt_token_ids, target_text, user_prompt
@@ -310,9 +310,7 @@ def generation_settings(params: EvalParams) -> dict:
 def logged_val_losses(checkpoints: list[Path]) -> dict[int, float]:
     """Step -> val loss the trainer logged (step 0 = the base, via eval_on_start). The last
     checkpoint's trainer_state.json holds the whole log history."""
-    if not checkpoints:
-        return {}
-    history = read_json(checkpoints[-1] / "trainer_state.json")["log_history"]
+    history = log_history(checkpoints)
     return {e["step"]: round(e["eval_loss"], 4) for e in history if "eval_loss" in e}
 
 

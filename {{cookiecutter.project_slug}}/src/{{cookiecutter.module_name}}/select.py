@@ -11,7 +11,7 @@ exported, marked `guardrails_passed: false`, and the stage exits 0.
 import shutil
 from pathlib import Path
 
-from .checkpoints import complete_checkpoints
+from .checkpoints import complete_checkpoints, log_history
 from .cli import run_stage
 from .diagnose import Finding, diagnose
 from .evalcache import CACHE_DIR, GenerationCache
@@ -23,6 +23,7 @@ from .evaluate import (
     generation_settings,
     generator_factory,
     load_reports,
+    model_name,
     score_task,
     task_requests,
 )
@@ -137,8 +138,7 @@ def export(checkpoint: Path, out_dir: Path, selection: dict, merged: bool) -> No
 
 def score_on_test(run: ModelRun, requests: list, rows: list[dict], params: Params) -> dict:
     """Task metrics on the test rows (generations are cached as in eval)."""
-    name = run.checkpoint.name if run.checkpoint else "base"
-    outputs = run.outputs(requests, f"{name} test")
+    outputs = run.outputs(requests, f"{model_name(run.checkpoint)} test")
     return task_metrics(score_task(rows, requests, outputs, params.task), params.task)
 
 
@@ -176,12 +176,6 @@ def headline(
     return metrics
 
 
-def log_history() -> list[dict]:
-    """The SFT run's logged train and val losses (the last checkpoint holds them all)."""
-    done = complete_checkpoints(CHECKPOINTS_DIR)
-    return read_json(done[-1] / "trainer_state.json")["log_history"] if done else []
-
-
 def write_report(blocks: list) -> None:
     REPORT_MD.write_text(to_markdown(blocks, REPORTS_DIR), encoding="utf-8")
     REPORT_HTML.write_text(to_html(blocks, "Fine-tune report"), encoding="utf-8")
@@ -215,7 +209,7 @@ def main() -> None:
         fewshot_test = score_on_test(base_run, fewshot_requests, rows, params)
     # absent only where splits were made by hand: the diagnosis then skips the data checks
     curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
-    history = log_history()
+    history = log_history(complete_checkpoints(CHECKPOINTS_DIR))  # the SFT run's
     findings = diagnose(reports, selected, history, curate, split, test, params)
     metrics = headline(selected, test, base_test, fewshot_test, passed, findings)
     write_json(METRICS, metrics)
