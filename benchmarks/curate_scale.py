@@ -10,7 +10,7 @@ no word 3-gram shingles (Jaccard ~0), plus planted duplicates of earlier base ro
 - exact duplicates (default 2 %): identical up to whitespace and case.
 Rows are shuffled, so a copy may come before its original.
 
-`python -m <module>.curate` then runs as a subprocess in the project (PYTHONPATH=src) under
+`python -m <module>.stages.curate` then runs as a subprocess in the project (PYTHONPATH=src) under
 `/usr/bin/time` (psutil polling where it is missing). Reported per size: wall seconds,
 rows/s, peak RSS of the stage process, the report's counts (kept, quarantined, exact, near)
 with the reconciliation rows_in == kept + quarantined + exact + near, and, scored against the
@@ -550,7 +550,7 @@ def run_size(project: Path, python: str, module: str, n: int, args) -> dict:
     truth = write_rows(project / RAW_NAME, n, args.seed, args.near_share, args.exact_share)
     generate_s = time.perf_counter() - started
     print(f"rows={n}: generated in {generate_s:.1f}s, running curate ...", flush=True)
-    wall, rss_mb, stdout = run_module(project, python, f"{module}.curate")
+    wall, rss_mb, stdout = run_module(project, python, f"{module}.stages.curate")
 
     report = json.loads((project / "reports/curate.json").read_text())
     duplicates = report.get("duplicates", {})
@@ -699,8 +699,8 @@ def main() -> None:
     module = module_name(project)
     base_s = None
     if not (project / "models/base").exists():
-        print(f"models/base is missing: running {module}.base ...", flush=True)
-        base_s, _, _ = run_module(project, args.python, f"{module}.base")
+        print(f"models/base is missing: running {module}.stages.base ...", flush=True)
+        base_s, _, _ = run_module(project, args.python, f"{module}.stages.base")
         print(f"base stage: {base_s:.1f}s")
     if args.threshold is not None:
         set_threshold(project, args.threshold)

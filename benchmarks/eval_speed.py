@@ -55,11 +55,11 @@ def main() -> None:
     project = args.project.resolve()
     os.chdir(project)
     sys.path.insert(0, str(project / "src"))
-    (package,) = [p.name for p in (project / "src").iterdir() if (p / "evaluate.py").exists()]
-    evaluate = importlib.import_module(f"{package}.evaluate")
-    generation = importlib.import_module(f"{package}.generation")
-    jsonio = importlib.import_module(f"{package}.jsonio")
-    modeling = importlib.import_module(f"{package}.modeling")
+    (package,) = [p.name for p in (project / "src").iterdir() if (p / "evaluation").is_dir()]
+    evaluate = importlib.import_module(f"{package}.evaluation.evaluator")
+    generation = importlib.import_module(f"{package}.evaluation.generation")
+    jsonio = importlib.import_module(f"{package}.io")
+    modeling = importlib.import_module(f"{package}.training.modeling")
     params = importlib.import_module(f"{package}.params").load_params()
     paths = importlib.import_module(f"{package}.paths")
 

@@ -150,9 +150,9 @@ def main() -> None:
     module = next(p.name for p in (project / "src").iterdir() if (p / "params.py").exists())
     sys.path.insert(0, str(project / "src"))
     params_mod = __import__(f"{module}.params", fromlist=["load_params"])
-    train_mod = __import__(f"{module}.train", fromlist=["build_trainer"])
-    modeling = __import__(f"{module}.modeling", fromlist=["use_bf16"])
-    jsonio = __import__(f"{module}.jsonio", fromlist=["read_jsonl"])
+    train_mod = __import__(f"{module}.training.trainer", fromlist=["build_trainer"])
+    modeling = __import__(f"{module}.training.modeling", fromlist=["use_bf16"])
+    jsonio = __import__(f"{module}.io", fromlist=["read_jsonl"])
 
     import torch
     from transformers import AutoConfig

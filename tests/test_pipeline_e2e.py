@@ -171,7 +171,7 @@ def test_bad_param_names_the_key(project: Path) -> None:
     original = params_path.read_text()
     params_path.write_text(original.replace("learning_rate:", "learnig_rate:"))
     try:
-        result = run(project, sys.executable, "-m", "support_triage_finetune.split", check=False)
+        result = run(project, sys.executable, "-m", "support_triage_finetune.stages.split", check=False)
     finally:
         params_path.write_text(original)
     assert result.returncode != 0

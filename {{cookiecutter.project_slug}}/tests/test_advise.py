@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }} import advise, smoke
-from {{ cookiecutter.module_name }}.advise import (
+from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.params import TrainParams, parse_params
+from {{ cookiecutter.module_name }}.paths import SMOKE_REPORT
+from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
+from {{ cookiecutter.module_name }}.training import advise
+from {{ cookiecutter.module_name }}.training.advise import (
     GIB,
     MAX_BATCH,
     DataFacts,
@@ -14,9 +18,6 @@ from {{ cookiecutter.module_name }}.advise import (
     Measured,
     ModelSize,
 )
-from {{ cookiecutter.module_name }}.jsonio import read_json
-from {{ cookiecutter.module_name }}.params import TrainParams, parse_params
-from {{ cookiecutter.module_name }}.paths import SMOKE_REPORT
 
 # Llama-style shapes: (layers, hidden, intermediate, vocab, heads, kv heads, tied)
 SHAPES = {
@@ -302,8 +303,8 @@ def test_smoke_report_contains_the_advice(
     measured = {"seconds_per_step": 0.5, "full_run_steps": 6, "passed": True, "problems": []}
     fake = measured | {"rows": 4, "loss_before": 2.0, "loss_after": 1.0}
     fake |= {"full_run_minutes_estimate": 0.1}
-    monkeypatch.setattr(smoke, "run_smoke", lambda params, rows: dict(fake))
-    smoke.main()
+    monkeypatch.setattr(smoke_stage, "run_smoke", lambda params, rows: dict(fake))
+    smoke_stage.main()
     advice = read_json(SMOKE_REPORT)["advice"]
     assert advice["time_source"] == "measured"
     assert advice["minutes"] == pytest.approx(0.5 * 6 / 60, abs=0.05)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }}.jsonio import read_jsonl
+from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import load_params
 from {{ cookiecutter.module_name }}.paths import PARAMS, TRAIN_SPLIT
-from {{ cookiecutter.module_name }}.train import build_trainer
+from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 
 def val_loss(tmp_path: Path, **train_overrides) -> float:

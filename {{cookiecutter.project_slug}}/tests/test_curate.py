@@ -11,9 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import curate
-from {{ cookiecutter.module_name }}.cli import StageError
-from {{ cookiecutter.module_name }}.curate import (
+from {{ cookiecutter.module_name }}.data.curate_report import (
+    ReportBuilder,
+    size_advice,
+    token_histogram,
+    token_stats,
+)
+from {{ cookiecutter.module_name }}.data.curation import (
     ALL_REASONS,
     CurateResult,
     Decisions,
@@ -21,14 +25,10 @@ from {{ cookiecutter.module_name }}.curate import (
     raw_files,
     read_raw,
 )
-from {{ cookiecutter.module_name }}.curate_report import (
-    ReportBuilder,
-    size_advice,
-    token_histogram,
-    token_stats,
-)
-from {{ cookiecutter.module_name }}.jsonio import iter_lines, read_json, read_jsonl
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.io import iter_lines, read_json, read_jsonl
 from {{ cookiecutter.module_name }}.params import CurateParams, QualityParams, TaskParams
+from {{ cookiecutter.module_name }}.stages import curate as curate_stage
 
 PROJECT = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -387,7 +387,7 @@ def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: P
 
 def test_stage_writes_reconciling_outputs(stage_dir: Path) -> None:
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(stage_params(0.5)))
-    curate.main()
+    curate_stage.main()
     report = read_json(stage_dir / "reports" / "curate.json")
     kept = read_jsonl(stage_dir / "data" / "curated" / "train_pool.jsonl")
     quarantined = read_jsonl(stage_dir / "data" / "quarantine.jsonl")
@@ -413,6 +413,6 @@ def test_stage_writes_reconciling_outputs(stage_dir: Path) -> None:
 def test_stage_fails_above_max_reject_fraction(stage_dir: Path) -> None:
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(stage_params(0.0)))
     with pytest.raises(StageError, match="curate.max_reject_fraction") as info:
-        curate.main()
+        curate_stage.main()
     assert "data/quarantine.jsonl" in str(info.value)
     assert read_jsonl(stage_dir / "data" / "quarantine.jsonl")  # still written, to inspect

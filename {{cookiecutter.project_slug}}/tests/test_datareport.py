@@ -1,6 +1,6 @@
 """reports/data.md: the funnel adds up and every section shows what the JSON reports hold."""
 
-from {{ cookiecutter.module_name }}.datareport import funnel, render
+from {{ cookiecutter.module_name }}.data.data_report import funnel, render
 
 CURATE = {
     "rows_in": 100,

@@ -9,8 +9,8 @@ import numpy as np
 import xxhash
 from datasketch import MinHash
 
-from {{ cookiecutter.module_name }} import dedup
-from {{ cookiecutter.module_name }}.curate import Curator, tokenizer_counter, worker_pool
+from {{ cookiecutter.module_name }}.data import dedup
+from {{ cookiecutter.module_name }}.data.curation import Curator, tokenizer_counter, worker_pool
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams
 
 WORDS = [f"w{i}" for i in range(3000)]

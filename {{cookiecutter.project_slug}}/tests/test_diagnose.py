@@ -3,8 +3,8 @@ Each failure must be named, with its evidence and a fix, and no other failure wi
 
 import pytest
 
-from {{ cookiecutter.module_name }}.diagnose import diagnose, epochs_at, loss_curves
 from {{ cookiecutter.module_name }}.params import Params
+from {{ cookiecutter.module_name }}.selection.diagnose import diagnose, epochs_at, loss_curves
 
 PARAMS = Params()  # customer-support preset: lr 2e-4, 2 epochs, r 8; select's defaults
 STEPS = [20, 40, 60, 80, 100]

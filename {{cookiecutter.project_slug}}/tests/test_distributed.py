@@ -18,11 +18,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from {{ cookiecutter.module_name }} import train
-from {{ cookiecutter.module_name }}.checkpoints import STAGING_DIR, complete_checkpoints
-from {{ cookiecutter.module_name }}.cli import StageError
-from {{ cookiecutter.module_name }}.jsonio import read_json
+from {{ cookiecutter.module_name }} import paths
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.training import trainer
+from {{ cookiecutter.module_name }}.training.checkpoints import STAGING_DIR, complete_checkpoints
 
 PROJECT = Path(__file__).parents[1]
 PACKAGE = "{{ cookiecutter.module_name }}"
@@ -120,7 +121,7 @@ def test_two_processes_train_then_crash_and_resume(project: Path) -> None:
     output = run_train(project)
 
     assert "accelerate launch" in output, output[-3000:]
-    stats = read_json(train.STATS)
+    stats = read_json(paths.TRAIN_STATS)
     assert stats["processes"] == PROCESSES
     assert stats["global_step"] == steps  # half the single-process steps: the global batch
     checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
@@ -155,14 +156,14 @@ def test_two_processes_train_then_crash_and_resume(project: Path) -> None:
     kept = mtimes(resume_point)
     trained = adapter(lost)
     shutil.rmtree(lost)
-    train.STATS.unlink()
+    paths.TRAIN_STATS.unlink()
 
     output = run_train(project)
 
     assert f"resuming from {resume_point}" in output, output[-3000:]
     assert mtimes(resume_point) == kept, f"{resume_point.name} was rewritten, not resumed from"
     assert [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)] == names
-    stats = read_json(train.STATS)
+    stats = read_json(paths.TRAIN_STATS)
     assert stats["processes"] == PROCESSES
     assert stats["global_step"] == steps
     assert stats["tokens_per_second"] is None  # only set for a run that started clean
@@ -178,13 +179,13 @@ def test_two_processes_train_then_crash_and_resume(project: Path) -> None:
 
 
 def test_one_process_trains_in_this_process() -> None:
-    assert train.launch_command(1, environ={}) is None
+    assert trainer.launch_command(1, environ={}) is None
 
 
 def test_more_processes_relaunch_with_accelerate(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("accelerate.yaml").touch()
-    command = train.launch_command(4, environ={})
+    command = trainer.launch_command(4, environ={})
     assert command is not None and command[0] == sys.executable
     assert command[1:] == [
         "-m",
@@ -194,23 +195,23 @@ def test_more_processes_relaunch_with_accelerate(tmp_path: Path, monkeypatch) ->
         "--num_processes",
         "4",
         "-m",
-        f"{PACKAGE}.train",
+        f"{PACKAGE}.stages.train",
     ]
 
 
 def test_a_launched_worker_does_not_relaunch() -> None:
-    assert train.launch_command(2, environ={"LOCAL_WORLD_SIZE": "2"}) is None
+    assert trainer.launch_command(2, environ={"LOCAL_WORLD_SIZE": "2"}) is None
 
 
 def test_launched_processes_must_match_the_param() -> None:
     with pytest.raises(StageError, match=r"set train\.processes=4"):
-        train.launch_command(2, environ={"LOCAL_WORLD_SIZE": "4"})
+        trainer.launch_command(2, environ={"LOCAL_WORLD_SIZE": "4"})
 
 
 def test_relaunch_needs_the_accelerate_config(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError, match="accelerate.yaml"):
-        train.launch_command(2, environ={})
+        trainer.launch_command(2, environ={})
 
 
 def test_shipped_accelerate_config_launches_workers() -> None:

@@ -15,19 +15,10 @@ import pytest
 import torch
 import yaml
 
-from {{ cookiecutter.module_name }} import dpo, evaluate, select, train
-from {{ cookiecutter.module_name }}.checkpoints import complete_checkpoints
-from {{ cookiecutter.module_name }}.cli import StageError
-from {{ cookiecutter.module_name }}.curate import curate_rows, read_raw
-from {{ cookiecutter.module_name }}.jsonio import read_json, read_jsonl, write_json, write_jsonl
-from {{ cookiecutter.module_name }}.modeling import (
-    SFT_EXPORT,
-    SFT_POINTER,
-    adapter_stack,
-    load_base_model,
-    load_model_with_adapter,
-    load_tokenizer,
-)
+from {{ cookiecutter.module_name }} import paths
+from {{ cookiecutter.module_name }}.data.curation import curate_rows, read_raw
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
@@ -37,6 +28,20 @@ from {{ cookiecutter.module_name }}.paths import (
     EVAL_PLOT,
     PREFERENCES,
     SELECTED_DIR,
+)
+from {{ cookiecutter.module_name }}.stages import dpo as dpo_stage
+from {{ cookiecutter.module_name }}.stages import eval as eval_stage
+from {{ cookiecutter.module_name }}.stages import select as select_stage
+from {{ cookiecutter.module_name }}.stages import train as train_stage
+from {{ cookiecutter.module_name }}.training import dpo
+from {{ cookiecutter.module_name }}.training.checkpoints import complete_checkpoints
+from {{ cookiecutter.module_name }}.training.modeling import (
+    SFT_EXPORT,
+    SFT_POINTER,
+    adapter_stack,
+    load_base_model,
+    load_model_with_adapter,
+    load_tokenizer,
 )
 
 PROJECT = Path(__file__).parents[1]
@@ -182,11 +187,11 @@ def test_disabled_writes_markers_removes_old_checkpoints_and_loads_no_model(
     (stale / SFT_POINTER).write_text("{}")
     script = (
         "import sys\n"
-        f"from {dpo.__name__} import main\n"
+        f"from {dpo_stage.__name__} import main\n"
         "main()\n"
         "print('imported:', sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))\n"
     )
-    src = str(Path(dpo.__file__).parents[1])
+    src = str(Path(dpo_stage.__file__).parents[2])
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=tmp_path,
@@ -200,8 +205,8 @@ def test_disabled_writes_markers_removes_old_checkpoints_and_loads_no_model(
     assert "dvc exp run -S dpo.enabled=true" in result.stdout
     assert not stale.exists()
     assert sorted(path.name for path in (tmp_path / DPO_DIR).iterdir()) == ["disabled.json"]
-    assert read_json(tmp_path / dpo.DISABLED_MARKER)["enabled"] is False
-    assert read_json(tmp_path / dpo.STATS) == {"enabled": False}
+    assert read_json(tmp_path / paths.DPO_DISABLED_MARKER)["enabled"] is False
+    assert read_json(tmp_path / paths.DPO_STATS) == {"enabled": False}
 
 
 # ------------------------------------------------------------------- curate: apart from SFT
@@ -353,7 +358,7 @@ def logits(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -> None:
-    train.main()
+    train_stage.main()
     sft_last = complete_checkpoints(CHECKPOINTS_DIR)[-1]
     assert sft_last.name == "checkpoint-6"
     write_pairs(
@@ -361,7 +366,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     )
     enable_dpo()
 
-    dpo.main()
+    dpo_stage.main()
 
     checkpoints = complete_checkpoints(DPO_DIR)
     assert [path.name for path in checkpoints] == ["checkpoint-2", "checkpoint-3"]
@@ -373,7 +378,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
             "step": 6,
         }
         assert adapter_stack(checkpoint) == [sft_last, checkpoint]
-    stats = read_json(dpo.STATS)
+    stats = read_json(paths.DPO_STATS)
     assert (stats["pairs"], stats["pairs_dropped_held_out"], stats["global_step"]) == (12, 2, 3)
     assert stats["sft_checkpoint"] == "checkpoint-6"
     assert 0 <= stats["final"]["rewards/accuracies"] <= 1
@@ -392,7 +397,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     assert not torch.allclose(stacked, sft, atol=1e-5)
     assert not torch.allclose(stacked, logits(unstacked, ids), atol=1e-5)
 
-    evaluate.main()
+    eval_stage.main()
     for name, step in (("dpo-checkpoint-2", 8), ("dpo-checkpoint-3", 9)):
         report = read_json(EVAL_DIR / f"{name}.json")
         assert (report["role"], report["stage"], report["step"]) == ("checkpoint", "dpo", step)
@@ -405,7 +410,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     best = read_json(EVAL_DIR / "dpo-checkpoint-3.json")
     best["metrics"]["task_accuracy"] = 1.0
     write_json(EVAL_DIR / "dpo-checkpoint-3.json", best)
-    select.main()
+    select_stage.main()
     assert read_json(SELECTED_DIR / "selection.json")["checkpoint"] == "dpo-checkpoint-3"
     assert read_json(SELECTED_DIR / SFT_POINTER)["checkpoint"] == "checkpoint-6"
     assert (SELECTED_DIR / SFT_EXPORT / "adapter_model.safetensors").exists()
@@ -422,8 +427,8 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     first, last = checkpoints
     kept = {path.name: path.stat().st_mtime_ns for path in first.iterdir()}
     shutil.rmtree(last)
-    dpo.STATS.unlink()
-    dpo.main()
+    paths.DPO_STATS.unlink()
+    dpo_stage.main()
     assert {path.name: path.stat().st_mtime_ns for path in first.iterdir()} == kept
     assert [path.name for path in complete_checkpoints(DPO_DIR)] == ["checkpoint-2", "checkpoint-3"]
     for name in ("loss", "rewards/accuracies"):  # the curves continue without repeated steps

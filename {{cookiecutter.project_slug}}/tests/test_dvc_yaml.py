@@ -16,14 +16,25 @@ PACKAGE_DIR = PROJECT / "src" / PACKAGE
 DVC_YAML: dict[str, Any] = yaml.safe_load((PROJECT / "dvc.yaml").read_text(encoding="utf-8"))
 PARAMS_YAML: dict[str, Any] = yaml.safe_load((PROJECT / "params.yaml").read_text(encoding="utf-8"))
 STAGES: dict[str, dict[str, Any]] = DVC_YAML["stages"]
-CMD_RE = re.compile(rf"^python -m {re.escape(PACKAGE)}\.(\w+)$")
+CMD_RE = re.compile(rf"^python -m {re.escape(PACKAGE)}\.stages\.(\w+)$")
 
 # paths.py constants that no stage writes: inputs kept in git, and the reports/ parent dir.
-INPUTS = {"PARAMS", "RAW_DIR", "SUITES_DIR", "GENERAL_QA_SUITE", "INSTRUCTION_SUITE", "REPLAY"}
+INPUTS = {
+    "PARAMS",
+    "ACCELERATE_CONFIG",
+    "RAW_DIR",
+    "SUITES_DIR",
+    "GENERAL_QA_SUITE",
+    "INSTRUCTION_SUITE",
+    "REPLAY",
+    "LM_EVAL_TASKS_DIR",
+}
 PARENTS = {"REPORTS_DIR", "FIGURES_DIR"}
+# Local caches: never outputs, safe to delete.
+CACHES = {"CACHE_DIR", "EVAL_CACHE_DIR", "LM_EVAL_CACHE_DIR"}
 # Package modules that do not change what a stage computes (plumbing, the params schema whose
 # values DVC tracks through params.yaml, and the paths checked by this file).
-PLUMBING = {"__init__", "cli", "paths", "params", "jsonio"}
+PLUMBING = {"cli", "errors", "io", "paths", "params"}
 
 
 def resolve(entry: str) -> str:
@@ -75,50 +86,74 @@ def path_constants() -> dict[str, str]:
 
 
 def stage_module(stage: dict[str, Any]) -> str:
+    """`stages.<name>` for a stage whose cmd is `python -m <package>.stages.<name>`."""
     match = CMD_RE.match(stage["cmd"].strip())
-    assert match, f"cmd {stage['cmd']!r} is not `python -m {PACKAGE}.<module>`"
-    return match.group(1)
+    assert match, f"cmd {stage['cmd']!r} is not `python -m {PACKAGE}.stages.<module>`"
+    return f"stages.{match.group(1)}"
+
+
+def module_file(module: str) -> Path:
+    """'training.trainer' -> src/<package>/training/trainer.py"""
+    return PACKAGE_DIR / (module.replace(".", "/") + ".py")
+
+
+def imported_modules(module: str) -> set[str]:
+    """Package modules that `module` imports directly (relative or absolute imports)."""
+    package = module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module_file(module).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = package[: len(package) - (node.level - 1)]
+            elif node.module and node.module.startswith(f"{PACKAGE}."):
+                parent = []
+                node = ast.ImportFrom(node.module.removeprefix(f"{PACKAGE}."), node.names, 1)
+            else:
+                continue
+            target = parent + (node.module.split(".") if node.module else [])
+            candidates = [".".join(target)] + [".".join([*target, a.name]) for a in node.names]
+            found.update(c for c in candidates if c and module_file(c).is_file())
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(f"{PACKAGE}."):
+                    found.add(alias.name.removeprefix(f"{PACKAGE}."))
+    return found
 
 
 def package_imports(module: str) -> set[str]:
-    """Modules of the package that `module` imports (relative or absolute), transitively."""
+    """Modules of the package that `module` imports, transitively (itself included)."""
     seen: set[str] = set()
     todo = [module]
     while todo:
         current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        tree = ast.parse((PACKAGE_DIR / f"{current}.py").read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                if node.level == 1 and node.module:
-                    todo.append(node.module.split(".")[0])
-                elif node.level == 1:
-                    todo.extend(alias.name for alias in node.names)
-                elif node.module and node.module.startswith(f"{PACKAGE}."):
-                    todo.append(node.module.split(".")[1])
-            elif isinstance(node, ast.Import):
-                todo.extend(
-                    alias.name.split(".")[1]
-                    for alias in node.names
-                    if alias.name.startswith(f"{PACKAGE}.")
-                )
+        if current not in seen:
+            seen.add(current)
+            todo.extend(imported_modules(current))
     return seen
 
 
 def test_dvc_yaml_has_the_expected_stages() -> None:
-    assert list(STAGES) == ["base", "curate", "split", "smoke", "train", "dpo", "eval", "select"]
+    assert list(STAGES) == [
+        "check_params",
+        "base",
+        "curate",
+        "split",
+        "smoke",
+        "train",
+        "dpo",
+        "eval",
+        "select",
+    ]
 
 
 def test_every_written_path_constant_is_a_dvc_output() -> None:
     outputs = set(written_paths())
     constants = path_constants()
-    assert set(constants) >= INPUTS | PARENTS, "paths.py lost a constant this test names"
+    assert set(constants) >= INPUTS | PARENTS | CACHES, "paths.py lost a constant this test names"
     missing = {
         name: path
         for name, path in constants.items()
-        if name not in INPUTS | PARENTS and not covered(path, outputs)
+        if name not in INPUTS | PARENTS | CACHES and not covered(path, outputs)
     }
     assert not missing, f"paths.py constants no stage declares as outs/metrics: {missing}"
 
@@ -148,7 +183,7 @@ def test_no_path_is_written_by_two_stages() -> None:
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_cmd_module_exists(name: str) -> None:
     module = stage_module(STAGES[name])
-    assert (PACKAGE_DIR / f"{module}.py").is_file(), f"stage {name}: no src/{PACKAGE}/{module}.py"
+    assert module_file(module).is_file(), f"stage {name}: no {module_file(module)}"
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -188,16 +223,58 @@ def test_stage_deps_are_inputs_or_upstream_outputs(name: str) -> None:
         )
 
 
+def source_deps(stage: dict[str, Any]) -> set[str]:
+    """The package modules a stage lists in deps, as dotted names ('training.trainer')."""
+    prefix = f"src/{PACKAGE}/"
+    return {
+        dep.removeprefix(prefix).removesuffix(".py").replace("/", ".")
+        for dep in entries(stage, "deps")
+        if dep.endswith(".py") and dep.startswith(prefix)
+    }
+
+
 @pytest.mark.parametrize("name", list(STAGES))
 def test_stage_deps_cover_imported_modules(name: str) -> None:
     """A stage re-runs when code it executes changes: every package module it imports
     (transitively, plumbing aside) must be one of its deps."""
     module = stage_module(STAGES[name])
-    if not (PACKAGE_DIR / f"{module}.py").is_file():
-        pytest.skip(f"src/{PACKAGE}/{module}.py does not exist (see test_stage_cmd_module_exists)")
-    deps = {PurePosixPath(dep).stem for dep in entries(STAGES[name], "deps") if dep.endswith(".py")}
-    missing = sorted(package_imports(module) - PLUMBING - deps)
+    if not module_file(module).is_file():
+        pytest.skip(f"{module_file(module)} does not exist (see test_stage_cmd_module_exists)")
+    needed = {m for m in package_imports(module) if m.split(".")[-1] not in PLUMBING}
+    missing = sorted(needed - source_deps(STAGES[name]))
     assert not missing, f"stage {name} imports {missing} but dvc.yaml does not list them in deps"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_deps_list_no_module_it_does_not_run(name: str) -> None:
+    """An unused module in deps re-runs the stage for nothing (editing advise.py must not
+    re-run train): each listed module is imported by the stage, or is params.py for the
+    params check."""
+    needed = package_imports(stage_module(STAGES[name]))
+    extra = sorted(source_deps(STAGES[name]) - needed)
+    assert not extra, f"stage {name} lists {extra} in deps but never imports them"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_modules_import_no_other_stage(name: str) -> None:
+    """What two stages share lives in a library module: a stage importing a stage would make
+    one stage's edit re-run the other's work."""
+    module = stage_module(STAGES[name])
+    others = sorted(m for m in package_imports(module) if m.startswith("stages.") and m != module)
+    assert not others, f"{module} imports the stage module(s) {others}"
+
+
+def test_every_stage_runs_after_the_params_check() -> None:
+    """DVC deletes a stage's outs before it runs: every stage must be downstream of the params
+    check, so a bad param stops the pipeline before anything is deleted."""
+    writer = written_paths()
+    upstream: dict[str, set[str]] = {}
+    for name, stage in STAGES.items():
+        deps = entries(stage, "deps")
+        parents = {writer[out] for dep in deps for out in writer if covered(dep, {out})}
+        upstream[name] = parents | {a for p in parents for a in upstream.get(p, set())}
+    not_after = [n for n in STAGES if n != "check_params" and "check_params" not in upstream[n]]
+    assert not not_after, f"stages not downstream of check_params: {not_after}"
 
 
 def test_plots_reference_declared_outputs() -> None:

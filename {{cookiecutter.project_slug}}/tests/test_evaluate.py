@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }} import evaluate, lmeval
-from {{ cookiecutter.module_name }}.evalcache import GenerationCache, cache_key, weights_digest
-from {{ cookiecutter.module_name }}.evaluate import EvalSet, run_eval
-from {{ cookiecutter.module_name }}.formatting import fewshot_prompt
-from {{ cookiecutter.module_name }}.generation import Request, VLLMGenerator
+from {{ cookiecutter.module_name }} import paths
+from {{ cookiecutter.module_name }}.data.chat import fewshot_prompt
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.evaluation import evaluator, lmeval
+from {{ cookiecutter.module_name }}.evaluation.cache import GenerationCache, cache_key, weights_digest
+from {{ cookiecutter.module_name }}.evaluation.evaluator import EvalSet, run_eval
+from {{ cookiecutter.module_name }}.evaluation.generation import Request, VLLMGenerator
 from {{ cookiecutter.module_name }}.params import parse_params
 
 FIELDS = ["category", "priority", "needs_human", "reply"]
@@ -241,10 +243,10 @@ def test_fewshot_prompt_puts_the_examples_before_the_row() -> None:
 
 def test_fewshot_examples_are_seeded_and_bounded() -> None:
     rows = [{"id": f"r{i}"} for i in range(20)]
-    picked = evaluate.fewshot_examples(rows, 3, seed=1)
-    assert len(picked) == 3 and picked == evaluate.fewshot_examples(rows[::-1], 3, seed=1)
-    assert picked != evaluate.fewshot_examples(rows, 3, seed=2)
-    assert len(evaluate.fewshot_examples(rows[:2], 3, seed=1)) == 2
+    picked = evaluator.fewshot_examples(rows, 3, seed=1)
+    assert len(picked) == 3 and picked == evaluator.fewshot_examples(rows[::-1], 3, seed=1)
+    assert picked != evaluator.fewshot_examples(rows, 3, seed=2)
+    assert len(evaluator.fewshot_examples(rows[:2], 3, seed=1)) == 2
 
 
 # ------------------------------------------------------------------- optional backends
@@ -253,7 +255,7 @@ def test_fewshot_examples_are_seeded_and_bounded() -> None:
 @pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="needs the lm-eval extra")
 def test_lm_eval_runs_a_local_task_on_the_tiny_model(project: Path) -> None:
     """A YAML task of the user's own under data/lm_eval/, read offline from a JSONL file."""
-    tasks = lmeval.LOCAL_TASKS
+    tasks = paths.LM_EVAL_TASKS_DIR
     tasks.mkdir(parents=True)
     rows = [
         {"question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(6)
@@ -278,16 +280,16 @@ def test_lm_eval_runs_a_local_task_on_the_tiny_model(project: Path) -> None:
 
 
 def test_vllm_without_a_gpu_fails_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluate, "has_gpu", lambda: False)
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU; use eval.backend: hf"):
-        evaluate.check_backend(parse_params({"eval": {"backend": "vllm"}}).eval)
+    monkeypatch.setattr(evaluator, "has_gpu", lambda: False)
+    with pytest.raises(StageError, match="needs a CUDA GPU; use eval.backend: hf"):
+        evaluator.check_backend(parse_params({"eval": {"backend": "vllm"}}).eval)
 
 
 def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluate.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[lm-eval\]'"):
-        evaluate.check_backend(parse_params({"eval": {"lm_eval_tasks": ["arc_easy"]}}).eval)
-    evaluate.check_backend(parse_params({}).eval)  # the default path needs neither
+    monkeypatch.setattr(evaluator.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(StageError, match=r"pip install -e '\.\[lm-eval\]'"):
+        evaluator.check_backend(parse_params({"eval": {"lm_eval_tasks": ["arc_easy"]}}).eval)
+    evaluator.check_backend(parse_params({}).eval)  # the default path needs neither
 
 
 def test_lm_eval_results_become_flat_metrics() -> None:

@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from {{ cookiecutter.module_name }} import generation
-from {{ cookiecutter.module_name }}.formatting import (
+from {{ cookiecutter.module_name }}.data.chat import (
     prompt_token_ids,
     target_text,
     to_prompt_completion,
     user_prompt,
 )
-from {{ cookiecutter.module_name }}.jsonio import read_jsonl
-from {{ cookiecutter.module_name }}.modeling import load_base_model, load_tokenizer
+from {{ cookiecutter.module_name }}.evaluation import generation
+from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import load_params
 from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
-from {{ cookiecutter.module_name }}.train import build_trainer
+from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
+from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 
 def completion_mask(example: dict) -> list[int]:

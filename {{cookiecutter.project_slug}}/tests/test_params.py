@@ -6,12 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }}.params import (
-    Params,
-    ParamsError,
-    load_params,
-    parse_params,
-)
+from {{ cookiecutter.module_name }}.params import Params, ParamsError, load_params, parse_params
 
 SHIPPED = Path(__file__).parents[1] / "params.yaml"
 

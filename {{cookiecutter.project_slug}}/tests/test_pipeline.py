@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import evaluate, select, smoke, train
-from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step, complete_checkpoints
-from {{ cookiecutter.module_name }}.jsonio import read_json
-from {{ cookiecutter.module_name }}.modeling import load_model_with_adapter
+from {{ cookiecutter.module_name }} import paths
+from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
     EVAL_DIR,
@@ -25,6 +23,13 @@ from {{ cookiecutter.module_name }}.paths import (
     SMOKE_REPORT,
     TRAIN_LOG_DIR,
 )
+from {{ cookiecutter.module_name }}.stages import eval as eval_stage
+from {{ cookiecutter.module_name }}.stages import select as select_stage
+from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
+from {{ cookiecutter.module_name }}.stages import train as train_stage
+from {{ cookiecutter.module_name }}.training import trainer
+from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints
+from {{ cookiecutter.module_name }}.training.modeling import load_model_with_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +51,7 @@ def mtimes(directory: Path) -> dict[str, int]:
 
 
 def check_smoke() -> None:
-    smoke.main()
+    smoke_stage.main()
     report = read_json(SMOKE_REPORT)
     assert report["passed"] is True, report["problems"]
     assert report["loss_after"] < report["loss_before"]
@@ -56,13 +61,13 @@ def check_smoke() -> None:
 
 
 def check_train() -> list[Path]:
-    train.main()
+    train_stage.main()
     checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
     assert [path.name for path in checkpoints] == ["checkpoint-4", "checkpoint-6"]
-    assert (CHECKPOINTS_DIR / train.RUN_FINGERPRINT).exists()
+    assert (CHECKPOINTS_DIR / trainer.RUN_FINGERPRINT).exists()
     for checkpoint in checkpoints:
         assert (checkpoint / "adapter_model.safetensors").exists()
-    stats = read_json(train.STATS)
+    stats = read_json(paths.TRAIN_STATS)
     assert stats["global_step"] == 6
     assert stats["checkpoints"] == ["checkpoint-4", "checkpoint-6"]
     assert stats["tokens_per_second"] > 0
@@ -80,7 +85,7 @@ def check_train() -> list[Path]:
 
 
 def check_evaluate(checkpoints: list[Path]) -> None:
-    evaluate.main()
+    eval_stage.main()
     names = ["base", *(path.name for path in checkpoints)]
     assert sorted(path.stem for path in EVAL_DIR.glob("*.json")) == sorted([*names, "fewshot"])
     val_rows = len(Path("data/splits/val.jsonl").read_text().splitlines())
@@ -115,7 +120,7 @@ def check_evaluate(checkpoints: list[Path]) -> None:
 
     # an unchanged model is not generated again: the second run is served from the cache
     first = {path.name: read_json(path) for path in EVAL_DIR.glob("*.json")}
-    evaluate.main()
+    eval_stage.main()
     for name, report in first.items():
         again = read_json(EVAL_DIR / name)
         assert again["generated"] == 0
@@ -123,7 +128,7 @@ def check_evaluate(checkpoints: list[Path]) -> None:
 
 
 def check_select(checkpoints: list[Path]) -> None:
-    select.main()
+    select_stage.main()
     metrics = read_json(METRICS)
     assert set(METRIC_KEYS) <= set(metrics)
     assert metrics["selected_step"] in {4, 6}
@@ -173,14 +178,14 @@ def test_pipeline_then_crash_and_resume(project: Path) -> None:
     # A crash after checkpoint-4: the last checkpoint and the run's stats never got written.
     first, last = checkpoints
     kept = mtimes(first)
-    stamp = (CHECKPOINTS_DIR / train.RUN_FINGERPRINT).stat().st_mtime_ns
+    stamp = (CHECKPOINTS_DIR / trainer.RUN_FINGERPRINT).stat().st_mtime_ns
     shutil.rmtree(last)
-    train.STATS.unlink()
+    paths.TRAIN_STATS.unlink()
 
-    train.main()
+    train_stage.main()
 
     assert mtimes(first) == kept, "checkpoint-4 was rewritten instead of resumed from"
-    assert (CHECKPOINTS_DIR / train.RUN_FINGERPRINT).stat().st_mtime_ns == stamp
+    assert (CHECKPOINTS_DIR / trainer.RUN_FINGERPRINT).stat().st_mtime_ns == stamp
     assert [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)] == [
         "checkpoint-4",
         "checkpoint-6",
@@ -190,7 +195,7 @@ def test_pipeline_then_crash_and_resume(project: Path) -> None:
     for path in loss_plot_sources():
         steps = [int(row["step"]) for row in read_tsv(Path(path))]
         assert steps == sorted(set(steps)), f"{path}: steps {steps} after the resume"
-    stats = read_json(train.STATS)
+    stats = read_json(paths.TRAIN_STATS)
     assert stats["global_step"] == 6
     assert stats["tokens_per_second"] is None  # only set for a run that started clean
 
@@ -204,7 +209,7 @@ def loss_plot_sources() -> dict[str, str]:
 
 def test_loss_plot_draws_curves(project: Path) -> None:
     """Every series of the train/val loss plot is a curve: a row per logged step."""
-    train.main()
+    train_stage.main()
     sources = loss_plot_sources()
     assert len(sources) == 2
     for path, column in sources.items():

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }}.base import materialise
-from {{ cookiecutter.module_name }}.formatting import prompt_token_ids, user_prompt
-from {{ cookiecutter.module_name }}.generation import HFGenerator, Request
-from {{ cookiecutter.module_name }}.jsonio import read_json
-from {{ cookiecutter.module_name }}.modeling import load_base_model, load_tokenizer
+from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids, user_prompt
+from {{ cookiecutter.module_name }}.evaluation.generation import HFGenerator, Request
+from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.training.base_model import materialise
+from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 

@@ -16,9 +16,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from {{ cookiecutter.module_name }}.checkpoints import STAGING_DIR, complete_checkpoints
-from {{ cookiecutter.module_name }}.jsonio import read_json
+from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.paths import CHECKPOINTS_DIR, PARAMS
+from {{ cookiecutter.module_name }}.training.checkpoints import STAGING_DIR, complete_checkpoints
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,14 @@ SRC = Path(__file__).parents[1] / "src"
 MODULE = "{{ cookiecutter.module_name }}"
 FINAL = "checkpoint-12"  # 24 train rows, batch 4, two epochs; save_steps 4: 4, 8, 12
 
-# Runs the train stage in this process and SIGKILLs it at a chosen point: `step` kills right
+# Runs the train stage in this process (the stage module calls the build_trainer it imported,
+# so that is the name patched) and SIGKILLs it at a chosen point: `step` kills right
 # after that optimizer step, `save` kills while that step's checkpoint is being written
 # (weights and optimizer on disk, RNG and trainer state not yet).
 KILLER = f"""
 import os, signal, sys
 from transformers import Trainer, TrainerCallback
-from {MODULE} import train
+from {MODULE}.stages import train
 
 where, at = sys.argv[1], int(sys.argv[2])
 
@@ -65,7 +66,7 @@ def run_train(*killer_args: str) -> subprocess.CompletedProcess:
         "TOKENIZERS_PARALLELISM": "false",
     }
     return subprocess.run(
-        command or [sys.executable, "-m", f"{MODULE}.train"],
+        command or [sys.executable, "-m", f"{MODULE}.stages.train"],
         env=env,
         capture_output=True,
         text=True,

@@ -4,14 +4,15 @@ import json
 
 import pytest
 
-from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step
-from {{ cookiecutter.module_name }}.params import TaskParams
-from {{ cookiecutter.module_name }}.scoring import (
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.evaluation.scoring import (
     forgetting_score,
     regressions,
     score_task_item,
     task_metrics,
 )
+from {{ cookiecutter.module_name }}.params import TaskParams
+from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step
 
 FIELDS = ["category", "priority", "needs_human", "reply"]
 JSON_TASK = TaskParams(target_format="json", fields=FIELDS, score_fields=FIELDS[:3])
@@ -151,7 +152,7 @@ def test_text_scorers(
 
 
 def test_numeric_scorer_needs_a_number_in_the_target() -> None:
-    with pytest.raises(ValueError, match="holds no number"):
+    with pytest.raises(StageError, match="holds no number"):
         score_task_item("4", "four", text_task("numeric"))
 
 

@@ -9,15 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import split
-from {{ cookiecutter.module_name }}.cli import StageError
-from {{ cookiecutter.module_name }}.contamination import OverlapIndex
-from {{ cookiecutter.module_name }}.jsonio import (
-    read_json,
-    read_jsonl,
-    write_jsonl,
-)
-from {{ cookiecutter.module_name }}.split import (
+from {{ cookiecutter.module_name }}.data import splitting
+from {{ cookiecutter.module_name }}.data.contamination import OverlapIndex
+from {{ cookiecutter.module_name }}.data.splitting import (
     MIN_STRATUM_GROUPS,
     SPLITS,
     assign_split,
@@ -25,6 +19,9 @@ from {{ cookiecutter.module_name }}.split import (
     split_rows,
     unit_interval,
 )
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_jsonl
+from {{ cookiecutter.module_name }}.stages import split as split_stage
 
 VAL, TEST = 0.15, 0.15
 
@@ -128,7 +125,7 @@ def test_stage_writes_splits_and_report(tmp_path: Path, monkeypatch: pytest.Monk
         "seed: 3\nsplit: {val_fraction: 0.2, test_fraction: 0.2}\n"
     )
     write_jsonl(Path("data/curated/train_pool.jsonl"), rows(ids(200)))
-    split.main()
+    split_stage.main()
     report = read_json(Path("reports/split.json"))
     parts = {name: read_jsonl(Path(f"data/splits/{name}.jsonl")) for name in SPLITS}
     assert report["counts"] == {name: len(part) for name, part in parts.items()}
@@ -145,7 +142,7 @@ def test_stage_refuses_too_few_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "params.yaml").write_text("seed: 3\n")
     write_jsonl(Path("data/curated/train_pool.jsonl"), rows(ids(2)))
     with pytest.raises(StageError, match="too few"):
-        split.main()
+        split_stage.main()
 
 
 # ------------------------------------------------------------------- groups and strata
@@ -160,12 +157,12 @@ def test_a_group_lands_in_one_split() -> None:
         name for name, part in parts.items() for row in part if row.get("group") == "shared-group"
     }
     assert len(homes) == 1
-    assert split.groups_across_splits(parts) == 0
+    assert splitting.groups_across_splits(parts) == 0
     (home,) = homes
     other = "val" if home != "val" else "test"
     member = next(row for row in parts[home] if row.get("group") == "shared-group")
     parts[other].append(member)  # what a broken split would do
-    assert split.groups_across_splits(parts) == 1
+    assert splitting.groups_across_splits(parts) == 1
 
 
 def labelled(n: int, label: str) -> list[dict]:
@@ -196,10 +193,10 @@ def test_stratum_repair_moves_only_train_rows() -> None:
 
 def test_stratum_reads_metadata_before_the_json_target() -> None:
     row = rows(ids(1))[0] | {"meta": {"category": "from-meta"}}
-    assert split.stratum(row, "category") == "from-meta"
-    assert split.stratum(labelled(1, "billing")[0], "category") == "billing"
-    assert split.stratum(rows(ids(1))[0], "category") == "(missing)"
-    assert split.stratum(rows(ids(1))[0], None) == "all"
+    assert splitting.stratum(row, "category") == "from-meta"
+    assert splitting.stratum(labelled(1, "billing")[0], "category") == "billing"
+    assert splitting.stratum(rows(ids(1))[0], "category") == "(missing)"
+    assert splitting.stratum(rows(ids(1))[0], None) == "all"
 
 
 # ------------------------------------------------------------------------ contamination
@@ -233,7 +230,7 @@ def run_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: list[dict],
     params = {"seed": 3, "split": {"val_fraction": 0.2, "test_fraction": 0.2, **extra}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_jsonl(Path("data/curated/train_pool.jsonl"), data)
-    split.main()
+    split_stage.main()
     return read_json(Path("reports/split.json"))
 
 
@@ -247,7 +244,7 @@ def test_stage_removes_train_rows_containing_a_test_row(
     copy["prompt"] = [{"role": "user", "content": "Fwd: " + leaked}]
     copy["source"] = "data/raw/b.jsonl:1"
     data = data + [copy]
-    assert split.assign_split(copy["id"], 3, 0.2, 0.2) == "train"
+    assert splitting.assign_split(copy["id"], 3, 0.2, 0.2) == "train"
     report = run_stage(tmp_path, monkeypatch, data)
     train_sources = {r["source"] for r in read_jsonl(Path("data/splits/train.jsonl"))}
     assert "data/raw/b.jsonl:1" not in train_sources

@@ -9,21 +9,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import base, guards, smoke, train
-from {{ cookiecutter.module_name }}.checkpoints import checkpoint_step, complete_checkpoints
-from {{ cookiecutter.module_name }}.cli import StageError, run_stage
-from {{ cookiecutter.module_name }}.evaluate import load_reports, plot_rows, report_path, summarise
-from {{ cookiecutter.module_name }}.jsonio import read_json, read_jsonl, write_json, write_jsonl
-from {{ cookiecutter.module_name }}.modeling import load_tokenizer
+from {{ cookiecutter.module_name }}.cli import run_stage
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.evaluation.evaluator import (
+    load_reports,
+    plot_rows,
+    report_path,
+    summarise,
+)
+from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
-from {{ cookiecutter.module_name }}.report import (
+from {{ cookiecutter.module_name }}.selection.report import (
     HEADLINE,
     Image,
     build_blocks,
     to_html,
     to_markdown,
 )
-from {{ cookiecutter.module_name }}.select import choose, guardrail_failures, headline
+from {{ cookiecutter.module_name }}.selection.selector import choose, guardrail_failures, headline
+from {{ cookiecutter.module_name }}.stages import train as train_stage
+from {{ cookiecutter.module_name }}.training import base_model, guards, smoke, trainer
+from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints
+from {{ cookiecutter.module_name }}.training.modeling import load_tokenizer
 
 # ------------------------------------------------------------------------------- smoke
 
@@ -92,16 +99,16 @@ def test_check_loss_falling_is_ok() -> None:
 
 
 def test_qlora_without_gpu_suggests_lora(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train, "has_gpu", lambda: False)
+    monkeypatch.setattr(trainer, "has_gpu", lambda: False)
     with pytest.raises(StageError, match="CUDA GPU") as info:
-        train.check_method_supported(parse_params({"train": {"method": "qlora"}}).train)
+        trainer.check_method_supported(parse_params({"train": {"method": "qlora"}}).train)
     assert "train.method=lora" in str(info.value)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_cpu_methods_are_supported(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    monkeypatch.setattr(train, "has_gpu", lambda: False)
-    assert train.check_method_supported(parse_params({"train": {"method": method}}).train) is None
+    monkeypatch.setattr(trainer, "has_gpu", lambda: False)
+    assert trainer.check_method_supported(parse_params({"train": {"method": method}}).train) is None
 
 
 @pytest.fixture
@@ -114,16 +121,16 @@ def splits_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_fingerprint_tracks_train_params_seed_and_data(splits_dir: Path) -> None:
     params = parse_params({})
-    stamp = train.fingerprint(params)
+    stamp = trainer.fingerprint(params)
     assert set(stamp) == {"params", "train_data", "val_data"}
-    assert train.fingerprint(parse_params({})) == stamp
+    assert trainer.fingerprint(parse_params({})) == stamp
     # a train param or the seed changes the fingerprint; other sections do not
-    assert train.fingerprint(parse_params({"train": {"lora_r": 16}}))["params"] != stamp["params"]
-    assert train.fingerprint(parse_params({"seed": 7}))["params"] != stamp["params"]
-    assert train.fingerprint(parse_params({"eval": {"batch_size": 2}})) == stamp
+    assert trainer.fingerprint(parse_params({"train": {"lora_r": 16}}))["params"] != stamp["params"]
+    assert trainer.fingerprint(parse_params({"seed": 7}))["params"] != stamp["params"]
+    assert trainer.fingerprint(parse_params({"eval": {"batch_size": 2}})) == stamp
     # so does the data
     write_jsonl(Path("data/splits/train.jsonl"), [{"id": "a"}])
-    changed = train.fingerprint(params)
+    changed = trainer.fingerprint(params)
     assert changed["train_data"] != stamp["train_data"]
     assert changed["val_data"] == stamp["val_data"]
 
@@ -142,48 +149,48 @@ STAMP = {"params": "p", "train_data": "t", "val_data": "v"}
 
 def test_prepare_output_dir_fresh(tmp_path: Path) -> None:
     output_dir = tmp_path / "checkpoints"
-    assert train.prepare_output_dir(output_dir, STAMP) is None
-    assert read_json(output_dir / train.RUN_FINGERPRINT) == STAMP
+    assert trainer.prepare_output_dir(output_dir, STAMP) is None
+    assert read_json(output_dir / trainer.RUN_FINGERPRINT) == STAMP
 
 
 def test_prepare_output_dir_resumes_from_last_complete(tmp_path: Path) -> None:
     output_dir = tmp_path / "checkpoints"
-    train.prepare_output_dir(output_dir, STAMP)
+    trainer.prepare_output_dir(output_dir, STAMP)
     first = make_checkpoint(output_dir, 4)
     last = make_checkpoint(output_dir, 8)
     partial = make_checkpoint(output_dir, 12, complete=False)  # the crash hit mid-save
-    assert train.prepare_output_dir(output_dir, dict(STAMP)) == last
+    assert trainer.prepare_output_dir(output_dir, dict(STAMP)) == last
     assert not partial.exists()
     assert first.exists() and last.exists()
-    assert read_json(output_dir / train.RUN_FINGERPRINT) == STAMP
+    assert read_json(output_dir / trainer.RUN_FINGERPRINT) == STAMP
 
 
 def test_prepare_output_dir_with_only_a_partial_checkpoint_starts_clean(tmp_path: Path) -> None:
     output_dir = tmp_path / "checkpoints"
-    train.prepare_output_dir(output_dir, STAMP)
+    trainer.prepare_output_dir(output_dir, STAMP)
     partial = make_checkpoint(output_dir, 4, complete=False)
-    assert train.prepare_output_dir(output_dir, STAMP) is None
+    assert trainer.prepare_output_dir(output_dir, STAMP) is None
     assert not partial.exists()
-    assert read_json(output_dir / train.RUN_FINGERPRINT) == STAMP
+    assert read_json(output_dir / trainer.RUN_FINGERPRINT) == STAMP
 
 
 @pytest.mark.parametrize("changed", ["params", "train_data", "val_data"])
 def test_prepare_output_dir_wipes_on_a_new_fingerprint(tmp_path: Path, changed: str) -> None:
     output_dir = tmp_path / "checkpoints"
-    train.prepare_output_dir(output_dir, STAMP)
+    trainer.prepare_output_dir(output_dir, STAMP)
     make_checkpoint(output_dir, 4)
     (output_dir / "stray.txt").write_text("left over")
     new = {**STAMP, changed: "other"}
-    assert train.prepare_output_dir(output_dir, new) is None
-    assert sorted(p.name for p in output_dir.iterdir()) == [train.RUN_FINGERPRINT]
-    assert read_json(output_dir / train.RUN_FINGERPRINT) == new
+    assert trainer.prepare_output_dir(output_dir, new) is None
+    assert sorted(p.name for p in output_dir.iterdir()) == [trainer.RUN_FINGERPRINT]
+    assert read_json(output_dir / trainer.RUN_FINGERPRINT) == new
 
 
 def test_prepare_output_dir_without_a_stamp_wipes(tmp_path: Path) -> None:
     """Checkpoints of unknown provenance (no fingerprint.json) are never resumed from."""
     output_dir = tmp_path / "checkpoints"
     make_checkpoint(output_dir, 4)
-    assert train.prepare_output_dir(output_dir, STAMP) is None
+    assert trainer.prepare_output_dir(output_dir, STAMP) is None
     assert not (output_dir / "checkpoint-4").exists()
 
 
@@ -251,7 +258,7 @@ def test_choose_never_picks_the_base_or_the_fewshot_baseline() -> None:
     reports = [report("base", 0.9), fewshot, report("checkpoint-4", 0.1)]
     selected, _ = choose(reports, RULES)
     assert selected["model"] == "checkpoint-4"
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(StageError, match="no checkpoint"):
         choose([report("base", 0.9)], RULES)
 
 
@@ -452,16 +459,16 @@ def test_plot_rows_start_at_step_zero(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_unknown_embedded_model_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown embedded model 'embedded:foo'") as info:
-        base.materialise("embedded:foo", None, tmp_path / "base")
-    for known in base.EMBEDDED:
+    with pytest.raises(StageError, match="unknown embedded model 'embedded:foo'") as info:
+        base_model.materialise("embedded:foo", None, tmp_path / "base")
+    for known in base_model.EMBEDDED:
         assert known in str(info.value)
 
 
 @pytest.mark.parametrize("model", ["no-such-model", "no/such/model"])
 def test_neither_a_dir_nor_a_hub_id(tmp_path: Path, model: str) -> None:
-    with pytest.raises(ValueError, match="neither a directory nor a hub id"):
-        base.materialise(model, None, tmp_path / "base")
+    with pytest.raises(StageError, match="neither a directory nor a hub id"):
+        base_model.materialise(model, None, tmp_path / "base")
 
 
 def test_local_dir_without_safetensors_is_refused(tmp_path: Path) -> None:
@@ -469,15 +476,15 @@ def test_local_dir_without_safetensors_is_refused(tmp_path: Path) -> None:
     source.mkdir()
     (source / "config.json").write_text("{}")
     (source / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(FileNotFoundError, match="safetensors"):
-        base.materialise(str(source), None, tmp_path / "base")
+    with pytest.raises(StageError, match="safetensors"):
+        base_model.materialise(str(source), None, tmp_path / "base")
 
 
 def test_local_model_is_resaved_as_safetensors(tmp_path: Path, tiny_model_dir: Path) -> None:
     out_dir = tmp_path / "models" / "base"
     out_dir.mkdir(parents=True)
     (out_dir / "stale.bin").write_bytes(b"from an earlier run")
-    message = base.materialise(str(tiny_model_dir), None, out_dir)
+    message = base_model.materialise(str(tiny_model_dir), None, out_dir)
     assert str(tiny_model_dir) in message
     assert not (out_dir / "stale.bin").exists()
     assert list(out_dir.glob("*.safetensors"))
@@ -520,7 +527,7 @@ def test_a_stage_with_a_bad_param_exits_naming_the_key(
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(yaml.safe_dump({"train": {"lora_r": 0}}))
     with pytest.raises(SystemExit) as info:
-        run_stage("train", train.main)
+        run_stage("train", train_stage.main)
     message = str(info.value.code)
     assert message.startswith("train failed: ")
     assert "train.lora_r" in message
@@ -561,12 +568,12 @@ def test_the_guard_names_the_step_and_the_last_good_checkpoint(tmp_path: Path) -
 def test_the_spike_threshold_does_not_invalidate_checkpoints(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(train, "file_hash", lambda path: "same data")
+    monkeypatch.setattr(trainer, "file_hash", lambda path: "same data")
     base = parse_params({})
     changed = parse_params({"train": {"max_loss_spike": 10.0}})
     lr = parse_params({"train": {"learning_rate": 1e-4}})
-    assert train.fingerprint(base)["params"] == train.fingerprint(changed)["params"]
-    assert train.fingerprint(base)["params"] != train.fingerprint(lr)["params"]
+    assert trainer.fingerprint(base)["params"] == trainer.fingerprint(changed)["params"]
+    assert trainer.fingerprint(base)["params"] != trainer.fingerprint(lr)["params"]
 
 
 def test_the_guard_stops_a_real_training_run(project: Path, tmp_path: Path) -> None:
@@ -575,7 +582,7 @@ def test_the_guard_stops_a_real_training_run(project: Path, tmp_path: Path) -> N
     out = tmp_path / "run"
     rows = read_jsonl(Path("data/splits/train.jsonl"))
     guard = guards.LossGuard(out, max_spike=0.5)
-    trainer = train.build_trainer(
+    sft_trainer = trainer.build_trainer(
         parse_params(yaml.safe_load(Path("params.yaml").read_text())),
         rows,
         read_jsonl(Path("data/splits/val.jsonl")),
@@ -588,5 +595,5 @@ def test_the_guard_stops_a_real_training_run(project: Path, tmp_path: Path) -> N
     )
     # step 6 is logged before it is saved: the last good checkpoint is step 3
     with pytest.raises(StageError, match=r"step 6: loss .* checkpoint: checkpoint-3\."):
-        trainer.train()
+        sft_trainer.train()
     assert len(guard.history) == 5

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from {{cookiecutter.module_name}}.suites import (
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.evaluation.suites import (
     CHECK_FIELDS,
     CHECKS,
     check_instruction,
@@ -138,14 +139,14 @@ def test_all_checks_must_pass() -> None:
 
 
 def test_unknown_check_type_raises() -> None:
-    with pytest.raises(ValueError, match="no_emojis"):
+    with pytest.raises(StageError, match="no_emojis"):
         check_instruction("hi", [{"type": "no_emojis"}])
-    with pytest.raises(ValueError, match="None"):
+    with pytest.raises(StageError, match="None"):
         failed_checks("hi", [{"value": 3}])
 
 
 def test_missing_check_field_raises() -> None:
-    with pytest.raises(ValueError, match=r"max_words.*value"):
+    with pytest.raises(StageError, match=r"max_words.*value"):
         validate_checks([{"type": "max_words"}])
 
 
@@ -164,7 +165,7 @@ def test_load_suite_reads_objects_and_skips_blank_lines(tmp_path: Path) -> None:
 def test_load_suite_error_names_file_and_line(tmp_path: Path, bad_line: str) -> None:
     path = tmp_path / "broken.jsonl"
     path.write_text('{"id": "a"}\n\n' + bad_line + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"broken\.jsonl:3") as info:
+    with pytest.raises(StageError, match=r"broken\.jsonl:3") as info:
         load_suite(path)
     assert str(path) in str(info.value)
 

@@ -1,20 +1,16 @@
-"""Entry-point wrapper: errors meant for people end the stage with one clear line, not a
-traceback; anything unexpected still raises with its full context."""
+"""Entry-point wrapper for the stages: a StageError (something the user must fix) ends the stage
+with one clear line; anything else is a bug and raises with its full traceback."""
 
 import logging
 import sys
 from collections.abc import Callable
 
-from .params import ParamsError
-
-
-class StageError(RuntimeError):
-    """A stage found a problem the user must fix; the message says what and where."""
+from .errors import StageError
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
     logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s")
     try:
         main()
-    except (ParamsError, StageError, FileNotFoundError, ValueError) as error:
+    except StageError as error:
         sys.exit(f"{name} failed: {error}")

@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import StageError
 from .paths import PARAMS
 
 
@@ -271,7 +272,7 @@ class Params(Section):
         return self
 
 
-class ParamsError(ValueError):
+class ParamsError(StageError):
     """params.yaml is missing, unreadable or fails the schema; the message names the key."""
 
 

@@ -4,12 +4,14 @@ tests/test_dvc_yaml.py checks that the two agree)."""
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+ACCELERATE_CONFIG = Path("accelerate.yaml")
 
 RAW_DIR = Path("data/raw")
 SUITES_DIR = Path("data/suites")
 GENERAL_QA_SUITE = SUITES_DIR / "general_qa.jsonl"
 INSTRUCTION_SUITE = SUITES_DIR / "instruction_follow.jsonl"
 REPLAY = Path("data/replay/general_instructions.jsonl")
+LM_EVAL_TASKS_DIR = Path("data/lm_eval")
 
 CURATED_DIR = Path("data/curated")
 CURATED = CURATED_DIR / "train_pool.jsonl"
@@ -24,9 +26,11 @@ TEST_SPLIT = SPLITS_DIR / "test.jsonl"
 BASE_MODEL_DIR = Path("models/base")
 CHECKPOINTS_DIR = Path("models/checkpoints")
 DPO_DIR = Path("models/dpo")
+DPO_DISABLED_MARKER = DPO_DIR / "disabled.json"
 SELECTED_DIR = Path("models/selected")
 
 REPORTS_DIR = Path("reports")
+PARAMS_CHECK = REPORTS_DIR / "params_check.json"
 CURATE_REPORT = REPORTS_DIR / "curate.json"
 TOKEN_PLOT_DATA = REPORTS_DIR / "token_lengths.json"
 FIGURES_DIR = REPORTS_DIR / "figures"
@@ -34,8 +38,11 @@ TOKEN_PLOT = FIGURES_DIR / "token_lengths.png"
 DATA_REPORT = REPORTS_DIR / "data.md"
 SPLIT_REPORT = REPORTS_DIR / "split.json"
 SMOKE_REPORT = REPORTS_DIR / "smoke.json"
+SMOKE_PASSED = REPORTS_DIR / "smoke_passed.json"
 TRAIN_LOG_DIR = REPORTS_DIR / "train"
+TRAIN_STATS = TRAIN_LOG_DIR / "stats.json"
 DPO_LOG_DIR = REPORTS_DIR / "dpo"
+DPO_STATS = DPO_LOG_DIR / "stats.json"
 EVAL_DIR = REPORTS_DIR / "eval"
 EVAL_PLOT = REPORTS_DIR / "eval_by_step.json"
 METRICS = REPORTS_DIR / "metrics.json"
@@ -43,3 +50,8 @@ REPORT_MD = REPORTS_DIR / "report.md"
 REPORT_HTML = REPORTS_DIR / "report.html"
 LOSS_FIGURE = FIGURES_DIR / "loss_curves.png"
 METRICS_FIGURE = FIGURES_DIR / "metrics_by_step.png"
+
+# Local caches: not DVC outputs, safe to delete (they only save time).
+CACHE_DIR = Path(".cache")
+EVAL_CACHE_DIR = CACHE_DIR / "eval"
+LM_EVAL_CACHE_DIR = CACHE_DIR / "lm_eval"

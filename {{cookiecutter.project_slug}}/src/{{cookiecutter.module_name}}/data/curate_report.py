@@ -1,0 +1,175 @@
+"""What `curate` reports: counts and examples (reports/curate.json), token-length statistics,
+the histogram for `dvc plots` and its image, and the seeds' dataset-size advice."""
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .curation import Decisions
+
+EXAMPLES_PER_REASON = 3
+CLUSTER_EXAMPLES = 5
+
+
+def size_advice(n_rows: int) -> str:
+    """The seeds' dataset-size rule of thumb."""
+    if n_rows < 100:
+        return "under 100 examples: consider few-shot prompting instead of fine-tuning"
+    if n_rows < 1000:
+        return "100-1,000 examples: LoRA SFT works; watch val loss for overfitting"
+    if n_rows < 10000:
+        return "1,000-10,000 examples: the sweet spot for LoRA SFT"
+    return "10,000+ examples: consider SFT + DPO or full fine-tuning"
+
+
+def token_histogram(lengths: list[int], max_tokens: int | None, bins: int = 16) -> list[dict]:
+    """Rows per token-length bin, for `dvc plots`; bins are max_tokens/bins wide."""
+    if not lengths:
+        return []
+    width = max(1, -(-(max_tokens or max(lengths)) // bins))
+    counts = Counter(length // width for length in lengths)
+    return [
+        {
+            "tokens": f"{b * width:>5}-{(b + 1) * width - 1}",
+            "rows": counts.get(b, 0),
+            "over_max": bool(max_tokens is not None and b * width >= max_tokens),
+        }
+        for b in range(max(counts) + 1)
+    ]
+
+
+def token_stats(lengths: list[int], max_tokens: int | None) -> dict[str, Any]:
+    if not lengths:
+        return {"rows": 0}
+    values = np.asarray(lengths)
+    over = int((values > max_tokens).sum()) if max_tokens else 0
+    return {
+        "rows": len(lengths),
+        "max_tokens": max_tokens,
+        "mean": round(float(values.mean()), 1),
+        "p50": int(np.percentile(values, 50)),
+        "p95": int(np.percentile(values, 95)),
+        "max": int(values.max()),
+        "over_max": over,
+        "over_max_share": round(over / len(lengths), 4),
+    }
+
+
+def plot_token_lengths(lengths: list[int], max_tokens: int | None, path: Path) -> None:
+    """A histogram of row lengths with the max_length line: what truncation would cut."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
+    ax.hist(lengths, bins=40, color="#4C72B0")
+    if max_tokens:
+        ax.axvline(max_tokens, color="#C44E52", linestyle="--", label=f"max_tokens {max_tokens}")
+        ax.legend()
+    ax.set_xlabel("tokens per row (chat template applied)")
+    ax.set_ylabel("rows")
+    ax.set_title("Token lengths of valid rows")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+class ReportBuilder:
+    """Counts and examples collected while pass 2 streams the records out: `add` is called
+    once per row, in row order, so the n-th call is row index n of the decisions."""
+
+    def __init__(self, decisions: "Decisions", reason_details: dict[str, str]) -> None:
+        self.decisions = decisions
+        self.reason_details = reason_details
+        self.position = -1
+        # rows that near duplicates point at: the only kept rows whose text a cluster shows
+        self.near_kept = {
+            first for kind, first, _ in decisions.duplicate_of.values() if kind == "near"
+        }
+        self.counts: Counter = Counter()
+        self.reasons: Counter = Counter()
+        self.examples: dict[str, list[dict]] = {}
+        self.clusters: dict[str, dict] = {}
+        self.snippets: dict[str, str] = {}
+        self.conflicts = 0
+        self.conflict_examples: list[dict] = []
+
+    def add(self, kind: str, record: dict) -> None:
+        self.position += 1
+        self.counts[kind] += 1
+        if kind == "quarantined":
+            self.reasons[record["reason"]] += 1
+            shown = self.examples.setdefault(record["reason"], [])
+            if len(shown) < EXAMPLES_PER_REASON:
+                shown.append(
+                    {k: record[k] for k in ("file", "line")} | {"raw": abridge(record["raw"])}
+                )
+        elif kind in ("kept", "preference"):
+            if self.position in self.near_kept:
+                self.snippets[record["source"]] = snippet(record)
+        elif kind == "duplicate" and record["kind"] == "near":
+            first = record["duplicate_of"]
+            if not record["same_target"]:
+                self.conflicts += 1
+                if len(self.conflict_examples) < CLUSTER_EXAMPLES:
+                    self.conflict_examples.append(
+                        {k: record[k] for k in ("source", "duplicate_of", "similarity")}
+                    )
+            if first in self.clusters or len(self.clusters) < CLUSTER_EXAMPLES:
+                cluster = self.clusters.setdefault(
+                    first, {"kept": first, "text": self.snippets.get(first, ""), "removed": []}
+                )
+                if len(cluster["removed"]) < 3:
+                    cluster["removed"].append(
+                        {k: record[k] for k in ("source", "similarity", "same_target")}
+                    )
+
+    def report(self, max_tokens: int | None, max_reject_fraction: float) -> dict[str, Any]:
+        d = self.decisions
+        dup_kinds = Counter(kind for kind, _, _ in d.duplicate_of.values())
+        kept = self.counts["kept"] + self.counts["preference"]
+        quarantined = self.counts["quarantined"]
+        lengths = list(d.tokens.values())
+        return {
+            "rows_in": d.rows_in,
+            "kept": kept,
+            "kept_sft": self.counts["kept"],
+            "kept_preference": self.counts["preference"],
+            "quarantined": quarantined,
+            "duplicates": {"exact": dup_kinds["exact"], "near": dup_kinds["near"]},
+            "reasons": dict(sorted(self.reasons.items())),
+            "reason_details": {
+                code: self.reason_details.get(code, "") for code in sorted(self.reasons)
+            },
+            "reject_fraction": round(quarantined / max(d.rows_in, 1), 4),
+            "max_reject_fraction": max_reject_fraction,
+            "formats": dict(sorted(d.formats.items())),
+            "format_audit": dict(sorted(d.format_flags.items())),
+            "format_audit_share": round(sum(d.format_flags.values()) / max(d.rows_in, 1), 4),
+            "groups": len(set(d.group_of.values())),
+            "tokens": token_stats(lengths, max_tokens),
+            "size_advice": size_advice(self.counts["kept"]),
+            "examples": self.examples,
+            "near_duplicate_examples": list(self.clusters.values()),
+            # near copies whose answer differs from the kept row's: label noise to review
+            "near_duplicate_conflicts": self.conflicts,
+            "near_duplicate_conflict_examples": self.conflict_examples,
+        }
+
+
+def abridge(text: str, head: int = 60, tail: int = 140) -> str:
+    """Start and end of a long line: rows share their start (the system prompt) and usually
+    go wrong at the end (the target)."""
+    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
+
+
+def snippet(record: dict, limit: int = 160) -> str:
+    turns = record["prompt"] + record.get("completion", record.get("chosen", []))
+    text = " | ".join(m["content"] for m in turns if m["role"] != "system")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,508 @@
+"""Stage `curate`: every raw row is kept, quarantined with a reason, or removed as a duplicate.
+
+Two streaming passes over data/raw/*.jsonl, so memory holds per-row decisions and MinHash
+signatures, never the data set's text:
+1. decide: parse, check the file format's schema and the chat schema, audit JSON targets,
+   apply the quality filters, count tokens with the base model's tokenizer, drop exact
+   duplicates, and sign each surviving row for near-duplicate clustering;
+2. write: the kept rows (TRL prompt/completion form) to data/curated/, every rejected line
+   verbatim with file, line and reason to data/quarantine.jsonl, every duplicate with the row it
+   duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json, where
+   rows_in == kept + quarantined + duplicates always holds.
+"""
+
+import json
+import multiprocessing
+import os
+from array import array
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..errors import StageError
+from ..io import iter_lines
+from ..params import CurateParams, TaskParams
+from ..paths import (
+    BASE_MODEL_DIR,
+)
+from . import dedup
+from .chat import Messages, to_prompt_completion
+from .formats import (
+    FORMAT_REASONS,
+    ROW_SCHEMAS,
+    Format,
+    detect_format,
+    metadata,
+    rejected_turns,
+    to_messages,
+)
+from .quality import QUALITY_REASONS, allowed_scripts, dominant_script, quality_reason
+from .schemas import CHAT_SCHEMA, REASONS, first_failures, target_schema
+from .textnorm import content_text, exact_key, normalise, prompt_text
+
+CHUNK_ROWS = 4096
+PARALLEL_MIN_BYTES = 8 << 20  # below ~10k rows, starting worker processes costs more than it saves
+MAX_WORKERS = 4
+
+PARSE_REASONS = {
+    "not_utf8": "the line is not valid UTF-8",
+    "not_json": "the line is not valid JSON",
+    "not_json_object": "the line is JSON but not an object",
+}
+LENGTH_REASONS = {
+    "too_long": "the row is longer than curate.max_tokens (default train.max_length) tokens: "
+    "truncation would cut the target",
+}
+ALL_REASONS = {**PARSE_REASONS, **FORMAT_REASONS, **REASONS, **QUALITY_REASONS, **LENGTH_REASONS}
+
+TokenCounter = Callable[[list[Messages]], list[int]]
+RawLine = tuple[str, int, bytes]
+
+
+def parse_line(data: bytes) -> tuple[Any, str | None]:
+    """Decode one raw line into a JSON object, or give the reason it can't be."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not_utf8"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None, "not_json"
+    if not isinstance(obj, dict):
+        return None, "not_json_object"
+    return obj, None
+
+
+@dataclass
+class Decisions:
+    """Pass 1's verdict on every row, by row index (the order rows were read)."""
+
+    formats: dict[str, Format] = field(default_factory=dict)
+    reasons: dict[int, str] = field(default_factory=dict)
+    duplicate_of: dict[int, tuple[str, int, float]] = field(default_factory=dict)
+    group_of: dict[int, int] = field(default_factory=dict)
+    tokens: dict[int, int] = field(default_factory=dict)
+    format_flags: Counter = field(default_factory=Counter)
+    ids: dict[int, str] = field(default_factory=dict)  # content-hash id of each unique row
+    rows_in: int = 0
+
+
+@dataclass
+class ChunkVerdict:
+    """What pass 1 finds in one chunk of a file; positions are offsets within the chunk."""
+
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    format_flags: Counter = field(default_factory=Counter)
+    tokens: list[tuple[int, int]] = field(default_factory=list)
+    survivors: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    scripts: list[tuple[str | None, str | None]] = field(default_factory=list)  # prompt, target
+    signatures: np.ndarray | None = None
+
+
+def screen(items: list, schema, column: str, value_of, verdict: ChunkVerdict) -> list:
+    """Reject the items (tuples starting with the offset) whose value fails `schema`, under the
+    first failing check; return the rest."""
+    if not items:
+        return items
+    failures = first_failures(schema, pd.DataFrame({column: [value_of(item) for item in items]}))
+    verdict.rejected += [(items[position][0], reason) for position, reason in failures.items()]
+    return [item for k, item in enumerate(items) if k not in failures]
+
+
+def screen_chunk(
+    chunk: list[bytes],
+    fmt: Format,
+    task: TaskParams,
+    cfg: CurateParams,
+    count_tokens: TokenCounter | None,
+    max_tokens: int | None,
+) -> ChunkVerdict:
+    """Pass 1 on one chunk: every check that needs only the row itself, then the exact-dup key
+    and the MinHash signature of each surviving row. Pure, so chunks can run in parallel."""
+    verdict = ChunkVerdict()
+    objects = []
+    for offset, data in enumerate(chunk):
+        obj, reason = parse_line(data)
+        if reason:
+            verdict.rejected.append((offset, reason))
+        else:
+            objects.append((offset, obj))
+    objects = screen(objects, ROW_SCHEMAS[fmt], "row", lambda item: item[1], verdict)
+    chats = [(i, to_messages(obj, fmt), obj) for i, obj in objects]
+    chats = screen(chats, CHAT_SCHEMA, "messages", lambda item: item[1], verdict)
+    if fmt == "preference":
+        chats = screen(
+            chats, CHAT_SCHEMA, "messages", lambda x: x[1][:-1] + rejected_turns(x[2]), verdict
+        )
+    if task.target_format == "json" and chats:
+        targets = pd.DataFrame({"target": [m[-1]["content"] for _, m, _ in chats]})
+        audit = first_failures(target_schema(task.fields), targets)
+        verdict.format_flags.update(audit.values())
+        if cfg.format_audit == "quarantine":
+            verdict.rejected += [(chats[k][0], reason) for k, reason in audit.items()]
+            chats = [item for k, item in enumerate(chats) if k not in audit]
+    survivors = []
+    for i, messages, obj in chats:
+        reason = quality_reason(messages, cfg.quality)
+        if reason:
+            verdict.rejected.append((i, reason))
+        else:
+            survivors.append((i, messages, obj))
+    if count_tokens is not None and survivors:
+        lengths = count_tokens([m for _, m, _ in survivors])
+        if fmt == "preference":
+            rejected = count_tokens([m[:-1] + rejected_turns(obj) for _, m, obj in survivors])
+            lengths = [max(a, b) for a, b in zip(lengths, rejected, strict=True)]
+        fitting = []
+        for item, length in zip(survivors, lengths, strict=True):
+            verdict.tokens.append((item[0], length))
+            if max_tokens is not None and length > max_tokens:
+                verdict.rejected.append((item[0], "too_long"))
+            else:
+                fitting.append(item)
+        survivors = fitting
+    for i, messages, _ in survivors:
+        verdict.survivors.append(i)
+        verdict.keys.append(exact_key(messages))
+        verdict.scripts.append(
+            (dominant_script(prompt_text(messages)), dominant_script(messages[-1]["content"]))
+        )
+    verdict.signatures = dedup.signatures([content_text(m) for _, m, _ in survivors], cfg.num_perm)
+    return verdict
+
+
+def file_format(file: str, chunk: list[bytes], cfg: CurateParams) -> Format:
+    """The format set in curate.formats for this file name, else the one its rows show."""
+    if fmt := cfg.formats.get(Path(file).name):
+        return fmt
+    parsed = (parse_line(data)[0] for data in chunk)
+    fmt = detect_format(obj for obj in parsed if obj is not None)
+    if fmt is None:
+        raise StageError(
+            f"{file}: no row is in a known format (chat `messages`, prompt/completion, "
+            "instruction/input/output, prompt/chosen/rejected); fix the file or set its "
+            "format in curate.formats"
+        )
+    return fmt
+
+
+class Curator:
+    """Pass 1: feed it every file's lines, in order; `finish()` returns the decisions.
+
+    Chunks are screened by `screen_chunk` (in worker processes when given a `pool`) and merged
+    here in file order, so exact duplicates always point at the first occurrence. Preference
+    pairs are deduplicated among themselves only: a pair whose prompt is also an SFT row's is
+    legitimate (the pair says which answer is better), not a copy of that row."""
+
+    def __init__(
+        self,
+        task: TaskParams,
+        curate: CurateParams,
+        count_tokens: TokenCounter | None = None,
+        max_tokens: int | None = None,
+        pool=None,
+    ) -> None:
+        self.task, self.cfg = task, curate
+        self.count_tokens, self.max_tokens = count_tokens, max_tokens
+        self.pool = pool
+        self.decisions = Decisions()
+        self.first_of_key: dict[tuple[bool, str], int] = {}  # (is a preference pair, key)
+        self.candidates = array("q")
+        self.scripts: list[tuple[str | None, str | None]] = []
+        self.is_preference: list[bool] = []  # per candidate: its dedup pool
+        self.sig_chunks: list[np.ndarray] = []
+
+    def add_file(self, file: str, lines: Iterable[tuple[int, bytes]], progress=None) -> None:
+        iterator = (data for _, data in lines)
+        first = list(islice(iterator, CHUNK_ROWS))
+        if not first:
+            return
+        fmt = file_format(file, first, self.cfg)
+        self.decisions.formats[file] = fmt
+        chunks = chain([first], iter(lambda: list(islice(iterator, CHUNK_ROWS)), []))
+        args = (fmt, self.task, self.cfg)
+        if self.pool is None:
+            verdicts = (
+                (c, screen_chunk(c, *args, self.count_tokens, self.max_tokens)) for c in chunks
+            )
+        else:
+            verdicts = ordered_map(self.pool, chunks, args + (self.max_tokens,))
+        for chunk, verdict in verdicts:
+            self._merge(len(chunk), verdict, fmt == "preference")
+            if progress is not None:
+                progress(sum(len(data) + 1 for data in chunk))
+
+    def _merge(self, size: int, verdict: ChunkVerdict, preference: bool = False) -> None:
+        d = self.decisions
+        start = d.rows_in
+        d.rows_in += size
+        for offset, reason in verdict.rejected:
+            d.reasons[start + offset] = reason
+        for offset, length in verdict.tokens:
+            d.tokens[start + offset] = length
+        d.format_flags.update(verdict.format_flags)
+        unique = []
+        for k, (offset, key) in enumerate(zip(verdict.survivors, verdict.keys, strict=True)):
+            first = self.first_of_key.setdefault((preference, key), start + offset)
+            if first != start + offset:
+                d.duplicate_of[start + offset] = ("exact", first, 1.0)
+                continue
+            unique.append(k)
+            d.ids[start + offset] = key[:16]
+            self.candidates.append(start + offset)
+            self.scripts.append(verdict.scripts[k])
+            self.is_preference.append(preference)
+        self.sig_chunks.append(verdict.signatures[unique])
+
+    def _cluster(self, rows: list[int], sigs: np.ndarray) -> None:
+        """Near duplicates and groups among `rows` (row indices, `sigs` their signatures)."""
+        clusters = dedup.cluster(sigs, self.cfg.near_dup_threshold, self.cfg.group_threshold)
+        d = self.decisions
+        for k, (root, similarity) in clusters.duplicate_of.items():
+            d.duplicate_of[rows[k]] = ("near", rows[root], similarity)
+        for k, root in enumerate(clusters.group_of):
+            if k not in clusters.duplicate_of:
+                d.group_of[rows[k]] = rows[root]
+
+    def finish(self) -> Decisions:
+        """Drop script outliers, then cluster the survivors into near duplicates and groups."""
+        seen = Counter(script for pair in self.scripts for script in pair if script)
+        allowed = allowed_scripts(seen, self.cfg.quality.scripts)
+        keep = []
+        for k, (i, pair) in enumerate(zip(self.candidates, self.scripts, strict=True)):
+            if any(script is not None and script not in allowed for script in pair):
+                self.decisions.reasons[i] = "charset_outlier"
+            else:
+                keep.append(k)
+        rows = [self.candidates[k] for k in keep]
+        if self.sig_chunks:
+            sigs = np.concatenate(self.sig_chunks)[keep]
+        else:
+            sigs = np.empty((0, self.cfg.num_perm), dtype=np.uint32)
+        for pool in (False, True):  # SFT rows, then preference pairs: never compared
+            members = [k for k, kept in enumerate(keep) if self.is_preference[kept] == pool]
+            self._cluster([rows[k] for k in members], sigs[members])
+        d = self.decisions
+        # an exact duplicate of a row that turned out to be a near duplicate points at the
+        # row its cluster keeps
+        for i, (kind, first, similarity) in list(d.duplicate_of.items()):
+            if kind == "exact" and first in d.duplicate_of:
+                d.duplicate_of[i] = (kind, d.duplicate_of[first][1], similarity)
+        return d
+
+
+# ---------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(base_dir: str | None) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
+    _WORKER["count"] = tokenizer_counter(Path(base_dir)) if base_dir else None
+
+
+def _screen_in_worker(chunk: list[bytes], args: tuple) -> ChunkVerdict:
+    fmt, task, cfg, max_tokens = args
+    return screen_chunk(chunk, fmt, task, cfg, _WORKER["count"], max_tokens)
+
+
+def ordered_map(pool, chunks: Iterator[list[bytes]], args: tuple, window: int = 4):
+    """(chunk, verdict) in input order, with at most `window` chunks in flight, so a large
+    file is never read into memory ahead of the workers."""
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append((chunk, pool.apply_async(_screen_in_worker, (chunk, args))))
+        if len(pending) >= window:
+            chunk, result = pending.popleft()
+            yield chunk, result.get()
+    while pending:
+        chunk, result = pending.popleft()
+        yield chunk, result.get()
+
+
+def worker_pool(processes: int, base_dir: Path | None):
+    """A process pool whose workers each load the tokenizer once."""
+    import transformers  # noqa: F401  (imported once here, inherited by forked workers)
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return context.Pool(processes, _init_worker, (str(base_dir) if base_dir else None,))
+
+
+@dataclass
+class CurateResult:
+    """Pass 2's output, in memory (the stage streams the same records to files)."""
+
+    kept: list[dict] = field(default_factory=list)
+    preferences: list[dict] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
+    decisions: Decisions = field(default_factory=Decisions)
+
+    @property
+    def rows_in(self) -> int:
+        return self.decisions.rows_in
+
+
+def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, dict]]:
+    """Pass 2: re-read the same lines in the same order and yield (kind, record) for each,
+    kind being kept, preference, quarantined or duplicate."""
+    referenced = {first for _, first, _ in decisions.duplicate_of.values()}
+    sources: dict[int, str] = {}
+    targets: dict[int, str] = {}  # normalised target of each row a duplicate points at
+    for index, (file, line, data) in enumerate(lines):
+        source = f"{file}:{line}"
+        fmt = decisions.formats[file]
+        reason = decisions.reasons.get(index)
+        duplicate = decisions.duplicate_of.get(index)
+        # parse the row once, and only when something below reads it
+        needs_row = index in referenced or (
+            reason is None and (duplicate is None or duplicate[0] == "near")
+        )
+        if needs_row:
+            obj = json.loads(data)
+            messages = to_messages(obj, fmt)
+        if index in referenced:
+            sources[index] = source
+            targets[index] = normalise(messages[-1]["content"])
+        if reason is not None:
+            yield "quarantined", quarantine_record(file, line, data, reason)
+            continue
+        if duplicate is not None:
+            kind, first, similarity = duplicate
+            record = {
+                "source": source,
+                "kind": kind,
+                "duplicate_of": sources[first],
+                "similarity": round(similarity, 4),
+            }
+            if kind == "near":  # a near copy that answers differently is a label conflict
+                record["same_target"] = normalise(messages[-1]["content"]) == targets[first]
+            yield "duplicate", record
+            continue
+        record: dict[str, Any] = {"id": decisions.ids[index]}
+        if fmt == "preference":
+            record |= {
+                "prompt": messages[:-1],
+                "chosen": messages[-1:],
+                "rejected": rejected_turns(obj),
+            }
+        else:
+            record |= to_prompt_completion(messages)
+        record |= {"source": source, "group": decisions.ids[decisions.group_of.get(index, index)]}
+        if index in decisions.tokens:
+            record["tokens"] = decisions.tokens[index]
+        if meta := metadata(obj, fmt):
+            record["meta"] = meta
+        yield ("preference" if fmt == "preference" else "kept"), record
+
+
+def quarantine_record(file: str, line: int, data: bytes, reason: str) -> dict:
+    return {
+        "file": file,
+        "line": line,
+        "reason": reason,
+        "detail": ALL_REASONS.get(reason, ""),
+        "raw": data.decode("utf-8", errors="replace"),
+    }
+
+
+def curate_rows(
+    rows: list[RawLine],
+    task: TaskParams,
+    curate: CurateParams,
+    count_tokens: TokenCounter | None = None,
+    max_tokens: int | None = None,
+) -> CurateResult:
+    """Both passes in memory, for tests and small data: (file, line, bytes) triples in."""
+    curator = Curator(task, curate, count_tokens, max_tokens)
+    by_file: dict[str, list[tuple[int, bytes]]] = {}
+    for file, line, data in rows:
+        by_file.setdefault(file, []).append((line, data))
+    ordered = [(file, line, data) for file, lines in by_file.items() for line, data in lines]
+    for file, lines in by_file.items():
+        curator.add_file(file, lines)
+    result = CurateResult(decisions=curator.finish())
+    buckets = {
+        "kept": result.kept,
+        "preference": result.preferences,
+        "quarantined": result.quarantined,
+        "duplicate": result.duplicates,
+    }
+    for kind, record in emit(ordered, result.decisions):
+        buckets[kind].append(record)
+    return result
+
+
+def raw_files(raw_dir: Path) -> list[Path]:
+    files = sorted(raw_dir.glob("*.jsonl"))
+    if not files:
+        raise StageError(f"no *.jsonl files in {raw_dir}/: add your training data there")
+    empty = [str(path) for path in files if not any(True for _ in iter_lines(path))]
+    if empty:
+        raise StageError(f"{', '.join(empty)}: no rows (the file is empty); remove or fill it")
+    return files
+
+
+def read_raw(raw_dir: Path) -> list[RawLine]:
+    """Every non-blank line of every raw file, in file then line order."""
+    return [
+        (str(path), line, data) for path in raw_files(raw_dir) for line, data in iter_lines(path)
+    ]
+
+
+class JsonlWriters:
+    """One open JSONL file per output kind, written as pass 2 streams."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.handles = {}
+        for kind, path in paths.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handles[kind] = path.open("w", encoding="utf-8")
+
+    def write(self, kind: str, record: dict) -> None:
+        self.handles[kind].write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+
+
+def stream_raw(files: list[Path]) -> Iterator[RawLine]:
+    for path in files:
+        for line, data in iter_lines(path):
+            yield str(path), line, data
+
+
+def tokenizer_counter(base_dir: Path = BASE_MODEL_DIR) -> TokenCounter:
+    """Token counts of rows as TRL will see them: the chat template, then the tokenizer."""
+    from ..training.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(base_dir)
+    # the Rust tokenizer's batch call without offsets: same ids, less work
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    fast = getattr(backend, "encode_batch_fast", None)
+
+    def count(chats: list[Messages]) -> list[int]:
+        texts = tokenizer.apply_chat_template(chats, tokenize=False)
+        if fast is not None:
+            return [len(encoding.ids) for encoding in fast(texts, add_special_tokens=False)]
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    return count
+
+
+def check_files(files: list[Path], curator: Curator, total_bytes: int) -> Decisions:
+    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="curate: check") as bar:
+        for path in files:
+            curator.add_file(str(path), iter_lines(path), bar.update)
+    return curator.finish()

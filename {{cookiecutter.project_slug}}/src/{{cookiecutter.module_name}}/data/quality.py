@@ -1,0 +1,84 @@
+"""Quality filters: rows that are valid but would teach the model the wrong thing.
+
+Each filter returns a reason code or None; `quality_reason` gives the first that fires. The
+thresholds come from `curate.quality` in params.yaml.
+"""
+
+import re
+import unicodedata
+from collections import Counter
+
+from ..params import QualityParams
+from .chat import Messages
+from .textnorm import ngrams, prompt_text, words
+
+# Mojibake (UTF-8 read as Latin-1/CP-1252), the replacement character, and control characters
+# other than tab/newline: text that was damaged on its way into the data set.
+BROKEN = re.compile(r"\ufffd|Ã[\x80-\xbf]|â€|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+QUALITY_REASONS = {
+    "target_too_short": "the target is shorter than curate.quality.min_target_chars",
+    "target_too_long": "the target is longer than curate.quality.max_target_chars",
+    "repetitive_target": "the target repeats itself (share of repeated word 3-grams above "
+    "curate.quality.max_repetition)",
+    "target_copies_prompt": "the target mostly copies the prompt (share of its word 3-grams "
+    "found in the prompt above curate.quality.max_prompt_copy)",
+    "broken_characters": "mojibake, replacement or control characters in the text",
+    "charset_outlier": "the text is mostly in a script other than the data set's "
+    "(curate.quality.scripts)",
+}
+
+
+def repetition(grams: list[tuple[str, ...]]) -> float:
+    """Share of word 3-grams that repeat an earlier one (0 for short texts)."""
+    if len(grams) < 4:
+        return 0.0
+    return 1 - len(set(grams)) / len(grams)
+
+
+def prompt_copy(grams: list[tuple[str, ...]], prompt: str) -> float:
+    """Share of the target's word 3-grams that also occur in the prompt."""
+    if len(grams) < 3:
+        return 0.0
+    prompt_grams = set(ngrams(words(prompt), 3))
+    return sum(gram in prompt_grams for gram in grams) / len(grams)
+
+
+def dominant_script(text: str) -> str | None:
+    """The Unicode script most letters belong to (LATIN, CYRILLIC, CJK, ...); None without
+    letters. ASCII text is LATIN without looking at each character."""
+    if text.isascii():
+        return "LATIN" if any(c.isalpha() for c in text) else None
+    counts = Counter(
+        unicodedata.name(c, "UNKNOWN").split(" ")[0] if not c.isascii() else "LATIN"
+        for c in text
+        if c.isalpha()
+    )
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def quality_reason(messages: Messages, quality: QualityParams) -> str | None:
+    """The first quality filter the row fails, or None. The script check needs the whole data
+    set and runs after pass 1 (see `allowed_scripts` and `Curator.finish`)."""
+    target = messages[-1]["content"]
+    stripped = target.strip()
+    if len(stripped) < quality.min_target_chars:
+        return "target_too_short"
+    if len(stripped) > quality.max_target_chars:
+        return "target_too_long"
+    if any(BROKEN.search(m["content"]) for m in messages):
+        return "broken_characters"
+    grams = ngrams(words(target), 3)
+    if repetition(grams) > quality.max_repetition:
+        return "repetitive_target"
+    if prompt_copy(grams, prompt_text(messages)) > quality.max_prompt_copy:
+        return "target_copies_prompt"
+    return None
+
+
+def allowed_scripts(scripts: Counter, setting: list[str] | str) -> set[str]:
+    """`auto`: every script that is dominant in at least 10 % of rows."""
+    if setting != "auto":
+        return {script.upper() for script in setting}
+    total = sum(scripts.values())
+    return {script for script, n in scripts.items() if n >= 0.1 * total}

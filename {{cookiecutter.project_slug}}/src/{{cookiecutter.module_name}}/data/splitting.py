@@ -1,0 +1,176 @@
+"""Stage `split`: deterministic, stratified, group-aware train/val/test split, then a
+contamination check and the optional replay mix.
+
+- A group's split depends only on its id (the content hash of its first row) and the seed, so
+  the same rows land in the same split on every run, and adding data never moves existing
+  rows. Near-duplicate groups (from curate) stay in one split.
+- Stratified by `split.stratify_by`: every stratum with at least MIN_STRATUM_GROUPS groups
+  gets at least one val and one test group (the train group nearest the boundary moves).
+- Contamination: a train row that contains most of a val/test row or an eval-suite item is
+  removed (or reported, or fails the stage: `split.contamination`).
+- Replay: `split.replay_fraction` of the train split comes from data/replay, tagged
+  `origin: replay`; replay rows only ever go to train.
+"""
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..errors import StageError
+from ..io import read_jsonl
+from ..params import SplitParams
+from ..paths import (
+    GENERAL_QA_SUITE,
+    INSTRUCTION_SUITE,
+)
+from .chat import to_prompt_completion
+from .contamination import OverlapIndex
+from .formats import to_messages
+from .textnorm import exact_key, prompt_text
+
+SPLITS = ("train", "val", "test")
+MIN_STRATUM_GROUPS = 10
+MAX_LISTED_OVERLAPS = 50
+
+
+def unit_interval(key: str, seed: int) -> float:
+    """Map (seed, key) to a uniform number in [0, 1)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(key: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    u = unit_interval(key, seed)
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def group_key(row: dict[str, Any]) -> str:
+    """The near-duplicate group a row belongs to (its own id when it has none)."""
+    return row.get("group", row["id"])
+
+
+def input_text(row: dict[str, Any]) -> str:
+    """What the model is given for a row: its non-system prompt turns."""
+    return prompt_text(row["prompt"] + row["completion"])
+
+
+def stratum(row: dict[str, Any], field: str | None) -> str:
+    """The row's value of `field`: a metadata key of the raw row, else a key of a JSON target."""
+    if field is None:
+        return "all"
+    if field in row.get("meta", {}):
+        return str(row["meta"][field])
+    try:
+        target = json.loads(row["completion"][-1]["content"])
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        return "(missing)"
+    return str(target[field]) if isinstance(target, dict) and field in target else "(missing)"
+
+
+def split_rows(
+    rows: list[dict],
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    stratify_by: str | None = None,
+) -> dict[str, list[dict]]:
+    """Rows in, rows per split out (input order kept within each split)."""
+    groups: dict[str, str] = {}  # group -> stratum of its first row
+    for row in rows:
+        groups.setdefault(group_key(row), stratum(row, stratify_by))
+    split_of = {group: assign_split(group, seed, val_fraction, test_fraction) for group in groups}
+    by_stratum: dict[str, list[str]] = defaultdict(list)
+    for group, name in groups.items():
+        by_stratum[name].append(group)
+    for members in by_stratum.values():
+        if len(members) < MIN_STRATUM_GROUPS:
+            continue
+        spare = sorted(
+            (g for g in members if split_of[g] == "train"), key=lambda g: unit_interval(g, seed)
+        )
+        for name in ("test", "val"):
+            if spare and not any(split_of[g] == name for g in members):
+                split_of[spare.pop(0)] = name
+    splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for row in rows:
+        splits[split_of[group_key(row)]].append(row)
+    return splits
+
+
+def eval_items(val: list[dict], test: list[dict]) -> list[tuple[str, str]]:
+    """(label, text) of everything the model is evaluated on: the inputs of val and test rows
+    and the questions/prompts of the eval suites."""
+    items = [
+        (f"{name}:{row['source']}", input_text(row))
+        for name, rows in (("val", val), ("test", test))
+        for row in rows
+    ]
+    for path, key in ((GENERAL_QA_SUITE, "question"), (INSTRUCTION_SUITE, "prompt")):
+        if path.exists():
+            items += [(f"suite:{path.stem}:{item['id']}", item[key]) for item in read_jsonl(path)]
+    return items
+
+
+def find_contamination(
+    train: list[dict], items: list[tuple[str, str]], cfg: SplitParams
+) -> list[dict]:
+    """One record per (train row, eval item) pair above the overlap threshold."""
+    index = OverlapIndex([text for _, text in items], cfg.ngram)
+    found = []
+    for row in train:
+        for overlap in index.overlaps(input_text(row), cfg.min_overlap):
+            found.append(
+                {"train": row["source"], "with": items[overlap.item][0], "overlap": overlap.share}
+            )
+    return found
+
+
+def replay_rows(path: Path, n: int, seed: int) -> list[dict]:
+    """The first n replay rows in (seed, id) hash order: a stable, seed-dependent sample."""
+    if n == 0:
+        return []
+    if not path.exists():
+        raise StageError(f"split.replay_fraction > 0 but {path} does not exist")
+    rows = []
+    for line, raw in enumerate(read_jsonl(path), start=1):
+        messages = to_messages(raw, "chat")
+        rows.append(
+            {
+                "id": exact_key(messages)[:16],
+                **to_prompt_completion(messages),
+                "source": f"{path}:{line}",
+                "origin": "replay",
+            }
+        )
+    rows.sort(key=lambda row: unit_interval(row["id"], seed))
+    return rows[:n]
+
+
+def replay_count(n_task_train: int, fraction: float) -> int:
+    """Replay rows so that they make up `fraction` of the mixed train split."""
+    return round(n_task_train * fraction / (1 - fraction))
+
+
+def groups_across_splits(splits: dict[str, list[dict]]) -> int:
+    """Near-duplicate groups with rows in more than one split (0 unless the split is broken)."""
+    homes: dict[str, set[str]] = defaultdict(set)
+    for name, rows in splits.items():
+        for row in rows:
+            if row.get("origin") != "replay":
+                homes[group_key(row)].add(name)
+    return sum(1 for names in homes.values() if len(names) > 1)
+
+
+def counts_by_stratum(splits: dict[str, list[dict]], field: str | None) -> dict[str, dict]:
+    table: dict[str, Counter] = defaultdict(Counter)
+    for name, rows in splits.items():
+        for row in rows:
+            if row.get("origin") != "replay":
+                table[stratum(row, field)][name] += 1
+    return {key: {name: table[key][name] for name in SPLITS} for key in sorted(table)}

@@ -1,0 +1,75 @@
+"""Generations cached per (model hash, prompt set, generation settings).
+
+The base model is evaluated once across experiments, and re-running eval on an unchanged
+checkpoint generates nothing. Only the raw outputs are cached: scoring always runs again, so a
+fixed scorer applies to cached outputs too. The cache lives outside DVC's outputs (DVC deletes
+a stage's outputs before it runs); delete `.cache/eval` or set `eval.cache: false` to bypass it.
+"""
+
+import functools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..io import content_hash, file_hash, read_json, write_json
+from ..paths import EVAL_CACHE_DIR
+from .generation import Request
+
+WEIGHT_FILES = {
+    "config.json",
+    "model.safetensors.index.json",
+    "adapter_config.json",
+    "manifest.json",
+}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, computed once per run for an unchanged file (the base's weights
+    are hashed for every model evaluated)."""
+    stat = path.stat()
+    return _file_digest(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    return file_hash(path)
+
+
+def weights_digest(directories: Iterable[Path]) -> str:
+    """Hash of the weight and config files of a model (base dir, then checkpoint dir)."""
+    return content_hash(
+        [
+            {path.name: file_digest(path)}
+            for directory in directories
+            for path in sorted(directory.iterdir())
+            if path.name in WEIGHT_FILES or path.suffix == ".safetensors"
+        ]
+    )
+
+
+def cache_key(model_digest: str, requests: Sequence[Request], settings: dict) -> str:
+    """Everything that decides the outputs: the weights, the token ids and budgets, and the
+    generation settings (backend, dtype, batch size, library versions)."""
+    prompts = [[request.max_new_tokens, *request.prompt_ids] for request in requests]
+    return content_hash({"model": model_digest, "requests": prompts, **settings})[:24]
+
+
+class GenerationCache:
+    def __init__(self, directory: Path | None = EVAL_CACHE_DIR):
+        self.directory = directory
+
+    def get(self, key: str, expected: int) -> list[str] | None:
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        if not path.exists():
+            return None
+        outputs = read_json(path).get("outputs")
+        return outputs if isinstance(outputs, list) and len(outputs) == expected else None
+
+    def put(self, key: str, outputs: list[str]) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f"{key}.json.tmp"
+        write_json(temporary, {"outputs": outputs})
+        temporary.replace(self.directory / f"{key}.json")  # never a half-written entry

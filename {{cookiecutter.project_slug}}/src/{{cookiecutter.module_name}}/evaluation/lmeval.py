@@ -1,0 +1,70 @@
+"""Optional: lm-evaluation-harness tasks on the base and every checkpoint (the `lm-eval`
+extra). Task names are the harness's own (`hellaswag`, `arc_easy`, ...) or YAML tasks of
+your own under data/lm_eval/. Scores land in each eval report under `lm_eval` and as
+`lm_eval/<task>/<metric>` metrics; the harness caches its model calls under .cache/lm_eval.
+
+The harness reads task data through `datasets`: on an offline machine the data must already
+be in the Hugging Face cache (or be local files referenced by your YAML tasks).
+"""
+
+from pathlib import Path
+
+from ..errors import StageError
+from ..params import EvalParams
+from ..paths import BASE_MODEL_DIR, CHECKPOINTS_DIR, LM_EVAL_CACHE_DIR, LM_EVAL_TASKS_DIR
+from ..training.modeling import has_gpu
+from .cache import weights_digest
+
+
+def model_args(checkpoint: Path | None) -> str:
+    """The harness's `hf` model: the base with the LoRA adapter on top, safe loading."""
+    args = [f"pretrained={BASE_MODEL_DIR}", "dtype=float32", "trust_remote_code=False"]
+    if checkpoint is not None:
+        args.append(f"peft={checkpoint}")
+    return ",".join(args)
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """{'arc_easy': {'acc,none': 0.5, 'alias': ...}} -> {'lm_eval/arc_easy/acc': 0.5}.
+    Metrics are the 'name,filter' keys; 'alias', 'sample_len' and stderrs are left out."""
+    flat = {}
+    for task, values in results.items():
+        for key, value in values.items():
+            metric, comma, _filter = key.partition(",")
+            if comma and isinstance(value, int | float) and not metric.endswith("_stderr"):
+                flat[f"lm_eval/{task}/{metric}"] = round(float(value), 4)
+    return flat
+
+
+def run_tasks(checkpoint: Path | None, params: EvalParams) -> dict[str, float]:
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise StageError(
+            "eval.lm_eval_tasks needs the lm-eval extra: pip install -e '.[lm-eval]'"
+        ) from None
+    include = str(LM_EVAL_TASKS_DIR) if LM_EVAL_TASKS_DIR.is_dir() else None
+    parts = [BASE_MODEL_DIR] + ([checkpoint] if checkpoint else [])
+    output = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=model_args(checkpoint),
+        tasks=list(params.lm_eval_tasks),
+        limit=params.lm_eval_limit,
+        batch_size=params.batch_size,
+        device="cuda" if has_gpu() else "cpu",  # the harness assumes CUDA otherwise
+        use_cache=str(LM_EVAL_CACHE_DIR / weights_digest(parts)[:16]),
+        task_manager=TaskManager(include_path=include),
+    )
+    return flat_metrics(output["results"])
+
+
+def add_lm_eval(reports: list[dict], params: EvalParams) -> None:
+    """Run the harness for the base and each checkpoint report (not the few-shot one)."""
+    for report in reports:
+        if report["role"] == "fewshot":
+            continue
+        checkpoint = CHECKPOINTS_DIR / report["model"] if report["role"] == "checkpoint" else None
+        scores = run_tasks(checkpoint, params)
+        report["lm_eval"] = scores
+        report["metrics"].update(scores)

@@ -1,0 +1,292 @@
+"""The four failures of seed 000, read from the evidence a run leaves behind, each with the fix.
+
+- overfitting: val loss rising while train loss falls, or val task accuracy peaking early;
+- catastrophic forgetting: forgetting score over the alert level, or general QA down vs base;
+- format drift: outputs that start in the target format and turn into prose;
+- contamination: train rows that overlap held-out data, or test far above val.
+
+A fifth check keeps the fixes honest: a fine-tune that has not learned the task (val task
+accuracy no better than the base or the few-shot baseline) is underfitting, and seed 000's
+advice for it ("not learning enough: increase rank") is the opposite of forgetting's
+(lower the learning rate), so when both show, forgetting's fix becomes replay data only.
+
+Every function here is pure: it takes the eval reports, the trainer's log history and the
+curate/split reports as plain data and returns findings. Treating overfitting as forgetting
+makes it worse (seed 000), so each check looks only at the signal that defines its failure.
+"""
+
+from dataclasses import asdict, dataclass
+
+from ..params import Params
+
+Curve = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class Finding:
+    mode: str  # overfitting | forgetting | format_drift | contamination | underfitting
+    evidence: str  # the numbers and steps that show it
+    fix: str  # what to change and why
+    try_params: dict[str, object]  # a concrete `dvc exp run -S key=value` to try
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def command(self) -> str:
+        sets = " ".join(f"-S {key}={value}" for key, value in self.try_params.items())
+        return f"dvc exp run {sets}" if sets else ""
+
+
+def loss_curves(log_history: list[dict]) -> tuple[Curve, Curve]:
+    """(train, val) loss by step from a trainer_state.json `log_history`."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    val = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    return train, val
+
+
+def value_at(curve: Curve, step: int) -> float:
+    """The curve's last value at or before `step` (its first value before the curve starts)."""
+    before = [value for s, value in curve if s <= step]
+    return before[-1] if before else curve[0][1]
+
+
+def halved(value: float, floor: float) -> float:
+    return max(floor, round(value / 2, 10))
+
+
+def epochs_at(step: int, last_step: int, num_epochs: float) -> float:
+    """How many epochs `step` of a run of `last_step` steps had trained, to the nearest half
+    (at least a half)."""
+    exact = num_epochs * step / max(last_step, 1)
+    return max(0.5, round(exact * 2) / 2)
+
+
+def overfitting(
+    checkpoints: list[dict], train_loss: Curve, val_loss: Curve, params: Params
+) -> Finding | None:
+    """Val loss rising from its minimum while train loss keeps falling, or the best val task
+    accuracy reached early and lost by the end."""
+    rules, train = params.select, params.train
+    if not checkpoints:
+        return None
+    last_step = max(r["step"] for r in checkpoints)
+    evidence = []
+    peak_step = None
+    if len(val_loss) >= 3 and train_loss:
+        best_step, best = min(val_loss, key=lambda point: point[1])
+        final_step, final = val_loss[-1]
+        train_then, train_now = value_at(train_loss, best_step), train_loss[-1][1]
+        if final > best * (1 + rules.overfit_tolerance) and train_now < train_then:
+            evidence.append(
+                f"val loss rose from {best:.3f} (step {best_step}) to {final:.3f} (step "
+                f"{final_step}, +{final / best - 1:.0%}) while train loss fell from "
+                f"{train_then:.3f} to {train_now:.3f}"
+            )
+            peak_step = best_step
+    by_step = sorted(checkpoints, key=lambda r: r["step"])
+    peak = max(by_step, key=lambda r: (r["metrics"]["task_accuracy"], -r["step"]))
+    final_acc = by_step[-1]["metrics"]["task_accuracy"]
+    peak_acc = peak["metrics"]["task_accuracy"]
+    if peak["step"] < last_step and peak_acc - final_acc > rules.overfit_tolerance:
+        evidence.append(
+            f"val task accuracy peaked at {peak_acc:.3f} (step {peak['step']}) and fell to "
+            f"{final_acc:.3f} by step {last_step}"
+        )
+        peak_step = peak["step"] if peak_step is None else min(peak_step, peak["step"])
+    if not evidence or peak_step is None or peak_step == 0:
+        return None
+    epochs = epochs_at(peak_step, last_step, train.num_epochs)
+    try_params: dict[str, object] = {}
+    if epochs < train.num_epochs:
+        try_params["train.num_epochs"] = epochs
+    if train.method != "full" and train.lora_r > 4:
+        try_params["train.lora_r"] = train.lora_r // 2
+    return Finding(
+        mode="overfitting",
+        evidence="; ".join(evidence),
+        fix=(
+            "the model memorises the train rows: add more, more varied data (curate keeps "
+            f"quality), train fewer epochs (the peak was at ~{epochs:g} of "
+            f"{train.num_epochs:g}), or lower the LoRA rank. Reducing the learning rate is the "
+            "fix for forgetting, not for this"
+        ),
+        try_params=try_params,
+    )
+
+
+def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
+    """What in one checkpoint's metrics shows lost general ability (empty: nothing)."""
+    rules, metrics = params.select, report["metrics"]
+    evidence = []
+    score = metrics["forgetting_score"]
+    if score > rules.forgetting_alert:
+        lost = len(report.get("regressions", []))
+        evidence.append(
+            f"forgetting score {score:.3f} (> select.forgetting_alert {rules.forgetting_alert}): "
+            f"{lost} general items the base got right are now wrong"
+        )
+    qa, base_qa = metrics["general_qa"], base["metrics"]["general_qa"]
+    if base_qa > 0 and qa < base_qa * rules.min_general_qa_ratio:
+        evidence.append(
+            f"general QA {qa:.3f} vs base {base_qa:.3f} ({qa / base_qa:.0%} of it; "
+            f"select.min_general_qa_ratio {rules.min_general_qa_ratio})"
+        )
+    return evidence
+
+
+def underfitting(selected: dict, baselines: list[dict], params: Params) -> Finding | None:
+    """The selected checkpoint is no better at the task than the base or the few-shot
+    baseline: the fine-tune has not learned it (yet)."""
+    train = params.train
+    accuracy = selected["metrics"]["task_accuracy"]
+    best = max(baselines, key=lambda r: r["metrics"]["task_accuracy"])
+    reference = best["metrics"]["task_accuracy"]
+    if accuracy - reference >= params.select.min_task_gain:
+        return None
+    try_params: dict[str, object] = {"train.num_epochs": train.num_epochs + 1}
+    if train.method != "full":
+        try_params["train.lora_r"] = train.lora_r * 2
+    return Finding(
+        mode="underfitting",
+        evidence=(
+            f"val task accuracy {accuracy:.3f} is not {params.select.min_task_gain} above the "
+            f"{best['model']}'s {reference:.3f}"
+        ),
+        fix=(
+            "the model is not learning the task enough: increase the rank and train longer "
+            "(seed 000), check the targets are learnable, and do not lower the learning rate "
+            "further"
+        ),
+        try_params=try_params,
+    )
+
+
+def forgetting(
+    selected: dict, last: dict, base: dict, params: Params, learning: bool = True
+) -> Finding | None:
+    """The selected checkpoint lost general ability the base had, or the run did by its last
+    checkpoint (the guardrails may have kept the selection on an earlier one)."""
+    train = params.train
+    if "forgetting_score" not in selected["metrics"]:
+        return None
+    evidence = forgetting_evidence(selected, base, params)
+    if not evidence and last["model"] != selected["model"]:
+        evidence = [f"{last['model']}: {item}" for item in forgetting_evidence(last, base, params)]
+        if evidence:
+            evidence.append(f"the selected {selected['model']} is before that")
+    if not evidence:
+        return None
+    try_params: dict[str, object] = {}
+    if not learning:  # a lower learning rate would stop it learning the task at all
+        try_params["split.replay_fraction"] = round(min(0.4, params.split.replay_fraction + 0.1), 2)
+    else:
+        try_params["train.learning_rate"] = halved(train.learning_rate, 1e-6)
+        if train.num_epochs > 1:
+            try_params["train.num_epochs"] = max(1, train.num_epochs - 1)
+        if params.split.replay_fraction == 0:
+            try_params["split.replay_fraction"] = 0.1
+    return Finding(
+        mode="forgetting",
+        evidence="; ".join(evidence),
+        fix=(
+            "the fine-tune overwrote general ability: lower the learning rate or train fewer "
+            "epochs, mix general replay data into train (split.replay_fraction), or use a "
+            "smaller rank"
+        ),
+        try_params=try_params,
+    )
+
+
+def format_drift(selected: dict, curate_report: dict, params: Params) -> Finding | None:
+    """Outputs that begin in the target format and then abandon it."""
+    drift = selected["metrics"].get("format_drift", 0.0)
+    if drift <= params.select.max_format_drift:
+        return None
+    audit = curate_report.get("format_audit", {})
+    in_data = audit.get("format_drift", 0)
+    where = (
+        f"curate found {in_data} drifting training targets (reports/data.md, format audit)"
+        if in_data
+        else "curate found no drifting targets, so check targets that are valid but long"
+    )
+    try_params: dict[str, object] = {}
+    if params.curate.format_audit != "quarantine":
+        try_params["curate.format_audit"] = "quarantine"
+    return Finding(
+        mode="format_drift",
+        evidence=(
+            f"{drift:.1%} of val outputs start as well-formed output and turn into prose "
+            f"(> select.max_format_drift {params.select.max_format_drift}); {where}"
+        ),
+        fix=(
+            "audit the training targets for format consistency all the way through, not just "
+            "at the start, and fix or drop the drifting rows (curate.format_audit: quarantine "
+            "drops them)"
+        ),
+        try_params=try_params,
+    )
+
+
+def contamination(
+    selected_val: dict, test_metrics: dict | None, split_report: dict, params: Params
+) -> Finding | None:
+    """Train rows overlapping held-out data that stayed in train, or test scores far above
+    val (held-out rows the model has effectively seen)."""
+    evidence = []
+    overlaps = split_report.get("contamination", {})
+    kept = len(overlaps.get("overlaps", [])) - overlaps.get("removed", 0)
+    if kept > 0:
+        evidence.append(
+            f"split found {kept} train rows overlapping val/test/eval suites and kept them "
+            f"(split.contamination {overlaps.get('action')})"
+        )
+    if test_metrics is not None:
+        val, test = selected_val["metrics"]["task_accuracy"], test_metrics["task_accuracy"]
+        if test - val > params.select.contamination_gap:
+            evidence.append(
+                f"test task accuracy {test:.3f} is far above val {val:.3f} (gap "
+                f"{test - val:.3f} > select.contamination_gap {params.select.contamination_gap})"
+            )
+    if not evidence:
+        return None
+    if kept > 0:
+        try_params: dict[str, object] = {"split.contamination": "remove"}
+    else:  # nothing was left in train at this threshold: look for looser copies
+        try_params = {"split.min_overlap": round(max(0.3, params.split.min_overlap - 0.2), 2)}
+    return Finding(
+        mode="contamination",
+        evidence="; ".join(evidence),
+        fix=(
+            "held-out scores are inflated: deduplicate across splits (split.contamination: "
+            "remove, a lower split.min_overlap catches looser copies) and re-run"
+        ),
+        try_params=try_params,
+    )
+
+
+def diagnose(
+    reports: list[dict],
+    selected: dict,
+    log_history: list[dict],
+    curate_report: dict,
+    split_report: dict,
+    test_metrics: dict | None,
+    params: Params,
+) -> list[Finding]:
+    """Every failure the evidence shows, in seed 000's order."""
+    # the loss curves are the SFT run's: DPO checkpoints do not belong on them
+    checkpoints = [r for r in reports if r["role"] == "checkpoint" and r.get("stage") != "dpo"]
+    base = next(r for r in reports if r["role"] == "base")
+    train_loss, val_loss = loss_curves(log_history)
+    baselines = [r for r in reports if r["role"] in ("base", "fewshot")]
+    not_learning = underfitting(selected, baselines, params)
+    last = max(checkpoints, key=lambda r: r["step"]) if checkpoints else selected
+    found = [
+        overfitting(checkpoints, train_loss, val_loss, params),
+        forgetting(selected, last, base, params, learning=not_learning is None),
+        format_drift(selected, curate_report, params),
+        contamination(selected, test_metrics, split_report, params),
+        not_learning,
+    ]
+    return [finding for finding in found if finding is not None]

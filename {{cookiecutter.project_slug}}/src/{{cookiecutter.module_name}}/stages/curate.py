@@ -1,0 +1,107 @@
+"""Stage `curate`: every raw row is kept, quarantined with a reason, or removed as a duplicate.
+
+Two streaming passes over data/raw/*.jsonl, so memory holds per-row decisions and MinHash
+signatures, never the data set's text:
+1. decide: parse, check the file format's schema and the chat schema, audit JSON targets,
+   apply the quality filters, count tokens with the base model's tokenizer, drop exact
+   duplicates, and sign each surviving row for near-duplicate clustering;
+2. write: the kept rows (TRL prompt/completion form) to data/curated/, every rejected line
+   verbatim with file, line and reason to data/quarantine.jsonl, every duplicate with the row it
+   duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json, where
+   rows_in == kept + quarantined + duplicates always holds."""
+
+import logging
+import os
+import time
+
+from ..cli import run_stage
+from ..data.curate_report import ReportBuilder, plot_token_lengths, token_histogram
+from ..data.curation import (
+    ALL_REASONS,
+    MAX_WORKERS,
+    PARALLEL_MIN_BYTES,
+    Curator,
+    JsonlWriters,
+    check_files,
+    emit,
+    raw_files,
+    stream_raw,
+    tokenizer_counter,
+    worker_pool,
+)
+from ..errors import StageError
+from ..io import write_json
+from ..params import load_params
+from ..paths import (
+    BASE_MODEL_DIR,
+    CURATE_REPORT,
+    CURATED,
+    DUPLICATES,
+    PREFERENCES,
+    QUARANTINE,
+    RAW_DIR,
+    TOKEN_PLOT,
+    TOKEN_PLOT_DATA,
+)
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.curate
+    max_tokens = cfg.max_tokens or params.train.max_length
+    files = raw_files(RAW_DIR)
+    total = sum(path.stat().st_size for path in files)
+    processes = min(os.cpu_count() or 1, MAX_WORKERS)
+    started = time.perf_counter()
+    if total >= PARALLEL_MIN_BYTES and processes > 1:
+        with worker_pool(processes, BASE_MODEL_DIR) as pool:
+            decisions = check_files(files, Curator(params.task, cfg, None, max_tokens, pool), total)
+    else:
+        curator = Curator(params.task, cfg, tokenizer_counter(), max_tokens)
+        decisions = check_files(files, curator, total)
+    checked = time.perf_counter()
+
+    builder = ReportBuilder(decisions, ALL_REASONS)
+    writers = JsonlWriters(
+        {
+            "kept": CURATED,
+            "preference": PREFERENCES,
+            "quarantined": QUARANTINE,
+            "duplicate": DUPLICATES,
+        }
+    )
+    try:
+        for kind, record in emit(stream_raw(files), decisions):
+            writers.write(kind, record)
+            builder.add(kind, record)
+    finally:
+        writers.close()
+    report = builder.report(max_tokens, cfg.max_reject_fraction)
+    write_json(CURATE_REPORT, report)
+    lengths = list(decisions.tokens.values())
+    write_json(TOKEN_PLOT_DATA, token_histogram(lengths, max_tokens))
+    plot_token_lengths(lengths, max_tokens, TOKEN_PLOT)
+    dups = report["duplicates"]
+    logging.info(
+        "check + dedup %.1f s, write + report %.1f s",
+        checked - started,
+        time.perf_counter() - checked,
+    )
+    print(
+        f"curate: {report['rows_in']} rows in -> {report['kept']} kept, "
+        f"{report['quarantined']} quarantined {report['reasons']}, "
+        f"{dups['exact']} exact + {dups['near']} near duplicates removed\n"
+        f"curate: {report['size_advice']}"
+    )
+    if report["reject_fraction"] > cfg.max_reject_fraction:
+        raise StageError(
+            f"{report['reject_fraction']:.0%} of rows were rejected, above "
+            f"curate.max_reject_fraction={cfg.max_reject_fraction}; "
+            f"see {QUARANTINE} for each row's reason"
+        )
+    if report["kept_sft"] == 0:
+        raise StageError(f"no training rows survived curation; see {QUARANTINE}")
+
+
+if __name__ == "__main__":
+    run_stage("curate", main)

@@ -1,0 +1,33 @@
+"""Stage `dpo` (optional, off by default): direct preference optimisation after SFT.
+
+Seed 001's "SFT + DPO" step: start from the last complete SFT checkpoint (its LoRA adapter
+merged into the base, or a full checkpoint as is), train a fresh LoRA adapter on curate's
+preference pairs with TRL's DPOTrainer, and use the SFT model itself as the reference (TRL
+disables the new adapter to get it, so no second copy of the model is held). Pairs whose
+prompt is a val or test row's are dropped first: those rows pick and score the checkpoint.
+
+Checkpoints go to models/dpo/checkpoint-N (written atomically, resumed after a crash when the
+fingerprint matches, as in train), each with sft_checkpoint.json naming the SFT checkpoint
+below it, so `modeling.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
+them as `dpo-checkpoint-N` next to the SFT checkpoints, and select may pick one.
+
+With `dpo.enabled: false` the stage only writes empty outputs (DVC needs them) and loads
+nothing: the modules that import torch, transformers or TRL (checkpoints, modeling, train)
+are imported inside the functions that run only when DPO does."""
+
+from ..cli import run_stage
+from ..params import load_params
+from ..training.dpo import HOW_TO_ENABLE, run, write_disabled
+
+
+def main() -> None:
+    params = load_params()
+    if not params.dpo.enabled:
+        write_disabled()
+        print(f"dpo: off (dpo.enabled is false), nothing trained; turn it on: {HOW_TO_ENABLE}")
+        return
+    run(params)
+
+
+if __name__ == "__main__":
+    run_stage("dpo", main)

@@ -1,0 +1,88 @@
+"""Stage `eval`: score the base model, a few-shot baseline and every checkpoint on the val split
+and the general suites, by greedy generation with the prompts formatted exactly as in training.
+
+Writes reports/eval/<model>.json (metrics + per-item records: prompt hash, output, scores) and
+reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`. DPO
+checkpoints (models/dpo, when the dpo stage ran) are reported as `dpo-checkpoint-N`, at step
+<SFT step they start from> + N so the per-step plot continues after SFT.
+Generations are cached (evalcache.py): the base is generated once across experiments and an
+unchanged checkpoint is free to re-evaluate."""
+
+from ..cli import run_stage
+from ..data.chat import fewshot_prompt
+from ..errors import StageError
+from ..evaluation.cache import GenerationCache
+from ..evaluation.evaluator import (
+    build_eval_set,
+    check_backend,
+    fewshot_examples,
+    generator_factory,
+    load_general_items,
+    logged_val_losses,
+    plot_rows,
+    print_summary,
+    report_path,
+    run_eval,
+    task_requests,
+)
+from ..io import read_jsonl, write_json
+from ..params import load_params
+from ..paths import (
+    CHECKPOINTS_DIR,
+    DPO_DIR,
+    EVAL_CACHE_DIR,
+    EVAL_DIR,
+    EVAL_PLOT,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+)
+from ..training.checkpoints import complete_checkpoints
+from ..training.modeling import load_tokenizer
+
+
+def main() -> None:
+    params = load_params()
+    check_backend(params.eval)
+    checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
+    if not checkpoints:
+        raise StageError(f"no complete checkpoints in {CHECKPOINTS_DIR}: run train first")
+    dpo_checkpoints = complete_checkpoints(DPO_DIR)
+    if dpo_checkpoints and params.eval.backend == "vllm":
+        raise StageError(
+            "eval.backend vllm applies one LoRA adapter per model, and a DPO checkpoint is two "
+            "stacked on the base: use eval.backend hf, or dpo.enabled false"
+        )
+    tokenizer = load_tokenizer()
+    eval_set = build_eval_set(
+        tokenizer, read_jsonl(VAL_SPLIT), load_general_items(params.eval), params.eval
+    )
+    fewshot = None
+    if params.eval.fewshot_k:
+        examples = fewshot_examples(read_jsonl(TRAIN_SPLIT), params.eval.fewshot_k, params.seed)
+        prompts = [fewshot_prompt(row["prompt"], examples) for row in eval_set.rows]
+        fewshot = task_requests(tokenizer, prompts, params.eval.max_new_tokens_task)
+    cache = GenerationCache(EVAL_CACHE_DIR if params.eval.cache else None)
+    generator_for = generator_factory(params.eval, tokenizer)
+    reports = run_eval(
+        params, eval_set, fewshot, checkpoints + dpo_checkpoints, generator_for, cache
+    )
+    if params.eval.lm_eval_tasks:
+        from ..evaluation.lmeval import add_lm_eval
+
+        # the harness loads one adapter on the base: DPO checkpoints (two stacked) are skipped
+        add_lm_eval([r for r in reports if r.get("stage") != "dpo"], params.eval)
+    val_losses = logged_val_losses(checkpoints)
+    EVAL_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in EVAL_DIR.glob("*.json"):
+        stale.unlink()
+    for report in reports:
+        report["split"] = "val"
+        sft_loss = report["role"] != "fewshot" and report.get("stage") != "dpo"
+        report["val_loss"] = val_losses.get(report["step"]) if sft_loss else None
+        write_json(report_path(report["model"]), report)
+        print_summary(report)
+    write_json(EVAL_PLOT, plot_rows(reports))
+
+
+if __name__ == "__main__":
+    run_stage("eval", main)

@@ -1,0 +1,135 @@
+"""Stage `select`: pick the checkpoint with the best **val** task accuracy (never train loss)
+among those that pass the guardrails, score it, the base and the few-shot baseline once on
+the held-out **test** split, diagnose the run (overfitting, forgetting, format drift,
+contamination), export the adapter, a merged model and a model card to models/selected, and
+write the headline metrics and the report (Markdown and HTML, with figures).
+
+A fine-tune that fails every guardrail is a result, not a crash: the best-effort checkpoint is
+exported, marked `guardrails_passed: false`, and the stage exits 0."""
+
+from ..cli import run_stage
+from ..data.chat import fewshot_prompt
+from ..evaluation.cache import GenerationCache
+from ..evaluation.evaluator import (
+    ModelRun,
+    check_backend,
+    checkpoint_dir,
+    fewshot_examples,
+    generation_settings,
+    generator_factory,
+    load_reports,
+    task_requests,
+)
+from ..io import read_json, read_jsonl, write_json
+from ..params import load_params
+from ..paths import (
+    BASE_MODEL_DIR,
+    CHECKPOINTS_DIR,
+    CURATE_REPORT,
+    EVAL_CACHE_DIR,
+    LOSS_FIGURE,
+    METRICS,
+    METRICS_FIGURE,
+    SELECTED_DIR,
+    SPLIT_REPORT,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+)
+from ..selection.diagnose import diagnose
+from ..selection.modelcard import model_card
+from ..selection.report import Image, build_blocks, plot_losses, plot_metrics
+from ..selection.selector import (
+    choose,
+    export,
+    guardrail_failures,
+    headline,
+    score_on_test,
+    write_report,
+)
+from ..training.checkpoints import complete_checkpoints, log_history
+from ..training.modeling import load_tokenizer
+
+
+def main() -> None:
+    params = load_params()
+    check_backend(params.eval)
+    reports = load_reports()
+    selected, passed = choose(reports, params.select)
+    base_val = next(r for r in reports if r["role"] == "base")
+    failures = guardrail_failures(selected["metrics"], params.select, base_val["metrics"])
+    checkpoint = checkpoint_dir(selected["model"])
+    tokenizer = load_tokenizer()
+    rows = read_jsonl(TEST_SPLIT)
+    max_new = params.eval.max_new_tokens_task
+    requests = task_requests(tokenizer, [r["prompt"] for r in rows], max_new)
+    cache = GenerationCache(EVAL_CACHE_DIR if params.eval.cache else None)
+    generator_for = generator_factory(params.eval, tokenizer)
+    settings = generation_settings(params.eval)
+    test = score_on_test(
+        ModelRun(checkpoint, generator_for, cache, settings), requests, rows, params
+    )
+    base_run = ModelRun(None, generator_for, cache, settings)
+    base_test = score_on_test(base_run, requests, rows, params)
+    fewshot_test = None
+    if params.eval.fewshot_k:
+        examples = fewshot_examples(read_jsonl(TRAIN_SPLIT), params.eval.fewshot_k, params.seed)
+        prompts = [fewshot_prompt(row["prompt"], examples) for row in rows]
+        fewshot_requests = task_requests(tokenizer, prompts, max_new)
+        fewshot_test = score_on_test(base_run, fewshot_requests, rows, params)
+    # absent only where splits were made by hand: the diagnosis then skips the data checks
+    curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
+    history = log_history(complete_checkpoints(CHECKPOINTS_DIR))  # the SFT run's
+    findings = diagnose(reports, selected, history, curate, split, test, params)
+    metrics = headline(selected, test, base_test, fewshot_test, passed, findings)
+    write_json(METRICS, metrics)
+
+    figures = [
+        Image(plot_losses(history, selected["step"], LOSS_FIGURE), "train and val loss"),
+        Image(plot_metrics(reports, selected["step"], METRICS_FIGURE), "val metrics by step"),
+    ]
+    tests = {"base": base_test, **({"few-shot": fewshot_test} if fewshot_test else {})}
+    tests[selected["model"]] = test
+    blocks = build_blocks(
+        selected=selected,
+        passed=passed,
+        failures=failures,
+        tests=tests,
+        reports=reports,
+        findings=findings,
+        curate=curate,
+        split=split,
+        figures=figures,
+    )
+    write_report(blocks)
+    export(
+        checkpoint,
+        SELECTED_DIR,
+        {"checkpoint": selected["model"], **metrics},
+        merged=params.select.export_merged,
+    )
+    manifest = BASE_MODEL_DIR / "manifest.json"
+    (SELECTED_DIR / "README.md").write_text(
+        model_card(
+            base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
+            selected=selected,
+            headline=metrics,
+            train_params=params.train.model_dump(),
+            data_hashes=split.get("sha256", {}),
+            findings=findings,
+            merged=params.select.export_merged,
+        ),
+        encoding="utf-8",
+    )
+    print(
+        f"select: {selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
+        f"test task {metrics['task_accuracy']:.2f} vs base {base_test['task_accuracy']:.2f}"
+        + (f" and few-shot {fewshot_test['task_accuracy']:.2f}" if fewshot_test else "")
+        + f", format {metrics['format_correct']:.2f}; diagnosis: {metrics['diagnosis']}"
+        + ("" if passed else "  [guardrails failed: see reports/report.md]")
+    )
+    for finding in findings:
+        print(f"select: {finding.mode}: {finding.evidence}\n  try: {finding.command}")
+
+
+if __name__ == "__main__":
+    run_stage("select", main)

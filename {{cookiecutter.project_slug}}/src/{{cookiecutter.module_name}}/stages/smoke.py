@@ -1,0 +1,39 @@
+"""Stage `smoke`: the real training code on ~10 % of train for a few steps, before the full run.
+
+Passes when the loss is finite and falls on the smoke rows, and the saved adapter reloads to
+the same outputs. Writes reports/smoke.json with seconds per step, an estimate of the full
+run and `make advise`'s advice (method, batch size, time) timed by the measured steps; exits
+non-zero with the reason when a check fails, so `train` never starts on a broken setup."""
+
+from dataclasses import asdict
+
+from ..cli import run_stage
+from ..errors import StageError
+from ..io import read_jsonl, write_json
+from ..params import load_params
+from ..paths import SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT
+from ..training.advise import advice_from_smoke
+from ..training.smoke import run_smoke
+
+
+def main() -> None:
+    params = load_params()
+    train_rows = read_jsonl(TRAIN_SPLIT)
+    report = run_smoke(params, train_rows)
+    advice = advice_from_smoke(params, train_rows, report)
+    report["advice"] = asdict(advice)
+    write_json(SMOKE_REPORT, report)
+    print(
+        f"smoke: loss {report['loss_before']} -> {report['loss_after']} on {report['rows']} rows, "
+        f"{report['seconds_per_step']} s/step; full run ~{report['full_run_minutes_estimate']} "
+        f"min for {report['full_run_steps']} steps"
+    )
+    print(f"smoke: advice: {advice.summary} (`make advise` for details)")
+    if not report["passed"]:
+        raise StageError("; ".join(report["problems"]))
+    # the gate train depends on: unlike smoke.json (timings), identical on every pass
+    write_json(SMOKE_PASSED, {"passed": True})
+
+
+if __name__ == "__main__":
+    run_stage("smoke", main)

@@ -1,0 +1,265 @@
+"""Stage `dpo` (optional, off by default): direct preference optimisation after SFT.
+
+Seed 001's "SFT + DPO" step: start from the last complete SFT checkpoint (its LoRA adapter
+merged into the base, or a full checkpoint as is), train a fresh LoRA adapter on curate's
+preference pairs with TRL's DPOTrainer, and use the SFT model itself as the reference (TRL
+disables the new adapter to get it, so no second copy of the model is held). Pairs whose
+prompt is a val or test row's are dropped first: those rows pick and score the checkpoint.
+
+Checkpoints go to models/dpo/checkpoint-N (written atomically, resumed after a crash when the
+fingerprint matches, as in train), each with sft_checkpoint.json naming the SFT checkpoint
+below it, so `modeling.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
+them as `dpo-checkpoint-N` next to the SFT checkpoints, and select may pick one.
+
+With `dpo.enabled: false` the stage only writes empty outputs (DVC needs them) and loads
+nothing: the modules that import torch, transformers or TRL (checkpoints, modeling, train)
+are imported inside the functions that run only when DPO does.
+"""
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..data.chat import Messages
+from ..data.textnorm import normalise
+from ..errors import StageError
+from ..io import content_hash, file_hash, read_jsonl, write_json
+from ..params import Params
+from ..paths import (
+    CHECKPOINTS_DIR,
+    DPO_DIR,
+    DPO_DISABLED_MARKER,
+    DPO_LOG_DIR,
+    DPO_STATS,
+    PREFERENCES,
+    RAW_DIR,
+    TEST_SPLIT,
+    VAL_SPLIT,
+)
+
+HOW_TO_ENABLE = "dvc exp run -S dpo.enabled=true"
+FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+
+def write_disabled() -> None:
+    """DPO is off: empty outputs (DVC needs them to exist) and a marker saying why."""
+    for directory in (DPO_DIR, DPO_LOG_DIR):
+        if directory.exists():
+            shutil.rmtree(directory)  # DPO checkpoints of an earlier run must not be evaluated
+        directory.mkdir(parents=True)
+    write_json(DPO_DISABLED_MARKER, {"enabled": False, "enable_with": HOW_TO_ENABLE})
+    write_json(DPO_STATS, {"enabled": False})
+
+
+def user_text(prompt: Messages) -> str:
+    """The user turns of a prompt, normalised: what makes two prompts the same question."""
+    return normalise("\n".join(m["content"] for m in prompt if m["role"] == "user"))
+
+
+def drop_held_out(pairs: list[dict], held_out: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept, dropped): pairs whose user text is also a val/test row's are dropped, so DPO
+    never trains on the prompts that select and score the checkpoints."""
+    seen = {user_text(row["prompt"]) for row in held_out}
+    kept, dropped = [], []
+    for pair in pairs:
+        (dropped if user_text(pair["prompt"]) in seen else kept).append(pair)
+    return kept, dropped
+
+
+def check_enough(found: int, min_pairs: int, dropped: int) -> None:
+    """Fail, saying where pairs come from, when fewer than dpo.min_pairs are usable."""
+    if found >= min_pairs:
+        return
+    overlap = f" ({dropped} more were dropped: their prompt is a val/test row's)" if dropped else ""
+    raise StageError(
+        f"dpo.enabled is true but {PREFERENCES} has {found} usable preference pairs{overlap}, "
+        f"fewer than dpo.min_pairs={min_pairs}. Pairs come from files in {RAW_DIR}/ in the "
+        "`preference` format (rows with prompt, chosen and rejected: see "
+        f"{RAW_DIR}/README.md); add pairs there and run `dvc repro`, lower dpo.min_pairs, or "
+        "turn DPO off with dpo.enabled=false"
+    )
+
+
+def last_sft_checkpoint(checkpoints_dir: Path = CHECKPOINTS_DIR) -> Path:
+    from .checkpoints import complete_checkpoints
+
+    done = complete_checkpoints(checkpoints_dir)
+    if not done:
+        raise StageError(f"no complete SFT checkpoint in {checkpoints_dir}: run `dvc repro train`")
+    return done[-1]
+
+
+def sft_pointer(sft_checkpoint: Path) -> dict[str, Any]:
+    """What each DPO checkpoint's sft_checkpoint.json says (path relative to the project)."""
+    from .checkpoints import checkpoint_step
+
+    return {
+        "checkpoint": sft_checkpoint.name,
+        "path": sft_checkpoint.as_posix(),
+        "step": checkpoint_step(sft_checkpoint.name),
+    }
+
+
+def weights_hash(checkpoint: Path) -> str:
+    """Hash of a checkpoint's weights and configs (adapter or full model), not optimizer state."""
+    files = sorted(
+        path
+        for path in checkpoint.iterdir()
+        if path.suffix == ".safetensors" or path.name in {"adapter_config.json", "config.json"}
+    )
+    return content_hash({path.name: file_hash(path) for path in files})
+
+
+def fingerprint(params: Params, pairs: list[dict], sft_checkpoint: Path) -> dict[str, str]:
+    """What a DPO checkpoint depends on; resuming is only safe when all of it is unchanged.
+    `pairs` are the pairs trained on, so a change to the preference file or to the held-out
+    rows that filter it counts."""
+    return {
+        "params": content_hash(
+            {
+                "dpo": params.dpo.model_dump(),
+                "train": params.train.model_dump(exclude={"max_loss_spike"}),
+                "seed": params.seed,
+            }
+        ),
+        "pairs": content_hash(pairs),
+        "sft_checkpoint": sft_checkpoint.as_posix(),
+        "sft_weights": weights_hash(sft_checkpoint),
+    }
+
+
+def max_length(params: Params) -> int:
+    return params.dpo.max_length or params.train.max_length
+
+
+def final_rewards(log_history: list[dict]) -> dict[str, float]:
+    """The last logged training loss and DPO rewards (TRL logs them every logging_steps)."""
+    logged = [entry for entry in log_history if "rewards/accuracies" in entry]
+    if not logged:
+        return {}
+    return {key: round(logged[-1][key], 4) for key in FINAL_KEYS if key in logged[-1]}
+
+
+def to_dataset(pairs: list[dict]):
+    from datasets import Dataset
+
+    keys = ("prompt", "chosen", "rejected")
+    return Dataset.from_list([{key: pair[key] for key in keys} for pair in pairs])
+
+
+def dpo_config(params: Params, output_dir: Path, **overrides: Any):
+    """DPOConfig from the dpo section; precision, checkpointing and devices as in train."""
+    from trl import DPOConfig
+
+    from .modeling import has_gpu, use_bf16
+    from .trainer import checkpointing_arg
+
+    dpo = params.dpo
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "beta": dpo.beta,
+        "per_device_train_batch_size": dpo.batch_size,
+        "gradient_accumulation_steps": dpo.grad_accum,
+        "learning_rate": dpo.learning_rate,
+        "num_train_epochs": dpo.num_epochs,
+        "max_length": max_length(params),
+        checkpointing_arg(DPOConfig): params.train.gradient_checkpointing,
+        "bf16": use_bf16(params.train.bf16),
+        "logging_steps": dpo.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": dpo.save_steps,
+        "eval_strategy": "no",  # the val split is chat rows: eval scores every checkpoint
+        "seed": params.seed,
+        "data_seed": params.seed,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "use_cpu": not has_gpu(),
+    }
+    settings.update(overrides)
+    return DPOConfig(**settings)
+
+
+def build_trainer(
+    params: Params, pairs: list[dict], sft_checkpoint: Path, output_dir: Path, callbacks=None
+):
+    """DPOTrainer on the SFT model with a fresh LoRA adapter; ref_model=None makes TRL use
+    the model with that adapter disabled, i.e. the SFT model, as the reference."""
+    from trl import DPOTrainer
+
+    from .checkpoints import crash_safe
+    from .modeling import SFT_POINTER, load_model_with_adapter, load_tokenizer
+    from .trainer import lora_config
+
+    pointer = sft_pointer(sft_checkpoint)
+
+    class StackedDPOTrainer(crash_safe(DPOTrainer)):
+        """Writes sft_checkpoint.json with the adapter, inside the staging dir, so a
+        checkpoint never appears without it."""
+
+        def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+            super().save_model(output_dir, _internal_call)
+            if self.args.should_save:
+                write_json(Path(output_dir or self.args.output_dir) / SFT_POINTER, pointer)
+
+    adapter = params.train.model_copy(
+        update={"lora_r": params.dpo.lora_r, "lora_alpha": params.dpo.lora_alpha}
+    )
+    return StackedDPOTrainer(
+        model=load_model_with_adapter(sft_checkpoint),
+        ref_model=None,
+        args=dpo_config(params, output_dir),
+        train_dataset=to_dataset(pairs),
+        processing_class=load_tokenizer(),
+        peft_config=lora_config(adapter),
+        callbacks=callbacks,
+    )
+
+
+def run(params: Params) -> None:
+    """Train DPO on top of the last SFT checkpoint (resuming when nothing changed)."""
+    from .checkpoints import complete_checkpoints
+    from .guards import LossGuard
+    from .trainer import start_run
+
+    sft_checkpoint = last_sft_checkpoint()
+    held_out = read_jsonl(VAL_SPLIT) + read_jsonl(TEST_SPLIT)
+    pairs, dropped = drop_held_out(read_jsonl(PREFERENCES), held_out)
+    check_enough(len(pairs), params.dpo.min_pairs, len(dropped))
+    run = start_run("dpo", DPO_DIR, DPO_LOG_DIR, fingerprint(params, pairs, sft_checkpoint))
+    trainer = build_trainer(
+        params,
+        pairs,
+        sft_checkpoint,
+        DPO_DIR,
+        # non-finite losses only: DPO's loss falls towards 0, where a ratio test misfires
+        callbacks=[*run.callbacks, LossGuard(DPO_DIR, None)],
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=run.resume_arg)
+    seconds = time.perf_counter() - started
+    if not run.main_process:
+        return
+    final = final_rewards(trainer.state.log_history)
+    write_json(
+        DPO_STATS,
+        {
+            "enabled": True,
+            "sft_checkpoint": sft_checkpoint.name,
+            "pairs": len(pairs),
+            "pairs_dropped_held_out": len(dropped),
+            "global_step": result.global_step,
+            "train_loss": round(result.training_loss, 4),
+            "train_seconds": round(seconds, 1),
+            "checkpoints": [path.name for path in complete_checkpoints(DPO_DIR)],
+            "bf16": trainer.args.bf16,
+            "final": final,
+        },
+    )
+    accuracy = final.get("rewards/accuracies")
+    print(
+        f"dpo: {len(pairs)} pairs on {sft_checkpoint.name} ({len(dropped)} dropped as val/test "
+        f"overlap), {result.global_step} steps in {seconds:.0f}s, loss {result.training_loss:.3f}"
+        + (f", reward accuracy {accuracy:.2f}" if accuracy is not None else "")
+    )

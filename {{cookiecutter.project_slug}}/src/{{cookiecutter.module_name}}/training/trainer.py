@@ -1,0 +1,332 @@
+"""Stage `train`: TRL SFTTrainer + PEFT on the train split, val loss logged, checkpoints kept.
+
+Loss is computed on the completion (the assistant turn) only. A checkpoint is written every
+`train.save_steps` steps under models/checkpoints (a DVC `persist` output): after a crash,
+`dvc repro` resumes from the last complete checkpoint when the training params and data are
+unchanged, and starts clean when they are not. Train and val loss go to reports/train via
+transformers' built-in dvclive integration.
+"""
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import StageError
+from ..io import content_hash, file_hash, write_json
+from ..params import Params, TrainParams
+from ..paths import ACCELERATE_CONFIG, BASE_MODEL_DIR, TRAIN_SPLIT, VAL_SPLIT
+from .checkpoints import (
+    checkpoint_step,
+    complete_checkpoints,
+    crash_safe,
+    remove_partial,
+)
+from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
+
+RUN_FINGERPRINT = "fingerprint.json"
+
+
+def check_method_supported(train: TrainParams) -> None:
+    """Fail before any work when the method or backend cannot run on this machine."""
+    if train.method == "qlora" or train.backend == "unsloth":
+        what = "train.backend=unsloth" if train.backend == "unsloth" else "train.method=qlora"
+        if not has_gpu():
+            instead = "train.backend=trl" if train.backend == "unsloth" else "train.method=lora"
+            raise StageError(
+                f"{what} needs a CUDA GPU and none was found; on this machine use {instead} "
+                "(train.method=lora trains the same adapters on an unquantised base)"
+            )
+    if train.method == "qlora":
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as error:
+            raise StageError("train.method=qlora needs `pip install -e .[gpu]`") from error
+    if train.backend == "unsloth":
+        try:
+            import unsloth  # noqa: F401  (patches transformers/TRL: import it first)
+        except ImportError as error:
+            raise StageError(
+                "train.backend=unsloth needs `pip install -e .[unsloth]` (its own pins)"
+            ) from error
+
+
+def to_dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+
+
+def lora_config(train: TrainParams):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=train.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def checkpointing_arg(config_class) -> str:
+    """transformers 5.2x renamed `gradient_checkpointing` to `activation_checkpointing`."""
+    new_name = "activation_checkpointing"
+    return new_name if new_name in config_class.__dataclass_fields__ else "gradient_checkpointing"
+
+
+def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any):
+    """SFTConfig from params; `overrides` let smoke reuse the exact same settings."""
+    from trl import SFTConfig
+
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": train.batch_size,
+        "per_device_eval_batch_size": train.batch_size,
+        "gradient_accumulation_steps": train.grad_accum,
+        "learning_rate": train.learning_rate,
+        "num_train_epochs": train.num_epochs,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": train.warmup_ratio,
+        "weight_decay": train.weight_decay,
+        # TRL does not truncate padding-free batches; curate already quarantined every row
+        # longer than max_length (params.py checks curate.max_tokens allows no longer ones)
+        "max_length": None if train.padding_free and not train.packing else train.max_length,
+        "packing": train.packing,
+        "padding_free": train.padding_free,
+        "completion_only_loss": True,
+        checkpointing_arg(SFTConfig): train.gradient_checkpointing,
+        "train_sampling_strategy": "group_by_length" if train.group_by_length else "random",
+        "bf16": use_bf16(train.bf16),
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": train.save_steps,
+        "eval_strategy": "steps",
+        "eval_steps": train.save_steps,
+        "eval_on_start": True,  # val loss of the base model: step 0 of the loss curve
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,  # DDP: every trainable weight is used each step
+        "use_cpu": not has_gpu(),
+    }
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+def quantization_config():
+    """Seed 001's QLoRA: nf4 weights, double quantisation, bf16 compute."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def unsloth_model(train: TrainParams, seed: int):
+    """Base model and LoRA adapters from Unsloth's patched loader (CUDA only)."""
+    from unsloth import FastLanguageModel
+
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=str(BASE_MODEL_DIR),
+        max_seq_length=train.max_length,
+        load_in_4bit=train.method == "qlora",
+        dtype=None,
+    )
+    modules = train.target_modules
+    return FastLanguageModel.get_peft_model(
+        model,
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
+        target_modules=UNSLOTH_ALL_LINEAR if modules == "all-linear" else modules,
+        use_gradient_checkpointing="unsloth" if train.gradient_checkpointing else False,
+        random_state=seed,
+    )
+
+
+def build_trainer(
+    params: Params,
+    train_rows: list[dict],
+    val_rows: list[dict] | None,
+    output_dir: Path,
+    callbacks: list | None = None,
+    **overrides: Any,
+):
+    """The one place a trainer is built: train and smoke both call it."""
+    train = params.train
+    check_method_supported(train)  # imports unsloth, when asked for, before TRL
+    from trl import SFTTrainer
+
+    tokenizer = load_tokenizer()
+    if train.backend == "unsloth":
+        model, peft_config = unsloth_model(train, params.seed), None
+    else:
+        extra = {"quantization_config": quantization_config()} if train.method == "qlora" else {}
+        model = load_base_model(**extra)
+        peft_config = None if train.method == "full" else lora_config(train)
+    if val_rows is None:
+        overrides.setdefault("eval_strategy", "no")
+    return crash_safe(SFTTrainer)(
+        model=model,
+        args=sft_config(train, output_dir, params.seed, **overrides),
+        train_dataset=to_dataset(train_rows),
+        eval_dataset=to_dataset(val_rows) if val_rows else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+
+
+def fingerprint(params: Params) -> dict[str, str]:
+    """What a checkpoint depends on; resuming is only safe when all of it is unchanged."""
+    return {
+        # the spike threshold only decides when to stop, not what a checkpoint holds
+        "params": content_hash(
+            {"train": params.train.model_dump(exclude={"max_loss_spike"}), "seed": params.seed}
+        ),
+        "train_data": file_hash(TRAIN_SPLIT),
+        "val_data": file_hash(VAL_SPLIT),
+    }
+
+
+def prepare_output_dir(output_dir: Path, expected: dict[str, str]) -> Path | None:
+    """Return the checkpoint to resume from, or wipe the directory for a clean start."""
+    stamp = output_dir / RUN_FINGERPRINT
+    if stamp.exists() and json.loads(stamp.read_text()) == expected:
+        remove_partial(output_dir)
+        done = complete_checkpoints(output_dir)
+        if done:
+            return done[-1]
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    write_json(stamp, expected)
+    return None
+
+
+def prepare_run(output_dir: Path, expected: dict[str, str]) -> Path | None:
+    """prepare_output_dir on the main process only; with `accelerate launch`, the other
+    processes wait for it and get its answer, so every process (on every machine) resumes
+    from the same checkpoint."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=not has_gpu())  # the state TrainingArguments will reuse
+    resume_from = prepare_output_dir(output_dir, expected) if state.is_main_process else None
+    return broadcast_object_list([resume_from])[0]  # no-op with one process
+
+
+def launch_command(processes: int, environ: Mapping[str, str] = os.environ) -> list[str] | None:
+    """The `accelerate launch` that runs this stage on `processes` processes (DDP), or None
+    when this process trains itself: `train.processes` is 1, or a launcher (accelerate,
+    torchrun; multi-node runs are started by hand) already started it."""
+    launched = environ.get("LOCAL_WORLD_SIZE")  # set by torchrun, which accelerate uses
+    if launched is not None:
+        if int(launched) != processes:
+            raise StageError(
+                f"{launched} processes per machine were launched but train.processes is "
+                f"{processes}: set train.processes={launched} in params.yaml (it sets the "
+                "global batch and is part of the run's fingerprint)"
+            )
+        return None
+    if processes == 1:
+        return None
+    if not ACCELERATE_CONFIG.exists():
+        raise StageError(f"train.processes={processes} needs {ACCELERATE_CONFIG} at the repo's top")
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIG),
+        "--num_processes",
+        str(processes),
+        "-m",
+        f"{__package__.rpartition('.')[0]}.stages.train",
+    ]
+
+
+@dataclass(frozen=True)
+class RunStart:
+    resume_from: Path | None
+    main_process: bool
+    callbacks: list  # the dvclive logger, on the main process only
+
+    @property
+    def resume_arg(self) -> str | None:
+        return str(self.resume_from) if self.resume_from else None
+
+
+def start_run(stage: str, output_dir: Path, log_dir: Path, expected: dict[str, str]) -> RunStart:
+    """What train and dpo do before training: resume or start clean (prepare_run), cut the
+    log back to the resume point, and log to `log_dir` from the main process."""
+    resume_from = prepare_run(output_dir, expected)
+    main_process = is_main_process()
+    if resume_from and main_process:
+        print(f"{stage}: resuming from {resume_from} (its inputs are unchanged)")
+        trim_log(log_dir, checkpoint_step(resume_from.name))
+    callbacks = [dvclive_callback(log_dir, resume_from is not None)] if main_process else []
+    return RunStart(resume_from, main_process, callbacks)
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def dvclive_callback(log_dir: Path, resume: bool):
+    """transformers' built-in DVCLive callback, pointed at reports/train and stepping by the
+    trainer's global step so train and val loss share one x axis."""
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    class StepAlignedDVCLive(DVCLiveCallback):
+        def on_log(self, args, state, control, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step
+            super().on_log(args, state, control, **kwargs)
+
+    live = Live(str(log_dir), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
+    return StepAlignedDVCLive(live=live)
+
+
+def trim_log(log_dir: Path, last_step: int) -> None:
+    """Drop rows logged after `last_step` (by a run that crashed after its last checkpoint),
+    so the resumed run's curve continues without duplicated steps."""
+    for tsv in log_dir.glob("plots/metrics/**/*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        step_col = header.split("\t").index("step")
+        kept = [r for r in rows if int(float(r.split("\t")[step_col])) <= last_step]
+        tsv.write_text("\n".join([header, *kept]) + "\n")
+
+
+def hyperparameters(train: TrainParams) -> dict[str, Any]:
+    """The values this run trained with, after the preset was applied."""
+    keys = ("preset", "method", "backend", "lora_r", "lora_alpha", "learning_rate", "num_epochs")
+    return {key: getattr(train, key) for key in keys}
+
+
+def count_sequence_tokens(tokenizer, rows: list[dict]) -> int:
+    """Tokens per epoch (prompt + completion, as TRL tokenizes them)."""
+    total = 0
+    for row in rows:
+        ids = tokenizer.apply_chat_template(
+            row["prompt"] + row["completion"], tokenize=True, return_dict=True
+        )["input_ids"]
+        total += len(ids)
+    return total
