@@ -28,9 +28,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 LINT_PATHS := hooks tests benchmarks
 DEMO_OUT := build/demo
-DEMO_DIR := $(DEMO_OUT)/support-triage-finetune
 LINT_OUT := build/lint
-TIMINGS := $(CURDIR)/$(DEMO_OUT)/timings.txt
 
 .PHONY: help venv test demo lint format clean
 
@@ -60,39 +58,7 @@ test: $(STAMP) ## Run the template's tests (fails when no test is collected)
 	exit "$$rc"
 
 demo: ## Bake the default project, dvc repro, a second experiment, show both + timings
-	@set -euo pipefail; \
-	t0=$$(date +%s); \
-	$(MAKE) --no-print-directory venv; \
-	t1=$$(date +%s); \
-	rm -rf '$(DEMO_DIR)'; \
-	'$(VENV)/bin/cookiecutter' . --no-input -f -o '$(DEMO_OUT)'; \
-	t2=$$(date +%s); \
-	cd '$(DEMO_DIR)'; \
-	'$(VENV)/bin/pip' install -e . --no-deps -q; \
-	t3=$$(date +%s); \
-	export PATH='$(VENV)/bin':"$$PATH" PYTHONPATH=src DVC_NO_ANALYTICS=1; \
-	stage_times=""; \
-	for stage in base curate split smoke train dpo eval select; do \
-		s0=$$(date +%s); dvc repro --single-item "$$stage"; \
-		stage_times="$$stage_times  $$stage: $$(( $$(date +%s) - s0 ))s"$$'\n'; \
-	done; \
-	t4=$$(date +%s); \
-	dvc repro; \
-	ident=(); git config user.email >/dev/null \
-		|| ident=(-c user.name=demo -c user.email=demo@localhost); \
-	git add -A; git $${ident[@]+"$${ident[@]}"} commit -q -m "Baseline: dvc repro"; \
-	t5=$$(date +%s); \
-	dvc exp run -S train.learning_rate=5e-4; \
-	t6=$$(date +%s); \
-	$(MAKE) --no-print-directory exp-show VENV='$(VENV)'; \
-	summary=$$(printf '%s\n' \
-		"install: $$(( t1 - t0 + t3 - t2 ))s (venv + editable install)" \
-		"bake: $$(( t2 - t1 ))s" \
-		"repro: $$(( t4 - t3 ))s, by stage:" "$${stage_times%$$'\n'}" \
-		"exp run: $$(( t6 - t5 ))s"); \
-	echo; echo "== demo timings =="; echo "$$summary"; \
-	{ echo "# $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "$$summary"; } >> '$(TIMINGS)'; \
-	echo "(appended to $(DEMO_OUT)/timings.txt)"
+	@VENV='$(VENV)' MAKE='$(MAKE)' DEMO_OUT='$(DEMO_OUT)' bash scripts/demo.sh
 
 lint: $(STAMP) ## ruff check + format --check on hooks, tests, benchmarks and the baked template
 	'$(VENV)/bin/ruff' check $(LINT_PATHS)

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import importlib.util
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
-import yaml
-from bakery import ROOT, bake, git
+from bakery import (
+    CONTEXT,
+    DEFAULT_MODULE,
+    DEFAULT_SLUG,
+    ROOT,
+    assert_no_curlies,
+    assert_repo_initialised,
+    bake,
+    git,
+)
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.generate import is_copy_only_path
 
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 HOOKS = ROOT / "hooks"
-CONTEXT: dict[str, Any] = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
-DEFAULT_SLUG = "support-triage-finetune"
-DEFAULT_MODULE = "support_triage_finetune"
 TOP_LEVEL_FILES = (
     "dvc.yaml",
     "params.yaml",
@@ -29,7 +31,6 @@ TOP_LEVEL_FILES = (
     "README.md",
     "LICENSE",
 )
-JINJA_MARKERS = ("{{", "{%", "{#")
 
 
 def load_hook(name: str) -> ModuleType:
@@ -43,47 +44,6 @@ def load_hook(name: str) -> ModuleType:
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def rendered_text_files(project: Path) -> Iterator[Path]:
-    """Yield the project's text files that cookiecutter rendered (skips .git, copied data)."""
-    for path in sorted(project.rglob("*")):
-        rel = path.relative_to(project)
-        if not path.is_file() or rel.parts[0] == ".git":
-            continue
-        if is_copy_only_path(rel.as_posix(), {"cookiecutter": CONTEXT}):
-            continue
-        data = path.read_bytes()
-        if b"\0" in data[:8192]:
-            continue
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        yield path
-
-
-def assert_no_curlies(project: Path) -> None:
-    """Fail if any rendered text file still contains Jinja markers."""
-    leftovers = [
-        f"{path.relative_to(project)}: {marker}"
-        for path in rendered_text_files(project)
-        for marker in JINJA_MARKERS
-        if marker in path.read_text(encoding="utf-8")
-    ]
-    assert not leftovers, f"unrendered Jinja left in: {leftovers}"
-
-
-def assert_repo_initialised(project: Path) -> None:
-    """Fail unless the project is a git repo with one clean commit and a DVC repo."""
-    assert (project / ".git").is_dir()
-    assert git(project, "rev-list", "--count", "HEAD") == "1"
-    assert git(project, "status", "--porcelain") == ""
-    assert (project / ".dvc").is_dir()
-    assert (project / ".dvc" / "config").is_file()
 
 
 # --------------------------------------------------------------------------- validators
@@ -254,37 +214,6 @@ def test_raw_data_is_copied_byte_identical(default_project: Path) -> None:
         assert baked.read_bytes() == src.read_bytes(), src.name
 
 
-@pytest.mark.parametrize("method", CONTEXT["method"])
-def test_bake_each_method(tmp_path: Path, cc_config: str, method: str) -> None:
-    project = bake(tmp_path, cc_config, method=method)
-    assert_no_curlies(project)
-    assert_repo_initialised(project)
-    assert method in (project / "params.yaml").read_text(encoding="utf-8")
-
-
-@pytest.mark.parametrize("preset", CONTEXT["training_preset"])
-def test_bake_each_training_preset(tmp_path: Path, cc_config: str, preset: str) -> None:
-    project = bake(tmp_path, cc_config, training_preset=preset)
-    assert_no_curlies(project)
-    train = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))["train"]
-    assert train["preset"] == preset
-    ranks = {"general": 16, "customer-support": 8, "code-generation": 64}
-    ranks |= {"style-format": 4, "domain-knowledge": 32}
-    assert (train["lora_r"], train["lora_alpha"]) == (ranks[preset], 2 * ranks[preset])
-
-
-@pytest.mark.parametrize("task_preset", CONTEXT["task_preset"])
-def test_bake_each_task_preset(tmp_path: Path, cc_config: str, task_preset: str) -> None:
-    project = bake(tmp_path, cc_config, task_preset=task_preset)
-    assert_no_curlies(project)
-    assert_repo_initialised(project)
-    for name in ("support_tickets.jsonl", "support_preferences.jsonl"):
-        shipped = project / "data" / "raw" / name
-        assert shipped.exists() is (task_preset == "support-triage"), name
-    assert (project / "data" / "raw").is_dir()
-    assert (project / "data" / "suites").is_dir()
-
-
 LICENSE_MARKERS = {
     "MIT": "MIT License",
     "Apache-2.0": "Apache License, Version 2.0",
@@ -307,6 +236,22 @@ def test_bake_derives_slug_and_module(tmp_path: Path, cc_config: str) -> None:
     project = bake(tmp_path, cc_config, project_name="Ticket Router_Model")
     assert project.name == "ticket-router-model"
     assert (project / "src" / "ticket_router_model").is_dir()
+
+
+def test_bake_transliterates_non_ascii_project_name(tmp_path: Path, cc_config: str) -> None:
+    # The slug is derived with the slugify filter: accented letters become ASCII instead of
+    # failing the pre-gen hook's slug check.
+    project = bake(tmp_path, cc_config, project_name="Ünïcode Prøject")
+    packages = [path.name for path in (project / "src").iterdir() if path.is_dir()]
+    assert len(packages) == 1, packages
+    slug, module_name = project.name, packages[0]
+    assert slug.isascii() and module_name.isascii()
+    assert pre_gen.validate_slug(slug) is None
+    assert module_name.isidentifier()
+    assert pre_gen.validate_module_name(module_name) is None
+    assert (slug, module_name) == ("unicode-project", "unicode_project")
+    assert_no_curlies(project)
+    assert_repo_initialised(project)
 
 
 def test_bake_escapes_quotes_in_answers(

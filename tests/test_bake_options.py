@@ -1,0 +1,127 @@
+"""One bake per value of each cookiecutter choice that sets params: the baked params.yaml must
+pass the baked project's own schema (src/<module>/params.py) and carry the chosen values.
+
+One value at a time, the other answers at their defaults (not the full product): each bake is
+checked against every option, so it also proves that the untouched options kept their defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bakery import (
+    CONTEXT,
+    DEFAULT_MODULE,
+    assert_no_curlies,
+    assert_repo_initialised,
+    bake,
+)
+
+# The choices that end up in params.yaml; the others are tested where they take effect.
+PARAMS_OPTIONS = ("method", "training_preset", "task_preset")
+OTHER_OPTIONS = {"license": "LICENSE file: test_hooks.py::test_bake_each_license"}
+DEFAULTS = {option: CONTEXT[option][0] for option in PARAMS_OPTIONS}
+
+# The train keys a preset fills where params.yaml leaves them null.
+PRESET_KEYS = ("lora_r", "lora_alpha", "learning_rate", "num_epochs")
+PRESET_PROMPT_RE = re.compile(
+    r"r(?P<lora_r>\d+), alpha (?P<lora_alpha>\d+), lr (?P<learning_rate>[\d.e-]+), "
+    r"(?P<num_epochs>\d+) epochs"
+)
+TASK_PRESETS = {
+    # task_preset: (task.target_format, split.stratify_by, ships the demo data)
+    "support-triage": ("json", "category", True),
+    "custom": ("text", None, False),
+}
+DEMO_DATA = ("support_tickets.jsonl", "support_preferences.jsonl")
+
+# Run in the baked project with PYTHONPATH=src, a fresh interpreter per bake (no module cache
+# across bakes). argv: the package name, a scratch file, the preset's keys. Prints the validated
+# params.yaml and its train section validated again with those keys null (the schema fills them).
+VALIDATE = """
+import importlib, json, sys
+from pathlib import Path
+import yaml
+
+module, scratch = sys.argv[1], Path(sys.argv[2])
+params = importlib.import_module(module + ".params")
+baked = params.load_params(Path("params.yaml"))
+raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+raw["train"].update(dict.fromkeys(sys.argv[3:]))
+scratch.write_text(yaml.safe_dump(raw), encoding="utf-8")
+filled = params.load_params(scratch).train
+print(json.dumps([baked.model_dump(mode="json"), filled.model_dump(mode="json")]))
+"""
+
+
+def validated_params(project: Path, scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate ``project``'s params.yaml with its own schema.
+
+    Returns the validated params and the train section the schema fills from its preset table.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", VALIDATE, DEFAULT_MODULE, str(scratch), *PRESET_KEYS],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": "src"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"params.yaml fails the baked schema:\n{result.stderr}"
+    baked, filled_train = json.loads(result.stdout)
+    return baked, filled_train
+
+
+def preset_from_prompt(preset: str) -> dict[str, float]:
+    """The values the cookiecutter prompt promises for ``preset``."""
+    match = PRESET_PROMPT_RE.search(CONTEXT["__prompts__"]["training_preset"][preset])
+    assert match, f"the training_preset prompt of {preset!r} does not name its values"
+    return {key: float(value) for key, value in match.groupdict().items()}
+
+
+def test_every_choice_option_is_baked_somewhere() -> None:
+    choices = {key for key, value in CONTEXT.items() if isinstance(value, list)}
+    choices -= {key for key in CONTEXT if key.startswith("_")}
+    assert choices == set(PARAMS_OPTIONS) | set(OTHER_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param(option, value, id=f"{option}={value}")
+        for option in PARAMS_OPTIONS
+        for value in CONTEXT[option]
+    ],
+)
+def test_bake_option_params(tmp_path: Path, cc_config: str, option: str, value: str) -> None:
+    project = bake(tmp_path / "out", cc_config, **{option: value})
+    assert_no_curlies(project)
+    assert_repo_initialised(project)
+    params, filled_train = validated_params(project, tmp_path / "params-preset-null.yaml")
+    answers = {**DEFAULTS, option: value}
+    train = params["train"]
+
+    assert train["method"] == answers["method"]
+
+    preset = answers["training_preset"]
+    assert train["preset"] == preset
+    baked_values = {key: train[key] for key in PRESET_KEYS}
+    assert baked_values == preset_from_prompt(preset)
+    # params.yaml shows the preset's values; the schema's preset table must agree with them.
+    assert {key: filled_train[key] for key in PRESET_KEYS} == baked_values
+
+    target_format, stratify_by, ships_data = TASK_PRESETS[answers["task_preset"]]
+    assert params["task"]["target_format"] == target_format
+    assert bool(params["task"]["score_fields"]) is (target_format == "json")
+    assert params["split"]["stratify_by"] == stratify_by
+    for name in DEMO_DATA:
+        assert (project / "data" / "raw" / name).exists() is ships_data, name
+    assert (project / "data" / "raw").is_dir()
+    assert (project / "data" / "suites").is_dir()
