@@ -13,7 +13,6 @@ import yaml
 
 from {{ cookiecutter.module_name }}.data.curate_report import (
     ReportBuilder,
-    size_advice,
     token_histogram,
     token_stats,
 )
@@ -25,6 +24,7 @@ from {{ cookiecutter.module_name }}.data.curation import (
     raw_files,
     read_raw,
 )
+from {{ cookiecutter.module_name }}.data.sizing import size_verdict
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import iter_lines, read_json, read_jsonl
 from {{ cookiecutter.module_name }}.params import CurateParams, QualityParams, TaskParams
@@ -306,10 +306,10 @@ def test_script_outliers_follow_the_majority_or_the_param() -> None:
 
 @pytest.mark.parametrize(
     ("rows", "advice"),
-    [(50, "few-shot"), (100, "LoRA SFT works"), (5000, "sweet spot"), (20000, "SFT + DPO")],
+    [(50, "few-shot"), (100, "LoRA SFT works"), (5000, "optimal range"), (20000, "SFT + DPO")],
 )
 def test_size_advice_thresholds(rows: int, advice: str) -> None:
-    assert advice in size_advice(rows)
+    assert advice in size_verdict(rows)[1]
 
 
 def test_token_histogram_bins_and_marks_rows_over_the_max() -> None:

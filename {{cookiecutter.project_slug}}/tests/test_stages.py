@@ -19,14 +19,15 @@ from {{ cookiecutter.module_name }}.evaluation.evaluator import (
 )
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
+from {{ cookiecutter.module_name }}.selection.guardrails import choose, guardrail_failures
 from {{ cookiecutter.module_name }}.selection.report import (
     HEADLINE,
     Image,
     build_blocks,
+    headline,
     to_html,
     to_markdown,
 )
-from {{ cookiecutter.module_name }}.selection.selector import choose, guardrail_failures, headline
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import base_model, guards, smoke, trainer
 from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints

@@ -11,10 +11,10 @@ from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.evaluation.suites import (
     CHECK_FIELDS,
     CHECKS,
+    canonical_answer,
     check_instruction,
     failed_checks,
     load_suite,
-    normalize_answer,
     score_general_qa,
     validate_checks,
 )
@@ -46,8 +46,8 @@ QA_KINDS = {"fact", "arithmetic", "definition", "conversion"}
         ("?!...", ""),
     ],
 )
-def test_normalize_answer(text: str, expected: str) -> None:
-    assert normalize_answer(text) == expected
+def test_canonical_answer(text: str, expected: str) -> None:
+    assert canonical_answer(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -184,9 +184,9 @@ def test_general_qa_suite_is_valid() -> None:
         assert item["kind"] in QA_KINDS, item["id"]
         assert item["question"].strip(), item["id"]
         assert item["answers"], item["id"]
-        question = normalize_answer(item["question"]).split()
+        question = canonical_answer(item["question"]).split()
         for answer in item["answers"]:
-            assert normalize_answer(answer), (item["id"], answer)
+            assert canonical_answer(answer), (item["id"], answer)
             # Echoing the question must never score as correct.
             assert not score_general_qa(" ".join(question), [answer]), (item["id"], answer)
         # The first accepted answer, stated in a sentence, scores as correct.

@@ -7,22 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .sizing import size_verdict
+
 if TYPE_CHECKING:
     from .curation import Decisions
 
 EXAMPLES_PER_REASON = 3
 CLUSTER_EXAMPLES = 5
-
-
-def size_advice(n_rows: int) -> str:
-    """The seeds' dataset-size rule of thumb."""
-    if n_rows < 100:
-        return "under 100 examples: consider few-shot prompting instead of fine-tuning"
-    if n_rows < 1000:
-        return "100-1,000 examples: LoRA SFT works; watch val loss for overfitting"
-    if n_rows < 10000:
-        return "1,000-10,000 examples: the sweet spot for LoRA SFT"
-    return "10,000+ examples: consider SFT + DPO or full fine-tuning"
 
 
 def token_histogram(lengths: list[int], max_tokens: int | None, bins: int = 16) -> list[dict]:
@@ -153,7 +144,7 @@ class ReportBuilder:
             "format_audit_share": round(sum(d.format_flags.values()) / max(d.rows_in, 1), 4),
             "groups": len(set(d.group_of.values())),
             "tokens": token_stats(lengths, max_tokens),
-            "size_advice": size_advice(self.counts["kept"]),
+            "size_advice": size_verdict(self.counts["kept"])[1],
             "examples": self.examples,
             "near_duplicate_examples": list(self.clusters.values()),
             # near copies whose answer differs from the kept row's: label noise to review

@@ -1,4 +1,5 @@
-"""Stage `curate`: every raw row is kept, quarantined with a reason, or removed as a duplicate.
+"""Curation (stage `curate`): every raw row is kept, quarantined with a reason, or removed as
+a duplicate.
 
 Two streaming passes over data/raw/*.jsonl, so memory holds per-row decisions and MinHash
 signatures, never the data set's text:

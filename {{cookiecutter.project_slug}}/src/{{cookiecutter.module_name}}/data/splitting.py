@@ -1,4 +1,4 @@
-"""Stage `split`: deterministic, stratified, group-aware train/val/test split, then a
+"""Splitting (stage `split`): deterministic, stratified, group-aware train/val/test split, then a
 contamination check and the optional replay mix.
 
 - A group's split depends only on its id (the content hash of its first row) and the seed, so

@@ -1,11 +1,12 @@
-"""Stage `eval`: score the base model, a few-shot baseline and every checkpoint on the val split
+"""Scoring models by generation (stage `eval`, and select on test): the base model, a few-shot
+baseline and every checkpoint on the val split
 and the general suites, by greedy generation with the prompts formatted exactly as in training.
 
 Writes reports/eval/<model>.json (metrics + per-item records: prompt hash, output, scores) and
 reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`. DPO
 checkpoints (models/dpo, when the dpo stage ran) are reported as `dpo-checkpoint-N`, at step
 <SFT step they start from> + N so the per-step plot continues after SFT.
-Generations are cached (evalcache.py): the base is generated once across experiments and an
+Generations are cached (cache.py): the base is generated once across experiments and an
 unchanged checkpoint is free to re-evaluate.
 """
 
@@ -373,3 +374,9 @@ def print_summary(report: dict) -> None:
         f"eval: {report['model']:>16}  task {m['task_accuracy']:.2f}  "
         f"format {m['format_correct']:.2f}  drift {m['format_drift']:.2f}{general}  ({source})"
     )
+
+
+def score_on_test(run: ModelRun, requests: list, rows: list[dict], params: Params) -> dict:
+    """Task metrics on the test rows (generations are cached as in eval)."""
+    outputs = run.outputs(requests, f"{model_name(run.checkpoint)} test")
+    return task_metrics(score_task(rows, requests, outputs, params.task), params.task)

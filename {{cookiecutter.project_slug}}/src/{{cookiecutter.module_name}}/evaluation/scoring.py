@@ -8,7 +8,7 @@ from typing import Any
 from ..data.schemas import json_target_status, parse_leading_json
 from ..errors import StageError
 from ..params import TaskParams
-from .suites import check_instruction, failed_checks, normalize_answer, score_general_qa
+from .suites import canonical_answer, failed_checks, score_general_qa
 
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
@@ -71,14 +71,14 @@ def _exact(output: str, target: str, task: TaskParams) -> tuple[bool, bool]:
 
 
 def _normalised(output: str, target: str, task: TaskParams) -> tuple[bool, bool]:
-    return normalize_answer(output) == normalize_answer(target), bool(output.strip())
+    return canonical_answer(output) == canonical_answer(target), bool(output.strip())
 
 
 def _regex(output: str, target: str, task: TaskParams) -> tuple[bool, bool]:
     answer = extract_answer(output, task.answer_pattern)
     # a target written as the bare answer is compared as it is
     expected = extract_answer(target, task.answer_pattern) or target
-    correct = answer is not None and normalize_answer(answer) == normalize_answer(expected)
+    correct = answer is not None and canonical_answer(answer) == canonical_answer(expected)
     return correct, answer is not None
 
 
@@ -112,10 +112,6 @@ def task_metrics(items: list[dict], task: TaskParams) -> dict[str, float]:
 
 def score_qa_item(output: str, item: dict) -> bool:
     return score_general_qa(output, item["answers"])
-
-
-def score_instruction_item(output: str, item: dict) -> bool:
-    return check_instruction(output, item["checks"])
 
 
 def instruction_failures(output: str, item: dict) -> list[str]:

@@ -26,7 +26,7 @@ __all__ = [
     "check_instruction",
     "failed_checks",
     "load_suite",
-    "normalize_answer",
+    "canonical_answer",
     "score_general_qa",
     "validate_checks",
 ]
@@ -42,7 +42,7 @@ _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 _BULLET = re.compile(r"^\s*[-*] ")
 
 
-def normalize_answer(text: str) -> str:
+def canonical_answer(text: str) -> str:
     """Lowercase, drop punctuation (keeping numbers like 3.5 or -4), articles and extra spaces.
 
     Thousands separators inside numbers are removed ("1,000" -> "1000") and apostrophes
@@ -67,9 +67,9 @@ def score_general_qa(output: str, answers: list[str]) -> bool:
     "The capital of France is Paris." matches "paris" while "17" never matches "7".
     """
     window = " ".join(output.split()[:QA_WINDOW_WORDS])
-    tokens = normalize_answer(window).split()
+    tokens = canonical_answer(window).split()
     for answer in answers:
-        needle = normalize_answer(answer).split()
+        needle = canonical_answer(answer).split()
         if needle and _contains_sequence(tokens, needle):
             return True
     return False

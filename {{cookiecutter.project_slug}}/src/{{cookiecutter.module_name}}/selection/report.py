@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.data_report import funnel
+from ..paths import REPORT_HTML, REPORT_MD, REPORTS_DIR
 from .diagnose import Finding, loss_curves
 
 HEADLINE = (
@@ -274,3 +275,42 @@ def data_blocks(curate: dict, split: dict) -> list[Block]:
         Table(["step", "rows", "change"], [list(step) for step in funnel(curate, split)]),
         Para("Details: reports/data.md (quarantine reasons, duplicates, format audit)."),
     ]
+
+
+def headline(
+    selected: dict,
+    test: dict,
+    base_test: dict,
+    fewshot_test: dict | None,
+    passed: bool,
+    findings: list[Finding],
+) -> dict:
+    """reports/metrics.json: test task metrics, general metrics from eval, the base and the
+    few-shot baseline on test, and the diagnosis."""
+    val = selected["metrics"]
+    metrics = {
+        "task_accuracy": test["task_accuracy"],
+        "exact_match": test["exact_match"],
+        "format_correct": test["format_correct"],
+        "format_drift": test["format_drift"],
+        "general_qa": val["general_qa"],
+        "instruction_follow": val["instruction_follow"],
+        "forgetting_score": val["forgetting_score"],
+        "selected_step": selected["step"],
+        "selected": selected["model"],
+        "val_loss": selected.get("val_loss"),
+        "val_task_accuracy": val["task_accuracy"],
+        "guardrails_passed": passed,
+        "base_task_accuracy": base_test["task_accuracy"],
+        "base_format_correct": base_test["format_correct"],
+    }
+    if fewshot_test is not None:
+        metrics["fewshot_task_accuracy"] = fewshot_test["task_accuracy"]
+        metrics["fewshot_format_correct"] = fewshot_test["format_correct"]
+    metrics["diagnosis"] = ", ".join(f.mode for f in findings) or "none"
+    return metrics
+
+
+def write_report(blocks: list) -> None:
+    REPORT_MD.write_text(to_markdown(blocks, REPORTS_DIR), encoding="utf-8")
+    REPORT_HTML.write_text(to_html(blocks, "Fine-tune report"), encoding="utf-8")

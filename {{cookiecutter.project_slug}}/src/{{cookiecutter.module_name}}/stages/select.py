@@ -18,6 +18,7 @@ from ..evaluation.evaluator import (
     generation_settings,
     generator_factory,
     load_reports,
+    score_on_test,
     task_requests,
 )
 from ..io import read_json, read_jsonl, write_json
@@ -36,14 +37,15 @@ from ..paths import (
     TRAIN_SPLIT,
 )
 from ..selection.diagnose import diagnose
+from ..selection.export import export
+from ..selection.guardrails import choose, guardrail_failures
 from ..selection.modelcard import model_card
-from ..selection.report import Image, build_blocks, plot_losses, plot_metrics
-from ..selection.selector import (
-    choose,
-    export,
-    guardrail_failures,
+from ..selection.report import (
+    Image,
+    build_blocks,
     headline,
-    score_on_test,
+    plot_losses,
+    plot_metrics,
     write_report,
 )
 from ..training.checkpoints import complete_checkpoints, log_history

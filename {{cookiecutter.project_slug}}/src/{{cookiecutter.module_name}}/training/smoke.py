@@ -1,4 +1,4 @@
-"""Stage `smoke`: the real training code on ~10 % of train for a few steps, before the full run.
+"""The smoke run (stage `smoke`): the real training code on ~10 % of train for a few steps.
 
 Passes when the loss is finite and falls on the smoke rows, and the saved adapter reloads to
 the same outputs. Writes reports/smoke.json with seconds per step, an estimate of the full

@@ -1,12 +1,12 @@
-"""Stage `train`: TRL SFTTrainer + PEFT on the train split, val loss logged, checkpoints kept.
+"""Building the SFT trainer (TRL SFTTrainer + PEFT) from params, for train and smoke, and
+what a crash-safe run needs around it: the resume fingerprint, resume-or-clean-start, the
+dvclive logger, and the `accelerate launch` relaunch for several processes.
 
-Loss is computed on the completion (the assistant turn) only. A checkpoint is written every
-`train.save_steps` steps under models/checkpoints (a DVC `persist` output): after a crash,
-`dvc repro` resumes from the last complete checkpoint when the training params and data are
-unchanged, and starts clean when they are not. Train and val loss go to reports/train via
-transformers' built-in dvclive integration.
+Loss is computed on the completion (the assistant turn) only; checkpoints are written
+atomically (checkpoints.py) in a batch order a resumed run reproduces (samplers.py).
 """
 
+import functools
 import json
 import os
 import shutil
@@ -20,15 +20,19 @@ from ..errors import StageError
 from ..io import content_hash, file_hash, write_json
 from ..params import Params, TrainParams
 from ..paths import ACCELERATE_CONFIG, BASE_MODEL_DIR, TRAIN_SPLIT, VAL_SPLIT
-from .checkpoints import (
-    checkpoint_step,
-    complete_checkpoints,
-    crash_safe,
-    remove_partial,
-)
+from .checkpoints import AtomicCheckpoints, checkpoint_step, complete_checkpoints, remove_partial
 from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
+from .samplers import ResumableLengthGrouping
 
 RUN_FINGERPRINT = "fingerprint.json"
+
+
+@functools.cache
+def crash_safe(trainer_class: type) -> type:
+    """`trainer_class` (SFTTrainer, DPOTrainer, ...) with atomic checkpoints and a
+    resumable data order mixed in."""
+    mixins = (AtomicCheckpoints, ResumableLengthGrouping)
+    return type(trainer_class.__name__, (*mixins, trainer_class), {})
 
 
 def check_method_supported(train: TrainParams) -> None:

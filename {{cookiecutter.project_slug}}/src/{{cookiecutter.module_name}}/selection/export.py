@@ -1,0 +1,53 @@
+"""Exporting the selected checkpoint to models/selected: its weights and tokenizer (never
+optimizer state), the SFT adapter below a DPO one, and optionally the merged model."""
+
+import shutil
+from pathlib import Path
+
+from ..io import write_json
+from ..training.modeling import (
+    SFT_EXPORT,
+    SFT_POINTER,
+    load_model_with_adapter,
+    load_tokenizer,
+    sft_checkpoint_of,
+)
+
+MERGED_DIR = "merged"
+EXPORTED_FILES = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "config.json",
+    "model.safetensors",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+)
+
+
+def copy_weights(checkpoint: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True)
+    for name in EXPORTED_FILES:
+        if (checkpoint / name).exists():
+            shutil.copy2(checkpoint / name, out_dir / name)
+
+
+def export(checkpoint: Path, out_dir: Path, selection: dict, merged: bool) -> None:
+    """Copy the selected weights (adapter or full model) and tokenizer, not optimizer state;
+    with `merged`, also save the base with the adapter merged in (safetensors) under
+    merged/. A DPO checkpoint takes its SFT checkpoint along (as sft_adapter/), so the export
+    loads on its own with `load_model_with_adapter`."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    copy_weights(checkpoint, out_dir)
+    sft = sft_checkpoint_of(checkpoint)
+    if sft is not None:
+        shutil.copy2(checkpoint / SFT_POINTER, out_dir / SFT_POINTER)
+        copy_weights(sft, out_dir / SFT_EXPORT)
+    if merged and (checkpoint / "adapter_config.json").exists():
+        model = load_model_with_adapter(checkpoint)
+        model.save_pretrained(out_dir / MERGED_DIR, safe_serialization=True)
+        load_tokenizer().save_pretrained(out_dir / MERGED_DIR)
+    write_json(out_dir / "selection.json", selection)

@@ -1,0 +1,45 @@
+"""The guardrails select applies on val: a checkpoint that forgets too much, loses its format
+or falls too far below the base on general QA is chosen only when none passes."""
+
+from ..errors import StageError
+from ..params import SelectParams
+
+
+def guardrail_failures(metrics: dict, rules: SelectParams, base: dict | None) -> list[str]:
+    """Why a checkpoint's val metrics break the guardrails (empty: it passes); the general-QA
+    rule compares with the `base` model's metrics."""
+    failures = []
+    if metrics["forgetting_score"] > rules.max_forgetting:
+        failures.append(
+            f"forgetting_score {metrics['forgetting_score']} > "
+            f"max_forgetting {rules.max_forgetting}"
+        )
+    if metrics["format_correct"] < rules.min_format_correct:
+        failures.append(
+            f"format_correct {metrics['format_correct']} < min_format_correct "
+            f"{rules.min_format_correct}"
+        )
+    floor = round(base["general_qa"] * rules.min_general_qa_ratio, 4) if base else 0.0
+    if metrics["general_qa"] < floor:
+        failures.append(
+            f"general_qa {metrics['general_qa']} < {floor} (min_general_qa_ratio "
+            f"{rules.min_general_qa_ratio} x the base's {base['general_qa']})"
+        )
+    return failures
+
+
+def choose(reports: list[dict], rules: SelectParams) -> tuple[dict, bool]:
+    """Best val task accuracy among checkpoints passing the guardrails (ties: better format,
+    then the earlier step). Returns (report, guardrails_passed)."""
+    checkpoints = [r for r in reports if r["role"] == "checkpoint"]
+    if not checkpoints:
+        raise StageError("no checkpoint eval reports: run the eval stage first")
+    base = next((r["metrics"] for r in reports if r["role"] == "base"), None)
+    passing = [r for r in checkpoints if not guardrail_failures(r["metrics"], rules, base)]
+
+    def rank(report: dict) -> tuple:
+        m = report["metrics"]
+        return (m["task_accuracy"], m["format_correct"], -report["step"])
+
+    pool = passing or checkpoints
+    return max(pool, key=rank), bool(passing)
