@@ -1,4 +1,5 @@
-"""Finish a freshly generated project: prune preset data, write LICENSE, git init + dvc init.
+"""Finish a freshly generated project: prune preset data, write the training preset's values
+into params.yaml, write LICENSE, git init + dvc init.
 
 Cookiecutter renders this file with Jinja and runs it with the generated project directory as
 the working directory. Unrendered, it is still valid Python (the answers are string literals).
@@ -6,6 +7,7 @@ the working directory. Unrendered, it is still valid Python (the answers are str
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import importlib.util
 import os
@@ -21,6 +23,8 @@ AUTHOR_NAME = """{{ py(cookiecutter.author_name) }}"""
 AUTHOR_EMAIL = """{{ py(cookiecutter.author_email) }}"""
 METHOD = """{{ py(cookiecutter.method) }}"""
 TASK_PRESET = """{{ py(cookiecutter.task_preset) }}"""
+TRAINING_PRESET = """{{ py(cookiecutter.training_preset) }}"""
+MODULE_NAME = """{{ py(cookiecutter.module_name) }}"""
 LICENSE = """{{ py(cookiecutter.license) }}"""
 
 COMMIT_MESSAGE = "Initial commit from cookiecutter-llm-finetune"
@@ -129,6 +133,44 @@ def prune_preset_data(task_preset: str, project_dir: Path) -> None:
             (project_dir / path).unlink(missing_ok=True)
 
 
+def preset_table(params_py: Path) -> dict[str, dict[str, float]]:
+    """The `PRESETS` table of the generated params.py (its one home), read without importing
+    it: the hook runs in cookiecutter's interpreter, which need not have pydantic."""
+    tree = ast.parse(params_py.read_text(encoding="utf-8"))
+    for node in tree.body:
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+        if any(isinstance(t, ast.Name) and t.id == "PRESETS" for t in targets) and node.value:
+            return ast.literal_eval(node.value)
+    raise HookError(f"{params_py} has no literal PRESETS table")
+
+
+def write_preset_values(params_yaml: Path, values: dict[str, float]) -> None:
+    """Replace `<key>: null` in params.yaml's train section by the preset's values, so
+    `dvc exp show` shows the learning rate and rank the run uses."""
+    lines = params_yaml.read_text(encoding="utf-8").splitlines(keepends=True)
+    section, missing = None, set(values)
+    for i, line in enumerate(lines):
+        if line[:1].isalpha():
+            section = line.split(":")[0]
+        key, sep, rest = line.strip().partition(":")
+        if section == "train" and sep and key in values and rest.split("#")[0].strip() == "null":
+            indent = line[: len(line) - len(line.lstrip())]
+            comment = rest[rest.index("#") :].rstrip("\n") if "#" in rest else ""
+            value = f"{key}: {values[key]!r}"
+            lines[i] = f"{indent}{value:<31}{comment}".rstrip() + "\n"
+            missing.discard(key)
+    if missing:
+        raise HookError(f"{params_yaml}: train.{', train.'.join(sorted(missing))}: null not found")
+    params_yaml.write_text("".join(lines), encoding="utf-8")
+
+
+def fill_training_preset(preset: str, module_name: str, project_dir: Path) -> None:
+    table = preset_table(project_dir / "src" / module_name / "params.py")
+    if preset not in table:
+        raise HookError(f"training_preset {preset!r} is not in params.py PRESETS: {sorted(table)}")
+    write_preset_values(project_dir / "params.yaml", table[preset])
+
+
 def license_text(license_name: str, holder: str, year: int | None = None) -> str:
     """Return the LICENSE file content for ``license_name``."""
     if license_name not in LICENSE_TEXTS:
@@ -206,6 +248,7 @@ def main() -> int:
     project_dir = Path.cwd()
     try:
         prune_preset_data(TASK_PRESET, project_dir)
+        fill_training_preset(TRAINING_PRESET, MODULE_NAME, project_dir)
         # METHOD needs no file changes: params.yaml selects LoRA, QLoRA or full fine-tuning.
         write_license(LICENSE, AUTHOR_NAME, project_dir)
         init_repositories(project_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +30,6 @@ DEFAULTS = {option: CONTEXT[option][0] for option in PARAMS_OPTIONS}
 
 # The train keys a preset fills where params.yaml leaves them null.
 PRESET_KEYS = ("lora_r", "lora_alpha", "learning_rate", "num_epochs")
-PRESET_PROMPT_RE = re.compile(
-    r"r(?P<lora_r>\d+), alpha (?P<lora_alpha>\d+), lr (?P<learning_rate>[\d.e-]+), "
-    r"(?P<num_epochs>\d+) epochs"
-)
 TASK_PRESETS = {
     # task_preset: (task.target_format, split.stratify_by, ships the demo data)
     "support-triage": ("json", "category", True),
@@ -57,14 +52,25 @@ raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
 raw["train"].update(dict.fromkeys(sys.argv[3:]))
 scratch.write_text(yaml.safe_dump(raw), encoding="utf-8")
 filled = params.load_params(scratch).train
-print(json.dumps([baked.model_dump(mode="json"), filled.model_dump(mode="json")]))
+# the schema's defaults, given only what the bake decides: params.yaml must show exactly these
+decided = {
+    "base": {"model": raw["base"]["model"]},
+    "task": raw["task"],
+    "split": {"stratify_by": raw["split"]["stratify_by"]},
+    "train": {key: raw["train"][key] for key in ("preset", "method")},
+}
+defaults = params.parse_params(decided)
+print(json.dumps([m.model_dump(mode="json") for m in (baked, filled, defaults)]))
 """
 
 
-def validated_params(project: Path, scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def validated_params(
+    project: Path, scratch: Path
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Validate ``project``'s params.yaml with its own schema.
 
-    Returns the validated params and the train section the schema fills from its preset table.
+    Returns the validated params, the train section the schema fills from its preset table,
+    and the schema's defaults for the answers the bake decided.
     """
     result = subprocess.run(
         [sys.executable, "-c", VALIDATE, DEFAULT_MODULE, str(scratch), *PRESET_KEYS],
@@ -75,15 +81,8 @@ def validated_params(project: Path, scratch: Path) -> tuple[dict[str, Any], dict
         check=False,
     )
     assert result.returncode == 0, f"params.yaml fails the baked schema:\n{result.stderr}"
-    baked, filled_train = json.loads(result.stdout)
-    return baked, filled_train
-
-
-def preset_from_prompt(preset: str) -> dict[str, float]:
-    """The values the cookiecutter prompt promises for ``preset``."""
-    match = PRESET_PROMPT_RE.search(CONTEXT["__prompts__"]["training_preset"][preset])
-    assert match, f"the training_preset prompt of {preset!r} does not name its values"
-    return {key: float(value) for key, value in match.groupdict().items()}
+    baked, filled_train, defaults = json.loads(result.stdout)
+    return baked, filled_train, defaults
 
 
 def test_every_choice_option_is_baked_somewhere() -> None:
@@ -104,7 +103,7 @@ def test_bake_option_params(tmp_path: Path, cc_config: str, option: str, value: 
     project = bake(tmp_path / "out", cc_config, **{option: value})
     assert_no_curlies(project)
     assert_repo_initialised(project)
-    params, filled_train = validated_params(project, tmp_path / "params-preset-null.yaml")
+    params, filled_train, defaults = validated_params(project, tmp_path / "params-preset-null.yaml")
     answers = {**DEFAULTS, option: value}
     train = params["train"]
 
@@ -113,8 +112,9 @@ def test_bake_option_params(tmp_path: Path, cc_config: str, option: str, value: 
     preset = answers["training_preset"]
     assert train["preset"] == preset
     baked_values = {key: train[key] for key in PRESET_KEYS}
-    assert baked_values == preset_from_prompt(preset)
-    # params.yaml shows the preset's values; the schema's preset table must agree with them.
+    # the post-gen hook wrote the preset's values (from params.py's PRESETS, their one home)
+    # into params.yaml: equal to what the schema fills when they are null
+    assert all(value is not None for value in baked_values.values())
     assert {key: filled_train[key] for key in PRESET_KEYS} == baked_values
 
     target_format, stratify_by, ships_data = TASK_PRESETS[answers["task_preset"]]
@@ -125,3 +125,14 @@ def test_bake_option_params(tmp_path: Path, cc_config: str, option: str, value: 
         assert (project / "data" / "raw" / name).exists() is ships_data, name
     assert (project / "data" / "raw").is_dir()
     assert (project / "data" / "suites").is_dir()
+
+    # one home per default: every value params.yaml ships is the schema's default (tests and
+    # users run on the same values)
+    differ = {
+        f"{section}.{key}": (value, defaults[section][key])
+        for section, values in params.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+        if value != defaults[section][key]
+    }
+    assert not differ, f"params.yaml differs from the schema defaults (shipped, default): {differ}"

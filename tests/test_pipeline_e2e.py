@@ -2,6 +2,7 @@
 with DVC: `dvc repro`, a second experiment with `dvc exp run -S`, and `dvc exp show --json`.
 Also runs the baked project's own test suite."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -166,16 +167,62 @@ def test_eval_param_change_skips_training(project: Path) -> None:
         assert f"Running stage '{upstream}'" not in dry, dry
 
 
-def test_bad_param_names_the_key(project: Path) -> None:
+def output_hashes(project: Path) -> dict[str, str]:
+    """sha256 of every file the pipeline wrote (data, models, reports)."""
+    found = {}
+    for top in ("data", "models", "reports"):
+        for path in sorted((project / top).rglob("*")):
+            if path.is_file():
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[str(path.relative_to(project))] = digest
+    return found
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("  learning_rate:", "  learnig_rate:", "train.learnig_rate: unknown key"),
+        ("  learning_rate: 0.002", "  learning_rate: fast", "train.learning_rate"),
+        ("  batch_size: 64", "  batch_size: -1", "eval.batch_size"),
+    ],
+)
+def test_bad_param_fails_naming_the_key_and_loses_nothing(
+    project: Path, old: str, new: str, named: str
+) -> None:
+    """DVC deletes a stage's outs before running it: the params check stage must stop the
+    pipeline first, with every existing output byte-identical (reports/smoke.json is not
+    cached, so nothing could restore it)."""
+    dvc(project, "repro")
+    before = output_hashes(project)
+    assert "reports/smoke.json" in before and "reports/metrics.json" in before
     params_path = project / "params.yaml"
     original = params_path.read_text()
-    params_path.write_text(original.replace("learning_rate:", "learnig_rate:"))
+    assert old in original, old
+    params_path.write_text(original.replace(old, new, 1))
     try:
-        result = run(project, sys.executable, "-m", "support_triage_finetune.stages.split", check=False)
+        result = dvc(project, "repro", check=False)
     finally:
         params_path.write_text(original)
     assert result.returncode != 0
-    assert "train.learnig_rate" in result.stderr, result.stderr
+    assert named in result.stdout + result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert output_hashes(project) == before
+
+
+def test_editing_one_stage_library_reruns_only_that_stage(project: Path) -> None:
+    """An edit to advise.py (used by smoke only) re-runs smoke; smoke's report changes (it
+    holds timings) but its gate does not, so train, eval and select do not run again."""
+    dvc(project, "repro")
+    advise = next(project.glob("src/*/training/advise.py"))
+    original = advise.read_text()
+    advise.write_text(original + "\n# an edit\n")
+    try:
+        result = dvc(project, "repro")
+    finally:
+        advise.write_text(original)
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'smoke':"], result.stdout
+    dvc(project, "repro")  # back to the committed code: smoke again, nothing else
 
 
 def test_baked_project_tests_pass(project: Path) -> None:

@@ -115,7 +115,7 @@ class SplitParams(Section):
 
 class SmokeParams(Section):
     fraction: float = Field(0.1, gt=0, le=1)
-    max_steps: int = Field(6, ge=2)
+    max_steps: int = Field(4, ge=2)
     min_rows: int = Field(8, ge=2)
 
 
@@ -155,11 +155,11 @@ class TrainParams(Section):
     )
     lora_r: int = Field(ge=1)
     lora_alpha: int = Field(ge=1)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
     learning_rate: float = Field(gt=0, lt=1)
     num_epochs: float = Field(gt=0)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     processes: int = Field(
         1, ge=1, description="processes per machine: GPUs for DDP; 1 = plain python"
@@ -169,8 +169,10 @@ class TrainParams(Section):
     padding_free: bool = Field(
         False, description="concatenate each batch without padding (position ids mark rows)"
     )
-    save_steps: int = Field(500, ge=1)
-    logging_steps: int = Field(5, ge=1)
+    save_steps: int = Field(
+        20, ge=1, description="the seeds say 500 for real runs; the demo keeps 5 checkpoints"
+    )
+    logging_steps: int = Field(8, ge=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     weight_decay: float = Field(0.0, ge=0)
@@ -213,11 +215,11 @@ class DpoParams(Section):
 class EvalParams(Section):
     backend: Literal["hf", "vllm"] = Field("hf", description="vllm: CUDA and the vllm extra")
     batch_size: int = Field(64, ge=1)
-    max_new_tokens_task: int = Field(64, ge=1)
-    max_new_tokens_qa: int = Field(24, ge=1)
-    max_new_tokens_instruction: int = Field(80, ge=1)
-    general_qa_limit: int | None = Field(None, ge=1, description="first N items; null = all")
-    instruction_limit: int | None = Field(None, ge=1, description="first N items; null = all")
+    max_new_tokens_task: int = Field(56, ge=1)
+    max_new_tokens_qa: int = Field(16, ge=1)
+    max_new_tokens_instruction: int = Field(48, ge=1)
+    general_qa_limit: int | None = Field(32, ge=1, description="first N items; null = all")
+    instruction_limit: int | None = Field(16, ge=1, description="first N items; null = all")
     fewshot_k: int = Field(3, ge=0, description="train examples in the few-shot baseline; 0 = off")
     cache: bool = Field(True, description="reuse generations of an unchanged model and prompt set")
     lm_eval_tasks: list[str] = Field(
@@ -230,7 +232,7 @@ class EvalParams(Section):
 class SelectParams(Section):
     # guardrails: a checkpoint breaking one is not selected while another passes
     max_forgetting: float = Field(0.5, ge=0, le=1)
-    min_format_correct: float = Field(0.0, ge=0, le=1)
+    min_format_correct: float = Field(0.8, ge=0, le=1)
     min_general_qa_ratio: float = Field(
         0.8, ge=0, le=1, description="general QA at least this share of the base's"
     )

@@ -1,15 +1,6 @@
-"""Curation (stage `curate`): every raw row is kept, quarantined with a reason, or removed as
-a duplicate.
-
-Two streaming passes over data/raw/*.jsonl, so memory holds per-row decisions and MinHash
-signatures, never the data set's text:
-1. decide: parse, check the file format's schema and the chat schema, audit JSON targets,
-   apply the quality filters, count tokens with the base model's tokenizer, drop exact
-   duplicates, and sign each surviving row for near-duplicate clustering;
-2. write: the kept rows (TRL prompt/completion form) to data/curated/, every rejected line
-   verbatim with file, line and reason to data/quarantine.jsonl, every duplicate with the row it
-   duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json, where
-   rows_in == kept + quarantined + duplicates always holds.
+"""Curation (stage `curate`; the passes and outputs are described in stages/curate.py): parsing
+and schema checks per chunk, quality filters, token counts, exact and near-duplicate
+decisions, and writing every row to exactly one of kept, quarantined or duplicate.
 """
 
 import json

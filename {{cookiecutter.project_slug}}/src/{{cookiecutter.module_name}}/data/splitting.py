@@ -1,15 +1,6 @@
-"""Splitting (stage `split`): deterministic, stratified, group-aware train/val/test split, then a
-contamination check and the optional replay mix.
-
-- A group's split depends only on its id (the content hash of its first row) and the seed, so
-  the same rows land in the same split on every run, and adding data never moves existing
-  rows. Near-duplicate groups (from curate) stay in one split.
-- Stratified by `split.stratify_by`: every stratum with at least MIN_STRATUM_GROUPS groups
-  gets at least one val and one test group (the train group nearest the boundary moves).
-- Contamination: a train row that contains most of a val/test row or an eval-suite item is
-  removed (or reported, or fails the stage: `split.contamination`).
-- Replay: `split.replay_fraction` of the train split comes from data/replay, tagged
-  `origin: replay`; replay rows only ever go to train.
+"""Splitting rows into train/val/test (stage `split`; the rules are described in
+stages/split.py): hash-based assignment by group, stratification, the contamination check
+against val/test and the eval suites, and the replay mix.
 """
 
 import hashlib

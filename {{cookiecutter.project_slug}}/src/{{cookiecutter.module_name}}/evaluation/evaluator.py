@@ -1,13 +1,6 @@
-"""Scoring models by generation (stage `eval`, and select on test): the base model, a few-shot
-baseline and every checkpoint on the val split
-and the general suites, by greedy generation with the prompts formatted exactly as in training.
-
-Writes reports/eval/<model>.json (metrics + per-item records: prompt hash, output, scores) and
-reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`. DPO
-checkpoints (models/dpo, when the dpo stage ran) are reported as `dpo-checkpoint-N`, at step
-<SFT step they start from> + N so the per-step plot continues after SFT.
-Generations are cached (cache.py): the base is generated once across experiments and an
-unchanged checkpoint is free to re-evaluate.
+"""Scoring models by generation, for the eval stage (val) and select (test): the eval set
+built from the val split and the general suites, a ModelRun per model that generates (or
+reads the cache) and scores, the few-shot baseline, and the per-model reports.
 """
 
 import gc

@@ -1,19 +1,6 @@
-"""Direct preference optimisation after SFT (stage `dpo`, off by default).
-
-Seed 001's "SFT + DPO" step: start from the last complete SFT checkpoint (its LoRA adapter
-merged into the base, or a full checkpoint as is), train a fresh LoRA adapter on curate's
-preference pairs with TRL's DPOTrainer, and use the SFT model itself as the reference (TRL
-disables the new adapter to get it, so no second copy of the model is held). Pairs whose
-prompt is a val or test row's are dropped first: those rows pick and score the checkpoint.
-
-Checkpoints go to models/dpo/checkpoint-N (written atomically, resumed after a crash when the
-fingerprint matches, as in train), each with sft_checkpoint.json naming the SFT checkpoint
-below it, so `modeling.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
-them as `dpo-checkpoint-N` next to the SFT checkpoints, and select may pick one.
-
-With `dpo.enabled: false` the stage only writes empty outputs (DVC needs them) and loads
-nothing: the modules that import torch, transformers or TRL (checkpoints, modeling, train)
-are imported inside the functions that run only when DPO does.
+"""Direct preference optimisation on top of the last SFT checkpoint (stage `dpo`; the method
+and its outputs are described in stages/dpo.py): pair filtering, the resume fingerprint, the
+TRL DPOTrainer built from params, and the run itself.
 """
 
 import shutil
