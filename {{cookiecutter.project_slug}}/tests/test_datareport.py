@@ -1,6 +1,13 @@
 """reports/data.md: the funnel adds up and every section shows what the JSON reports hold."""
 
-from {{ cookiecutter.module_name }}.data.data_report import funnel, render
+from {{ cookiecutter.module_name }}.data.data_report import (
+    build_blocks,
+    funnel,
+    funnel_blocks,
+    render,
+)
+from {{ cookiecutter.module_name }}.document import Table
+from {{ cookiecutter.module_name }}.selection.report import data_blocks
 
 CURATE = {
     "rows_in": 100,
@@ -85,11 +92,15 @@ def test_render_has_every_section() -> None:
         "## Split by `category`",
     ):
         assert heading in text
-    assert "data/raw/a.jsonl:7 `{oops`" in text
-    assert "removed data/raw/a.jsonl:9 (similarity 0.82)" in text
+    assert "| raw rows | 100 |  |" in text
+    assert "| `not_json` | 2 | the line is not valid JSON |" in text
+    assert "- `not_json`\n  - data/raw/a.jsonl:7 `{oops`" in text
+    assert "- kept data/raw/a.jsonl:1: my parcel is late" in text
+    assert "  - removed data/raw/a.jsonl:9 (similarity 0.82)" in text
+    assert "| billing | 30 | 5 | 4 |" in text
     assert "1 near duplicate(s) answer differently" in text
     assert "- data/raw/a.jsonl:9 vs kept data/raw/a.jsonl:1" in text
-    assert "figures/token_lengths.png" in text
+    assert "![token lengths](figures/token_lengths.png)" in text
     assert "4.0% of rows flagged" in text
     assert "data/raw/a.jsonl:3 ~ test:data/raw/a.jsonl:4 (90%)" in text
     assert "few-shot" in text
@@ -105,3 +116,23 @@ def test_render_without_rejections_or_clusters() -> None:
     }
     text = render(clean, SPLIT)
     assert "No row was quarantined." in text and "None above the threshold." in text
+
+
+def test_raw_text_cannot_break_the_markdown() -> None:
+    curate = CURATE | {
+        "examples": {"not_json": [{"file": "a.jsonl", "line": 1, "raw": "x`y|z"}]},
+        "reason_details": {"not_json": "a | b"},
+    }
+    text = render(curate, SPLIT)
+    assert "a.jsonl:1 `x'y|z`" in text  # a backtick would end the code span
+    assert "| `not_json` | 2 | a \\| b |" in text  # a pipe would end the table cell
+
+
+def test_the_select_report_shows_the_same_funnel_and_advice() -> None:
+    section = funnel_blocks(CURATE, SPLIT)
+    assert isinstance(section[0], Table) and "under 100 examples" in section[1].text
+    blocks = build_blocks(CURATE, SPLIT)
+    start = blocks.index(section[0])
+    assert blocks[start : start + len(section)] == section
+    assert data_blocks(CURATE, SPLIT)[1:-1] == section
+    assert data_blocks({}, SPLIT) == []  # splits made by hand: no data section

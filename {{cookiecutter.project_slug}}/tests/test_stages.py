@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.module_name }}.cli import run_stage
+from {{ cookiecutter.module_name }}.document import Image, to_html, to_markdown
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.evaluation.evaluator import (
     load_reports,
@@ -19,15 +20,10 @@ from {{ cookiecutter.module_name }}.evaluation.evaluator import (
 )
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
+from {{ cookiecutter.module_name }}.selection.diagnose import Finding
 from {{ cookiecutter.module_name }}.selection.guardrails import choose, guardrail_failures
-from {{ cookiecutter.module_name }}.selection.report import (
-    HEADLINE,
-    Image,
-    build_blocks,
-    headline,
-    to_html,
-    to_markdown,
-)
+from {{ cookiecutter.module_name }}.selection.modelcard import model_card
+from {{ cookiecutter.module_name }}.selection.report import HEADLINE, build_blocks, headline
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import base_model, guards, smoke, trainer
 from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints
@@ -344,7 +340,7 @@ def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Pat
     image.parent.mkdir()
     image.write_bytes(b"\x89PNG fake")
     curate = {"rows_in": 10, "quarantined": 1, "reasons": {"not_json": 1}}
-    curate["duplicates"] = {"exact": 1, "near": 0}
+    curate |= {"duplicates": {"exact": 1, "near": 0}, "size_advice": "8 rows: too few"}
     split = {"counts": {"train": 6, "val": 1, "test": 1}, "contamination": {"removed": 0}}
     blocks = build_blocks(
         selected=selected,
@@ -376,7 +372,8 @@ def test_the_report_lists_every_model_the_test_split_and_the_verdict(tmp_path: P
     assert "Regressions of the selected checkpoint vs base: 1 (general_qa/q1)" in text
     assert "![a plot](figures/plot.png)" in text
     assert "No failure mode found" in text
-    assert "| raw rows | 10 |" in text  # the curate funnel
+    assert "| raw rows | 10 |" in text  # the curate funnel, as in reports/data.md
+    assert "**Size advice:** 8 rows: too few." in text
 
 
 def test_the_report_says_when_no_checkpoint_passes(tmp_path: Path) -> None:
@@ -385,6 +382,35 @@ def test_the_report_says_when_no_checkpoint_passes(tmp_path: Path) -> None:
     text = report_text(selected, False, failures, tmp_path)
     assert "**No checkpoint passed the guardrails.**" in text
     assert "max_forgetting" in text
+
+
+def test_the_model_card_has_front_matter_metrics_training_data_and_limits(tmp_path: Path) -> None:
+    finding = Finding("format_drift", "20% of outputs drift", "train longer", {})
+    card = to_markdown(
+        model_card(
+            base={"model": "embedded:tiny", "hub_id": "org/tiny"},
+            selected=report("checkpoint-8", 0.7),
+            headline={"task_accuracy": 0.75, "guardrails_passed": True, "val_loss": None},
+            train_params={"method": "lora", "lora_r": 8},
+            data_hashes={"train": "abc123"},
+            findings=[finding],
+            merged=True,
+        ),
+        tmp_path,
+    )
+    assert card.startswith("---\nbase_model: org/tiny\n")  # Hugging Face metadata
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front == {
+        "base_model": "org/tiny",
+        "library_name": "peft",
+        "tags": ["fine-tuned", "dvc", "lora"],
+    }
+    assert "\n# checkpoint-8\n" in card and "under guardrails (passed)" in card
+    assert "| task_accuracy | 0.750 |" in card and "| guardrails_passed | yes |" in card
+    assert "```yaml\ntrain:\n  method: lora\n  lora_r: 8\n```" in card
+    assert "- train: `abc123`" in card
+    assert "- format drift: 20% of outputs drift" in card
+    assert "merged/" in card and "## Limitations" in card
 
 
 # ---------------------------------------------------------------------------- evaluate

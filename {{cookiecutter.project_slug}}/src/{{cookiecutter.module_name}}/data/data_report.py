@@ -1,12 +1,24 @@
 """reports/data.md: what happened to the data, from raw rows to the three splits.
 
 Built from reports/curate.json and the split report, so it is regenerated whenever either
-stage runs; the numbers in it always match the JSON reports.
+stage runs; the numbers in it always match the JSON reports. The funnel (`funnel_blocks`) is
+also the data section of the select report.
 """
 
 from typing import Any
 
-from ..paths import DATA_REPORT, TOKEN_PLOT
+from ..document import (
+    Block,
+    Bullets,
+    Heading,
+    Image,
+    Item,
+    Para,
+    Table,
+    to_markdown,
+    write_markdown,
+)
+from ..paths import CURATE_REPORT, DATA_REPORT, DUPLICATES, QUARANTINE, SPLIT_REPORT, TOKEN_PLOT
 from .quality import QUALITY_REASONS
 from .schemas import target_schema
 
@@ -60,111 +72,149 @@ def funnel(curate: dict[str, Any], split: dict[str, Any]) -> list[tuple[str, int
     return steps
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+def funnel_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
+    """The funnel table and the size advice: the top of reports/data.md and the data section
+    of the select report."""
+    steps = [list(step) for step in funnel(curate, split)]
+    blocks: list[Block] = [Table(["step", "rows", "change"], steps)]
+    if curate.get("size_advice"):
+        blocks.append(Para(f"**Size advice:** {curate['size_advice']}."))
+    return blocks
 
 
-def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
-    lines = [
-        "# Data report",
-        "",
-        "Written by the `split` stage from reports/curate.json and reports/split.json.",
-        "",
-        "## Funnel",
-        "",
+def _code_span(text: str) -> str:
+    """Raw text as inline code; a backtick in it would end the span."""
+    return "`" + text.replace("`", "'") + "`"
+
+
+def quarantine_blocks(curate: dict[str, Any]) -> list[Block]:
+    if not curate["reasons"]:
+        return [Para("No row was quarantined.")]
+    details = curate.get("reason_details", {})
+    examples = [
+        Item(f"`{code}`", [f"{e['file']}:{e['line']} {_code_span(e['raw'])}" for e in rows])
+        for code, rows in curate.get("examples", {}).items()
     ]
-    lines += _table(["step", "rows", "change"], [list(step) for step in funnel(curate, split)])
-    lines += ["", f"**Size advice:** {curate['size_advice']}.", ""]
-
-    lines += ["## Quarantined rows by reason", ""]
-    if curate["reasons"]:
-        details = curate.get("reason_details", {})
-        lines += _table(
+    return [
+        Table(
             ["reason", "rows", "meaning"],
             [[f"`{code}`", n, details.get(code, "")] for code, n in curate["reasons"].items()],
-        )
-        lines += [
-            "",
-            "Every rejected line is in data/quarantine.jsonl, verbatim, with its file "
-            "and line. Examples:",
-            "",
-        ]
-        for code, examples in curate.get("examples", {}).items():
-            lines.append(f"- `{code}`")
-            for example in examples:
-                raw = example["raw"].replace("`", "'")
-                lines.append(f"  - {example['file']}:{example['line']} `{raw}`")
-    else:
-        lines.append("No row was quarantined.")
-    audit = curate.get("format_audit") or {}
-    if audit:
-        lines += [
-            "",
-            "Format audit of JSON targets (the seed's format-drift root cause): "
-            + f"{curate.get('format_audit_share', 0):.1%} of rows flagged: "
-            + ", ".join(f"`{code}` {n}" for code, n in audit.items())
-            + ".",
-        ]
+        ),
+        Para(
+            f"Every rejected line is in {QUARANTINE}, verbatim, with its file and line."
+            + (" Examples:" if examples else "")
+        ),
+        *([Bullets(examples)] if examples else []),
+    ]
 
-    lines += ["", "## Near-duplicate clusters", ""]
-    clusters = curate.get("near_duplicate_examples", [])
-    if clusters:
-        for cluster in clusters:
-            lines.append(f"- kept {cluster['kept']}: {cluster['text']}")
-            for member in cluster["removed"]:
-                conflict = "" if member.get("same_target", True) else ", **different answer**"
-                lines.append(
-                    f"  - removed {member['source']} (similarity {member['similarity']}{conflict})"
-                )
-    else:
-        lines.append("None above the threshold.")
+
+def audit_blocks(curate: dict[str, Any]) -> list[Block]:
+    audit = curate.get("format_audit") or {}
+    if not audit:
+        return []
+    return [
+        Para(
+            "Format audit of JSON targets (the seed's format-drift root cause): "
+            f"{curate.get('format_audit_share', 0):.1%} of rows flagged: "
+            + ", ".join(f"`{code}` {n}" for code, n in audit.items())
+            + "."
+        )
+    ]
+
+
+def duplicate_blocks(curate: dict[str, Any]) -> list[Block]:
+    clusters = [
+        Item(
+            f"kept {cluster['kept']}: {cluster['text']}",
+            [
+                f"removed {member['source']} (similarity {member['similarity']}"
+                + ("" if member.get("same_target", True) else ", **different answer**")
+                + ")"
+                for member in cluster["removed"]
+            ],
+        )
+        for cluster in curate.get("near_duplicate_examples", [])
+    ]
+    blocks: list[Block] = [Bullets(clusters) if clusters else Para("None above the threshold.")]
     conflicts = curate.get("near_duplicate_conflicts", 0)
     if conflicts:
-        lines += [
-            "",
-            f"{conflicts} near duplicate(s) answer differently from the row kept: the same input "
-            "with two labels is label noise or a distinction the kept row loses. Review them in "
-            "data/curated/duplicates.jsonl (`same_target: false`):",
-        ]
-        for example in curate.get("near_duplicate_conflict_examples", []):
-            lines.append(f"- {example['source']} vs kept {example['duplicate_of']}")
+        blocks.append(
+            Para(
+                f"{conflicts} near duplicate(s) answer differently from the row kept: the same "
+                "input with two labels is label noise or a distinction the kept row loses. "
+                f"Review them in {DUPLICATES} (`same_target: false`):"
+            )
+        )
+        pairs = curate.get("near_duplicate_conflict_examples", [])
+        if pairs:
+            blocks.append(Bullets([f"{p['source']} vs kept {p['duplicate_of']}" for p in pairs]))
+    return blocks
 
-    tokens = curate.get("tokens", {})
-    lines += ["", "## Token lengths", ""]
-    if tokens.get("rows"):
-        lines += [
-            f"![token lengths]({TOKEN_PLOT.relative_to(DATA_REPORT.parent)})",
-            "",
+
+def token_blocks(tokens: dict[str, Any]) -> list[Block]:
+    if not tokens.get("rows"):
+        return []
+    return [
+        Heading("Token lengths"),
+        Image(TOKEN_PLOT, "token lengths"),
+        Para(
             f"{tokens['rows']} rows: mean {tokens['mean']}, median {tokens['p50']}, p95 "
             f"{tokens['p95']}, max {tokens['max']} tokens; {tokens['over_max']} "
             f"({tokens['over_max_share']:.1%}) longer than max_tokens {tokens['max_tokens']} "
-            "(quarantined as `too_long`: truncation would cut the target).",
-        ]
-
-    contamination = split["contamination"]
-    lines += [
-        "",
-        "## Contamination",
-        "",
-        f"Train rows containing at least "
-        f"{contamination['min_overlap']:.0%} of the {contamination['ngram']}-word n-grams of a "
-        f"val/test row or an eval-suite item: {contamination['train_rows']}; action "
-        f"`{contamination['action']}`, "
-        f"{contamination['removed']} removed. Near-duplicate groups split across train/val/test: "
-        f"{split.get('groups_across_splits', 0)} (each group is assigned whole).",
+            "(quarantined as `too_long`: truncation would cut the target)."
+        ),
     ]
-    for overlap in contamination["overlaps"][:10]:
-        lines.append(f"- {overlap['train']} ~ {overlap['with']} ({overlap['overlap']:.0%})")
-    if split.get("strata") and split.get("stratify_by"):
-        lines += ["", f"## Split by `{split['stratify_by']}`", ""]
-        lines += _table(
-            ["stratum", "train", "val", "test"],
-            [[key, c["train"], c["val"], c["test"]] for key, c in split["strata"].items()],
+
+
+def split_blocks(split: dict[str, Any]) -> list[Block]:
+    contamination = split["contamination"]
+    blocks: list[Block] = [
+        Heading("Contamination"),
+        Para(
+            f"Train rows containing at least {contamination['min_overlap']:.0%} of the "
+            f"{contamination['ngram']}-word n-grams of a val/test row or an eval-suite item: "
+            f"{contamination['train_rows']}; action `{contamination['action']}`, "
+            f"{contamination['removed']} removed. Near-duplicate groups split across "
+            f"train/val/test: {split.get('groups_across_splits', 0)} (each group is assigned "
+            "whole)."
+        ),
+    ]
+    overlaps = contamination["overlaps"][:10]
+    if overlaps:
+        blocks.append(
+            Bullets([f"{o['train']} ~ {o['with']} ({o['overlap']:.0%})" for o in overlaps])
         )
-    return "\n".join(lines) + "\n"
+    if split.get("strata") and split.get("stratify_by"):
+        blocks += [
+            Heading(f"Split by `{split['stratify_by']}`"),
+            Table(
+                ["stratum", "train", "val", "test"],
+                [[key, c["train"], c["val"], c["test"]] for key, c in split["strata"].items()],
+            ),
+        ]
+    return blocks
+
+
+def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
+    """reports/data.md: funnel, quarantine, duplicates, token lengths, contamination, strata."""
+    return [
+        Heading("Data report", 1),
+        Para(f"Written by the `split` stage from {CURATE_REPORT} and {SPLIT_REPORT}."),
+        Heading("Funnel"),
+        *funnel_blocks(curate, split),
+        Heading("Quarantined rows by reason"),
+        *quarantine_blocks(curate),
+        *audit_blocks(curate),
+        Heading("Near-duplicate clusters"),
+        *duplicate_blocks(curate),
+        *token_blocks(curate.get("tokens", {})),
+        *split_blocks(split),
+    ]
+
+
+def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
+    return to_markdown(build_blocks(curate, split), DATA_REPORT.parent)
 
 
 def write_data_report(curate: dict[str, Any], split: dict[str, Any]) -> None:
-    DATA_REPORT.parent.mkdir(parents=True, exist_ok=True)
-    DATA_REPORT.write_text(render(curate, split), encoding="utf-8")
+    write_markdown(build_blocks(curate, split), DATA_REPORT)

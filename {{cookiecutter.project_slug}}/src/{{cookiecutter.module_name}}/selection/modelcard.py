@@ -5,6 +5,8 @@ from typing import Any
 
 import yaml
 
+from ..document import Block, Bullets, Code, FrontMatter, Heading, Para, Table
+from ..paths import SPLIT_REPORT
 from .diagnose import Finding
 
 KNOWN_LIMITS = [
@@ -23,62 +25,48 @@ def model_card(
     data_hashes: dict[str, str],
     findings: list[Finding],
     merged: bool,
-) -> str:
-    """The card's Markdown. `base` is the base stage's manifest (model id, revision)."""
+) -> list[Block]:
+    """The card's blocks. `base` is the base stage's manifest (model id, revision)."""
     front = {
         "base_model": base.get("hub_id") or base.get("source") or base.get("model"),
         "library_name": "peft" if train_params.get("method") != "full" else "transformers",
         "tags": ["fine-tuned", "dvc", str(train_params.get("method"))],
     }
-    metric_rows = "\n".join(
-        f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |"
-        for key, value in headline.items()
-        if not isinstance(value, list | dict)
-    )
+    guardrails = "passed" if headline.get("guardrails_passed") else "none passed: best effort"
+    files = "adapter_model.safetensors (LoRA) and merged/ (the base with the adapter merged)"
+    if not merged:
+        files = "the checkpoint's weights (safetensors)"
     limits = [
         *(f"{f.mode.replace('_', ' ')}: {f.evidence}" for f in findings),
         *KNOWN_LIMITS,
     ]
-    files = "adapter_model.safetensors (LoRA) and merged/ (the base with the adapter merged)"
-    if not merged:
-        files = "the checkpoint's weights (safetensors)"
-    return "\n".join(
-        [
-            "---",
-            yaml.safe_dump(front, sort_keys=False).strip(),
-            "---",
-            "",
-            f"# {selected['model']}",
-            "",
+    return [
+        FrontMatter(front),
+        Heading(selected["model"], 1),
+        Para(
             f"Fine-tune of `{front['base_model']}`, selected at step {selected['step']} by "
-            "held-out val task accuracy under guardrails "
-            f"({'passed' if headline.get('guardrails_passed') else 'none passed: best effort'}).",
+            f"held-out val task accuracy under guardrails ({guardrails})."
+        ),
+        Para(
             f"Files: {files}; tokenizer files alongside. Load with "
             "`PeftModel.from_pretrained(base, 'models/selected')` or "
-            "`AutoModelForCausalLM.from_pretrained('models/selected/merged')`.",
-            "",
-            "## Metrics",
-            "",
+            "`AutoModelForCausalLM.from_pretrained('models/selected/merged')`."
+        ),
+        Heading("Metrics"),
+        Para(
             "Task metrics on the held-out test split; `val_*`, `general_qa`, "
-            "`instruction_follow` and `forgetting_score` on val and the general suites.",
-            "",
-            "| metric | value |",
-            "|---|---|",
-            metric_rows,
-            "",
-            "## Training",
-            "",
-            "```yaml",
-            yaml.safe_dump({"train": train_params}, sort_keys=False).strip(),
-            "```",
-            "",
-            "## Data (sha256 of the splits)",
-            "",
-            *(f"- {name}: `{digest}`" for name, digest in data_hashes.items()),
-            "",
-            "## Limitations",
-            "",
-            *(f"- {item}" for item in limits),
-            "",
-        ]
-    )
+            "`instruction_follow` and `forgetting_score` on val and the general suites."
+        ),
+        Table(
+            ["metric", "value"],
+            [[key, value] for key, value in headline.items() if not isinstance(value, list | dict)],
+        ),
+        Heading("Training"),
+        Code(yaml.safe_dump({"train": train_params}, sort_keys=False), "yaml"),
+        Heading("Data (sha256 of the splits)"),
+        Bullets([f"{name}: `{digest}`" for name, digest in data_hashes.items()])
+        if data_hashes
+        else Para(f"No {SPLIT_REPORT}: the splits were not made by the `split` stage."),
+        Heading("Limitations"),
+        Bullets(limits),
+    ]

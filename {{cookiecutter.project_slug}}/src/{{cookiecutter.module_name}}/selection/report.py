@@ -1,19 +1,16 @@
 """reports/report.md and reports/report.html: the decision, the evidence and what to do next.
 
-The report is built once as a list of blocks (headings, paragraphs, tables, bullet lists,
-images) and rendered twice: Markdown for the repository and a standalone HTML page (images
-embedded) that opens in a browser. Figures are drawn by the select stage from the same data
-that `dvc plots` reads.
+The report is built once as a list of blocks (document.py) and rendered twice:
+Markdown for the repository and a standalone HTML page (images embedded) that opens in a
+browser. Figures are drawn by the select stage from the same data that `dvc plots` reads.
 """
 
-import base64
-import html
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.data_report import funnel
-from ..paths import REPORT_HTML, REPORT_MD, REPORTS_DIR
+from ..data.data_report import funnel_blocks
+from ..document import Block, Bullets, Heading, Image, Para, Table, write_html, write_markdown
+from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD
 from .diagnose import Finding, loss_curves
 
 HEADLINE = (
@@ -24,120 +21,6 @@ HEADLINE = (
     "forgetting_score",
 )
 CURVE_METRICS = ("task_accuracy", "format_correct", "general_qa", "forgetting_score")
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Para:
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    header: list[str]
-    rows: list[list[Any]]
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: list[str]
-
-
-@dataclass(frozen=True)
-class Image:
-    path: Path
-    alt: str
-
-
-Block = Heading | Para | Table | Bullets | Image
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def to_markdown(blocks: list[Block], base_dir: Path) -> str:
-    """Markdown; image paths relative to `base_dir` (where the .md file lives)."""
-    out: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            out.append("#" * block.level + " " + block.text)
-        elif isinstance(block, Para):
-            out.append(block.text)
-        elif isinstance(block, Table):
-            rows = [block.header, *[[cell(v) for v in row] for row in block.rows]]
-            lines = ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-            lines.insert(1, "|" + "---|" * len(block.header))
-            out.append("\n".join(lines))
-        elif isinstance(block, Bullets):
-            out.append("\n".join(f"- {item}" for item in block.items))
-        elif isinstance(block, Image):
-            out.append(f"![{block.alt}]({block.path.relative_to(base_dir)})")
-        out.append("")
-    return "\n".join(out)
-
-
-def inline_markdown(text: str) -> str:
-    """The little inline Markdown the report uses (**bold**, `code`), as escaped HTML."""
-    parts = html.escape(text).split("`")
-    for i in range(1, len(parts), 2):
-        parts[i] = f"<code>{parts[i]}</code>"
-    joined = "".join(parts)
-    bold = joined.split("**")
-    for i in range(1, len(bold), 2):
-        bold[i] = f"<strong>{bold[i]}</strong>"
-    return "".join(bold)
-
-
-STYLE = """
-body { font: 15px/1.5 system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
-       color: #1f2328; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; }
-th { background: #f6f8fa; } code { background: #f6f8fa; padding: 0 .2rem; }
-img { max-width: 100%; border: 1px solid #d0d7de; } h1 { border-bottom: 1px solid #d0d7de; }
-"""
-
-
-def to_html(blocks: list[Block], title: str) -> str:
-    """A standalone page: styles inline, images embedded as data URIs."""
-    body: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{inline_markdown(block.text)}</h{block.level}>")
-        elif isinstance(block, Para):
-            body.append(f"<p>{inline_markdown(block.text)}</p>")
-        elif isinstance(block, Table):
-            head = "".join(f"<th>{inline_markdown(h)}</th>" for h in block.header)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{inline_markdown(cell(v))}</td>" for v in row) + "</tr>"
-                for row in block.rows
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif isinstance(block, Bullets):
-            items = "".join(f"<li>{inline_markdown(item)}</li>" for item in block.items)
-            body.append(f"<ul>{items}</ul>")
-        elif isinstance(block, Image):
-            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
-            alt = html.escape(block.alt)
-            body.append(f'<p><img alt="{alt}" src="data:image/png;base64,{data}"></p>')
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
 
 
 def plot_losses(log_history: list[dict], selected_step: int, path: Path) -> Path:
@@ -272,8 +155,8 @@ def data_blocks(curate: dict, split: dict) -> list[Block]:
         return []
     return [
         Heading("Data"),
-        Table(["step", "rows", "change"], [list(step) for step in funnel(curate, split)]),
-        Para("Details: reports/data.md (quarantine reasons, duplicates, format audit)."),
+        *funnel_blocks(curate, split),
+        Para(f"Details: {DATA_REPORT} (quarantine reasons, duplicates, format audit)."),
     ]
 
 
@@ -311,6 +194,6 @@ def headline(
     return metrics
 
 
-def write_report(blocks: list) -> None:
-    REPORT_MD.write_text(to_markdown(blocks, REPORTS_DIR), encoding="utf-8")
-    REPORT_HTML.write_text(to_html(blocks, "Fine-tune report"), encoding="utf-8")
+def write_report(blocks: list[Block]) -> None:
+    write_markdown(blocks, REPORT_MD)
+    write_html(blocks, REPORT_HTML, "Fine-tune report")

@@ -9,6 +9,7 @@ exported, marked `guardrails_passed: false`, and the stage exits 0."""
 
 from ..cli import run_stage
 from ..data.chat import fewshot_prompt
+from ..document import Image, write_markdown
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
     ModelRun,
@@ -40,14 +41,7 @@ from ..selection.diagnose import diagnose
 from ..selection.export import export
 from ..selection.guardrails import choose, guardrail_failures
 from ..selection.modelcard import model_card
-from ..selection.report import (
-    Image,
-    build_blocks,
-    headline,
-    plot_losses,
-    plot_metrics,
-    write_report,
-)
+from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
 from ..training.checkpoints import complete_checkpoints, log_history
 from ..training.modeling import load_tokenizer
 
@@ -110,7 +104,7 @@ def main() -> None:
         merged=params.select.export_merged,
     )
     manifest = BASE_MODEL_DIR / "manifest.json"
-    (SELECTED_DIR / "README.md").write_text(
+    write_markdown(
         model_card(
             base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
             selected=selected,
@@ -120,7 +114,7 @@ def main() -> None:
             findings=findings,
             merged=params.select.export_merged,
         ),
-        encoding="utf-8",
+        SELECTED_DIR / "README.md",
     )
     print(
         f"select: {selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
