@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.chat import prompt_token_ids, target_text, user_prompt
+from ..data.chat import fewshot_prompt, prompt_token_ids, target_text, user_prompt
 from ..errors import StageError
 from ..io import content_hash, read_json
 from ..params import EvalParams, Params, TaskParams
@@ -102,6 +102,18 @@ def fewshot_examples(train_rows: list[dict], k: int, seed: int) -> list[dict]:
     """k train rows, the same for every val row, drawn with the run's seed."""
     ordered = sorted(train_rows, key=lambda row: row["id"])
     return random.Random(seed).sample(ordered, min(k, len(ordered)))
+
+
+def fewshot_requests(
+    tokenizer, rows: list[dict], train_rows: list[dict], params: Params
+) -> list[Request] | None:
+    """The few-shot baseline's requests for `rows` (None when eval.fewshot_k is 0): each
+    row's prompt after the same k solved train examples."""
+    if not params.eval.fewshot_k:
+        return None
+    examples = fewshot_examples(train_rows, params.eval.fewshot_k, params.seed)
+    prompts = [fewshot_prompt(row["prompt"], examples) for row in rows]
+    return task_requests(tokenizer, prompts, params.eval.max_new_tokens_task)
 
 
 def prompt_hash(request: Request) -> str:

@@ -15,7 +15,7 @@ curate/split reports as plain data and returns findings. Treating overfitting as
 makes it worse (seed 000), so each check looks only at the signal that defines its failure.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..params import Params
 
@@ -28,9 +28,6 @@ class Finding:
     evidence: str  # the numbers and steps that show it
     fix: str  # what to change and why
     try_params: dict[str, object]  # a concrete `dvc exp run -S key=value` to try
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def command(self) -> str:

@@ -9,13 +9,12 @@ Generations are cached (evalcache.py): the base is generated once across experim
 unchanged checkpoint is free to re-evaluate."""
 
 from ..cli import run_stage
-from ..data.chat import fewshot_prompt
 from ..errors import StageError
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
     build_eval_set,
     check_backend,
-    fewshot_examples,
+    fewshot_requests,
     generator_factory,
     load_general_items,
     logged_val_losses,
@@ -23,7 +22,6 @@ from ..evaluation.evaluator import (
     print_summary,
     report_path,
     run_eval,
-    task_requests,
 )
 from ..io import read_jsonl, write_json
 from ..params import load_params
@@ -56,11 +54,7 @@ def main() -> None:
     eval_set = build_eval_set(
         tokenizer, read_jsonl(VAL_SPLIT), load_general_items(params.eval), params.eval
     )
-    fewshot = None
-    if params.eval.fewshot_k:
-        examples = fewshot_examples(read_jsonl(TRAIN_SPLIT), params.eval.fewshot_k, params.seed)
-        prompts = [fewshot_prompt(row["prompt"], examples) for row in eval_set.rows]
-        fewshot = task_requests(tokenizer, prompts, params.eval.max_new_tokens_task)
+    fewshot = fewshot_requests(tokenizer, eval_set.rows, read_jsonl(TRAIN_SPLIT), params)
     cache = GenerationCache(EVAL_CACHE_DIR if params.eval.cache else None)
     generator_for = generator_factory(params.eval, tokenizer)
     reports = run_eval(

@@ -8,14 +8,13 @@ A fine-tune that fails every guardrail is a result, not a crash: the best-effort
 exported, marked `guardrails_passed: false`, and the stage exits 0."""
 
 from ..cli import run_stage
-from ..data.chat import fewshot_prompt
 from ..document import Image, write_markdown
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
     ModelRun,
     check_backend,
     checkpoint_dir,
-    fewshot_examples,
+    fewshot_requests,
     generation_settings,
     generator_factory,
     load_reports,
@@ -66,12 +65,8 @@ def main() -> None:
     )
     base_run = ModelRun(None, generator_for, cache, settings)
     base_test = score_on_test(base_run, requests, rows, params)
-    fewshot_test = None
-    if params.eval.fewshot_k:
-        examples = fewshot_examples(read_jsonl(TRAIN_SPLIT), params.eval.fewshot_k, params.seed)
-        prompts = [fewshot_prompt(row["prompt"], examples) for row in rows]
-        fewshot_requests = task_requests(tokenizer, prompts, max_new)
-        fewshot_test = score_on_test(base_run, fewshot_requests, rows, params)
+    fewshot = fewshot_requests(tokenizer, rows, read_jsonl(TRAIN_SPLIT), params)
+    fewshot_test = score_on_test(base_run, fewshot, rows, params) if fewshot else None
     # absent only where splits were made by hand: the diagnosis then skips the data checks
     curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
     history = log_history(complete_checkpoints(CHECKPOINTS_DIR))  # the SFT run's
