@@ -97,8 +97,10 @@ def build_blocks(
     curate: dict,
     split: dict,
     figures: list[Image],
+    versions: dict[str, str] | None = None,
 ) -> list[Block]:
-    """The whole report: verdict, headline on test, diagnosis, curves, checkpoints, data."""
+    """The whole report: verdict, headline on test, diagnosis, curves, checkpoints, data, and
+    the software versions the run resolved (`versions`)."""
     verdict = (
         f"Selected **{selected['model']}** (step {selected['step']}) by val task accuracy "
         "among the checkpoints that pass the guardrails."
@@ -146,6 +148,19 @@ def build_blocks(
             + (f" ({', '.join(selected['regressions'][:10])})" if selected["regressions"] else "")
         ),
         *data_blocks(curate, split),
+        *software_blocks(versions or {}),
+    ]
+
+
+def software_blocks(versions: dict[str, str]) -> list[Block]:
+    """The resolved versions of the libraries that decide the results (requirements.lock pins
+    the rest): what to install to reproduce this report."""
+    if not versions:
+        return []
+    return [
+        Heading("Software"),
+        Table(["package", "version"], [[name, version] for name, version in versions.items()]),
+        Para("Reinstall these with `make setup` (requirements.lock) to reproduce the run."),
     ]
 
 

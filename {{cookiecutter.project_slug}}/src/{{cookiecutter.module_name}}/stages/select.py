@@ -9,6 +9,7 @@ exported, marked `guardrails_passed: false`, and the stage exits 0."""
 
 from ..cli import run_stage
 from ..document import Image, write_markdown
+from ..environment import resolved_versions
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
     ModelRun,
@@ -90,6 +91,7 @@ def main() -> None:
         curate=curate,
         split=split,
         figures=figures,
+        versions=resolved_versions(),
     )
     write_report(blocks)
     export(
