@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wall time of `make demo`'s phases (install, bake, each pipeline stage, the second
-# experiment), from a fresh clone. The Makefile's demo target times each phase itself and
+# experiment), from a fresh clone. scripts/demo.sh (make demo) times each phase itself and
 # appends the figures to build/demo/timings.txt; this wrapper also times the whole command.
 #   benchmarks/demo_phases.sh
 set -euo pipefail
