@@ -3,6 +3,7 @@ checkpoint ordering, checkpoint selection, eval summaries, base materialisation,
 
 import json
 import math
+import sys
 import types
 from pathlib import Path
 
@@ -27,7 +28,11 @@ from {{ cookiecutter.module_name }}.selection.report import HEADLINE, build_bloc
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import base_model, guards, smoke, trainer
 from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints
-from {{ cookiecutter.module_name }}.training.modeling import load_tokenizer
+from {{ cookiecutter.module_name }}.training.modeling import (
+    BITSANDBYTES_MIN,
+    QLORA_EXTRA,
+    load_tokenizer,
+)
 
 # ------------------------------------------------------------------------------- smoke
 
@@ -95,11 +100,48 @@ def test_check_loss_falling_is_ok() -> None:
 # ------------------------------------------------------------------------------- train
 
 
-def test_qlora_without_gpu_suggests_lora(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_qlora_without_bitsandbytes_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trainer, "has_gpu", lambda: False)
-    with pytest.raises(StageError, match="CUDA GPU") as info:
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` fails
+    with pytest.raises(StageError, match="bitsandbytes is not installed") as info:
         trainer.check_method_supported(parse_params({"train": {"method": "qlora"}}).train)
+    assert f"pip install -e '.[{QLORA_EXTRA}]'" in str(info.value)
     assert "train.method=lora" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("installed", "devices"), [("0.45.5", None), ("0.46.1", {"cuda"}), ("0.50.2", {"cuda"})]
+)
+def test_qlora_with_a_bitsandbytes_lacking_cpu_layers_names_the_version(
+    monkeypatch: pytest.MonkeyPatch, installed: str, devices: set[str] | None
+) -> None:
+    """Too old (0.45 has no device list and no CPU backend), or a build without the CPU."""
+    fake = types.SimpleNamespace(__version__=installed)
+    if devices is not None:
+        fake.supported_torch_devices = devices
+    monkeypatch.setattr(trainer, "has_gpu", lambda: False)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", fake)
+    qlora = parse_params({"train": {"method": "qlora"}}).train
+    with pytest.raises(StageError, match=f"bitsandbytes {installed} has no 4-bit layers") as info:
+        trainer.check_method_supported(qlora)
+    assert "for cpu" in str(info.value)
+    assert f"pip install -U 'bitsandbytes>={BITSANDBYTES_MIN}'" in str(info.value)
+
+
+def test_qlora_runs_on_the_cpu_with_a_current_bitsandbytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(__version__="0.50.2", supported_torch_devices={"cpu", "cuda"})
+    monkeypatch.setattr(trainer, "has_gpu", lambda: False)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", fake)
+    qlora = parse_params({"train": {"method": "qlora"}}).train
+    assert trainer.check_method_supported(qlora) is None
+
+
+def test_unsloth_stays_cuda_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer, "has_gpu", lambda: False)
+    for method in ("lora", "qlora"):
+        train = parse_params({"train": {"method": method, "backend": "unsloth"}}).train
+        with pytest.raises(StageError, match="unsloth needs a CUDA GPU.*train.backend=trl"):
+            trainer.check_method_supported(train)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
@@ -352,10 +394,11 @@ def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Pat
         curate=curate,
         split=split,
         figures=[Image(image, "a plot")],
+        versions={"transformers": "5.0.0", "python": "3.11.7"},
     )
     html = to_html(blocks, "Fine-tune report")
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
-    assert "<table>" in html and html.count("<h2>") == 5
+    assert "<table>" in html and html.count("<h2>") == 6
     return to_markdown(blocks, tmp_path)
 
 
@@ -374,6 +417,7 @@ def test_the_report_lists_every_model_the_test_split_and_the_verdict(tmp_path: P
     assert "No failure mode found" in text
     assert "| raw rows | 10 |" in text  # the curate funnel, as in reports/data.md
     assert "**Size advice:** 8 rows: too few." in text
+    assert "## Software" in text and "| transformers | 5.0.0 |" in text
 
 
 def test_the_report_says_when_no_checkpoint_passes(tmp_path: Path) -> None:

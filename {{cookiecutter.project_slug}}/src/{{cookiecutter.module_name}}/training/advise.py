@@ -11,7 +11,9 @@ Memory model (bytes, per device):
 - lora:  the frozen base at 4 per parameter (train loads it in float32; bf16 is autocast), plus
   16 per adapter parameter, plus activations;
 - qlora: 0.55 per parameter of the quantised linear layers (nf4 + double-quantised scales);
-  embeddings, norms and the LM head stay unquantised at 4; plus adapter and activations;
+  embeddings, norms and the LM head stay unquantised at 4; plus adapter and activations. It
+  runs on CUDA and on the CPU (bitsandbytes >= 0.46.1), where a 4-bit base is what lets a
+  1-2B model train in a laptop's RAM;
 plus a fixed runtime overhead (CUDA context or Python + libraries). A method fits when that
 total at batch size 1 stays within 90 % of the device's memory; when it does only with
 gradient checkpointing, the advice says to turn it on.
@@ -30,7 +32,7 @@ from ..data.sizing import size_verdict
 from ..io import read_json, read_jsonl
 from ..params import Params, TrainParams, load_params
 from ..paths import BASE_MODEL_DIR, SMOKE_REPORT, TRAIN_SPLIT
-from .modeling import base_source, cpu_has_fast_bf16
+from .modeling import QLORA_EXTRA, base_source, cpu_has_fast_bf16
 
 GIB = 1024**3
 MEMORY_FRACTION = 0.9
@@ -51,8 +53,9 @@ FLOPS_PER_PARAM_TOKEN = {"full": 6, "lora": 4, "qlora": 4}
 ACHIEVABLE_FRACTION = 0.3  # of the measured matmul peak, for a whole training step
 LONG_RUN_HOURS = 24
 # Preference when several methods fit: LoRA keeps the base in full precision at the least
-# compute; QLoRA when only a 4-bit base fits (slower per step, a little less exact); full
-# fine-tuning is listed as an alternative when it fits (seed 001: for 10,000+ rows).
+# compute; QLoRA when only a 4-bit base fits (on a GPU slower per step; a little less exact,
+# and eval merges the adapter into the float base it was not trained on); full fine-tuning is
+# listed as an alternative when it fits (seed 001: for 10,000+ rows).
 PREFERENCE = ("lora", "qlora", "full")
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -122,7 +125,6 @@ class Measured:
 @dataclass(frozen=True)
 class MethodEstimate:
     method: str
-    available: bool  # qlora needs a CUDA GPU
     gib_at_batch_1: float
     gib_per_sequence: float
     max_batch: int
@@ -173,7 +175,7 @@ def seed_tier(hw: Hardware) -> str:
     if hw.kind == "cpu":
         return (
             "no GPU: API fine-tuning (OpenAI, Together AI); a small model that fits in RAM "
-            "trains with LoRA on the CPU"
+            "trains with LoRA on the CPU, a 1-2B one with QLoRA (4-bit base)"
         )
     vram = hw.memory_bytes / GIB
     if vram < 8:
@@ -246,21 +248,19 @@ def estimate_method(
     budget = int(hw.memory_bytes * MEMORY_FRACTION)
     fixed = static_bytes(method, model, train)
     dtype_bytes = compute_bytes(train.bf16, hw)
-    available = method != "qlora" or hw.kind == "cuda"
 
     def per_sequence(checkpointing: bool) -> int:
         return activation_bytes_per_token(model, dtype_bytes, checkpointing) * train.max_length
 
     checkpointing = train.gradient_checkpointing
-    batch = max_batch_size(budget, fixed, per_sequence(checkpointing)) if available else 0
-    if available and batch == 0 and not checkpointing:
+    batch = max_batch_size(budget, fixed, per_sequence(checkpointing))
+    if batch == 0 and not checkpointing:
         with_checkpointing = max_batch_size(budget, fixed, per_sequence(True))
         if with_checkpointing:
             checkpointing, batch = True, with_checkpointing
     sequence = per_sequence(checkpointing)
     return MethodEstimate(
         method=method,
-        available=available,
         gib_at_batch_1=round((fixed + sequence) / GIB, 2),
         gib_per_sequence=round(sequence / GIB, 3),
         max_batch=batch,
@@ -313,7 +313,7 @@ def method_text(estimate: MethodEstimate | None, hw: Hardware, budget_gib: float
         where += " with train.gradient_checkpointing: true"
     return {
         "lora": f"LoRA SFT{where}",
-        "qlora": f"QLoRA SFT (4-bit nf4 base; `pip install -e .[gpu]`){where}",
+        "qlora": f"QLoRA SFT (4-bit nf4 base; `pip install -e '.[{QLORA_EXTRA}]'`){where}",
         "full": f"full fine-tuning{where}",
         "api": (
             f"API fine-tuning (OpenAI, Together AI) or a smaller base model: no method fits "
@@ -400,8 +400,6 @@ def method_notes(
     if configured.fits:
         return []
     fix = f"set train.method={recommended}" if recommended != "api" else "see the advice above"
-    if not configured.available:
-        return [f"train.method={train.method} needs a CUDA GPU: {fix}"]
     return [
         f"train.method={train.method} needs ~{configured.gib_at_batch_1:.1f} GiB at batch size "
         f"1, more than the {budget:.1f} GiB budget: {fix}"
@@ -495,9 +493,6 @@ def render(advice: Advice) -> str:
         f"            {'method':<8}{'batch 1':>10}{'+/sequence':>12}{'max batch':>11}",
     ]
     for e in advice.estimates:
-        if not e.available:
-            lines.append(f"            {e.method:<8}{'needs a CUDA GPU':>33}")
-            continue
         batch = f"{e.max_batch}{' (ckpt)' if e.needs_checkpointing else ''}" if e.fits else "no fit"
         lines.append(
             f"            {e.method:<8}{e.gib_at_batch_1:>6.2f} GiB{e.gib_per_sequence:>8.3f} GiB"

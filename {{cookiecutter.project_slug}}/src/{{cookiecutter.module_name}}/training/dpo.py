@@ -155,6 +155,7 @@ def dpo_config(params: Params, output_dir: Path, **overrides: Any):
         "bf16": use_bf16(params.train.bf16),
         "logging_steps": dpo.logging_steps,
         "logging_first_step": True,
+        "logging_nan_inf_filter": False,  # NaN losses reach LossGuard (see trainer.sft_config)
         "save_strategy": "steps",
         "save_steps": dpo.save_steps,
         "eval_strategy": "no",  # the val split is chat rows: eval scores every checkpoint

@@ -1,5 +1,8 @@
 """Stop a training run that has gone wrong, at once and with the evidence: a NaN/inf loss or a
-loss spike names the step, the loss and the last complete checkpoint to go back to."""
+loss spike names the step, the loss and the last good checkpoint to go back to.
+
+The trainers log NaN/inf losses as they are (`logging_nan_inf_filter` off in sft_config and
+dpo_config); transformers' default would log the running mean and hide them from the guard."""
 
 import math
 import statistics
@@ -8,7 +11,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..errors import StageError
-from .checkpoints import complete_checkpoints
+from .checkpoints import checkpoint_step, complete_checkpoints
 
 SPIKE_WINDOW = 5
 """Logged losses the spike check compares against (their median)."""
@@ -31,12 +34,21 @@ def loss_problem(loss: float, history: list[float], max_spike: float | None) -> 
 
 
 class LossGuard(TrainerCallback):
-    """Checks every logged training loss; raises StageError on the first problem."""
+    """Checks every logged training loss; raises StageError on the first problem.
+
+    A logged loss is the mean over the steps since the previous log, so the problem began
+    somewhere after the last good log: a checkpoint saved in between (save_steps not a
+    multiple of logging_steps) may already hold NaN weights. The last good checkpoint is the
+    newest one at or before the last step that logged a good loss."""
 
     def __init__(self, output_dir: Path, max_spike: float | None):
         self.output_dir = output_dir
         self.max_spike = max_spike
         self.history: list[float] = []
+        self.good_step = 0  # the last step that logged a good loss (or was resumed from)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.good_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
@@ -44,11 +56,18 @@ class LossGuard(TrainerCallback):
             return
         problem = loss_problem(float(loss), self.history, self.max_spike)
         if problem:
-            checkpoints = complete_checkpoints(self.output_dir)
-            last = checkpoints[-1].name if checkpoints else "none yet"
             raise StageError(
                 f"training stopped at step {state.global_step}: {problem}. Last good "
-                f"checkpoint: {last}. Try a lower train.learning_rate or more warmup "
-                "(train.warmup_ratio), and check the data for broken rows."
+                f"checkpoint: {self.last_good_checkpoint()}. Try a lower train.learning_rate "
+                "or more warmup (train.warmup_ratio), and check the data for broken rows."
             )
         self.history.append(float(loss))
+        self.good_step = state.global_step
+
+    def last_good_checkpoint(self) -> str:
+        good = [
+            path
+            for path in complete_checkpoints(self.output_dir)
+            if checkpoint_step(path.name) <= self.good_step
+        ]
+        return good[-1].name if good else "none yet"

@@ -4,6 +4,7 @@ Security defaults: `trust_remote_code=False` and safetensors only, everywhere.
 """
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,19 @@ SFT_POINTER = "sft_checkpoint.json"
 """In a DPO checkpoint: the SFT checkpoint its adapter was trained on top of."""
 SFT_EXPORT = "sft_adapter"
 """Where an exported DPO checkpoint (models/selected) keeps a copy of that SFT checkpoint."""
+# On CPUs with AVX512-BF16, importing bitsandbytes (peft does, whenever it is installed) logs
+# a warning asking for `pip install kernels`, a package that downloads compiled code from the
+# Hugging Face Hub at run time; without it bitsandbytes uses its own CPU kernel. Not advice
+# to pass on: silence that one logger.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+QLORA_EXTRA = "qlora"
+"""The pyproject extra that installs bitsandbytes (train.method: qlora)."""
+BITSANDBYTES_MIN = "0.46.1"
+"""The first bitsandbytes with 4-bit layers on the CPU, and transformers 5's own minimum.
+Measured: the tiny model's QLoRA (nf4, double quantisation, fp32 or bf16 compute) trains on
+the CPU with 0.46.1, 0.47.0, 0.48.2, 0.49.2 and 0.50.2; under bf16 autocast one 4-bit layer's
+forward + backward took ~2x as long on 0.46.1 as on 0.49.2."""
 
 
 def base_source(base_dir: Path = BASE_MODEL_DIR) -> tuple[str, dict[str, Any]]:
@@ -45,10 +59,60 @@ def load_tokenizer(base_dir: Path = BASE_MODEL_DIR):
 
 
 def load_base_model(base_dir: Path = BASE_MODEL_DIR, dtype: torch.dtype = torch.float32, **kw):
+    """The base model; `quantization_config=quantization_config(...)` loads it in 4 bits."""
     from transformers import AutoModelForCausalLM
 
     source, extra = base_source(base_dir)
-    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **SAFE_LOADING, **extra, **kw)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **SAFE_LOADING, **extra, **kw)
+    if kw.get("quantization_config") is not None:
+        keep_4bit_layers_differentiable(model)
+    return model
+
+
+def keep_4bit_layers_differentiable(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes (0.49+) repacks a 4-bit layer for a fused
+    inference kernel at its first forward in eval mode without gradients (an eval before or
+    during training) and keeps using that kernel when training resumes; the kernel has no
+    backward, so the gradient through every quantised layer is silently dropped (measured:
+    the first layer's adapters got none, 76 % of the whole gradient was lost). Keep the
+    layers on the dequantise-and-matmul path, which has one."""
+    import bitsandbytes
+
+    for module in model.modules():
+        if isinstance(module, bitsandbytes.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def bitsandbytes_problem(device: str) -> str | None:
+    """Why the installed bitsandbytes cannot run 4-bit layers on `device` (cpu, cuda), or None."""
+    try:
+        import bitsandbytes
+    except ImportError:
+        return f"bitsandbytes is not installed: pip install -e '.[{QLORA_EXTRA}]'"
+    from packaging.version import Version
+
+    version = getattr(bitsandbytes, "__version__", "0")
+    devices = getattr(bitsandbytes, "supported_torch_devices", set())
+    if Version(version) < Version(BITSANDBYTES_MIN) or device not in devices:
+        return (
+            f"bitsandbytes {version} has no 4-bit layers for {device}: "
+            f"pip install -U 'bitsandbytes>={BITSANDBYTES_MIN}'"
+        )
+    return None
+
+
+def quantization_config(bf16: bool):
+    """Seed 001's QLoRA base: nf4 weights with double quantisation, computing in bf16 where
+    the hardware runs it natively (`use_bf16`), else in float32 (emulated bf16 on an
+    AVX2-only CPU is ~100x slower)."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+    )
 
 
 def sft_checkpoint_of(checkpoint: Path) -> Path | None:
@@ -76,15 +140,27 @@ def adapter_stack(checkpoint: Path | None) -> list[Path]:
     return [*adapter_stack(below), checkpoint] if below else [checkpoint]
 
 
-def load_model_with_adapter(checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR):
+def load_model_with_adapter(
+    checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR, quantization: Any = None
+):
     """Base model with a LoRA checkpoint merged in (or a full checkpoint, or the base alone).
-    A DPO checkpoint is rebuilt as base -> SFT merged in -> DPO adapter merged in."""
+    A DPO checkpoint is rebuilt as base -> SFT merged in -> DPO adapter merged in.
+
+    With `quantization` (a `quantization_config`) the base is loaded in 4 bits and one
+    adapter is applied unmerged: the model a QLoRA run trained (merging into a 4-bit base
+    would quantise the sum again). Without it, a QLoRA adapter is merged into the float base,
+    as eval and export use it."""
     if checkpoint is None:
-        return load_base_model(base_dir)
+        return load_base_model(base_dir, quantization_config=quantization)
     if (checkpoint / "adapter_config.json").exists():
         from peft import PeftModel
 
         below = sft_checkpoint_of(checkpoint)
+        if quantization is not None:
+            if below:
+                raise ValueError(f"{checkpoint} is a stack of adapters: load it unquantised")
+            base = load_base_model(base_dir, quantization_config=quantization)
+            return PeftModel.from_pretrained(base, str(checkpoint))
         model = load_model_with_adapter(below, base_dir) if below else load_base_model(base_dir)
         return PeftModel.from_pretrained(model, str(checkpoint)).merge_and_unload()
     from transformers import AutoModelForCausalLM

@@ -11,12 +11,13 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
 from ..params import Params
-from .modeling import load_model_with_adapter
+from .modeling import load_model_with_adapter, quantization_config
 from .trainer import build_trainer
 
 
@@ -63,16 +64,24 @@ def check_loss(before: float, after: float) -> str | None:
 
 
 @torch.inference_mode()
-def reload_matches(trainer, saved: Path) -> bool:
+def reload_matches(trainer, saved: Path, quantization: Any = None) -> bool:
     """The saved adapter, loaded fresh onto the base, gives the trained model's logits.
-    Both sides run in fp32: with bf16 training the trainer's model forward is wrapped in
-    autocast, which is unwrapped here so the comparison is about the saved weights."""
+    Both sides run without autocast: with bf16 training the trainer's model forward is
+    wrapped in autocast, which is unwrapped here so the comparison is about the saved weights.
+
+    A QLoRA adapter (`quantization`: the run's 4-bit config) is reloaded onto the same 4-bit
+    base it was trained on: nf4 quantisation is deterministic, so a sound save matches at the
+    same tolerance. Eval merges it into the float base instead; that model differs from the
+    trained one by the base's quantisation error (tests/test_qlora.py), far more than the
+    tolerance that catches a broken save."""
     batch = next(iter(trainer.get_eval_dataloader()))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    trained = model.eval()(**inputs).logits
-    reloaded = load_model_with_adapter(saved).eval()(**inputs).logits
-    return torch.allclose(trained.float(), reloaded.float(), atol=1e-3, rtol=1e-3)
+    trained = model.eval()(**inputs).logits.float().cpu()
+    reloaded = load_model_with_adapter(saved, quantization=quantization).eval()
+    # on a GPU: a float base loads on the CPU, a 4-bit one on the GPU
+    logits = reloaded(**{k: v.to(reloaded.device) for k, v in inputs.items()}).logits
+    return torch.allclose(trained, logits.float().cpu(), atol=1e-3, rtol=1e-3)
 
 
 def run_smoke(params: Params, train_rows: list[dict]) -> dict:
@@ -97,7 +106,9 @@ def run_smoke(params: Params, train_rows: list[dict]) -> dict:
         after = trainer.evaluate()["eval_loss"]
         saved = Path(tmp) / "adapter"
         trainer.save_model(str(saved))
-        reload_ok = reload_matches(trainer, saved)
+        qlora = params.train.method == "qlora"
+        quantization = quantization_config(trainer.args.bf16) if qlora else None
+        reload_ok = reload_matches(trainer, saved, quantization)
     steps = full_run_steps(len(train_rows), params)
     report = {
         "rows": len(rows),

@@ -21,7 +21,14 @@ from ..io import content_hash, file_hash, write_json
 from ..params import Params, TrainParams
 from ..paths import ACCELERATE_CONFIG, BASE_MODEL_DIR, TRAIN_SPLIT, VAL_SPLIT
 from .checkpoints import AtomicCheckpoints, checkpoint_step, complete_checkpoints, remove_partial
-from .modeling import has_gpu, load_base_model, load_tokenizer, use_bf16
+from .modeling import (
+    bitsandbytes_problem,
+    has_gpu,
+    load_base_model,
+    load_tokenizer,
+    quantization_config,
+    use_bf16,
+)
 from .samplers import ResumableLengthGrouping
 
 RUN_FINGERPRINT = "fingerprint.json"
@@ -36,20 +43,21 @@ def crash_safe(trainer_class: type) -> type:
 
 
 def check_method_supported(train: TrainParams) -> None:
-    """Fail before any work when the method or backend cannot run on this machine."""
-    if train.method == "qlora" or train.backend == "unsloth":
-        what = "train.backend=unsloth" if train.backend == "unsloth" else "train.method=qlora"
-        if not has_gpu():
-            instead = "train.backend=trl" if train.backend == "unsloth" else "train.method=lora"
-            raise StageError(
-                f"{what} needs a CUDA GPU and none was found; on this machine use {instead} "
-                "(train.method=lora trains the same adapters on an unquantised base)"
-            )
+    """Fail before any work when the method or backend cannot run on this machine: unsloth
+    needs CUDA; qlora runs wherever the installed bitsandbytes has 4-bit layers (CUDA, and
+    the CPU since bitsandbytes 0.46.1)."""
+    if train.backend == "unsloth" and not has_gpu():
+        raise StageError(
+            "train.backend=unsloth needs a CUDA GPU and none was found; on this machine use "
+            "train.backend=trl (the same adapters, with train.method lora or qlora)"
+        )
     if train.method == "qlora":
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError as error:
-            raise StageError("train.method=qlora needs `pip install -e .[gpu]`") from error
+        problem = bitsandbytes_problem("cuda" if has_gpu() else "cpu")
+        if problem:
+            raise StageError(
+                f"train.method=qlora needs bitsandbytes' 4-bit layers: {problem} (or use "
+                "train.method=lora: the same adapters on an unquantised base)"
+            )
     if train.backend == "unsloth":
         try:
             import unsloth  # noqa: F401  (patches transformers/TRL: import it first)
@@ -108,6 +116,9 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "bf16": use_bf16(train.bf16),
         "logging_steps": train.logging_steps,
         "logging_first_step": True,
+        # on by default, it replaces a NaN/inf step loss by the mean of the steps since the
+        # last log (0.0 right after one): LossGuard would never see it. The guard decides.
+        "logging_nan_inf_filter": False,
         "save_strategy": "steps",
         "save_steps": train.save_steps,
         "eval_strategy": "steps",
@@ -122,19 +133,6 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
     }
     settings.update(overrides)
     return SFTConfig(**settings)
-
-
-def quantization_config():
-    """Seed 001's QLoRA: nf4 weights, double quantisation, bf16 compute."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
 
 
 UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -175,24 +173,38 @@ def build_trainer(
     check_method_supported(train)  # imports unsloth, when asked for, before TRL
     from trl import SFTTrainer
 
-    tokenizer = load_tokenizer()
+    if val_rows is None:
+        overrides.setdefault("eval_strategy", "no")
+    args = sft_config(train, output_dir, params.seed, **overrides)
     if train.backend == "unsloth":
         model, peft_config = unsloth_model(train, params.seed), None
     else:
-        extra = {"quantization_config": quantization_config()} if train.method == "qlora" else {}
-        model = load_base_model(**extra)
+        quantization = quantization_config(args.bf16) if train.method == "qlora" else None
+        model = load_base_model(quantization_config=quantization)
         peft_config = None if train.method == "full" else lora_config(train)
-    if val_rows is None:
-        overrides.setdefault("eval_strategy", "no")
-    return crash_safe(SFTTrainer)(
+    sft_trainer = crash_safe(SFTTrainer)(
         model=model,
-        args=sft_config(train, output_dir, params.seed, **overrides),
+        args=args,
         train_dataset=to_dataset(train_rows),
         eval_dataset=to_dataset(val_rows) if val_rows else None,
-        processing_class=tokenizer,
+        processing_class=load_tokenizer(),
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    if train.method == "qlora" and train.backend == "trl":
+        adapters_in_float32(sft_trainer.model)
+    return sft_trainer
+
+
+def adapters_in_float32(model) -> None:
+    """Undo TRL's cast of a quantised model's LoRA weights to bf16. The optimizer would update
+    bf16 weights: bf16's spacing near 0.04 (a LoRA A weight at r 8) is 2.4e-4, so Adam steps
+    of ~1e-4 (the learning rate) round away. And without bf16 autocast PEFT runs the adapters
+    in their own dtype: emulated bf16, ~100x slower, on an AVX2-only CPU. As with lora, the
+    weights stay float32 and bf16 autocast, where on, does the compute."""
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
 
 
 def fingerprint(params: Params) -> dict[str, str]:
