@@ -6,6 +6,7 @@ against val/test and the eval suites, and the replay mix.
 import hashlib
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..params import SplitParams
 from ..paths import (
     GENERAL_QA_SUITE,
     INSTRUCTION_SUITE,
+    SPLIT_REPORT,
 )
 from .chat import to_prompt_completion
 from .contamination import OverlapIndex
@@ -165,3 +167,69 @@ def counts_by_stratum(splits: dict[str, list[dict]], field: str | None) -> dict[
             if row.get("origin") != "replay":
                 table[stratum(row, field)][name] += 1
     return {key: {name: table[key][name] for name in SPLITS} for key in sorted(table)}
+
+
+@dataclass
+class SplitResult:
+    splits: dict[str, list[dict]]  # train (task rows, then replay), val, test
+    preferences: dict[str, list[dict]]  # preference pairs, split the same way
+    overlaps: list[dict]  # contamination records (train row, the item it overlaps)
+    contaminated: set[str]  # sources of the train rows that overlap
+
+
+def make_splits(
+    rows: list[dict], preference_rows: list[dict], replay_path: Path, seed: int, cfg: SplitParams
+) -> SplitResult:
+    """Split task rows (and preference pairs) by group, add the replay mix to train, then
+    check train against val/test and the eval suites, acting on `split.contamination`."""
+    splits = split_rows(rows, seed, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by)
+    empty = [name for name, part in splits.items() if not part]
+    if empty:
+        raise StageError(f"{len(rows)} curated rows are too few to fill the {empty} split(s)")
+    splits["train"] += replay_rows(
+        replay_path, replay_count(len(splits["train"]), cfg.replay_fraction), seed
+    )
+    overlaps = find_contamination(splits["train"], eval_items(splits["val"], splits["test"]), cfg)
+    contaminated = {record["train"] for record in overlaps}
+    if overlaps and cfg.contamination == "fail":
+        raise StageError(
+            f"{len(contaminated)} train rows overlap val/test or an eval suite "
+            f"(split.contamination=fail); see {SPLIT_REPORT}"
+        )
+    if cfg.contamination == "remove":
+        splits["train"] = [row for row in splits["train"] if row["source"] not in contaminated]
+    preferences = split_rows(preference_rows, seed, cfg.val_fraction, cfg.test_fraction)
+    return SplitResult(splits, preferences, overlaps, contaminated)
+
+
+def split_report(
+    rows: list[dict], result: SplitResult, cfg: SplitParams, hashes: dict[str, str]
+) -> dict[str, Any]:
+    """reports/split.json: counts and fractions, strata, near-duplicate groups, contamination
+    and the splits' sha256 (`hashes`)."""
+    splits = result.splits
+    counts = {name: len(part) for name, part in splits.items()}
+    total = max(sum(counts.values()), 1)
+    return {
+        "counts": counts,
+        "task_rows": {
+            name: sum(r["origin"] == "task" for r in part) for name, part in splits.items()
+        },
+        "replay_rows": sum(r["origin"] == "replay" for r in splits["train"]),
+        "preference_rows": {name: len(part) for name, part in result.preferences.items()},
+        "fractions": {name: round(n / total, 4) for name, n in counts.items()},
+        "stratify_by": cfg.stratify_by,
+        "strata": counts_by_stratum(splits, cfg.stratify_by),
+        "groups_multi_row": sum(1 for n in Counter(r.get("group") for r in rows).values() if n > 1),
+        # near-duplicate overlap between splits: zero by construction, counted to prove it
+        "groups_across_splits": groups_across_splits(splits),
+        "contamination": {
+            "action": cfg.contamination,
+            "ngram": cfg.ngram,
+            "min_overlap": cfg.min_overlap,
+            "train_rows": len(result.contaminated),
+            "removed": len(result.contaminated) if cfg.contamination == "remove" else 0,
+            "overlaps": result.overlaps[:MAX_LISTED_OVERLAPS],
+        },
+        "sha256": hashes,
+    }
