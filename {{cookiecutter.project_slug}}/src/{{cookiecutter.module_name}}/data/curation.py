@@ -21,9 +21,7 @@ from tqdm import tqdm
 from ..errors import StageError
 from ..io import iter_lines
 from ..params import CurateParams, TaskParams
-from ..paths import (
-    BASE_MODEL_DIR,
-)
+from ..paths import BASE_MODEL_DIR, QUARANTINE
 from . import dedup
 from .chat import Messages, to_prompt_completion
 from .formats import (
@@ -498,3 +496,43 @@ def check_files(files: list[Path], curator: Curator, total_bytes: int) -> Decisi
         for path in files:
             curator.add_file(str(path), iter_lines(path), bar.update)
     return curator.finish()
+
+
+def decide(files: list[Path], task: TaskParams, cfg: CurateParams, max_tokens: int) -> Decisions:
+    """Pass 1 over the raw files (every row kept, quarantined or a duplicate), in worker
+    processes when the input is large enough to pay for starting them."""
+    total = sum(path.stat().st_size for path in files)
+    processes = min(os.cpu_count() or 1, MAX_WORKERS)
+    if total >= PARALLEL_MIN_BYTES and processes > 1:
+        with worker_pool(processes, BASE_MODEL_DIR) as pool:
+            return check_files(files, Curator(task, cfg, None, max_tokens, pool), total)
+    return check_files(files, Curator(task, cfg, tokenizer_counter(), max_tokens), total)
+
+
+def write_rows(
+    files: list[Path],
+    decisions: Decisions,
+    outputs: dict[str, Path],
+    observe: Callable[[str, dict], None],
+) -> None:
+    """Pass 2: stream the raw files again and write each row to the output of its kind
+    (kept, preference, quarantined, duplicate); `observe` sees every record (the report)."""
+    writers = JsonlWriters(outputs)
+    try:
+        for kind, record in emit(stream_raw(files), decisions):
+            writers.write(kind, record)
+            observe(kind, record)
+    finally:
+        writers.close()
+
+
+def check_curated(report: dict, max_reject_fraction: float) -> None:
+    """Fail instead of training on scraps: too many rows rejected, or none left to train on."""
+    if report["reject_fraction"] > max_reject_fraction:
+        raise StageError(
+            f"{report['reject_fraction']:.0%} of rows were rejected, above "
+            f"curate.max_reject_fraction={max_reject_fraction}; "
+            f"see {QUARANTINE} for each row's reason"
+        )
+    if report["kept_sft"] == 0:
+        raise StageError(f"no training rows survived curation; see {QUARANTINE}")

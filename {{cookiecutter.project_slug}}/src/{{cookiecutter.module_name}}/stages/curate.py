@@ -11,29 +11,14 @@ signatures, never the data set's text:
    rows_in == kept + quarantined + duplicates always holds."""
 
 import logging
-import os
 import time
 
 from ..cli import run_stage
 from ..data.curate_report import ReportBuilder, plot_token_lengths, token_histogram
-from ..data.curation import (
-    ALL_REASONS,
-    MAX_WORKERS,
-    PARALLEL_MIN_BYTES,
-    Curator,
-    JsonlWriters,
-    check_files,
-    emit,
-    raw_files,
-    stream_raw,
-    tokenizer_counter,
-    worker_pool,
-)
-from ..errors import StageError
+from ..data.curation import ALL_REASONS, check_curated, decide, raw_files, write_rows
 from ..io import write_json
 from ..params import load_params
 from ..paths import (
-    BASE_MODEL_DIR,
     CURATE_REPORT,
     CURATED,
     DUPLICATES,
@@ -50,32 +35,18 @@ def main() -> None:
     cfg = params.curate
     max_tokens = cfg.max_tokens or params.train.max_length
     files = raw_files(RAW_DIR)
-    total = sum(path.stat().st_size for path in files)
-    processes = min(os.cpu_count() or 1, MAX_WORKERS)
     started = time.perf_counter()
-    if total >= PARALLEL_MIN_BYTES and processes > 1:
-        with worker_pool(processes, BASE_MODEL_DIR) as pool:
-            decisions = check_files(files, Curator(params.task, cfg, None, max_tokens, pool), total)
-    else:
-        curator = Curator(params.task, cfg, tokenizer_counter(), max_tokens)
-        decisions = check_files(files, curator, total)
+    decisions = decide(files, params.task, cfg, max_tokens)
     checked = time.perf_counter()
 
     builder = ReportBuilder(decisions, ALL_REASONS)
-    writers = JsonlWriters(
-        {
-            "kept": CURATED,
-            "preference": PREFERENCES,
-            "quarantined": QUARANTINE,
-            "duplicate": DUPLICATES,
-        }
-    )
-    try:
-        for kind, record in emit(stream_raw(files), decisions):
-            writers.write(kind, record)
-            builder.add(kind, record)
-    finally:
-        writers.close()
+    outputs = {
+        "kept": CURATED,
+        "preference": PREFERENCES,
+        "quarantined": QUARANTINE,
+        "duplicate": DUPLICATES,
+    }
+    write_rows(files, decisions, outputs, builder.add)
     report = builder.report(max_tokens, cfg.max_reject_fraction)
     write_json(CURATE_REPORT, report)
     lengths = list(decisions.tokens.values())
@@ -93,14 +64,7 @@ def main() -> None:
         f"{dups['exact']} exact + {dups['near']} near duplicates removed\n"
         f"curate: {report['size_advice']}"
     )
-    if report["reject_fraction"] > cfg.max_reject_fraction:
-        raise StageError(
-            f"{report['reject_fraction']:.0%} of rows were rejected, above "
-            f"curate.max_reject_fraction={cfg.max_reject_fraction}; "
-            f"see {QUARANTINE} for each row's reason"
-        )
-    if report["kept_sft"] == 0:
-        raise StageError(f"no training rows survived curation; see {QUARANTINE}")
+    check_curated(report, cfg.max_reject_fraction)
 
 
 if __name__ == "__main__":
