@@ -8,7 +8,7 @@ prompt is a val or test row's are dropped first: those rows pick and score the c
 
 Checkpoints go to models/dpo/checkpoint-N (written atomically, resumed after a crash when the
 fingerprint matches, as in train), each with sft_checkpoint.json naming the SFT checkpoint
-below it, so `modeling.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
+below it, so `training.modeling.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
 them as `dpo-checkpoint-N` next to the SFT checkpoints, and select may pick one.
 
 With `dpo.enabled: false` the stage only writes empty outputs (DVC needs them) and loads

@@ -5,7 +5,7 @@ Writes reports/eval/<model>.json (metrics + per-item records: prompt hash, outpu
 reports/eval_by_step.json (one row per checkpoint step, step 0 = base) for `dvc plots`. DPO
 checkpoints (models/dpo, when the dpo stage ran) are reported as `dpo-checkpoint-N`, at step
 <SFT step they start from> + N so the per-step plot continues after SFT.
-Generations are cached (evalcache.py): the base is generated once across experiments and an
+Generations are cached (evaluation/cache.py): the base is generated once across experiments and an
 unchanged checkpoint is free to re-evaluate."""
 
 from ..cli import run_stage

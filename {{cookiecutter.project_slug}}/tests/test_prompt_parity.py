@@ -1,8 +1,8 @@
 """The train/eval boundary: the prompt eval generates from is token-for-token the prompt the
 trainer trained on.
 
-The trainer is built exactly as the train stage builds it (`train.build_trainer`), so a change
-to the chat template, to TRL's tokenization or to `formatting.prompt_token_ids` that makes the
+The trainer is built exactly as the train stage builds it (`trainer.build_trainer`), so a change
+to the chat template, to TRL's tokenization or to `chat.prompt_token_ids` that makes the
 two disagree fails here instead of silently costing accuracy at eval time.
 """
 
