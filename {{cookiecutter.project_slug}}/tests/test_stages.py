@@ -584,11 +584,17 @@ def test_run_stage_turns_errors_into_one_line(error: Exception) -> None:
     assert str(error) in str(info.value.code)
 
 
-def test_run_stage_lets_bugs_raise() -> None:
-    def main() -> None:
-        raise KeyError("a bug")
+@pytest.mark.parametrize(
+    "error", [KeyError("a bug"), ValueError("a library bug"), FileNotFoundError("a bug")]
+)
+def test_run_stage_lets_bugs_raise(error: Exception) -> None:
+    """Only a StageError is shortened to one line: a ValueError from a library is a bug and
+    keeps its traceback."""
 
-    with pytest.raises(KeyError):
+    def main() -> None:
+        raise error
+
+    with pytest.raises(type(error)):
         run_stage("train", main)
 
 
