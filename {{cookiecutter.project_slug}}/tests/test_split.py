@@ -292,3 +292,42 @@ def test_stage_mixes_tagged_replay_rows_into_train_only(
     assert origins["replay"] == report["replay_rows"] == replay_count(origins["task"], 0.2)
     for name in ("val", "test"):
         assert {row["origin"] for row in read_jsonl(Path(f"data/splits/{name}.jsonl"))} == {"task"}
+
+
+# ------------------------------------------------------------------- asked-for fractions
+
+
+def test_stage_reports_asked_fractions_and_the_largest_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = stage_rows(200)
+    for row in data[:3]:
+        row["group"] = "g-templated"
+    report = run_stage(tmp_path, monkeypatch, data)
+    assert report["asked_fractions"] == {"val": 0.2, "test": 0.2}
+    top = report["largest_groups"][0]
+    assert (top["group"], top["rows"], top["share"]) == ("g-templated", 3, 0.015)
+    assert top["example"].startswith("ticket 0:")
+    for name in ("val", "test"):
+        assert abs(report["fractions"][name] - 0.2) <= 0.1
+
+
+def test_a_group_too_large_for_the_asked_fractions_fails_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~90 % of the rows chained into one near-duplicate group: never a silent 98/1/1."""
+    data = stage_rows(200)
+    for row in data[:180]:
+        row["group"] = "g-placeholder-chain"
+    with pytest.raises(StageError) as info:
+        run_stage(tmp_path, monkeypatch, data)
+    message = str(info.value)
+    assert "g-placeholder-chain" in message and "180 of 200 rows (90%)" in message
+    assert "ticket 0:" in message and "split.fraction_tolerance" in message
+    assert not Path("data/splits/train.jsonl").exists()
+
+
+def test_the_allowed_deviation_widens_only_on_small_data() -> None:
+    assert splitting.allowed_deviation(0.15, 10_000, 0.05) == 0.05
+    small = splitting.allowed_deviation(0.15, 100, 0.05)
+    assert 0.1 < small < 0.11  # three standard deviations of 100 Bernoulli(0.15) draws

@@ -111,6 +111,13 @@ class SplitParams(Section):
     ngram: int = Field(8, ge=4, le=64, description="words per n-gram of the overlap check")
     min_overlap: float = Field(0.7, gt=0, le=1, description="share of an item's n-grams")
     replay_fraction: float = Field(0.0, ge=0, lt=0.5, description="share of train from replay")
+    fraction_tolerance: float = Field(
+        0.05,
+        ge=0,
+        le=0.5,
+        description="realised val/test fraction may differ from the asked one by this much "
+        "(more on small data: 3 standard deviations of hash assignment); else the stage fails",
+    )
 
 
 class SmokeParams(Section):

@@ -5,6 +5,7 @@ against val/test and the eval suites, and the replay mix.
 
 import hashlib
 import json
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,53 @@ def split_rows(
     for row in rows:
         splits[split_of[group_key(row)]].append(row)
     return splits
+
+
+def largest_groups(rows: list[dict], k: int = 5) -> list[dict[str, Any]]:
+    """The k largest near-duplicate groups: id, rows, share of all rows and an example input."""
+    sizes = Counter(group_key(row) for row in rows)
+    first = {}
+    for row in rows:
+        first.setdefault(group_key(row), row)
+    return [
+        {
+            "group": group,
+            "rows": n,
+            "share": round(n / len(rows), 4),
+            "example": " ".join(input_text(first[group]).split())[:160],
+        }
+        for group, n in sizes.most_common(k)
+    ]
+
+
+def allowed_deviation(fraction: float, n_rows: int, tolerance: float) -> float:
+    """How far a realised fraction may fall from the asked one: `tolerance`, or three standard
+    deviations of hash assignment on `n_rows` rows where that is larger (small data)."""
+    return max(tolerance, 3 * math.sqrt(fraction * (1 - fraction) / max(n_rows, 1)))
+
+
+def check_fractions(splits: dict[str, list[dict]], rows: list[dict], cfg: SplitParams) -> None:
+    """Fail, naming the largest near-duplicate group, when the realised val or test fraction
+    of the task rows is off the asked one by more than `allowed_deviation`: a silent 98/1/1
+    split would select and score on a handful of rows."""
+    n = len(rows)
+    asked = {"val": cfg.val_fraction, "test": cfg.test_fraction}
+    realised = {name: len(splits[name]) / n for name in asked}
+    off = [
+        f"{name} {realised[name]:.1%} (asked {fraction:.0%})"
+        for name, fraction in asked.items()
+        if abs(realised[name] - fraction) > allowed_deviation(fraction, n, cfg.fraction_tolerance)
+    ]
+    if not off:
+        return
+    top = largest_groups(rows, 1)[0]
+    raise StageError(
+        f"the split is off the asked fractions: {', '.join(off)}. The largest near-duplicate group "
+        f"({top['group']}) holds {top['rows']} of {n} rows ({top['share']:.0%}) and must stay in "
+        f"one split; e.g. {top['example']!r}. Look at it in data/curated/train_pool.jsonl: "
+        "templated prompts with one shared answer chain into one group. Fix the data, lower "
+        "curate.group_threshold (stricter grouping), or raise split.fraction_tolerance."
+    )
 
 
 def eval_items(val: list[dict], test: list[dict]) -> list[tuple[str, str]]:
@@ -186,6 +234,7 @@ def make_splits(
     empty = [name for name, part in splits.items() if not part]
     if empty:
         raise StageError(f"{len(rows)} curated rows are too few to fill the {empty} split(s)")
+    check_fractions(splits, rows, cfg)
     splits["train"] += replay_rows(
         replay_path, replay_count(len(splits["train"]), cfg.replay_fraction), seed
     )
@@ -218,6 +267,8 @@ def split_report(
         "replay_rows": sum(r["origin"] == "replay" for r in splits["train"]),
         "preference_rows": {name: len(part) for name, part in result.preferences.items()},
         "fractions": {name: round(n / total, 4) for name, n in counts.items()},
+        "asked_fractions": {"val": cfg.val_fraction, "test": cfg.test_fraction},
+        "largest_groups": largest_groups(rows),
         "stratify_by": cfg.stratify_by,
         "strata": counts_by_stratum(splits, cfg.stratify_by),
         "groups_multi_row": sum(1 for n in Counter(r.get("group") for r in rows).values() if n > 1),
