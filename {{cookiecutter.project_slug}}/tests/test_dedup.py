@@ -3,6 +3,7 @@ threshold asks for, clusters keep the first row, and the parallel pass 1 equals 
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,21 @@ def test_cluster_keeps_the_first_row_of_a_chain() -> None:
     clusters = dedup.cluster(sigs, dup_threshold=0.7, group_threshold=0.5)
     assert {i: root for i, (root, _) in clusters.duplicate_of.items()} == {1: 0, 2: 0}
     assert clusters.group_of == [0, 0, 0]
+
+
+def test_groups_form_around_a_representative_not_a_chain() -> None:
+    """Templated rows that each resemble the next (a sliding window over one word sequence)
+    chained into one group under transitive clustering; around representatives, every member
+    is similar to its representative and no group spans the chain."""
+    sequence = random_texts(1, length=400, seed=6)[0].split()
+    texts = [" ".join(sequence[12 * k : 12 * k + 60]) for k in range(25)]
+    sigs = dedup.signatures(texts, num_perm=256)
+    assert (sigs[0] == sigs[1]).mean() >= 0.5 > (sigs[0] == sigs[2]).mean()  # a chain
+    clusters = dedup.cluster(sigs, dup_threshold=0.9, group_threshold=0.5)
+    sizes = Counter(clusters.group_of)
+    assert max(sizes.values()) <= 3, sizes
+    for i, leader in enumerate(clusters.group_of):
+        assert (sigs[i] == sigs[leader]).mean() >= 0.5
 
 
 def test_group_without_duplicate_between_the_thresholds() -> None:

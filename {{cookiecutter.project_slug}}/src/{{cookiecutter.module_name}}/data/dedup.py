@@ -10,6 +10,12 @@ One index at the lower `group_threshold` finds both relations:
 - near duplicates (estimated Jaccard >= `dup_threshold`): one representative per cluster is
   kept, the first in file order;
 - related rows (>= `group_threshold`): same group, which the split keeps in one split.
+
+Clusters are formed around a representative, not by transitive chains: in file order, a row
+joins the most similar earlier representative among its candidates when that similarity
+reaches the threshold, else it represents a new cluster. Every member is similar to its
+representative, so templated rows that each resemble the next cannot chain into one group
+holding most of the data (which no split could place).
 """
 
 import functools
@@ -62,26 +68,6 @@ def signatures(texts: list[str], num_perm: int, seed: int = 1, block: int = 512)
     return out
 
 
-class UnionFind:
-    """Components whose root is always the smallest index (the first row in file order)."""
-
-    def __init__(self, size: int) -> None:
-        self.parent = list(range(size))
-
-    def find(self, i: int) -> int:
-        root = i
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[i] != root:
-            self.parent[i], i = root, self.parent[i]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 @dataclass
 class Clusters:
     duplicate_of: dict[int, tuple[int, float]]  # row -> (representative, similarity)
@@ -89,7 +75,6 @@ class Clusters:
 
 
 MAX_BUCKET_PAIRS = 32  # in a big bucket each row is compared with the first 32 rows only
-PAIR_BLOCK = 200_000
 
 
 def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -119,23 +104,44 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0)
 
 
-def cluster(sigs: np.ndarray, dup_threshold: float, group_threshold: float) -> Clusters:
-    """Cluster rows by estimated Jaccard similarity of their signatures."""
-    n, num_perm = sigs.shape
-    dups, groups = UnionFind(n), UnionFind(n)
-    if n > 1:
-        pairs = candidate_pairs(sigs, *band_params(group_threshold, num_perm))
-        for begin in range(0, len(pairs), PAIR_BLOCK):
-            block = pairs[begin : begin + PAIR_BLOCK]
-            similarity = (sigs[block[:, 0]] == sigs[block[:, 1]]).mean(axis=1)
-            keep = similarity >= group_threshold
-            for (i, j), sim in zip(block[keep].tolist(), similarity[keep].tolist(), strict=True):
-                groups.union(i, j)
-                if sim >= dup_threshold:
-                    dups.union(i, j)
-    duplicate_of = {}
+def neighbours(pairs: np.ndarray, n: int) -> list[np.ndarray]:
+    """Row -> its earlier candidate rows (the j of every (i, j) pair with i > j)."""
+    order = np.argsort(pairs[:, 0], kind="stable")
+    rows, earlier = pairs[order, 0], pairs[order, 1]
+    bounds = np.searchsorted(rows, np.arange(n + 1))
+    return [earlier[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def representatives(
+    sigs: np.ndarray, candidates: list[np.ndarray], threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(representative, similarity to it) per row: in row order, a row joins the most similar
+    representative of its candidates' clusters when the similarity reaches `threshold`, else
+    it represents its own cluster (similarity 1)."""
+    n = len(sigs)
+    leader = np.arange(n)
+    similarity = np.ones(n)
     for i in range(n):
-        root = dups.find(i)
-        if root != i:
-            duplicate_of[i] = (root, float((sigs[i] == sigs[root]).mean()))
-    return Clusters(duplicate_of, [groups.find(i) for i in range(n)])
+        if not len(candidates[i]):
+            continue
+        leaders = np.unique(leader[candidates[i]])
+        sims = (sigs[leaders] == sigs[i]).mean(axis=1)
+        best = int(np.argmax(sims))  # ties: the earliest representative (np.unique sorts)
+        if sims[best] >= threshold:
+            leader[i], similarity[i] = leaders[best], sims[best]
+    return leader, similarity
+
+
+def cluster(sigs: np.ndarray, dup_threshold: float, group_threshold: float) -> Clusters:
+    """Cluster rows by estimated Jaccard similarity of their signatures to a representative."""
+    n, num_perm = sigs.shape
+    if n < 2:
+        return Clusters({}, list(range(n)))
+    pairs = candidate_pairs(sigs, *band_params(group_threshold, num_perm))
+    candidates = neighbours(pairs, n)
+    dup_leader, dup_similarity = representatives(sigs, candidates, dup_threshold)
+    group_leader, _ = representatives(sigs, candidates, group_threshold)
+    duplicate_of = {
+        i: (int(dup_leader[i]), float(dup_similarity[i])) for i in range(n) if dup_leader[i] != i
+    }
+    return Clusters(duplicate_of, group_leader.tolist())
