@@ -408,6 +408,12 @@ def test_stage_writes_reconciling_outputs(stage_dir: Path) -> None:
     hist = read_json(stage_dir / "reports" / "token_lengths.json")
     assert sum(b["rows"] for b in hist) == report["tokens"]["rows"]
     assert (stage_dir / "reports" / "figures" / "token_lengths.png").stat().st_size > 1000
+    # the demo's JSON targets carry a free-text reply: diverse, so no target check fires
+    targets = report["targets"]
+    assert targets["free_text"] and targets["findings"] == []
+    assert not {"placeholder_target", "dominant_target"} & set(report["reasons"])
+    assert sum(targets["labels"]["category"].values()) == targets["rows"] == report["kept_sft"]
+    assert (stage_dir / "reports" / "figures" / "targets.png").stat().st_size > 1000
 
 
 def test_stage_fails_above_max_reject_fraction(stage_dir: Path) -> None:

@@ -136,3 +136,48 @@ def test_the_select_report_shows_the_same_funnel_and_advice() -> None:
     assert blocks[start : start + len(section)] == section
     assert data_blocks(CURATE, SPLIT)[1:-1] == section
     assert data_blocks({}, SPLIT) == []  # splits made by hand: no data section
+
+
+TARGETS = {
+    "rows": 100,
+    "distinct": 11,
+    "free_text": True,
+    "top": [
+        {"target": "n/a", "count": 90, "share": 0.9, "placeholder": True},
+        {"target": "we refunded the | charge", "count": 1, "share": 0.01, "placeholder": False},
+    ],
+    "findings": [
+        {
+            "key": "0" * 16,
+            "target": "n/a",
+            "reason": "placeholder_target",
+            "count": 90,
+            "share": 0.9,
+            "example": "data/raw/a.jsonl:11",
+        }
+    ],
+    "policy": "quarantine",
+    "keep_copies": 3,
+    "labels": {"category": {"billing": 85, "shipping": 15}},
+    "label_imbalance": [{"field": "category", "value": "billing", "share": 0.85}],
+    "label_advice": "add examples of the rarer values",
+}
+
+
+def test_render_shows_the_targets_and_what_curate_did() -> None:
+    curate = CURATE | {
+        "quarantined": 99,
+        "reasons": CURATE["reasons"] | {"placeholder_target": 87},
+        "targets": TARGETS,
+    }
+    rows = {label: n for label, n, _ in funnel(curate, SPLIT)}
+    assert rows["quality filters"] == 88 - 87  # a placeholder target is a quality finding
+    text = render(curate, SPLIT)
+    assert "## Targets" in text and "![most frequent targets](figures/targets.png)" in text
+    assert "| `n/a` (placeholder) | 90 | 90.0% |" in text
+    assert "`we refunded the \\| charge`" in text
+    assert "**placeholder_target**: `n/a` answers 90.0% of the rows (90, first at " in text
+    assert "all but the first 3 copies quarantined" in text
+    assert "| `category` | billing | 85 | 85.0% |" in text
+    assert "**Imbalanced:** `category` is `billing` in 85% of the rows" in text
+    assert "## Targets" not in render(CURATE, SPLIT)  # reports from before the check

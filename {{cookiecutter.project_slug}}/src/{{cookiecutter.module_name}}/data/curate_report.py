@@ -14,6 +14,11 @@ if TYPE_CHECKING:
 
 EXAMPLES_PER_REASON = 3
 CLUSTER_EXAMPLES = 5
+LABEL_IMBALANCE = 0.8  # a score field whose most common value has this share is imbalanced
+IMBALANCE_ADVICE = (
+    "diversity across task variants and edge cases matters as much as volume (seed 000): add "
+    "examples of the rarer values, or a model that always answers the common one scores well"
+)
 
 
 def token_histogram(lengths: list[int], max_tokens: int | None, bins: int = 16) -> list[dict]:
@@ -64,6 +69,55 @@ def plot_token_lengths(lengths: list[int], max_tokens: int | None, path: Path) -
     ax.set_xlabel("tokens per row (chat template applied)")
     ax.set_ylabel("rows")
     ax.set_title("Token lengths of valid rows")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def label_imbalance(labels: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Score fields whose most common value holds LABEL_IMBALANCE of the rows or more:
+    reported with the seeds' advice, never quarantined (the labels may be the truth)."""
+    found = []
+    for name, counts in labels.items():
+        total = sum(counts.values())
+        if total and counts:
+            value, n = max(counts.items(), key=lambda item: item[1])
+            if n / total >= LABEL_IMBALANCE:
+                found.append({"field": name, "value": value, "share": round(n / total, 4)})
+    return found
+
+
+def target_report(targets: dict[str, Any]) -> dict[str, Any]:
+    """Decisions.targets for reports/curate.json, with the label imbalance of score fields."""
+    if not targets:
+        return {}
+    report = dict(targets)
+    if "labels" in targets:
+        imbalanced = label_imbalance(targets["labels"])
+        report["label_imbalance"] = imbalanced
+        if imbalanced:
+            report["label_advice"] = IMBALANCE_ADVICE
+    return report
+
+
+def plot_targets(top: list[dict[str, Any]], path: Path) -> None:
+    """The most frequent normalised targets as horizontal bars (share of rows): a placeholder
+    or one answer for most rows stands out at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(reversed(top))
+    labels = [abridge(row["target"] or "(empty)", 30, 15) for row in rows]
+    colours = ["#C44E52" if row["placeholder"] else "#4C72B0" for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * max(len(rows), 3) + 1), dpi=110)
+    ax.barh(range(len(rows)), [row["share"] for row in rows], color=colours)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_xlim(0, max([row["share"] for row in rows] + [0.05]) * 1.1)
+    ax.set_xlabel("share of rows (placeholders in red)")
+    ax.set_title("Most frequent targets (normalised)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -143,6 +197,7 @@ class ReportBuilder:
             "format_audit": dict(sorted(d.format_flags.items())),
             "format_audit_share": round(sum(d.format_flags.values()) / max(d.rows_in, 1), 4),
             "groups": len(set(d.group_of.values())),
+            "targets": target_report(d.targets),
             "tokens": token_stats(lengths, max_tokens),
             "size_advice": size_verdict(self.counts["kept"])[1],
             "examples": self.examples,

@@ -24,6 +24,7 @@ from ..params import CurateParams, TaskParams
 from ..paths import BASE_MODEL_DIR, QUARANTINE
 from . import dedup
 from .chat import Messages, to_prompt_completion
+from .curate_report import abridge
 from .formats import (
     FORMAT_REASONS,
     ROW_SCHEMAS,
@@ -33,13 +34,20 @@ from .formats import (
     rejected_turns,
     to_messages,
 )
-from .quality import QUALITY_REASONS, allowed_scripts, dominant_script, quality_reason
+from .quality import (
+    QUALITY_REASONS,
+    allowed_scripts,
+    dominant_script,
+    is_placeholder,
+    quality_reason,
+)
 from .schemas import CHAT_SCHEMA, REASONS, first_failures, target_schema
-from .textnorm import content_text, exact_key, normalise, prompt_text
+from .textnorm import content_text, exact_key, normalise, prompt_text, target_key, words
 
 CHUNK_ROWS = 4096
 PARALLEL_MIN_BYTES = 8 << 20  # below ~10k rows, starting worker processes costs more than it saves
 MAX_WORKERS = 4
+TOP_TARGETS = 10
 
 PARSE_REASONS = {
     "not_utf8": "the line is not valid UTF-8",
@@ -82,6 +90,7 @@ class Decisions:
     tokens: dict[int, int] = field(default_factory=dict)
     format_flags: Counter = field(default_factory=Counter)
     ids: dict[int, str] = field(default_factory=dict)  # content-hash id of each unique row
+    targets: dict[str, Any] = field(default_factory=dict)  # see `target_summary`
     rows_in: int = 0
 
 
@@ -95,6 +104,8 @@ class ChunkVerdict:
     survivors: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     scripts: list[tuple[str | None, str | None]] = field(default_factory=list)  # prompt, target
+    targets: list[tuple[str, str]] = field(default_factory=list)  # (target_key, abridged text)
+    labels: list[tuple[str, ...] | None] = field(default_factory=list)  # task.score_fields values
     signatures: np.ndarray | None = None
 
 
@@ -161,13 +172,84 @@ def screen_chunk(
                 fitting.append(item)
         survivors = fitting
     for i, messages, _ in survivors:
+        target = messages[-1]["content"]
         verdict.survivors.append(i)
         verdict.keys.append(exact_key(messages))
-        verdict.scripts.append(
-            (dominant_script(prompt_text(messages)), dominant_script(messages[-1]["content"]))
-        )
+        verdict.scripts.append((dominant_script(prompt_text(messages)), dominant_script(target)))
+        verdict.targets.append((target_key(target), abridge(normalise(target), 44, 32)))
+        if task.target_format == "json":
+            verdict.labels.append(score_labels(target, task.score_fields))
     verdict.signatures = dedup.signatures([content_text(m) for _, m, _ in survivors], cfg.num_perm)
     return verdict
+
+
+def score_labels(target: str, fields: list[str]) -> tuple[str, ...] | None:
+    """The values of a JSON target's score fields, as text (None if it is not an object)."""
+    try:
+        obj = json.loads(target)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return tuple(
+        value if isinstance(value, str) else json.dumps(value)
+        for value in (obj.get(name) for name in fields)
+    )
+
+
+def target_summary(
+    counts: Counter, examples: dict[str, tuple[str, str]], cfg: CurateParams
+) -> dict[str, Any]:
+    """The distribution of normalised targets and its findings: a placeholder target (N/A,
+    unknown, ...) or, when the targets are free text, one target above cfg.max_target_share.
+    A label set (few distinct targets, each repeated) is a classifier and never fires, and a
+    target written at most cfg.keep_target_copies times is never a finding."""
+    rows = sum(counts.values())
+    singletons = sum(1 for n in counts.values() if n == 1)
+    free_text = singletons * 2 >= len(counts) > 1
+    top = [
+        {
+            "target": examples[key][1],
+            "count": n,
+            "share": round(n / rows, 4),
+            "placeholder": is_placeholder(examples[key][1]),
+        }
+        for key, n in counts.most_common(TOP_TARGETS)
+    ]
+    findings = []
+    for key, n in counts.most_common():
+        if n <= cfg.keep_target_copies:
+            break
+        source, text = examples[key]
+        if is_placeholder(text) and (free_text or not words(text)):
+            reason = "placeholder_target"
+        elif free_text and n / rows > cfg.max_target_share:
+            reason = "dominant_target"
+        else:
+            continue
+        findings.append(
+            {"key": key, "target": text, "reason": reason, "count": n, "share": round(n / rows, 4)}
+            | {"example": source}
+        )
+    return {
+        "rows": rows,
+        "distinct": len(counts),
+        "free_text": free_text,
+        "top": top,
+        "findings": findings,
+        "policy": cfg.dominant_target,
+        "keep_copies": cfg.keep_target_copies,
+    }
+
+
+def target_error(finding: dict[str, Any]) -> StageError:
+    kind = "a placeholder" if finding["reason"] == "placeholder_target" else "one"
+    return StageError(
+        f"{finding['example']}: {kind} target {finding['target']!r} answers "
+        f"{finding['share']:.0%} of the rows ({finding['count']}); a model trained on it learns "
+        "to print it. Fix or drop those rows, or set curate.dominant_target to quarantine "
+        "(keep curate.keep_target_copies copies) or warn"
+    )
 
 
 def file_format(file: str, chunk: list[bytes], cfg: CurateParams) -> Format:
@@ -210,28 +292,44 @@ class Curator:
         self.scripts: list[tuple[str | None, str | None]] = []
         self.is_preference: list[bool] = []  # per candidate: its dedup pool
         self.sig_chunks: list[np.ndarray] = []
+        self.target_keys: list[str] = []  # per candidate
+        self.labels: list[tuple[str, ...] | None] = []  # per candidate, JSON tasks only
+        self.target_examples: dict[str, tuple[str, str]] = {}  # key -> (first source, text)
 
     def add_file(self, file: str, lines: Iterable[tuple[int, bytes]], progress=None) -> None:
-        iterator = (data for _, data in lines)
-        first = list(islice(iterator, CHUNK_ROWS))
+        pairs = iter(lines)
+        first = list(islice(pairs, CHUNK_ROWS))
         if not first:
             return
-        fmt = file_format(file, first, self.cfg)
+        fmt = file_format(file, [data for _, data in first], self.cfg)
         self.decisions.formats[file] = fmt
-        chunks = chain([first], iter(lambda: list(islice(iterator, CHUNK_ROWS)), []))
+        numbers: deque[list[int]] = deque()  # line numbers of the chunks in flight
+
+        def chunks() -> Iterator[list[bytes]]:
+            for chunk in chain([first], iter(lambda: list(islice(pairs, CHUNK_ROWS)), [])):
+                numbers.append([line for line, _ in chunk])
+                yield [data for _, data in chunk]
+
         args = (fmt, self.task, self.cfg)
         if self.pool is None:
             verdicts = (
-                (c, screen_chunk(c, *args, self.count_tokens, self.max_tokens)) for c in chunks
+                (c, screen_chunk(c, *args, self.count_tokens, self.max_tokens)) for c in chunks()
             )
         else:
-            verdicts = ordered_map(self.pool, chunks, args + (self.max_tokens,))
+            verdicts = ordered_map(self.pool, chunks(), args + (self.max_tokens,))
         for chunk, verdict in verdicts:
-            self._merge(len(chunk), verdict, fmt == "preference")
+            sources = [f"{file}:{line}" for line in numbers.popleft()]
+            self._merge(len(chunk), verdict, fmt == "preference", sources)
             if progress is not None:
                 progress(sum(len(data) + 1 for data in chunk))
 
-    def _merge(self, size: int, verdict: ChunkVerdict, preference: bool = False) -> None:
+    def _merge(
+        self,
+        size: int,
+        verdict: ChunkVerdict,
+        preference: bool = False,
+        sources: list[str] | None = None,
+    ) -> None:
         d = self.decisions
         start = d.rows_in
         d.rows_in += size
@@ -251,6 +349,12 @@ class Curator:
             self.candidates.append(start + offset)
             self.scripts.append(verdict.scripts[k])
             self.is_preference.append(preference)
+            key, text = verdict.targets[k]
+            self.target_keys.append(key)
+            self.labels.append(verdict.labels[k] if verdict.labels else None)
+            if key not in self.target_examples:
+                source = sources[offset] if sources else f"row {start + offset + 1}"
+                self.target_examples[key] = (source, text)
         self.sig_chunks.append(verdict.signatures[unique])
 
     def _cluster(self, rows: list[int], sigs: np.ndarray) -> None:
@@ -287,7 +391,38 @@ class Curator:
         for i, (kind, first, similarity) in list(d.duplicate_of.items()):
             if kind == "exact" and first in d.duplicate_of:
                 d.duplicate_of[i] = (kind, d.duplicate_of[first][1], similarity)
+        self._check_targets()
         return d
+
+    def _check_targets(self) -> None:
+        """Count the normalised targets of the SFT rows that survived everything else, and act
+        on a dominant or placeholder target (curate.dominant_target)."""
+        d, cfg = self.decisions, self.cfg
+        rows = [
+            (k, i)
+            for k, i in enumerate(self.candidates)
+            if not self.is_preference[k] and i not in d.reasons and i not in d.duplicate_of
+        ]
+        counts = Counter(self.target_keys[k] for k, _ in rows)
+        d.targets = target_summary(counts, self.target_examples, cfg)
+        if self.task.target_format == "json":
+            labels: dict[str, Counter] = {name: Counter() for name in self.task.score_fields}
+            for k, _ in rows:
+                for name, value in zip(self.task.score_fields, self.labels[k] or (), strict=False):
+                    labels[name][value] += 1
+            d.targets["labels"] = {name: dict(c.most_common()) for name, c in labels.items()}
+        findings = {f["key"]: f for f in d.targets["findings"]}
+        if not findings or cfg.dominant_target == "warn":
+            return
+        if cfg.dominant_target == "fail":
+            raise target_error(next(iter(findings.values())))
+        seen: Counter = Counter()
+        for k, i in rows:
+            key = self.target_keys[k]
+            if key in findings:
+                seen[key] += 1
+                if seen[key] > cfg.keep_target_copies:
+                    d.reasons[i] = findings[key]["reason"]
 
 
 # ---------------------------------------------------------------- worker processes
@@ -529,9 +664,10 @@ def write_rows(
 def check_curated(report: dict, max_reject_fraction: float) -> None:
     """Fail instead of training on scraps: too many rows rejected, or none left to train on."""
     if report["reject_fraction"] > max_reject_fraction:
+        reason, n = max(report["reasons"].items(), key=lambda item: item[1])
         raise StageError(
             f"{report['reject_fraction']:.0%} of rows were rejected, above "
-            f"curate.max_reject_fraction={max_reject_fraction}; "
+            f"curate.max_reject_fraction={max_reject_fraction} (most: {reason}, {n} rows); "
             f"see {QUARANTINE} for each row's reason"
         )
     if report["kept_sft"] == 0:

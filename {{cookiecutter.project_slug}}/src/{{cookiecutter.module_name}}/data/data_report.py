@@ -18,7 +18,15 @@ from ..document import (
     to_markdown,
     write_markdown,
 )
-from ..paths import CURATE_REPORT, DATA_REPORT, DUPLICATES, QUARANTINE, SPLIT_REPORT, TOKEN_PLOT
+from ..paths import (
+    CURATE_REPORT,
+    DATA_REPORT,
+    DUPLICATES,
+    QUARANTINE,
+    SPLIT_REPORT,
+    TARGET_PLOT,
+    TOKEN_PLOT,
+)
 from .quality import QUALITY_REASONS
 from .schemas import target_schema
 
@@ -46,7 +54,11 @@ def funnel(curate: dict[str, Any], split: dict[str, Any]) -> list[tuple[str, int
         ("parsed", removed("parse"), "not UTF-8 / not JSON / not an object"),
         ("valid", schema, "failed the format or chat schema"),
         ("format audit", removed("audit"), "JSON targets that are broken or drift"),
-        ("quality filters", removed("filter"), "too short/long, repetitive, copies, charset"),
+        (
+            "quality filters",
+            removed("filter"),
+            "too short/long, repetitive, copies, charset, placeholder/dominant target",
+        ),
         (
             "deduplicated",
             dups["exact"] + dups["near"],
@@ -151,6 +163,71 @@ def duplicate_blocks(curate: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def target_blocks(curate: dict[str, Any]) -> list[Block]:
+    """The most frequent targets, what curate did about a dominant or placeholder one, and the
+    label distribution of each JSON score field."""
+    targets = curate.get("targets") or {}
+    if not targets.get("top"):
+        return []
+    kind = (
+        "free text, so one answer for many rows is a finding"
+        if targets["free_text"]
+        else "a label set: repeated targets are expected, only placeholders count"
+    )
+    blocks: list[Block] = [
+        Heading("Targets"),
+        Image(TARGET_PLOT, "most frequent targets"),
+        Para(
+            f"{targets['rows']} rows with {targets['distinct']} distinct normalised targets "
+            f"({kind}). Most frequent:"
+        ),
+        Table(
+            ["target", "rows", "share"],
+            [
+                [
+                    _code_span(row["target"]) + (" (placeholder)" if row["placeholder"] else ""),
+                    row["count"],
+                    f"{row['share']:.1%}",
+                ]
+                for row in targets["top"]
+            ],
+        ),
+    ]
+    for finding in targets.get("findings", []):
+        if targets["policy"] == "quarantine":
+            action = (
+                f"all but the first {targets['keep_copies']} copies quarantined as "
+                f"`{finding['reason']}`"
+            )
+        else:
+            action = "kept (`curate.dominant_target: warn`): a model trained on them prints it"
+        blocks.append(
+            Para(
+                f"**{finding['reason']}**: {_code_span(finding['target'])} answers "
+                f"{finding['share']:.1%} of the rows ({finding['count']}, first at "
+                f"{finding['example']}); {action}."
+            )
+        )
+    labels = targets.get("labels") or {}
+    if labels:
+        rows = []
+        for name, counts in labels.items():
+            total = sum(counts.values()) or 1
+            rows += [[f"`{name}`", value, n, f"{n / total:.1%}"] for value, n in counts.items()]
+        blocks += [
+            Para("Labels of the score fields:"),
+            Table(["field", "value", "rows", "share"], rows),
+        ]
+    for item in targets.get("label_imbalance", []):
+        blocks.append(
+            Para(
+                f"**Imbalanced:** `{item['field']}` is {_code_span(item['value'])} in "
+                f"{item['share']:.0%} of the rows; {targets.get('label_advice', '')}."
+            )
+        )
+    return blocks
+
+
 def token_blocks(tokens: dict[str, Any]) -> list[Block]:
     if not tokens.get("rows"):
         return []
@@ -196,7 +273,8 @@ def split_blocks(split: dict[str, Any]) -> list[Block]:
 
 
 def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
-    """reports/data.md: funnel, quarantine, duplicates, token lengths, contamination, strata."""
+    """reports/data.md: funnel, quarantine, duplicates, targets, token lengths, contamination,
+    strata."""
     return [
         Heading("Data report", 1),
         Para(f"Written by the `split` stage from {CURATE_REPORT} and {SPLIT_REPORT}."),
@@ -207,6 +285,7 @@ def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
         *audit_blocks(curate),
         Heading("Near-duplicate clusters"),
         *duplicate_blocks(curate),
+        *target_blocks(curate),
         *token_blocks(curate.get("tokens", {})),
         *split_blocks(split),
     ]

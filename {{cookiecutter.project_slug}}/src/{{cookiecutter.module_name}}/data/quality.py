@@ -26,7 +26,18 @@ QUALITY_REASONS = {
     "broken_characters": "mojibake, replacement or control characters in the text",
     "charset_outlier": "the text is mostly in a script other than the data set's "
     "(curate.quality.scripts)",
+    "placeholder_target": "the target is a placeholder (N/A, unknown, (no description), ...) "
+    "written for many rows: copies beyond curate.keep_target_copies",
+    "dominant_target": "one target answers more than curate.max_target_share of the rows: "
+    "copies beyond curate.keep_target_copies",
 }
+
+# Targets that stand in for a missing answer (compared as words, so case and punctuation do
+# not matter); a target with no letters or digits at all ("-", "...", "?") is one too.
+PLACEHOLDERS = {
+    "n a", "na", "none", "null", "nil", "nan", "unknown", "no description", "tbd", "todo",
+    "no answer", "not available", "not applicable",
+}  # fmt: skip
 
 
 def repetition(grams: list[tuple[str, ...]]) -> float:
@@ -74,6 +85,11 @@ def quality_reason(messages: Messages, quality: QualityParams) -> str | None:
     if prompt_copy(grams, prompt_text(messages)) > quality.max_prompt_copy:
         return "target_copies_prompt"
     return None
+
+
+def is_placeholder(target: str) -> bool:
+    """Whether the target is a stand-in for a missing answer rather than an answer."""
+    return " ".join(words(target)) in PLACEHOLDERS or not words(target)
 
 
 def allowed_scripts(scripts: Counter, setting: list[str] | str) -> set[str]:

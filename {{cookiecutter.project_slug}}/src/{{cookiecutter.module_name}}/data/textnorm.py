@@ -40,3 +40,8 @@ def exact_key(messages: Messages) -> str:
     """Exact-duplicate key: roles and contents, normalised."""
     text = "\x1e".join(m["role"] + "\x1f" + normalise(m["content"]) for m in messages)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def target_key(text: str) -> str:
+    """Key of a normalised target (64 bits of its hash): curate counts targets by this key."""
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()[:16]

@@ -4,7 +4,9 @@ Two streaming passes over data/raw/*.jsonl, so memory holds per-row decisions an
 signatures, never the data set's text:
 1. decide: parse, check the file format's schema and the chat schema, audit JSON targets,
    apply the quality filters, count tokens with the base model's tokenizer, drop exact
-   duplicates, and sign each surviving row for near-duplicate clustering;
+   duplicates, sign each surviving row for near-duplicate clustering, and count the
+   normalised targets (a placeholder or dominant target is quarantined beyond a few copies,
+   reported or fatal: curate.dominant_target);
 2. write: the kept rows (TRL prompt/completion form) to data/curated/, every rejected line
    verbatim with file, line and reason to data/quarantine.jsonl, every duplicate with the row it
    duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json, where
@@ -14,7 +16,12 @@ import logging
 import time
 
 from ..cli import run_stage
-from ..data.curate_report import ReportBuilder, plot_token_lengths, token_histogram
+from ..data.curate_report import (
+    ReportBuilder,
+    plot_targets,
+    plot_token_lengths,
+    token_histogram,
+)
 from ..data.curation import ALL_REASONS, check_curated, decide, raw_files, write_rows
 from ..io import write_json
 from ..params import load_params
@@ -25,6 +32,7 @@ from ..paths import (
     PREFERENCES,
     QUARANTINE,
     RAW_DIR,
+    TARGET_PLOT,
     TOKEN_PLOT,
     TOKEN_PLOT_DATA,
 )
@@ -52,6 +60,7 @@ def main() -> None:
     lengths = list(decisions.tokens.values())
     write_json(TOKEN_PLOT_DATA, token_histogram(lengths, max_tokens))
     plot_token_lengths(lengths, max_tokens, TOKEN_PLOT)
+    plot_targets(report["targets"].get("top", []), TARGET_PLOT)
     dups = report["duplicates"]
     logging.info(
         "check + dedup %.1f s, write + report %.1f s",
@@ -64,6 +73,12 @@ def main() -> None:
         f"{dups['exact']} exact + {dups['near']} near duplicates removed\n"
         f"curate: {report['size_advice']}"
     )
+    for finding in report["targets"].get("findings", []):
+        print(
+            f"curate: {finding['reason']}: {finding['target']!r} answers {finding['share']:.0%} "
+            f"of the rows ({finding['count']}, e.g. {finding['example']}); "
+            f"curate.dominant_target={cfg.dominant_target}"
+        )
     check_curated(report, cfg.max_reject_fraction)
 
 
