@@ -173,6 +173,31 @@ def test_forgetting_while_underfitting_asks_for_replay_not_a_lower_learning_rate
     assert findings[0].try_params == {"split.replay_fraction": 0.1}
 
 
+def test_a_graded_scorer_diagnoses_by_task_score() -> None:
+    """chrf/rougeL: a thresholded accuracy stuck at 0 while the mean score rises is learning,
+    not underfitting; a score that peaks early and falls is overfitting."""
+    params = Params(task={"scorer": "chrf"})
+    base = report(0, 0.0, task_score=0.2)
+    fewshot = {**report(0, 0.0, task_score=0.3), "model": "fewshot", "role": "fewshot"}
+    split = {"contamination": {"action": "remove", "overlaps": [], "removed": 0}}
+
+    def findings(scores: list[float]) -> list:
+        checkpoints = [report(s, 0.0, task_score=v) for s, v in zip(STEPS, scores, strict=True)]
+        selected = max(checkpoints, key=lambda r: r["metrics"]["task_score"])
+        logs = history(FALLING_TRAIN, FALLING_VAL)
+        test = {"task_accuracy": 0.0}
+        return diagnose([base, fewshot, *checkpoints], selected, logs, {}, split, test, params)
+
+    assert findings([0.3, 0.4, 0.5, 0.55, 0.6]) == []
+    assert modes(run(tasks=[0.0] * 5)) == ["underfitting"]  # by task accuracy, as before
+    (finding,) = findings([0.3, 0.6, 0.7, 0.5, 0.45])
+    assert finding.mode == "overfitting"
+    assert "val task score peaked at 0.700 (step 60)" in finding.evidence
+    (finding,) = findings([0.3, 0.31, 0.32, 0.32, 0.33])
+    assert finding.mode == "underfitting"
+    assert "val task score 0.330 is not 0.05 above the fewshot's 0.300" in finding.evidence
+
+
 def test_loss_curves_split_train_from_val() -> None:
     train, val = loss_curves(history(FALLING_TRAIN, FALLING_VAL))
     assert [step for step, _ in val] == [0, *STEPS]

@@ -123,6 +123,7 @@ def test_known_outputs_give_known_scores(workspace: Path) -> None:
     base, tuned = reports["base"]["metrics"], reports["checkpoint-2"]["metrics"]
     assert base == {
         "task_accuracy": 0.0,
+        "task_score": 0.0,
         "exact_match": 0.0,
         "format_correct": 0.0,
         "format_drift": 0.0,
@@ -135,6 +136,7 @@ def test_known_outputs_give_known_scores(workspace: Path) -> None:
     }
     assert tuned == {
         "task_accuracy": 0.5,  # rows 0 and 2 (drift does not change the fields)
+        "task_score": 0.5,  # json_fields is all or nothing
         "exact_match": 0.25,  # row 0 only
         "format_correct": 0.5,  # rows 0 and 1
         "format_drift": 0.25,  # row 2
@@ -150,6 +152,7 @@ def test_known_outputs_give_known_scores(workspace: Path) -> None:
     assert reports["checkpoint-4"]["metrics"]["task_accuracy"] == 1.0
     assert reports["fewshot"]["metrics"] == {
         "task_accuracy": 1.0,
+        "task_score": 1.0,
         "exact_match": 1.0,
         "format_correct": 1.0,
         "format_drift": 0.0,

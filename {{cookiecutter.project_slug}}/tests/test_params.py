@@ -66,6 +66,8 @@ def test_unknown_section_is_named() -> None:
         ("split", "val_fraction", 0.9),
         ("curate", "max_reject_fraction", 1.5),
         ("eval", "general_qa_limit", 0),
+        ("task", "min_score", 1.5),
+        ("task", "scorer", "bleu"),
     ],
 )
 def test_bad_value_is_named(tmp_path: Path, section: str, key: str, value: Any) -> None:
@@ -101,6 +103,16 @@ def test_score_fields_must_be_fields() -> None:
 def test_json_task_needs_score_fields() -> None:
     with pytest.raises(ParamsError, match="score_fields"):
         parse_params({"task": {"target_format": "json", "fields": ["a"], "score_fields": []}})
+
+
+def test_graded_scorers_are_for_text_targets() -> None:
+    for scorer in ("chrf", "rougeL"):
+        task = parse_params({"task": {"scorer": scorer, "min_score": 0.3}}).task
+        assert task.graded and task.min_score == 0.3
+        json_task = {"target_format": "json", "fields": ["a"], "score_fields": ["a"]}
+        with pytest.raises(ParamsError, match=f"scorer {scorer} compares free text"):
+            parse_params({"task": {**json_task, "scorer": scorer}})
+    assert not parse_params({}).task.graded
 
 
 def test_missing_file(tmp_path: Path) -> None:

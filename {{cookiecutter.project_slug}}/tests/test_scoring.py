@@ -6,8 +6,10 @@ import pytest
 
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.evaluation.scoring import (
+    chrf,
     forgetting_score,
     regressions,
+    rouge_l,
     score_task_item,
     task_metrics,
 )
@@ -29,6 +31,7 @@ def test_exact_match() -> None:
     item = score_task_item(TARGET, TARGET, JSON_TASK)
     assert item == {
         "correct": True,
+        "score": 1.0,
         "exact": True,
         "format_ok": True,
         "drift": False,
@@ -151,6 +154,55 @@ def test_text_scorers(
     assert item["exact"] == (output.strip() == target.strip())
 
 
+def test_all_or_nothing_scorers_score_zero_or_one() -> None:
+    assert score_task_item(" Paris ", "paris", TEXT_TASK)["score"] == 1.0
+    assert score_task_item("Lyon", "paris", TEXT_TASK)["score"] == 0.0
+    assert score_task_item(output(priority="low"), TARGET, JSON_TASK)["score"] == 0.0
+
+
+SUMMARY = "The printer is out of toner."
+PARAPHRASE = "The printer has run out of toner."
+
+
+@pytest.mark.parametrize(("metric", "paraphrase"), [(chrf, 0.7501), (rouge_l, 0.7692)])
+def test_graded_scorers_give_partial_credit(metric, paraphrase: float) -> None:
+    assert metric(SUMMARY, SUMMARY) == 1.0
+    assert metric(f"  {SUMMARY}\n", SUMMARY) == 1.0
+    assert metric("", "") == 1.0  # the libraries give two empty strings 0
+    assert metric("xyz qqq", SUMMARY) == pytest.approx(0.0, abs=0.05)
+    assert metric("", SUMMARY) == 0.0
+    assert metric(PARAPHRASE, SUMMARY) == paraphrase
+    assert metric("The printer is broken.", SUMMARY) < paraphrase
+
+
+def test_chrf_works_in_any_script_rouge_l_only_in_english() -> None:
+    target = "Принтер без тонера."
+    assert 0.5 < chrf("Принтер остался без тонера.", target) < 1.0
+    assert rouge_l("Принтер остался без тонера.", target) == 0.0
+
+
+@pytest.mark.parametrize("scorer", ["chrf", "rougeL"])
+def test_a_graded_score_above_min_score_counts_as_correct(scorer: str) -> None:
+    lenient, strict = (TaskParams(scorer=scorer, min_score=m) for m in (0.5, 0.8))
+    item = score_task_item(PARAPHRASE, SUMMARY, lenient)
+    assert item["correct"] is True and 0.7 < item["score"] < 0.8
+    assert item["format_ok"] is True and item["exact"] is False
+    assert score_task_item(PARAPHRASE, SUMMARY, strict)["correct"] is False
+    assert score_task_item(SUMMARY, SUMMARY, strict)["correct"] is True
+    empty = score_task_item("  ", SUMMARY, lenient)
+    assert (empty["correct"], empty["score"], empty["format_ok"]) == (False, 0.0, False)
+
+
+def test_task_score_is_the_mean_graded_score() -> None:
+    task = TaskParams(scorer="chrf", min_score=0.8)
+    outputs = [SUMMARY, PARAPHRASE, "Nothing to report."]
+    items = [score_task_item(out, SUMMARY, task) for out in outputs]
+    metrics = task_metrics(items, task)
+    assert metrics["task_accuracy"] == 0.3333  # only the identical output reaches 0.8
+    assert metrics["task_score"] == round(sum(item["score"] for item in items) / 3, 4)
+    assert 0.5 < metrics["task_score"] < 0.7
+
+
 def test_numeric_scorer_needs_a_number_in_the_target() -> None:
     with pytest.raises(StageError, match="holds no number"):
         score_task_item("4", "four", text_task("numeric"))
@@ -163,6 +215,10 @@ def test_numeric_scorer_needs_a_number_in_the_target() -> None:
         ({"target_format": "text", "scorer": "exact", "answer_pattern": "(["}, "not a valid"),
         ({"target_format": "text", "scorer": "json_fields"}, "needs target_format json"),
         ({"target_format": "json", "fields": ["a"]}, "at least one entry in score_fields"),
+        ({"target_format": "json", "fields": ["a"], "scorer": "chrf"}, "target_format text"),
+        ({"target_format": "json", "fields": ["a"], "scorer": "rougeL"}, "target_format text"),
+        ({"target_format": "text", "scorer": "chrf", "min_score": 1.5}, "less than or equal"),
+        ({"target_format": "text", "scorer": "rougeL", "min_score": -0.1}, "greater than"),
     ],
 )
 def test_scorer_settings_are_checked(task: dict, message: str) -> None:
@@ -187,6 +243,7 @@ def test_task_metrics() -> None:
     ]
     assert task_metrics(items, JSON_TASK) == {
         "task_accuracy": 0.5,
+        "task_score": 0.5,  # all or nothing: the same as task_accuracy
         "exact_match": 0.25,
         "format_correct": 0.5,
         "format_drift": 0.25,
@@ -204,6 +261,7 @@ def test_task_metrics_rounding_and_empty() -> None:
     assert task_metrics([], JSON_TASK)["task_accuracy"] == 0.0
     assert set(task_metrics([], TEXT_TASK)) == {
         "task_accuracy",
+        "task_score",
         "exact_match",
         "format_correct",
         "format_drift",

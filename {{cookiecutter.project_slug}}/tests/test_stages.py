@@ -22,7 +22,11 @@ from {{ cookiecutter.module_name }}.evaluation.evaluator import (
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.selection.diagnose import Finding
-from {{ cookiecutter.module_name }}.selection.guardrails import choose, guardrail_failures
+from {{ cookiecutter.module_name }}.selection.guardrails import (
+    choose,
+    guardrail_failures,
+    ranking_metric,
+)
 from {{ cookiecutter.module_name }}.selection.modelcard import model_card
 from {{ cookiecutter.module_name }}.selection.report import HEADLINE, build_blocks, headline
 from {{ cookiecutter.module_name }}.stages import train as train_stage
@@ -265,13 +269,16 @@ def test_checkpoint_step() -> None:
 RULES = parse_params({"select": {"max_forgetting": 0.2, "min_format_correct": 0.5}}).select
 
 
-def report(model: str, task: float, fmt: float = 1.0, forgetting: float = 0.0) -> dict:
+def report(
+    model: str, task: float, fmt: float = 1.0, forgetting: float = 0.0, score: float | None = None
+) -> dict:
     return {
         "model": model,
         "role": "base" if model == "base" else "checkpoint",
         "step": checkpoint_step(model),
         "metrics": {
             "task_accuracy": task,
+            "task_score": task if score is None else score,
             "format_correct": fmt,
             "general_qa": 0.5,
             "instruction_follow": 0.5,
@@ -333,6 +340,28 @@ def test_choose_falls_back_to_best_effort_when_none_passes() -> None:
     assert (selected["model"], passed) == ("checkpoint-8", False)
 
 
+def test_a_graded_scorer_ranks_by_val_task_score() -> None:
+    """chrf/rougeL: the thresholded accuracy of free text is mostly noise; the mean score
+    is not. Other scorers keep ranking by task accuracy."""
+    graded, exact = TaskParams(scorer="chrf"), TaskParams(scorer="exact")
+    assert (ranking_metric(graded), ranking_metric(exact)) == ("task_score", "task_accuracy")
+    assert ranking_metric(TaskParams(target_format="text")) == "task_accuracy"  # normalised
+    reports = [
+        report("base", 0.0, score=0.2),
+        report("checkpoint-4", 0.2, score=0.41),  # more outputs over min_score by luck
+        report("checkpoint-8", 0.1, score=0.55),  # closer to the targets on average
+        report("checkpoint-12", 0.1, score=0.7, forgetting=0.6),  # best, but forgets
+    ]
+    assert choose(reports, RULES, "task_score")[0]["model"] == "checkpoint-8"
+    assert choose(reports, RULES)[0]["model"] == "checkpoint-4"
+    ties = [
+        report("checkpoint-4", 0.1, fmt=0.8, score=0.5),
+        report("checkpoint-12", 0.2, fmt=0.9, score=0.5),
+        report("checkpoint-8", 0.3, fmt=0.9, score=0.5),
+    ]
+    assert choose(ties, RULES, "task_score")[0]["model"] == "checkpoint-8"  # format, then step
+
+
 BASE = report("base", 0.0)["metrics"]  # general_qa 0.5
 
 
@@ -357,9 +386,16 @@ def test_general_qa_below_its_share_of_the_base_fails_the_guardrail() -> None:
     assert choose(reports, RULES)[0]["model"] == "checkpoint-8"
 
 
-TEST = {"task_accuracy": 0.75, "exact_match": 0.5, "format_correct": 1.0, "format_drift": 0.0}
+TEST = {
+    "task_accuracy": 0.75,
+    "task_score": 0.8125,
+    "exact_match": 0.5,
+    "format_correct": 1.0,
+    "format_drift": 0.0,
+}
 BASE_TEST = {
     "task_accuracy": 0.125,
+    "task_score": 0.375,
     "exact_match": 0.0,
     "format_correct": 0.5,
     "format_drift": 0.25,
@@ -367,11 +403,13 @@ BASE_TEST = {
 
 
 def test_headline_has_the_test_scores_the_baselines_and_the_diagnosis() -> None:
-    selected = {**report("checkpoint-8", 0.7), "val_loss": 0.8}
-    fewshot = {**BASE_TEST, "task_accuracy": 0.25}
+    selected = {**report("checkpoint-8", 0.7, score=0.78), "val_loss": 0.8}
+    fewshot = {**BASE_TEST, "task_accuracy": 0.25, "task_score": 0.5}
     metrics = headline(selected, TEST, BASE_TEST, fewshot, True, [])
     assert metrics["task_accuracy"] == 0.75 and metrics["val_task_accuracy"] == 0.7
     assert metrics["base_task_accuracy"] == 0.125 and metrics["fewshot_task_accuracy"] == 0.25
+    assert (metrics["task_score"], metrics["val_task_score"]) == (0.8125, 0.78)  # test, val
+    assert (metrics["base_task_score"], metrics["fewshot_task_score"]) == (0.375, 0.5)
     assert (metrics["selected_step"], metrics["diagnosis"]) == (8, "none")
     assert "fewshot_task_accuracy" not in headline(selected, TEST, BASE_TEST, None, True, [])
 
@@ -405,10 +443,10 @@ def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Pat
 def test_the_report_lists_every_model_the_test_split_and_the_verdict(tmp_path: Path) -> None:
     selected = {**report("checkpoint-8", 0.7), "regressions": ["general_qa/q1"]}
     text = report_text(selected, True, [], tmp_path)
-    assert "Selected **checkpoint-8** (step 8)" in text
+    assert "Selected **checkpoint-8** (step 8) by val task accuracy" in text
     for name in ("base", "checkpoint-4", "checkpoint-8 ←"):
         assert any(line.startswith(f"| {name} | ") for line in text.splitlines())
-    assert "| model | step | " + " | ".join(HEADLINE) + " | val_loss |" in text
+    assert "| model | step | " + " | ".join(HEADLINE) + " | task_score | val_loss |" in text
     assert "| checkpoint-8 ← | 8 | 0.700 | 1.000 |" in text  # val metrics row
     assert "| checkpoint-8 | 0.750 | 0.500 | 1.000 | 0.000 |" in text  # test split row
     assert "| base | 0.125 | 0.000 | 0.500 | 0.250 |" in text
@@ -463,7 +501,7 @@ TEXT_TASK = TaskParams(target_format="text")
 
 
 def eval_report(model: str, qa: dict[str, bool], follow: dict[str, bool]) -> dict:
-    task = [{"correct": True, "exact": True, "format_ok": True, "drift": False}]
+    task = [{"correct": True, "score": 1.0, "exact": True, "format_ok": True, "drift": False}]
     return {
         "model": model,
         "role": "base" if model == "base" else "checkpoint",
@@ -522,7 +560,8 @@ def test_plot_rows_start_at_step_zero(tmp_path: Path, monkeypatch: pytest.Monkey
     assert [row["step"] for row in rows] == [0, 9, 10]
     assert rows[0]["forgetting_score"] == 0.0
     assert rows[1]["forgetting_score"] == 0.5  # checkpoint-9 forgot q1
-    assert set(rows[0]) == {"step", "val_loss", "format_drift", *HEADLINE}  # no few-shot row
+    expected = {"step", "val_loss", "format_drift", "task_score", *HEADLINE}
+    assert set(rows[0]) == expected  # no few-shot row
     assert [r["role"] for r in load_reports()] == ["base", "fewshot", "checkpoint", "checkpoint"]
 
 

@@ -28,7 +28,9 @@ class BaseParams(Section):
     revision: str | None = Field(None, description="git revision to pin a hub model to")
 
 
-Scorer = Literal["json_fields", "exact", "normalised", "regex", "numeric"]
+Scorer = Literal["json_fields", "exact", "normalised", "regex", "numeric", "chrf", "rougeL"]
+GRADED_SCORERS = ("chrf", "rougeL")
+"""Scorers that give partial credit (a score in [0, 1]) to free-text outputs."""
 
 
 class TaskParams(Section):
@@ -44,12 +46,20 @@ class TaskParams(Section):
         None, description="regex/numeric scorers: the answer is this pattern's first group"
     )
     tolerance: float = Field(0.0, ge=0, description="numeric scorer: absolute tolerance")
+    min_score: float = Field(
+        0.5, ge=0, le=1, description="chrf/rougeL: an output scoring this or more is correct"
+    )
 
     @property
     def resolved_scorer(self) -> str:
         if self.scorer is not None:
             return self.scorer
         return "json_fields" if self.target_format == "json" else "normalised"
+
+    @property
+    def graded(self) -> bool:
+        """Whether the scorer gives partial credit: select then ranks by task_score."""
+        return self.resolved_scorer in GRADED_SCORERS
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskParams":
@@ -61,6 +71,11 @@ class TaskParams(Section):
                 raise ValueError("scorer json_fields needs target_format json")
             if not self.score_fields:
                 raise ValueError("scorer json_fields needs at least one entry in score_fields")
+        if self.graded and self.target_format != "text":
+            raise ValueError(
+                f"scorer {self.scorer} compares free text: use it with target_format text "
+                "(JSON targets are scored per field by json_fields)"
+            )
         if self.resolved_scorer == "regex" and not self.answer_pattern:
             raise ValueError("scorer regex needs answer_pattern")
         if self.answer_pattern is not None:
@@ -95,6 +110,22 @@ class CurateParams(Section):
     group_threshold: float = Field(0.5, gt=0, le=1, description="Jaccard: keep in one split")
     num_perm: int = Field(128, ge=16, le=1024)
     quality: QualityParams = QualityParams()
+    max_target_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="most rows one normalised target may answer. Checked only when the targets "
+        "are free text (at least half of the distinct targets written once): a label set (a "
+        "3-class classifier, however imbalanced) repeats its labels by design and never fires",
+    )
+    dominant_target: Literal["quarantine", "warn", "fail"] = Field(
+        "quarantine",
+        description="a dominant or placeholder target (N/A, unknown, ...): quarantine the "
+        "copies beyond keep_target_copies, warn (report only) or fail",
+    )
+    keep_target_copies: int = Field(
+        3, ge=1, description="copies of a dominant/placeholder target kept by quarantine"
+    )
 
     @model_validator(mode="after")
     def _group_below_dup(self) -> "CurateParams":

@@ -50,7 +50,14 @@ BASE = "base"
 FEWSHOT = "fewshot"
 DPO_PREFIX = "dpo-"
 GENERAL_SUITES = ("general_qa", "instruction_follow")
-PLOTTED = ("task_accuracy", "format_correct", "format_drift", "general_qa", "instruction_follow")
+PLOTTED = (
+    "task_accuracy",
+    "task_score",
+    "format_correct",
+    "format_drift",
+    "general_qa",
+    "instruction_follow",
+)
 
 GeneratorFor = Callable[[Path | None], Generator]
 """Builds the generator of one model: None is the base, a path is a checkpoint."""
@@ -319,7 +326,7 @@ def plot_rows(reports: list[dict]) -> list[dict]:
         {
             "step": r["step"],
             "val_loss": r["val_loss"],
-            **{k: r["metrics"][k] for k in (*PLOTTED, "forgetting_score")},
+            **{k: r["metrics"].get(k) for k in (*PLOTTED, "forgetting_score")},
         }
         for r in reports
         if r["role"] != "fewshot"

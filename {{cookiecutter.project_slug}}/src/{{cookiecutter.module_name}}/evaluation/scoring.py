@@ -1,8 +1,14 @@
 """Scores computed by code (no judge model): task accuracy, format, general QA, instructions,
-and the forgetting score against the base model."""
+and the forgetting score against the base model.
+
+Every task item gets a `score` in [0, 1]: the graded scorers (chrF, ROUGE-L) give free-text
+outputs partial credit and `correct` is `score >= task.min_score`; the other scorers are
+all or nothing, so their score is 0 or 1."""
 
 import math
 import re
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from ..data.schemas import json_target_status, parse_leading_json
@@ -14,13 +20,20 @@ NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def score_task_item(output: str, target: str, task: TaskParams) -> dict[str, Any]:
-    """Per-item task scores: `correct` (the task's scorer), `exact` (the whole target),
-    `format_ok`, `drift`, and per-field matches for JSON targets."""
+    """Per-item task scores: `correct` (the task's scorer), `score` (its graded value, or
+    0/1), `exact` (the whole target), `format_ok`, `drift`, and per-field matches for JSON
+    targets."""
     if task.resolved_scorer == "json_fields":
         return score_json_fields(output, target, task)
-    correct, format_ok = TEXT_SCORERS[task.resolved_scorer](output, target, task)
+    if task.graded:
+        score = GRADED_TEXT_SCORERS[task.resolved_scorer](output, target)
+        correct, format_ok = score >= task.min_score, bool(output.strip())
+    else:
+        correct, format_ok = TEXT_SCORERS[task.resolved_scorer](output, target, task)
+        score = float(correct)
     return {
         "correct": correct,
+        "score": score,
         "exact": output.strip() == target.strip(),
         "format_ok": format_ok,
         "drift": False,
@@ -43,6 +56,7 @@ def score_json_fields(output: str, target: str, task: TaskParams) -> dict[str, A
     }
     return {
         "correct": all(fields.values()),
+        "score": float(all(fields.values())),
         "exact": status == "ok" and predicted == expected,
         "format_ok": status == "ok",
         "drift": status == "format_drift",
@@ -94,13 +108,51 @@ def _numeric(output: str, target: str, task: TaskParams) -> tuple[bool, bool]:
 TEXT_SCORERS = {"exact": _exact, "normalised": _normalised, "regex": _regex, "numeric": _numeric}
 
 
-def mean(values: list[bool]) -> float:
+@cache
+def _chrf_metric():
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()
+
+
+@cache
+def _rouge_metric():
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(["rougeL"])
+
+
+def chrf(output: str, target: str) -> float:
+    """sacrebleu's sentence-level chrF (character n-gram F-score: any language, robust to
+    inflection and word order), scaled to [0, 1]."""
+    output, target = output.strip(), target.strip()
+    if output == target:
+        return 1.0  # chrF gives two empty strings 0
+    return round(_chrf_metric().sentence_score(output, [target]).score / 100, 4)
+
+
+def rouge_l(output: str, target: str) -> float:
+    """ROUGE-L F-measure (longest common word subsequence) from rouge-score. Its tokenizer
+    keeps only a-z and 0-9, so it suits English; other scripts score 0 (use chrf)."""
+    output, target = output.strip(), target.strip()
+    if output == target:
+        return 1.0
+    return round(_rouge_metric().score(target, output)["rougeL"].fmeasure, 4)
+
+
+GRADED_TEXT_SCORERS = {"chrf": chrf, "rougeL": rouge_l}
+
+
+def mean(values: Sequence[float]) -> float:
     return round(sum(values) / len(values), 4) if values else 0.0
 
 
 def task_metrics(items: list[dict], task: TaskParams) -> dict[str, float]:
+    """Shares over the task items; `task_score` is the mean item score (the graded scorers'
+    partial credit, else equal to task_accuracy)."""
     metrics = {
         "task_accuracy": mean([item["correct"] for item in items]),
+        "task_score": mean([item["score"] for item in items]),
         "exact_match": mean([item["exact"] for item in items]),
         "format_correct": mean([item["format_ok"] for item in items]),
         "format_drift": mean([item["drift"] for item in items]),

@@ -18,6 +18,7 @@ makes it worse (seed 000), so each check looks only at the signal that defines i
 from dataclasses import dataclass
 
 from ..params import Params
+from .guardrails import ranking_metric
 
 Curve = list[tuple[int, float]]
 
@@ -63,8 +64,9 @@ def overfitting(
     checkpoints: list[dict], train_loss: Curve, val_loss: Curve, params: Params
 ) -> Finding | None:
     """Val loss rising from its minimum while train loss keeps falling, or the best val task
-    accuracy reached early and lost by the end."""
+    accuracy (task score under a graded scorer) reached early and lost by the end."""
     rules, train = params.select, params.train
+    metric = ranking_metric(params.task)
     if not checkpoints:
         return None
     last_step = max(r["step"] for r in checkpoints)
@@ -82,13 +84,13 @@ def overfitting(
             )
             peak_step = best_step
     by_step = sorted(checkpoints, key=lambda r: r["step"])
-    peak = max(by_step, key=lambda r: (r["metrics"]["task_accuracy"], -r["step"]))
-    final_acc = by_step[-1]["metrics"]["task_accuracy"]
-    peak_acc = peak["metrics"]["task_accuracy"]
+    peak = max(by_step, key=lambda r: (r["metrics"][metric], -r["step"]))
+    final_acc = by_step[-1]["metrics"][metric]
+    peak_acc = peak["metrics"][metric]
     if peak["step"] < last_step and peak_acc - final_acc > rules.overfit_tolerance:
         evidence.append(
-            f"val task accuracy peaked at {peak_acc:.3f} (step {peak['step']}) and fell to "
-            f"{final_acc:.3f} by step {last_step}"
+            f"val {metric.replace('_', ' ')} peaked at {peak_acc:.3f} (step {peak['step']}) "
+            f"and fell to {final_acc:.3f} by step {last_step}"
         )
         peak_step = peak["step"] if peak_step is None else min(peak_step, peak["step"])
     if not evidence or peak_step is None or peak_step == 0:
@@ -134,11 +136,12 @@ def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
 
 def underfitting(selected: dict, baselines: list[dict], params: Params) -> Finding | None:
     """The selected checkpoint is no better at the task than the base or the few-shot
-    baseline: the fine-tune has not learned it (yet)."""
+    baseline (by task score under a graded scorer): the fine-tune has not learned it (yet)."""
     train = params.train
-    accuracy = selected["metrics"]["task_accuracy"]
-    best = max(baselines, key=lambda r: r["metrics"]["task_accuracy"])
-    reference = best["metrics"]["task_accuracy"]
+    metric = ranking_metric(params.task)
+    accuracy = selected["metrics"][metric]
+    best = max(baselines, key=lambda r: r["metrics"][metric])
+    reference = best["metrics"][metric]
     if accuracy - reference >= params.select.min_task_gain:
         return None
     try_params: dict[str, object] = {"train.num_epochs": train.num_epochs + 1}
@@ -147,8 +150,8 @@ def underfitting(selected: dict, baselines: list[dict], params: Params) -> Findi
     return Finding(
         mode="underfitting",
         evidence=(
-            f"val task accuracy {accuracy:.3f} is not {params.select.min_task_gain} above the "
-            f"{best['model']}'s {reference:.3f}"
+            f"val {metric.replace('_', ' ')} {accuracy:.3f} is not "
+            f"{params.select.min_task_gain} above the {best['model']}'s {reference:.3f}"
         ),
         fix=(
             "the model is not learning the task enough: increase the rank and train longer "

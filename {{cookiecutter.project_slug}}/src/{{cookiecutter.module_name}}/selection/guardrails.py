@@ -2,7 +2,13 @@
 or falls too far below the base on general QA is chosen only when none passes."""
 
 from ..errors import StageError
-from ..params import SelectParams
+from ..params import SelectParams, TaskParams
+
+
+def ranking_metric(task: TaskParams) -> str:
+    """The val metric checkpoints are ranked by: the mean graded score under a graded scorer
+    (chrf, rougeL: a thresholded accuracy of free text is mostly noise), else task accuracy."""
+    return "task_score" if task.graded else "task_accuracy"
 
 
 def guardrail_failures(metrics: dict, rules: SelectParams, base: dict | None) -> list[str]:
@@ -28,9 +34,11 @@ def guardrail_failures(metrics: dict, rules: SelectParams, base: dict | None) ->
     return failures
 
 
-def choose(reports: list[dict], rules: SelectParams) -> tuple[dict, bool]:
-    """Best val task accuracy among checkpoints passing the guardrails (ties: better format,
-    then the earlier step). Returns (report, guardrails_passed)."""
+def choose(
+    reports: list[dict], rules: SelectParams, metric: str = "task_accuracy"
+) -> tuple[dict, bool]:
+    """Best val `metric` (see ranking_metric) among checkpoints passing the guardrails (ties:
+    better format, then the earlier step). Returns (report, guardrails_passed)."""
     checkpoints = [r for r in reports if r["role"] == "checkpoint"]
     if not checkpoints:
         raise StageError("no checkpoint eval reports: run the eval stage first")
@@ -39,7 +47,7 @@ def choose(reports: list[dict], rules: SelectParams) -> tuple[dict, bool]:
 
     def rank(report: dict) -> tuple:
         m = report["metrics"]
-        return (m["task_accuracy"], m["format_correct"], -report["step"])
+        return (m[metric], m["format_correct"], -report["step"])
 
     pool = passing or checkpoints
     return max(pool, key=rank), bool(passing)

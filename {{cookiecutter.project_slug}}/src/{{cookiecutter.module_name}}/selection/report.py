@@ -20,6 +20,7 @@ HEADLINE = (
     "instruction_follow",
     "forgetting_score",
 )
+TEST_COLUMNS = ("task_accuracy", "exact_match", "format_correct", "format_drift", "task_score")
 CURVE_METRICS = ("task_accuracy", "format_correct", "general_qa", "forgetting_score")
 
 
@@ -72,8 +73,7 @@ def plot_metrics(reports: list[dict], selected_step: int, path: Path) -> Path:
 
 def headline_rows(tests: dict[str, dict]) -> list[list[Any]]:
     """Test-split rows: model name -> its task metrics."""
-    keys = ("task_accuracy", "exact_match", "format_correct", "format_drift")
-    return [[name, *(metrics.get(key) for key in keys)] for name, metrics in tests.items()]
+    return [[name, *(metrics.get(key) for key in TEST_COLUMNS)] for name, metrics in tests.items()]
 
 
 def finding_bullets(findings: list[Finding]) -> list[str]:
@@ -98,11 +98,14 @@ def build_blocks(
     split: dict,
     figures: list[Image],
     versions: dict[str, str] | None = None,
+    ranking: str = "task_accuracy",
 ) -> list[Block]:
     """The whole report: verdict, headline on test, diagnosis, curves, checkpoints, data, and
-    the software versions the run resolved (`versions`)."""
+    the software versions the run resolved (`versions`). `ranking` is the val metric the
+    checkpoint was chosen by (task_score under a graded scorer)."""
     verdict = (
-        f"Selected **{selected['model']}** (step {selected['step']}) by val task accuracy "
+        f"Selected **{selected['model']}** (step {selected['step']}) by val "
+        f"{ranking.replace('_', ' ')} "
         "among the checkpoints that pass the guardrails."
         if passed
         else f"**No checkpoint passed the guardrails.** Best effort: **{selected['model']}** "
@@ -115,6 +118,7 @@ def build_blocks(
             r["model"] + (" ←" if r["model"] == selected["model"] else ""),
             r["step"],
             *(r["metrics"].get(k) for k in HEADLINE),
+            r["metrics"].get("task_score"),
             r.get("val_loss"),
         ]
         for r in reports
@@ -128,7 +132,7 @@ def build_blocks(
             "prompt) and the selected checkpoint, on the same test rows."
         ),
         Table(
-            ["model", "task_accuracy", "exact_match", "format_correct", "format_drift"],
+            ["model", *TEST_COLUMNS],
             headline_rows(tests),
         ),
         Heading("Diagnosis"),
@@ -142,7 +146,7 @@ def build_blocks(
         *figures,
         Heading("Every model on val"),
         Para("Forgetting is measured against the base; the few-shot row has task metrics only."),
-        Table(["model", "step", *HEADLINE, "val_loss"], checkpoint_rows),
+        Table(["model", "step", *HEADLINE, "task_score", "val_loss"], checkpoint_rows),
         Para(
             f"Regressions of the selected checkpoint vs base: {len(selected['regressions'])}"
             + (f" ({', '.join(selected['regressions'][:10])})" if selected["regressions"] else "")
@@ -184,10 +188,12 @@ def headline(
     findings: list[Finding],
 ) -> dict:
     """reports/metrics.json: test task metrics, general metrics from eval, the base and the
-    few-shot baseline on test, and the diagnosis."""
+    few-shot baseline on test, and the diagnosis. `task_score` is the mean item score (partial
+    credit under a graded scorer, else equal to task_accuracy)."""
     val = selected["metrics"]
     metrics = {
         "task_accuracy": test["task_accuracy"],
+        "task_score": test["task_score"],
         "exact_match": test["exact_match"],
         "format_correct": test["format_correct"],
         "format_drift": test["format_drift"],
@@ -198,12 +204,15 @@ def headline(
         "selected": selected["model"],
         "val_loss": selected.get("val_loss"),
         "val_task_accuracy": val["task_accuracy"],
+        "val_task_score": val["task_score"],
         "guardrails_passed": passed,
         "base_task_accuracy": base_test["task_accuracy"],
+        "base_task_score": base_test["task_score"],
         "base_format_correct": base_test["format_correct"],
     }
     if fewshot_test is not None:
         metrics["fewshot_task_accuracy"] = fewshot_test["task_accuracy"]
+        metrics["fewshot_task_score"] = fewshot_test["task_score"]
         metrics["fewshot_format_correct"] = fewshot_test["format_correct"]
     metrics["diagnosis"] = ", ".join(f.mode for f in findings) or "none"
     return metrics

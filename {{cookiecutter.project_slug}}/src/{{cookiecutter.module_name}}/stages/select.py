@@ -39,7 +39,7 @@ from ..paths import (
 )
 from ..selection.diagnose import diagnose
 from ..selection.export import export
-from ..selection.guardrails import choose, guardrail_failures
+from ..selection.guardrails import choose, guardrail_failures, ranking_metric
 from ..selection.modelcard import model_card
 from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
 from ..training.checkpoints import complete_checkpoints, log_history
@@ -50,7 +50,7 @@ def main() -> None:
     params = load_params()
     check_backend(params.eval)
     reports = load_reports()
-    selected, passed = choose(reports, params.select)
+    selected, passed = choose(reports, params.select, ranking_metric(params.task))
     base_val = next(r for r in reports if r["role"] == "base")
     failures = guardrail_failures(selected["metrics"], params.select, base_val["metrics"])
     checkpoint = checkpoint_dir(selected["model"])
@@ -92,6 +92,7 @@ def main() -> None:
         split=split,
         figures=figures,
         versions=resolved_versions(),
+        ranking=ranking_metric(params.task),
     )
     write_report(blocks)
     export(
