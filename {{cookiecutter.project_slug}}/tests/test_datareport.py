@@ -181,3 +181,25 @@ def test_render_shows_the_targets_and_what_curate_did() -> None:
     assert "| `category` | billing | 85 | 85.0% |" in text
     assert "**Imbalanced:** `category` is `billing` in 85% of the rows" in text
     assert "## Targets" not in render(CURATE, SPLIT)  # reports from before the check
+
+
+def test_the_select_report_names_the_target_findings() -> None:
+    curate = CURATE | {"targets": TARGETS}
+    text = "\n".join(getattr(block, "text", "") for block in data_blocks(curate, SPLIT))
+    assert "**placeholder_target**: `n/a` answers 90.0% of the rows" in text
+    assert "placeholder_target" not in str(data_blocks(CURATE, SPLIT))
+
+
+def test_render_shows_asked_and_realised_fractions_and_the_largest_groups() -> None:
+    split = SPLIT | {
+        "fractions": {"train": 0.7692, "val": 0.1282, "test": 0.1026},
+        "asked_fractions": {"val": 0.15, "test": 0.15},
+        "largest_groups": [
+            {"group": "g1", "rows": 3, "share": 0.0385, "example": "Reset my password"}
+        ],
+    }
+    text = render(CURATE, split)
+    assert "## Split sizes" in text
+    assert "val 12.8% (asked 15%), test 10.3% (asked 15%)" in text
+    assert "| g1 | 3 | 3.9% | `Reset my password` |" in text
+    assert "## Split sizes" not in render(CURATE, SPLIT)  # reports from before the check

@@ -193,21 +193,7 @@ def target_blocks(curate: dict[str, Any]) -> list[Block]:
             ],
         ),
     ]
-    for finding in targets.get("findings", []):
-        if targets["policy"] == "quarantine":
-            action = (
-                f"all but the first {targets['keep_copies']} copies quarantined as "
-                f"`{finding['reason']}`"
-            )
-        else:
-            action = "kept (`curate.dominant_target: warn`): a model trained on them prints it"
-        blocks.append(
-            Para(
-                f"**{finding['reason']}**: {_code_span(finding['target'])} answers "
-                f"{finding['share']:.1%} of the rows ({finding['count']}, first at "
-                f"{finding['example']}); {action}."
-            )
-        )
+    blocks += target_finding_blocks(curate)
     labels = targets.get("labels") or {}
     if labels:
         rows = []
@@ -228,6 +214,28 @@ def target_blocks(curate: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def target_finding_blocks(curate: dict[str, Any]) -> list[Block]:
+    """One paragraph per placeholder or dominant target curate found, with what it did."""
+    targets = curate.get("targets") or {}
+    blocks: list[Block] = []
+    for finding in targets.get("findings", []):
+        if targets["policy"] == "quarantine":
+            action = (
+                f"all but the first {targets['keep_copies']} copies quarantined as "
+                f"`{finding['reason']}`"
+            )
+        else:
+            action = "kept (`curate.dominant_target: warn`): a model trained on them prints it"
+        blocks.append(
+            Para(
+                f"**{finding['reason']}**: {_code_span(finding['target'])} answers "
+                f"{finding['share']:.1%} of the rows ({finding['count']}, first at "
+                f"{finding['example']}); {action}."
+            )
+        )
+    return blocks
+
+
 def token_blocks(tokens: dict[str, Any]) -> list[Block]:
     if not tokens.get("rows"):
         return []
@@ -243,9 +251,33 @@ def token_blocks(tokens: dict[str, Any]) -> list[Block]:
     ]
 
 
+def split_size_blocks(split: dict[str, Any]) -> list[Block]:
+    """Realised against asked val/test fractions, and the largest near-duplicate groups (each
+    stays in one split)."""
+    asked, groups = split.get("asked_fractions"), split.get("largest_groups")
+    if not (asked and groups):
+        return []
+    realised = split["fractions"]
+    return [
+        Heading("Split sizes"),
+        Para(
+            f"val {realised['val']:.1%} (asked {asked['val']:.0%}), test "
+            f"{realised['test']:.1%} (asked {asked['test']:.0%}). Largest near-duplicate groups:"
+        ),
+        Table(
+            ["group", "rows", "share", "example"],
+            [
+                [g["group"], g["rows"], f"{g['share']:.1%}", _code_span(g["example"])]
+                for g in groups
+            ],
+        ),
+    ]
+
+
 def split_blocks(split: dict[str, Any]) -> list[Block]:
     contamination = split["contamination"]
     blocks: list[Block] = [
+        *split_size_blocks(split),
         Heading("Contamination"),
         Para(
             f"Train rows containing at least {contamination['min_overlap']:.0%} of the "

@@ -8,7 +8,7 @@ browser. Figures are drawn by the select stage from the same data that `dvc plot
 from pathlib import Path
 from typing import Any
 
-from ..data.data_report import funnel_blocks
+from ..data.data_report import funnel_blocks, target_finding_blocks
 from ..document import Block, Bullets, Heading, Image, Para, Table, write_html, write_markdown
 from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD
 from .diagnose import Finding, loss_curves
@@ -175,7 +175,8 @@ def data_blocks(curate: dict, split: dict) -> list[Block]:
     return [
         Heading("Data"),
         *funnel_blocks(curate, split),
-        Para(f"Details: {DATA_REPORT} (quarantine reasons, duplicates, format audit)."),
+        *target_finding_blocks(curate),
+        Para(f"Details: {DATA_REPORT} (quarantine reasons, duplicates, targets, format audit)."),
     ]
 
 
