@@ -21,6 +21,7 @@ from {{ cookiecutter.module_name }}.evaluation import generation
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import load_params
 from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.selection.export import MERGED_DIR, export
 from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
@@ -63,6 +64,48 @@ def test_eval_prompt_is_exactly_the_training_prefix(trained_on) -> None:
         target = tokenizer(target_text(row), add_special_tokens=False)["input_ids"]
         assert completion[: len(target)] == target[: len(completion)]
         assert tokenizer.decode(completion).startswith(target_text(row)[:20])
+
+
+def test_the_end_of_turn_token_after_the_answer_is_trained(project: Path, tmp_path: Path) -> None:
+    """The model learns to stop: the end-of-turn token right after the target is one of the
+    trained (completion) tokens, and it is one of eval's stop tokens. (max_length is raised so
+    no row is truncated: in the pipeline curate quarantines rows longer than it.)"""
+    params = load_params()
+    long_rows = params.train.model_copy(update={"max_length": 4096})
+    params = params.model_copy(update={"train": long_rows})
+    rows = read_jsonl(TRAIN_SPLIT)[:4]
+    trainer = build_trainer(params, rows, None, tmp_path / "out", max_steps=1)
+    tokenizer = trainer.processing_class
+    examples = [trainer.train_dataset[i] for i in range(len(rows))]
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn in generation.stop_token_ids(load_base_model().generation_config, tokenizer)
+    for row, example in zip(rows, examples, strict=True):
+        _, completion = training_prefix(example)
+        target = tokenizer(target_text(row), add_special_tokens=False)["input_ids"]
+        assert completion[: len(target)] == target
+        assert completion[len(target)] == end_of_turn, tokenizer.decode(completion[-4:])
+
+
+def test_the_exported_model_renders_the_training_prompt(trained_on, tmp_path: Path) -> None:
+    """The exported model (adapter dir and merged model) carries the chat template training
+    used: a prompt rendered with the exported tokenizer is the training prefix, token for
+    token, and its generation config stops at the end-of-turn token."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer, rows, examples = trained_on
+    checkpoint = tmp_path / "checkpoint"
+    trainer = build_trainer(load_params(), rows, None, tmp_path / "run", max_steps=1)
+    trainer.save_model(str(checkpoint))
+    export(checkpoint, tmp_path / "selected", {"checkpoint": "checkpoint"}, merged=True)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for exported in (tmp_path / "selected", tmp_path / "selected" / MERGED_DIR):
+        exported_tokenizer = AutoTokenizer.from_pretrained(exported, trust_remote_code=False)
+        for row, example in zip(rows, examples, strict=True):
+            prefix, _ = training_prefix(example)
+            assert prompt_token_ids(exported_tokenizer, row["prompt"]) == prefix, exported
+    config = GenerationConfig.from_pretrained(tmp_path / "selected" / MERGED_DIR)
+    eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    assert end_of_turn in eos
 
 
 def test_prefix_ends_with_the_generation_prompt(trained_on) -> None:
