@@ -89,7 +89,8 @@ def quality_reason(messages: Messages, quality: QualityParams) -> str | None:
 
 def is_placeholder(target: str) -> bool:
     """Whether the target is a stand-in for a missing answer rather than an answer."""
-    return " ".join(words(target)) in PLACEHOLDERS or not words(target)
+    tokens = words(target)
+    return not tokens or " ".join(tokens) in PLACEHOLDERS
 
 
 def allowed_scripts(scripts: Counter, setting: list[str] | str) -> set[str]:

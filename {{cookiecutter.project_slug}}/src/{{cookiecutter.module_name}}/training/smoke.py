@@ -17,8 +17,8 @@ import torch
 from transformers import TrainerCallback
 
 from ..params import Params
-from .modeling import load_model_with_adapter, quantization_config
-from .trainer import build_trainer
+from .modeling import load_model_with_adapter
+from .trainer import base_quantization, build_trainer
 
 
 class StepTimer(TrainerCallback):
@@ -106,8 +106,7 @@ def run_smoke(params: Params, train_rows: list[dict]) -> dict:
         after = trainer.evaluate()["eval_loss"]
         saved = Path(tmp) / "adapter"
         trainer.save_model(str(saved))
-        qlora = params.train.method == "qlora"
-        quantization = quantization_config(trainer.args.bf16) if qlora else None
+        quantization = base_quantization(params.train, trainer.args.bf16)
         reload_ok = reload_matches(trainer, saved, quantization)
     steps = full_run_steps(len(train_rows), params)
     report = {

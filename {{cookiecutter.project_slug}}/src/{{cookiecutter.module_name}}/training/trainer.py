@@ -179,8 +179,7 @@ def build_trainer(
     if train.backend == "unsloth":
         model, peft_config = unsloth_model(train, params.seed), None
     else:
-        quantization = quantization_config(args.bf16) if train.method == "qlora" else None
-        model = load_base_model(quantization_config=quantization)
+        model = load_base_model(quantization_config=base_quantization(train, args.bf16))
         peft_config = None if train.method == "full" else lora_config(train)
     sft_trainer = crash_safe(SFTTrainer)(
         model=model,
@@ -194,6 +193,12 @@ def build_trainer(
     if train.method == "qlora" and train.backend == "trl":
         adapters_in_float32(sft_trainer.model)
     return sft_trainer
+
+
+def base_quantization(train: TrainParams, bf16: bool):
+    """The 4-bit config a qlora run loads its base with (compute dtype follows the run's
+    resolved bf16), or None for lora and full."""
+    return quantization_config(bf16) if train.method == "qlora" else None
 
 
 def adapters_in_float32(model) -> None:
