@@ -33,7 +33,7 @@ PRESET_KEYS = ("lora_r", "lora_alpha", "learning_rate", "num_epochs")
 TASK_PRESETS = {
     # task_preset: (task.target_format, split.stratify_by, ships the demo data)
     "support-triage": ("json", "category", True),
-    "custom": ("text", None, False),
+    "custom": ("text", "auto", False),
 }
 DEMO_DATA = ("support_tickets.jsonl", "support_preferences.jsonl")
 

@@ -199,6 +199,36 @@ def test_stratum_reads_metadata_before_the_json_target() -> None:
     assert splitting.stratum(rows(ids(1))[0], None) == "all"
 
 
+def test_auto_stratifies_by_the_most_imbalanced_score_field() -> None:
+    data = labelled(80, "common") + labelled(20, "rare")
+    for i, row in enumerate(data):  # priority: balanced; category: 80/20; reply: free text
+        target = {"category": json.loads(row["completion"][0]["content"])["category"]}
+        target |= {"priority": ("low", "high")[i % 2], "reply": f"text {i}"}
+        row["completion"] = [{"role": "assistant", "content": json.dumps(target)}]
+    assert splitting.auto_stratify_field(data, ["priority", "category", "reply"]) == "category"
+    assert splitting.auto_stratify_field(data, ["priority"]) == "priority"
+    assert splitting.auto_stratify_field(data, ["reply"]) is None  # 100 values: not a label
+    assert splitting.auto_stratify_field(data, []) is None
+
+
+def test_stage_reports_the_field_auto_resolved_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = labelled(150, "common") + labelled(MIN_STRATUM_GROUPS + 2, "rare")
+    monkeypatch.chdir(tmp_path)
+    params = {
+        "seed": 3,
+        "task": {"target_format": "json", "fields": ["category"], "score_fields": ["category"]},
+        "split": {"val_fraction": 0.1, "test_fraction": 0.1, "fraction_tolerance": 0.5},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_jsonl(Path("data/curated/train_pool.jsonl"), data)
+    split_stage.main()
+    report = read_json(Path("reports/split.json"))
+    assert (report["stratify_by_asked"], report["stratify_by"]) == ("auto", "category")
+    assert report["strata"]["rare"]["val"] >= 1 and report["strata"]["rare"]["test"] >= 1
+
+
 # ------------------------------------------------------------------------ contamination
 
 TICKET = "the export dialog freezes for forty seconds before any file is written to disk"

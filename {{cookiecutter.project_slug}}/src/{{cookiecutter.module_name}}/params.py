@@ -137,7 +137,11 @@ class CurateParams(Section):
 class SplitParams(Section):
     val_fraction: float = Field(0.15, ge=0.1, le=0.2)
     test_fraction: float = Field(0.15, ge=0.1, le=0.2)
-    stratify_by: str | None = Field(None, description="a JSON target field or row metadata key")
+    stratify_by: str | None = Field(
+        "auto",
+        description="a JSON target field or row metadata key; auto = the most imbalanced of "
+        "task.score_fields (none for text targets); null = none",
+    )
     contamination: Literal["remove", "warn", "fail"] = "remove"
     ngram: int = Field(8, ge=4, le=64, description="words per n-gram of the overlap check")
     min_overlap: float = Field(0.7, gt=0, le=1, description="share of an item's n-grams")

@@ -26,6 +26,8 @@ from .textnorm import exact_key, prompt_text
 
 SPLITS = ("train", "val", "test")
 MIN_STRATUM_GROUPS = 10
+AUTO_STRATIFY = "auto"
+MAX_AUTO_STRATA = 20  # more distinct values than this is free text, not a label
 MAX_LISTED_OVERLAPS = 50
 
 
@@ -65,6 +67,21 @@ def stratum(row: dict[str, Any], field: str | None) -> str:
     except (json.JSONDecodeError, KeyError, IndexError, TypeError):
         return "(missing)"
     return str(target[field]) if isinstance(target, dict) and field in target else "(missing)"
+
+
+def auto_stratify_field(rows: list[dict], score_fields: list[str]) -> str | None:
+    """The score field whose most common value has the largest share: the most imbalanced
+    label, whose rare values a plain hash split most easily leaves out of val or test (curate
+    reports the same imbalance). None without a label field of 2..MAX_AUTO_STRATA values."""
+    best, best_share = None, 0.0
+    for field in score_fields:
+        counts = Counter(stratum(row, field) for row in rows)
+        if not 2 <= len(counts) <= MAX_AUTO_STRATA:
+            continue
+        share = max(counts.values()) / len(rows)
+        if share > best_share:
+            best, best_share = field, share
+    return best
 
 
 def split_rows(
@@ -223,14 +240,24 @@ class SplitResult:
     preferences: dict[str, list[dict]]  # preference pairs, split the same way
     overlaps: list[dict]  # contamination records (train row, the item it overlaps)
     contaminated: set[str]  # sources of the train rows that overlap
+    stratify_by: str | None  # the field used (`auto` resolved)
 
 
 def make_splits(
-    rows: list[dict], preference_rows: list[dict], replay_path: Path, seed: int, cfg: SplitParams
+    rows: list[dict],
+    preference_rows: list[dict],
+    replay_path: Path,
+    seed: int,
+    cfg: SplitParams,
+    score_fields: list[str] = (),
 ) -> SplitResult:
     """Split task rows (and preference pairs) by group, add the replay mix to train, then
-    check train against val/test and the eval suites, acting on `split.contamination`."""
-    splits = split_rows(rows, seed, cfg.val_fraction, cfg.test_fraction, cfg.stratify_by)
+    check train against val/test and the eval suites, acting on `split.contamination`.
+    `split.stratify_by: auto` stratifies by the most imbalanced of `score_fields`."""
+    field = cfg.stratify_by
+    if field == AUTO_STRATIFY:
+        field = auto_stratify_field(rows, list(score_fields))
+    splits = split_rows(rows, seed, cfg.val_fraction, cfg.test_fraction, field)
     empty = [name for name, part in splits.items() if not part]
     if empty:
         raise StageError(f"{len(rows)} curated rows are too few to fill the {empty} split(s)")
@@ -248,7 +275,7 @@ def make_splits(
     if cfg.contamination == "remove":
         splits["train"] = [row for row in splits["train"] if row["source"] not in contaminated]
     preferences = split_rows(preference_rows, seed, cfg.val_fraction, cfg.test_fraction)
-    return SplitResult(splits, preferences, overlaps, contaminated)
+    return SplitResult(splits, preferences, overlaps, contaminated, field)
 
 
 def split_report(
@@ -269,8 +296,9 @@ def split_report(
         "fractions": {name: round(n / total, 4) for name, n in counts.items()},
         "asked_fractions": {"val": cfg.val_fraction, "test": cfg.test_fraction},
         "largest_groups": largest_groups(rows),
-        "stratify_by": cfg.stratify_by,
-        "strata": counts_by_stratum(splits, cfg.stratify_by),
+        "stratify_by": result.stratify_by,
+        "stratify_by_asked": cfg.stratify_by,
+        "strata": counts_by_stratum(splits, result.stratify_by),
         "groups_multi_row": sum(1 for n in Counter(r.get("group") for r in rows).values() if n > 1),
         # near-duplicate overlap between splits: zero by construction, counted to prove it
         "groups_across_splits": groups_across_splits(splits),

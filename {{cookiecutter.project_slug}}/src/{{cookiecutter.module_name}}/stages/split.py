@@ -6,6 +6,7 @@ contamination check and the optional replay mix.
   rows. Near-duplicate groups (from curate) stay in one split.
 - Stratified by `split.stratify_by`: every stratum with at least MIN_STRATUM_GROUPS groups
   gets at least one val and one test group (the train group nearest the boundary moves).
+  `auto` picks the most imbalanced of `task.score_fields` (none for text targets).
 - Contamination: a train row that contains most of a val/test row or an eval-suite item is
   removed (or reported, or fails the stage: `split.contamination`).
 - Replay: `split.replay_fraction` of the train split comes from data/replay, tagged
@@ -34,7 +35,7 @@ def main() -> None:
     cfg = params.split
     rows = [row | {"origin": "task"} for row in read_jsonl(CURATED)]
     pairs = read_jsonl(PREFERENCES) if PREFERENCES.exists() else []
-    result = make_splits(rows, pairs, REPLAY, params.seed, cfg)
+    result = make_splits(rows, pairs, REPLAY, params.seed, cfg, params.task.score_fields)
 
     outputs = {"train": TRAIN_SPLIT, "val": VAL_SPLIT, "test": TEST_SPLIT}
     for name, path in outputs.items():
