@@ -4,73 +4,15 @@ Also runs the baked project's own test suite."""
 
 import hashlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from bakery import bake, git
+from bakery import HEADLINE, bake, dvc, git, run, use_tiny_model
 
 pytestmark = pytest.mark.e2e
-
-VENV_BIN = Path(sys.executable).parent
-HEADLINE = (
-    "task_accuracy",
-    "format_correct",
-    "general_qa",
-    "instruction_follow",
-    "forgetting_score",
-    "selected_step",
-    "val_loss",
-)
-# Shrink the demo so the whole pipeline runs in about a minute on two cores.
-TINY_PARAMS = {
-    "smoke": {"max_steps": 3},
-    "train": {"num_epochs": 1, "save_steps": 8, "learning_rate": 2e-3, "logging_steps": 2},
-    "eval": {
-        "general_qa_limit": 8,
-        "instruction_limit": 6,
-        "max_new_tokens_task": 16,
-        "max_new_tokens_qa": 6,
-        "max_new_tokens_instruction": 8,
-    },
-}
-
-
-def env() -> dict[str, str]:
-    """Run the stages with this interpreter: the baked package is importable from src/."""
-    return {
-        **os.environ,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": "src",
-        "DVC_NO_ANALYTICS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-
-
-def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=project, env=env(), capture_output=True, text=True)
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}"
-            f"\n{result.stderr[-4000:]}"
-        )
-    return result
-
-
-def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(project, sys.executable, "-m", "dvc", *args, check=check)
-
-
-def deep_update(target: dict, updates: dict) -> None:
-    for key, value in updates.items():
-        if isinstance(value, dict):
-            deep_update(target.setdefault(key, {}), value)
-        else:
-            target[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +20,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, cc_config: str) -> Path:
     """A baked default project whose base model is a tiny random Llama, committed."""
     root = tmp_path_factory.mktemp("e2e")
     project = bake(root, cc_config)
-    tiny = root / "tiny-llama"
-    run(project, sys.executable, "tests/tiny_model.py", str(tiny))
-    params_path = project / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    deep_update(params, {"base": {"model": str(tiny)}, **TINY_PARAMS})
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    use_tiny_model(project, root / "tiny-llama")
     git(project, "commit", "-qam", "Use the tiny test model")
     return project
 

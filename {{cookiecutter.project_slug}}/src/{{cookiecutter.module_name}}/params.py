@@ -95,7 +95,9 @@ class QualityParams(Section):
     max_repetition: float = Field(0.5, ge=0, le=1, description="share of repeated 3-grams")
     max_prompt_copy: float = Field(0.9, ge=0, le=1, description="share of target in prompt")
     scripts: Literal["auto"] | list[str] = Field(
-        "auto", description="allowed Unicode scripts (LATIN, CYRILLIC, ...); auto = majority"
+        "auto",
+        description="allowed Unicode scripts (LATIN, CYRILLIC, CJK, ...); auto = every script "
+        "dominant in at least 2 % and 3 of the rows",
     )
 
 

@@ -55,16 +55,28 @@ def prompt_copy(grams: list[tuple[str, ...]], prompt: str) -> float:
     return sum(gram in prompt_grams for gram in grams) / len(grams)
 
 
+KANA = {"HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"}  # Japanese mixes kana and kanji (CJK)
+MIN_SCRIPT_SHARE = 0.02  # `auto`: a script dominant in fewer rows than this is an outlier,
+MIN_SCRIPT_ROWS = 3  # and so is one dominant in fewer rows than this (on small data)
+
+
+def script_of(char: str) -> str:
+    """A letter's script: the first word of its Unicode name, with full/half-width forms
+    folded into their script and kana into CJK (one Japanese sentence is one script)."""
+    if char.isascii():
+        return "LATIN"
+    words = unicodedata.name(char, "UNKNOWN").split(" ")
+    if words[0] in {"FULLWIDTH", "HALFWIDTH"} and len(words) > 1:
+        words = words[1:]
+    return "CJK" if words[0] in KANA else words[0]
+
+
 def dominant_script(text: str) -> str | None:
     """The Unicode script most letters belong to (LATIN, CYRILLIC, CJK, ...); None without
     letters. ASCII text is LATIN without looking at each character."""
     if text.isascii():
         return "LATIN" if any(c.isalpha() for c in text) else None
-    counts = Counter(
-        unicodedata.name(c, "UNKNOWN").split(" ")[0] if not c.isascii() else "LATIN"
-        for c in text
-        if c.isalpha()
-    )
+    counts = Counter(script_of(c) for c in text if c.isalpha())
     return counts.most_common(1)[0][0] if counts else None
 
 
@@ -94,8 +106,14 @@ def is_placeholder(target: str) -> bool:
 
 
 def allowed_scripts(scripts: Counter, setting: list[str] | str) -> set[str]:
-    """`auto`: every script that is dominant in at least 10 % of rows."""
+    """`auto`: every script that is dominant in at least MIN_SCRIPT_SHARE of the rows and in
+    MIN_SCRIPT_ROWS rows (a language with a few dozen rows in a thousand is data; one stray row
+    is noise)."""
     if setting != "auto":
         return {script.upper() for script in setting}
     total = sum(scripts.values())
-    return {script for script, n in scripts.items() if n >= 0.1 * total}
+    return {
+        script
+        for script, n in scripts.items()
+        if n >= MIN_SCRIPT_ROWS and n >= MIN_SCRIPT_SHARE * total
+    }
