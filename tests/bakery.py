@@ -143,3 +143,13 @@ def use_tiny_model(project: Path, tiny_dir: Path, updates: dict | None = None) -
     deep_update(params, {"base": {"model": str(tiny_dir)}, **TINY_PARAMS})
     deep_update(params, updates or {})
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def assert_baked_tests_pass(project: Path) -> None:
+    """The baked project's own fast test suite passes (and collects tests)."""
+    result = run(
+        project, sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

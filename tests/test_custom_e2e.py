@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bakery import HEADLINE, bake, dvc, git, use_tiny_model
+from bakery import HEADLINE, assert_baked_tests_pass, bake, dvc, git, use_tiny_model
 from messy_data import PLACEHOLDERS, SYSTEM_PROMPTS, Manifest, write_messy_data
 
 pytestmark = pytest.mark.e2e
@@ -207,3 +207,8 @@ def test_graded_eval_and_select(byod: tuple[Path, Manifest]) -> None:
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     assert json.loads((out / "selection.json").read_text())["checkpoint"] == selected
     assert (out / "README.md").exists() and (out / "merged/model.safetensors").exists()
+
+
+def test_baked_custom_project_tests_pass(byod: tuple[Path, Manifest]) -> None:
+    """The custom bake ships no demo data; its own tests regenerate what they need."""
+    assert_baked_tests_pass(byod[0])

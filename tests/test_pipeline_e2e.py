@@ -4,13 +4,12 @@ Also runs the baked project's own test suite."""
 
 import hashlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from bakery import HEADLINE, bake, dvc, git, run, use_tiny_model
+from bakery import HEADLINE, assert_baked_tests_pass, bake, dvc, git, run, use_tiny_model
 
 pytestmark = pytest.mark.e2e
 
@@ -170,17 +169,4 @@ def test_editing_one_stage_library_reruns_only_that_stage(project: Path) -> None
 
 
 def test_baked_project_tests_pass(project: Path) -> None:
-    result = run(
-        project,
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-m",
-        "not slow",
-        "-p",
-        "no:cacheprovider",
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+    assert_baked_tests_pass(project)

@@ -104,7 +104,7 @@ def demo_splits(
         script = PROJECT / "scripts" / "make_demo_data.py"
         out = raw_dir / SHIPPED_DATA.name
         subprocess.run(
-            [sys.executable, str(script), "--n", "120", "--out", str(out)],
+            [sys.executable, str(script), "--n", "300", "--out", str(out)],
             check=True,
             capture_output=True,
         )

@@ -24,6 +24,8 @@ from {{ cookiecutter.module_name }}.data.curation import (
     raw_files,
     read_raw,
 )
+from {{ cookiecutter.module_name }}.data.masking import Lengths
+from {{ cookiecutter.module_name }}.data.quality import dominant_script
 from {{ cookiecutter.module_name }}.data.sizing import size_verdict
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import iter_lines, read_json, read_jsonl
@@ -41,11 +43,17 @@ AUDIT_CODES = {"target_not_json", "format_drift", "target_schema_mismatch"}
 DUPLICATE_FIXTURES = {"exact_duplicate": "exact", "near_duplicate": "near"}
 FIXTURE_CURATE = CurateParams(quality=QualityParams(min_target_chars=8, max_target_chars=2000))
 MAX_TOKENS = 1000
+MAX_LENGTH = 500  # below MAX_TOKENS: a row whose prompt fills it has nothing left to train
 
 
-def count_words(chats: list[list[dict]]) -> list[int]:
-    """A stand-in tokenizer: one token per whitespace-separated word."""
-    return [sum(len(turn["content"].split()) for turn in chat) for chat in chats]
+def words_in(turns: list[dict]) -> int:
+    return sum(len(turn["content"].split()) for turn in turns)
+
+
+def count_words(chats: list[list[dict]], prompts: bool = True) -> list[Lengths]:
+    """A stand-in tokenizer: one token per whitespace-separated word; the prompt is every turn
+    but the last."""
+    return [Lengths(words_in(chat), words_in(chat[:-1]) if prompts else 0) for chat in chats]
 
 
 def lines(*rows: Any, file: str = "data/raw/a.jsonl") -> list[tuple[str, int, bytes]]:
@@ -78,7 +86,9 @@ def fixture_lines(name: str) -> list[tuple[str, int, bytes]]:
 
 def run_fixture(name: str) -> CurateResult:
     task = JSON_TASK if name in AUDIT_CODES else TEXT_TASK
-    return curate_rows(fixture_lines(name), task, FIXTURE_CURATE, count_words, MAX_TOKENS)
+    return curate_rows(
+        fixture_lines(name), task, FIXTURE_CURATE, count_words, MAX_TOKENS, MAX_LENGTH
+    )
 
 
 FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.jsonl"))
@@ -116,7 +126,7 @@ def test_duplicate_fixtures_keep_one_row_per_cluster(name: str) -> None:
 
 def test_all_fixtures_in_one_run_reconcile() -> None:
     rows = [row for name in FIXTURE_NAMES for row in fixture_lines(name)]
-    result = curate_rows(rows, JSON_TASK, FIXTURE_CURATE, count_words, MAX_TOKENS)
+    result = curate_rows(rows, JSON_TASK, FIXTURE_CURATE, count_words, MAX_TOKENS, MAX_LENGTH)
     assert_reconciles(result)
     assert len({(r["file"], r["line"]) for r in result.quarantined}) == len(result.quarantined)
 
@@ -291,9 +301,21 @@ def test_group_threshold_above_dup_threshold_is_a_param_error() -> None:
         CurateParams(near_dup_threshold=0.5, group_threshold=0.7)
 
 
+def test_japanese_is_one_script_and_a_small_language_is_not_an_outlier() -> None:
+    assert dominant_script("ひらがなとカタカナと漢字の文です") == "CJK"
+    assert dominant_script("ＡＢＣ ｄｅｆ") == "LATIN"  # full-width letters
+    rows = lines(
+        *(chat(f"Latin row number {i} about an order", f"Answer {i}.") for i in range(40)),
+        # 3 rows, 7 %: data, not an outlier
+        *(chat(f"注文{i}はどこですか？", f"まだ届いていません{i}") for i in range(3)),
+        chat("Привет, где мой заказ?"),  # one stray row
+    )
+    assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {44: "charset_outlier"}
+
+
 def test_script_outliers_follow_the_majority_or_the_param() -> None:
     rows = lines(
-        *(chat(f"Latin row number {i} about an order") for i in range(12)),
+        *(chat(f"Latin row number {i} about an order", f"Answer {i}.") for i in range(12)),
         chat("Привет, где мой заказ?"),
     )
     assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {13: "charset_outlier"}

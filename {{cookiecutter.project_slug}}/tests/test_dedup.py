@@ -11,7 +11,8 @@ import xxhash
 from datasketch import MinHash
 
 from {{ cookiecutter.module_name }}.data import dedup
-from {{ cookiecutter.module_name }}.data.curation import Curator, tokenizer_counter, worker_pool
+from {{ cookiecutter.module_name }}.data.curation import Curator, worker_pool
+from {{ cookiecutter.module_name }}.data.masking import tokenizer_counter
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams
 
 WORDS = [f"w{i}" for i in range(3000)]
@@ -115,11 +116,13 @@ def test_parallel_pass_equals_serial(tiny_model_dir: Path) -> None:
     lines = [(n, json.dumps(row).encode()) for n, row in enumerate(rows, start=1)]
     task, cfg = TaskParams(), CurateParams()
     count = tokenizer_counter(tiny_model_dir)
-    limit = sorted(count([row["messages"] for row in rows]))[len(rows) // 2]  # half too long
-    serial = Curator(task, cfg, count, limit)
+    totals = sorted(lengths.total for lengths in count([row["messages"] for row in rows]))
+    limit = totals[len(rows) // 2]  # half too long
+    cut = limit - 4  # train.max_length below curate.max_tokens: some answers are cut
+    serial = Curator(task, cfg, count, limit, max_length=cut)
     serial.add_file("a.jsonl", lines)
     with worker_pool(2, tiny_model_dir) as pool:
-        parallel = Curator(task, cfg, None, limit, pool)
+        parallel = Curator(task, cfg, None, limit, pool, cut)
         parallel.add_file("a.jsonl", lines)
         got = parallel.finish()
     want = serial.finish()
@@ -127,3 +130,4 @@ def test_parallel_pass_equals_serial(tiny_model_dir: Path) -> None:
     kinds = {kind for kind, _, _ in want.duplicate_of.values()}
     assert kinds == {"exact", "near"}
     assert set(want.reasons.values()) == {"too_long"} and want.tokens
+    assert want.trainable.keys() == want.tokens.keys() - want.reasons.keys()

@@ -22,6 +22,7 @@ from {{ cookiecutter.module_name }}.paths import (
     SELECTED_DIR,
     SMOKE_REPORT,
     TRAIN_LOG_DIR,
+    TRAINING_EXAMPLE,
 )
 from {{ cookiecutter.module_name }}.stages import eval as eval_stage
 from {{ cookiecutter.module_name }}.stages import select as select_stage
@@ -58,6 +59,10 @@ def check_smoke() -> None:
     assert report["reload_matches"] is True
     assert report["rows"] == 4  # smoke.min_rows: 10 % of 24 rows is fewer
     assert report["full_run_steps"] == 6
+    example = report["training_example"]  # curate's count of the row TRL's mask agrees with
+    assert example["matches"] is True and 0 < example["trained"] < example["tokens"]
+    page = TRAINING_EXAMPLE.read_text(encoding="utf-8")
+    assert page.count('<span class="t"') == example["trained"]
 
 
 def check_train() -> list[Path]:

@@ -97,6 +97,15 @@ def test_a_three_class_classifier_never_fires(shares: tuple[int, int, int]) -> N
     assert summary["top"][0]["share"] == shares[0] / 100
 
 
+@pytest.mark.parametrize("answer", ["See the attached file.", "unknown"])
+def test_one_answer_for_every_row_is_a_finding(answer: str) -> None:
+    result = curate([answer] * 40)
+    assert len(result.kept) == 3 and len(result.quarantined) == 37
+    (finding,) = result.decisions.targets["findings"]
+    expected = "placeholder_target" if answer == "unknown" else "dominant_target"
+    assert (finding["reason"], finding["share"]) == (expected, 1.0)
+
+
 def test_fail_names_the_target_its_share_and_a_row() -> None:
     with pytest.raises(StageError) as info:
         curate(PLACEHOLDER_DATA, dominant_target="fail")

@@ -1,10 +1,10 @@
-"""A document as a list of blocks (headings, paragraphs, tables, bullet lists, code, images),
-rendered to Markdown for the repository or to a standalone HTML page for a browser.
+"""A document as a list of blocks (headings, paragraphs, tables, bullet lists, code, images,
+raw HTML), rendered to Markdown for the repository or to a standalone HTML page for a browser.
 
-reports/data.md, reports/report.md (and report.html) and the model card
-models/selected/README.md are all built this way, so tables, escaping and image paths work
-the same in each. Text in a block may use two inline Markdown marks, `code` and **bold**;
-both renderers understand them.
+reports/data.md, reports/report.md (and report.html), reports/training_example.html and the
+model card models/selected/README.md are all built this way, so tables, escaping and image
+paths work the same in each. Text in a block may use two inline Markdown marks, `code` and
+**bold**; both renderers understand them.
 """
 
 import base64
@@ -69,7 +69,15 @@ class Image:
     alt: str
 
 
-Block = FrontMatter | Heading | Para | Table | Bullets | Code | Image
+@dataclass(frozen=True)
+class Html:
+    """Markup written as it is by both renderers (Markdown passes HTML through): for what the
+    other blocks cannot show, such as reports/training_example.html's highlighted tokens."""
+
+    markup: str
+
+
+Block = FrontMatter | Heading | Para | Table | Bullets | Code | Image | Html
 
 
 def cell(value: Any) -> str:
@@ -133,6 +141,8 @@ def to_markdown(blocks: list[Block], base_dir: Path) -> str:
         elif isinstance(block, Image):
             target = Path(os.path.relpath(block.path, base_dir)).as_posix()
             out.append(f"![{block.alt}]({target})")
+        elif isinstance(block, Html):
+            out.append(block.markup)
         out.append("")
     return "\n".join(out)
 
@@ -210,6 +220,8 @@ def to_html(blocks: list[Block], title: str) -> str:
             data = base64.b64encode(block.path.read_bytes()).decode("ascii")
             alt = html.escape(block.alt)
             body.append(f'<p><img alt="{alt}" src="data:{mime};base64,{data}"></p>')
+        elif isinstance(block, Html):
+            body.append(block.markup)
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"

@@ -1,12 +1,15 @@
 """What `curate` reports: counts and examples (reports/curate.json), token-length statistics,
-the histogram for `dvc plots` and its image, and the seeds' dataset-size advice."""
+the tokens each kept row trains on, the histogram for `dvc plots` and its image, and the
+seeds' dataset-size advice."""
 
+from array import array
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .masking import is_multi_turn
 from .sizing import size_verdict
 
 if TYPE_CHECKING:
@@ -51,6 +54,37 @@ def token_stats(lengths: list[int], max_tokens: int | None) -> dict[str, Any]:
         "max": int(values.max()),
         "over_max": over,
         "over_max_share": round(over / len(lengths), 4),
+    }
+
+
+def trainable_stats(
+    trained: array, lengths: array, multi_turn: int, max_length: int | None, fewest: str | None
+) -> dict[str, Any]:
+    """What the kept SFT rows train on (`trained`: completion tokens per row after the cut to
+    max_length; `lengths`: the rows' whole lengths, in the same order)."""
+    if not trained:
+        return {"rows": 0}
+    values, totals = np.asarray(trained), np.asarray(lengths)
+    sequence = np.minimum(totals, max_length) if max_length else totals
+    rows = len(values)
+    return {
+        "rows": rows,
+        "max_length": max_length,
+        "min": int(values.min()),
+        "p5": int(np.percentile(values, 5)),
+        "p50": int(np.percentile(values, 50)),
+        "p95": int(np.percentile(values, 95)),
+        "max": int(values.max()),
+        "mean": round(float(values.mean()), 1),
+        "fewest": fewest,  # the first row with the fewest trainable tokens
+        "trained_tokens": int(values.sum()),
+        "sequence_tokens": int(sequence.sum()),
+        "trained_share": round(float(values.sum() / max(sequence.sum(), 1)), 4),
+        # an earlier assistant turn in the prompt is context: only the final turn is trained
+        "multi_turn": multi_turn,
+        "multi_turn_share": round(multi_turn / rows, 4),
+        # longer than max_length: TRL cuts the end of the answer (curate.max_tokens > max_length)
+        "truncated": int((totals > max_length).sum()) if max_length else 0,
     }
 
 
@@ -143,6 +177,9 @@ class ReportBuilder:
         self.snippets: dict[str, str] = {}
         self.conflicts = 0
         self.conflict_examples: list[dict] = []
+        self.trained, self.lengths = array("q"), array("q")  # per kept SFT row with counts
+        self.multi_turn = 0
+        self.fewest: tuple[int, str] | None = None  # (trainable tokens, source)
 
     def add(self, kind: str, record: dict) -> None:
         self.position += 1
@@ -157,6 +194,8 @@ class ReportBuilder:
         elif kind in ("kept", "preference"):
             if self.position in self.near_kept:
                 self.snippets[record["source"]] = snippet(record)
+            if kind == "kept":
+                self._add_trainable(record)
         elif kind == "duplicate" and record["kind"] == "near":
             first = record["duplicate_of"]
             if not record["same_target"]:
@@ -174,7 +213,20 @@ class ReportBuilder:
                         {k: record[k] for k in ("source", "similarity", "same_target")}
                     )
 
-    def report(self, max_tokens: int | None, max_reject_fraction: float) -> dict[str, Any]:
+    def _add_trainable(self, record: dict) -> None:
+        trained = record.get("trainable_tokens")
+        if trained is None:  # counted without a tokenizer
+            return
+        self.trained.append(trained)
+        self.lengths.append(record["tokens"])
+        self.multi_turn += is_multi_turn(record["prompt"])
+        if self.fewest is None or trained < self.fewest[0]:
+            self.fewest = (trained, record["source"])
+
+    def report(
+        self, max_tokens: int | None, max_reject_fraction: float, max_length: int | None = None
+    ) -> dict[str, Any]:
+        """reports/curate.json; `max_length` (train.max_length) is what TRL cuts rows to."""
         d = self.decisions
         dup_kinds = Counter(kind for kind, _, _ in d.duplicate_of.values())
         kept = self.counts["kept"] + self.counts["preference"]
@@ -196,9 +248,17 @@ class ReportBuilder:
             "formats": dict(sorted(d.formats.items())),
             "format_audit": dict(sorted(d.format_flags.items())),
             "format_audit_share": round(sum(d.format_flags.values()) / max(d.rows_in, 1), 4),
-            "groups": len(set(d.group_of.values())),
+            # groups of the kept rows (target checks quarantine rows after clustering)
+            "groups": len({g for i, g in d.group_of.items() if i not in d.reasons}),
             "targets": target_report(d.targets),
             "tokens": token_stats(lengths, max_tokens),
+            "trainable": trainable_stats(
+                self.trained,
+                self.lengths,
+                self.multi_turn,
+                max_length,
+                self.fewest[1] if self.fewest else None,
+            ),
             "size_advice": size_verdict(self.counts["kept"])[1],
             "examples": self.examples,
             "near_duplicate_examples": list(self.clusters.values()),

@@ -1,6 +1,7 @@
 """Curation (stage `curate`; the passes and outputs are described in stages/curate.py): parsing
-and schema checks per chunk, quality filters, token counts, exact and near-duplicate
-decisions, and writing every row to exactly one of kept, quarantined or duplicate.
+and schema checks per chunk, quality filters, token counts (each row's length and the tokens
+TRL trains on, data/masking.py), exact and near-duplicate decisions, and writing every row to
+exactly one of kept, quarantined or duplicate.
 """
 
 import json
@@ -23,7 +24,7 @@ from ..io import iter_lines
 from ..params import CurateParams, TaskParams
 from ..paths import BASE_MODEL_DIR, QUARANTINE
 from . import dedup
-from .chat import Messages, to_prompt_completion
+from .chat import to_prompt_completion
 from .curate_report import abridge
 from .formats import (
     FORMAT_REASONS,
@@ -34,6 +35,7 @@ from .formats import (
     rejected_turns,
     to_messages,
 )
+from .masking import TokenCounter, tokenizer_counter, trainable_tokens
 from .quality import (
     QUALITY_REASONS,
     allowed_scripts,
@@ -57,10 +59,12 @@ PARSE_REASONS = {
 LENGTH_REASONS = {
     "too_long": "the row is longer than curate.max_tokens (default train.max_length) tokens: "
     "truncation would cut the target",
+    "no_trainable_tokens": "no completion token is left to train on once the chat template is "
+    "applied and the row is cut to train.max_length (the prompt alone fills it, or the "
+    "template renders no answer): TRL would drop the row silently",
 }
 ALL_REASONS = {**PARSE_REASONS, **FORMAT_REASONS, **REASONS, **QUALITY_REASONS, **LENGTH_REASONS}
 
-TokenCounter = Callable[[list[Messages]], list[int]]
 RawLine = tuple[str, int, bytes]
 
 
@@ -88,6 +92,7 @@ class Decisions:
     duplicate_of: dict[int, tuple[str, int, float]] = field(default_factory=dict)
     group_of: dict[int, int] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)
+    trainable: dict[int, int] = field(default_factory=dict)  # SFT rows: tokens TRL trains on
     format_flags: Counter = field(default_factory=Counter)
     ids: dict[int, str] = field(default_factory=dict)  # content-hash id of each unique row
     targets: dict[str, Any] = field(default_factory=dict)  # see `target_summary`
@@ -101,6 +106,7 @@ class ChunkVerdict:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     format_flags: Counter = field(default_factory=Counter)
     tokens: list[tuple[int, int]] = field(default_factory=list)
+    trainable: list[tuple[int, int]] = field(default_factory=list)
     survivors: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     scripts: list[tuple[str | None, str | None]] = field(default_factory=list)  # prompt, target
@@ -126,9 +132,13 @@ def screen_chunk(
     cfg: CurateParams,
     count_tokens: TokenCounter | None,
     max_tokens: int | None,
+    max_length: int | None = None,
 ) -> ChunkVerdict:
     """Pass 1 on one chunk: every check that needs only the row itself, then the exact-dup key
-    and the MinHash signature of each surviving row. Pure, so chunks can run in parallel."""
+    and the MinHash signature of each surviving row. Pure, so chunks can run in parallel.
+
+    Token counts come from one pass of `count_tokens` per chunk: each SFT row's length and the
+    tokens TRL trains on once the row is cut to `max_length` (data/masking.py)."""
     verdict = ChunkVerdict()
     objects = []
     for offset, data in enumerate(chunk):
@@ -159,17 +169,27 @@ def screen_chunk(
         else:
             survivors.append((i, messages, obj))
     if count_tokens is not None and survivors:
-        lengths = count_tokens([m for _, m, _ in survivors])
-        if fmt == "preference":
-            rejected = count_tokens([m[:-1] + rejected_turns(obj) for _, m, obj in survivors])
-            lengths = [max(a, b) for a, b in zip(lengths, rejected, strict=True)]
+        preference = fmt == "preference"
+        lengths = count_tokens([m for _, m, _ in survivors], prompts=not preference)
+        if preference:  # DPO sees both answers: the longer one counts; nothing is masked here
+            rejected = count_tokens(
+                [m[:-1] + rejected_turns(obj) for _, m, obj in survivors], prompts=False
+            )
+            lengths = [
+                max(a, b, key=lambda n: n.total) for a, b in zip(lengths, rejected, strict=True)
+            ]
         fitting = []
         for item, length in zip(survivors, lengths, strict=True):
-            verdict.tokens.append((item[0], length))
-            if max_tokens is not None and length > max_tokens:
+            verdict.tokens.append((item[0], length.total))
+            trainable = None if preference else trainable_tokens(length, max_length)
+            if max_tokens is not None and length.total > max_tokens:
                 verdict.rejected.append((item[0], "too_long"))
+            elif trainable == 0:
+                verdict.rejected.append((item[0], "no_trainable_tokens"))
             else:
                 fitting.append(item)
+                if trainable is not None:
+                    verdict.trainable.append((item[0], trainable))
         survivors = fitting
     for i, messages, _ in survivors:
         target = messages[-1]["content"]
@@ -202,11 +222,13 @@ def target_summary(
 ) -> dict[str, Any]:
     """The distribution of normalised targets and its findings: a placeholder target (N/A,
     unknown, ...) or, when the targets are free text, one target above cfg.max_target_share.
-    A label set (few distinct targets, each repeated) is a classifier and never fires, and a
-    target written at most cfg.keep_target_copies times is never a finding."""
+    A label set (few distinct targets, each repeated) is a classifier and never fires, but
+    one target for every row is no classifier; a target written at most
+    cfg.keep_target_copies times is never a finding."""
     rows = sum(counts.values())
     singletons = sum(1 for n in counts.values() if n == 1)
     free_text = singletons * 2 >= len(counts) > 1
+    one_answer = len(counts) == 1
     top = [
         {
             "target": examples[key][1],
@@ -221,9 +243,9 @@ def target_summary(
         if n <= cfg.keep_target_copies:
             break
         source, text = examples[key]
-        if is_placeholder(text) and (free_text or not words(text)):
+        if is_placeholder(text) and (free_text or one_answer or not words(text)):
             reason = "placeholder_target"
-        elif free_text and n / rows > cfg.max_target_share:
+        elif (free_text or one_answer) and n / rows > cfg.max_target_share:
             reason = "dominant_target"
         else:
             continue
@@ -282,9 +304,11 @@ class Curator:
         count_tokens: TokenCounter | None = None,
         max_tokens: int | None = None,
         pool=None,
+        max_length: int | None = None,
     ) -> None:
         self.task, self.cfg = task, curate
         self.count_tokens, self.max_tokens = count_tokens, max_tokens
+        self.max_length = max_length  # train.max_length: what TRL cuts a row to
         self.pool = pool
         self.decisions = Decisions()
         self.first_of_key: dict[tuple[bool, str], int] = {}  # (is a preference pair, key)
@@ -311,12 +335,11 @@ class Curator:
                 yield [data for _, data in chunk]
 
         args = (fmt, self.task, self.cfg)
+        limits = (self.max_tokens, self.max_length)
         if self.pool is None:
-            verdicts = (
-                (c, screen_chunk(c, *args, self.count_tokens, self.max_tokens)) for c in chunks()
-            )
+            verdicts = ((c, screen_chunk(c, *args, self.count_tokens, *limits)) for c in chunks())
         else:
-            verdicts = ordered_map(self.pool, chunks(), args + (self.max_tokens,))
+            verdicts = ordered_map(self.pool, chunks(), args + limits)
         for chunk, verdict in verdicts:
             sources = [f"{file}:{line}" for line in numbers.popleft()]
             self._merge(len(chunk), verdict, fmt == "preference", sources)
@@ -337,6 +360,8 @@ class Curator:
             d.reasons[start + offset] = reason
         for offset, length in verdict.tokens:
             d.tokens[start + offset] = length
+        for offset, length in verdict.trainable:
+            d.trainable[start + offset] = length
         d.format_flags.update(verdict.format_flags)
         unique = []
         for k, (offset, key) in enumerate(zip(verdict.survivors, verdict.keys, strict=True)):
@@ -436,8 +461,8 @@ def _init_worker(base_dir: str | None) -> None:
 
 
 def _screen_in_worker(chunk: list[bytes], args: tuple) -> ChunkVerdict:
-    fmt, task, cfg, max_tokens = args
-    return screen_chunk(chunk, fmt, task, cfg, _WORKER["count"], max_tokens)
+    fmt, task, cfg, max_tokens, max_length = args
+    return screen_chunk(chunk, fmt, task, cfg, _WORKER["count"], max_tokens, max_length)
 
 
 def ordered_map(pool, chunks: Iterator[list[bytes]], args: tuple, window: int = 4):
@@ -526,6 +551,8 @@ def emit(lines: Iterable[RawLine], decisions: Decisions) -> Iterator[tuple[str, 
         record |= {"source": source, "group": decisions.ids[decisions.group_of.get(index, index)]}
         if index in decisions.tokens:
             record["tokens"] = decisions.tokens[index]
+        if index in decisions.trainable:
+            record["trainable_tokens"] = decisions.trainable[index]
         if meta := metadata(obj, fmt):
             record["meta"] = meta
         yield ("preference" if fmt == "preference" else "kept"), record
@@ -547,9 +574,10 @@ def curate_rows(
     curate: CurateParams,
     count_tokens: TokenCounter | None = None,
     max_tokens: int | None = None,
+    max_length: int | None = None,
 ) -> CurateResult:
     """Both passes in memory, for tests and small data: (file, line, bytes) triples in."""
-    curator = Curator(task, curate, count_tokens, max_tokens)
+    curator = Curator(task, curate, count_tokens, max_tokens, max_length=max_length)
     by_file: dict[str, list[tuple[int, bytes]]] = {}
     for file, line, data in rows:
         by_file.setdefault(file, []).append((line, data))
@@ -608,24 +636,6 @@ def stream_raw(files: list[Path]) -> Iterator[RawLine]:
             yield str(path), line, data
 
 
-def tokenizer_counter(base_dir: Path = BASE_MODEL_DIR) -> TokenCounter:
-    """Token counts of rows as TRL will see them: the chat template, then the tokenizer."""
-    from ..training.modeling import load_tokenizer
-
-    tokenizer = load_tokenizer(base_dir)
-    # the Rust tokenizer's batch call without offsets: same ids, less work
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    fast = getattr(backend, "encode_batch_fast", None)
-
-    def count(chats: list[Messages]) -> list[int]:
-        texts = tokenizer.apply_chat_template(chats, tokenize=False)
-        if fast is not None:
-            return [len(encoding.ids) for encoding in fast(texts, add_special_tokens=False)]
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    return count
-
-
 def check_files(files: list[Path], curator: Curator, total_bytes: int) -> Decisions:
     with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="curate: check") as bar:
         for path in files:
@@ -633,15 +643,19 @@ def check_files(files: list[Path], curator: Curator, total_bytes: int) -> Decisi
     return curator.finish()
 
 
-def decide(files: list[Path], task: TaskParams, cfg: CurateParams, max_tokens: int) -> Decisions:
+def decide(
+    files: list[Path], task: TaskParams, cfg: CurateParams, max_tokens: int, max_length: int
+) -> Decisions:
     """Pass 1 over the raw files (every row kept, quarantined or a duplicate), in worker
     processes when the input is large enough to pay for starting them."""
     total = sum(path.stat().st_size for path in files)
     processes = min(os.cpu_count() or 1, MAX_WORKERS)
     if total >= PARALLEL_MIN_BYTES and processes > 1:
         with worker_pool(processes, BASE_MODEL_DIR) as pool:
-            return check_files(files, Curator(task, cfg, None, max_tokens, pool), total)
-    return check_files(files, Curator(task, cfg, tokenizer_counter(), max_tokens), total)
+            curator = Curator(task, cfg, None, max_tokens, pool, max_length)
+            return check_files(files, curator, total)
+    curator = Curator(task, cfg, tokenizer_counter(), max_tokens, max_length=max_length)
+    return check_files(files, curator, total)
 
 
 def write_rows(

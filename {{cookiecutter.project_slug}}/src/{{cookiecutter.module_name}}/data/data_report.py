@@ -26,6 +26,7 @@ from ..paths import (
     SPLIT_REPORT,
     TARGET_PLOT,
     TOKEN_PLOT,
+    TRAINING_EXAMPLE,
 )
 from .quality import QUALITY_REASONS
 from .schemas import target_schema
@@ -35,7 +36,7 @@ from .schemas import target_schema
 STAGE_OF_REASON = {
     "parse": ("not_utf8", "not_json", "not_json_object"),
     "audit": tuple(check.name for check in target_schema([]).columns["target"].checks),
-    "filter": (*QUALITY_REASONS, "too_long"),
+    "filter": (*QUALITY_REASONS, "too_long", "no_trainable_tokens"),
 }
 
 
@@ -57,7 +58,8 @@ def funnel(curate: dict[str, Any], split: dict[str, Any]) -> list[tuple[str, int
         (
             "quality filters",
             removed("filter"),
-            "too short/long, repetitive, copies, charset, placeholder/dominant target",
+            "too short/long, repetitive, copies, charset, placeholder/dominant target, "
+            "nothing to train",
         ),
         (
             "deduplicated",
@@ -251,6 +253,63 @@ def token_blocks(tokens: dict[str, Any]) -> list[Block]:
     ]
 
 
+def trainable_blocks(curate: dict[str, Any]) -> list[Block]:
+    """What the kept rows train on: the completion tokens left after the chat template and the
+    cut to train.max_length, as TRL masks them, and a link to one row shown token by token."""
+    stats = curate.get("trainable") or {}
+    if not stats.get("rows"):
+        return []
+    dropped = curate["reasons"].get("no_trainable_tokens", 0)
+    notes = [
+        f"{stats['multi_turn']} rows ({stats['multi_turn_share']:.1%}) are multi-turn. TRL "
+        "trains a prompt/completion row on its completion only, so a multi-turn chat's earlier "
+        "assistant turns are prompt: context, never trained; only the final turn is."
+    ]
+    if stats["truncated"]:
+        notes.append(
+            f"{stats['truncated']} rows are longer than max_length: their answers lose their "
+            "end, the end-of-turn token included (curate.max_tokens is above max_length)."
+        )
+    if dropped:
+        notes.append(
+            f"{dropped} rows had no trainable token left and were quarantined as "
+            "`no_trainable_tokens` (TRL would have dropped them silently)."
+        )
+    page = TRAINING_EXAMPLE.relative_to(DATA_REPORT.parent).as_posix()
+    return [
+        Heading("Trainable tokens"),
+        Para(
+            "The loss is computed on the completion only: the final assistant turn and the "
+            "end-of-turn token(s) the chat template writes after it, once the row is cut to "
+            f"train.max_length ({stats['max_length']}). Per kept row: min {stats['min']}, "
+            f"p5 {stats['p5']}, median {stats['p50']}, p95 {stats['p95']}, max {stats['max']} "
+            f"trainable tokens (fewest: {stats['fewest']}); {stats['trained_share']:.1%} of "
+            f"the {stats['sequence_tokens']} tokens in the training sequences are trained, "
+            "the rest is prompt."
+        ),
+        Bullets(notes),
+        Para(
+            f"One train row as TRL tokenized it, trained tokens highlighted, and its prompt as "
+            f"the model sees it: [{TRAINING_EXAMPLE}]({page}) (written by the `smoke` stage)."
+        ),
+    ]
+
+
+def trainable_summary(curate: dict[str, Any]) -> list[Block]:
+    """One line on what the kept rows train on, for the select report's data section."""
+    stats = curate.get("trainable") or {}
+    if not stats.get("rows"):
+        return []
+    return [
+        Para(
+            f"Trained tokens per row (the completion, after the cut to max_length "
+            f"{stats['max_length']}): median {stats['p50']}, min {stats['min']}, p95 "
+            f"{stats['p95']}; {stats['trained_share']:.1%} of all tokens; "
+            f"{stats['multi_turn']} multi-turn rows (only their final assistant turn is trained)."
+        )
+    ]
+
+
 def split_size_blocks(split: dict[str, Any]) -> list[Block]:
     """Realised against asked val/test fractions, and the largest near-duplicate groups (each
     stays in one split)."""
@@ -305,8 +364,8 @@ def split_blocks(split: dict[str, Any]) -> list[Block]:
 
 
 def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
-    """reports/data.md: funnel, quarantine, duplicates, targets, token lengths, contamination,
-    strata."""
+    """reports/data.md: funnel, quarantine, duplicates, targets, token lengths, trainable
+    tokens, contamination, strata."""
     return [
         Heading("Data report", 1),
         Para(f"Written by the `split` stage from {CURATE_REPORT} and {SPLIT_REPORT}."),
@@ -319,6 +378,7 @@ def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
         *duplicate_blocks(curate),
         *target_blocks(curate),
         *token_blocks(curate.get("tokens", {})),
+        *trainable_blocks(curate),
         *split_blocks(split),
     ]
 

@@ -106,13 +106,13 @@ def is_placeholder(target: str) -> bool:
 
 
 def allowed_scripts(scripts: Counter, setting: list[str] | str) -> set[str]:
-    """`auto`: every script that is dominant in at least MIN_SCRIPT_SHARE of the rows and in
-    MIN_SCRIPT_ROWS rows (a language with a few dozen rows in a thousand is data; one stray row
-    is noise)."""
+    """`auto`: the most common script, and every other one dominant in at least
+    MIN_SCRIPT_SHARE of the rows and in MIN_SCRIPT_ROWS rows (a language with a few dozen rows
+    in a thousand is data; one stray row is noise)."""
     if setting != "auto":
         return {script.upper() for script in setting}
     total = sum(scripts.values())
-    return {
+    return {script for script, _ in scripts.most_common(1)} | {
         script
         for script, n in scripts.items()
         if n >= MIN_SCRIPT_ROWS and n >= MIN_SCRIPT_SHARE * total

@@ -8,9 +8,9 @@ browser. Figures are drawn by the select stage from the same data that `dvc plot
 from pathlib import Path
 from typing import Any
 
-from ..data.data_report import funnel_blocks, target_finding_blocks
+from ..data.data_report import funnel_blocks, target_finding_blocks, trainable_summary
 from ..document import Block, Bullets, Heading, Image, Para, Table, write_html, write_markdown
-from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD
+from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD, TRAINING_EXAMPLE
 from .diagnose import Finding, loss_curves
 
 HEADLINE = (
@@ -176,7 +176,12 @@ def data_blocks(curate: dict, split: dict) -> list[Block]:
         Heading("Data"),
         *funnel_blocks(curate, split),
         *target_finding_blocks(curate),
-        Para(f"Details: {DATA_REPORT} (quarantine reasons, duplicates, targets, format audit)."),
+        *trainable_summary(curate),
+        Para(
+            f"Details: {DATA_REPORT} (quarantine reasons, duplicates, targets, format audit, "
+            f"trainable tokens per row); what the model is trained on, token by token: "
+            f"{TRAINING_EXAMPLE}."
+        ),
     ]
 
 

@@ -3,14 +3,17 @@
 Two streaming passes over data/raw/*.jsonl, so memory holds per-row decisions and MinHash
 signatures, never the data set's text:
 1. decide: parse, check the file format's schema and the chat schema, audit JSON targets,
-   apply the quality filters, count tokens with the base model's tokenizer, drop exact
-   duplicates, sign each surviving row for near-duplicate clustering, and count the
-   normalised targets (a placeholder or dominant target is quarantined beyond a few copies,
-   reported or fatal: curate.dominant_target);
+   apply the quality filters, count tokens with the base model's tokenizer (each row's length,
+   and the completion tokens TRL trains on once the row is cut to train.max_length: a row
+   with none left is quarantined as `no_trainable_tokens`), drop exact duplicates, sign
+   each surviving row for near-duplicate clustering, and count the normalised targets (a
+   placeholder or dominant target is quarantined beyond a few copies, reported or fatal:
+   curate.dominant_target);
 2. write: the kept rows (TRL prompt/completion form) to data/curated/, every rejected line
    verbatim with file, line and reason to data/quarantine.jsonl, every duplicate with the row it
-   duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json, where
-   rows_in == kept + quarantined + duplicates always holds."""
+   duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json (with the
+   distribution of trainable tokens per kept row), where rows_in == kept + quarantined +
+   duplicates always holds."""
 
 import logging
 import time
@@ -44,7 +47,8 @@ def main() -> None:
     max_tokens = cfg.max_tokens or params.train.max_length
     files = raw_files(RAW_DIR)
     started = time.perf_counter()
-    decisions = decide(files, params.task, cfg, max_tokens)
+    max_length = params.train.max_length
+    decisions = decide(files, params.task, cfg, max_tokens, max_length)
     checked = time.perf_counter()
 
     builder = ReportBuilder(decisions, ALL_REASONS)
@@ -55,7 +59,7 @@ def main() -> None:
         "duplicate": DUPLICATES,
     }
     write_rows(files, decisions, outputs, builder.add)
-    report = builder.report(max_tokens, cfg.max_reject_fraction)
+    report = builder.report(max_tokens, cfg.max_reject_fraction, max_length)
     write_json(CURATE_REPORT, report)
     lengths = list(decisions.tokens.values())
     write_json(TOKEN_PLOT_DATA, token_histogram(lengths, max_tokens))
@@ -73,6 +77,14 @@ def main() -> None:
         f"{dups['exact']} exact + {dups['near']} near duplicates removed\n"
         f"curate: {report['size_advice']}"
     )
+    trainable = report["trainable"]
+    if trainable["rows"]:
+        print(
+            f"curate: trained tokens per row (completion, after max_length {max_length}): "
+            f"min {trainable['min']}, median {trainable['p50']}, p95 {trainable['p95']}; "
+            f"{trainable['trained_share']:.0%} of all tokens; {trainable['multi_turn']} "
+            "multi-turn rows (only their final assistant turn is trained)"
+        )
     for finding in report["targets"].get("findings", []):
         print(
             f"curate: {finding['reason']}: {finding['target']!r} answers {finding['share']:.0%} "

@@ -3,7 +3,8 @@
 Passes when the loss is finite and falls on the smoke rows, and the saved adapter reloads to
 the same outputs. Writes reports/smoke.json with seconds per step, an estimate of the full
 run and `make advise`'s advice (method, batch size, time) timed by the measured steps; exits
-non-zero with the reason when a check fails, so `train` never starts on a broken setup."""
+non-zero with the reason when a check fails, so `train` never starts on a broken setup.
+reports/training_example.html shows one row as TRL tokenized it, trained tokens highlighted."""
 
 from dataclasses import asdict
 
@@ -11,7 +12,7 @@ from ..cli import run_stage
 from ..errors import StageError
 from ..io import read_jsonl, write_json
 from ..params import load_params
-from ..paths import SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT
+from ..paths import SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT, TRAINING_EXAMPLE
 from ..training.advise import advice_from_smoke
 from ..training.smoke import run_smoke
 
@@ -19,7 +20,7 @@ from ..training.smoke import run_smoke
 def main() -> None:
     params = load_params()
     train_rows = read_jsonl(TRAIN_SPLIT)
-    report = run_smoke(params, train_rows)
+    report = run_smoke(params, train_rows, TRAINING_EXAMPLE)
     advice = advice_from_smoke(params, train_rows, report)
     report["advice"] = asdict(advice)
     write_json(SMOKE_REPORT, report)
@@ -29,6 +30,17 @@ def main() -> None:
         f"min for {report['full_run_steps']} steps"
     )
     print(f"smoke: advice: {advice.summary} (`make advise` for details)")
+    example = report.get("training_example")
+    if example:
+        check = {
+            True: f"curate counts the same ({example['curate_trained']})",
+            False: f"curate counts {example['curate_trained']}: NOT TRL's count, its audit is off",
+            None: "no train row tokenizes to it",
+        }[example["matches"]]
+        print(
+            f"smoke: {example['trained']} of {example['tokens']} tokens of {example['source']} "
+            f"are trained, {check} ({TRAINING_EXAMPLE})"
+        )
     if not report["passed"]:
         raise StageError("; ".join(report["problems"]))
     # the gate train depends on: unlike smoke.json (timings), identical on every pass

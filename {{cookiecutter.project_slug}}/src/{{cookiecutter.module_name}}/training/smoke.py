@@ -3,7 +3,10 @@
 Passes when the loss is finite and falls on the smoke rows, and the saved adapter reloads to
 the same outputs. Writes reports/smoke.json with seconds per step, an estimate of the full
 run and `make advise`'s advice (method, batch size, time) timed by the measured steps; exits
-non-zero with the reason when a check fails, so `train` never starts on a broken setup.
+non-zero with the reason when a check fails, so `train` never starts on a broken setup. The
+first row of the dataset TRL built is rendered with its trained tokens highlighted
+(reports/training_example.html) and curate's trainable-token count for it checked against
+TRL's mask.
 """
 
 import math
@@ -16,7 +19,10 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ..data.masking import tokenizer_counter
+from ..document import write_html
 from ..params import Params
+from .example import example_blocks, training_example
 from .modeling import load_model_with_adapter
 from .trainer import base_quantization, build_trainer
 
@@ -84,7 +90,8 @@ def reload_matches(trainer, saved: Path, quantization: Any = None) -> bool:
     return torch.allclose(trained, logits.float().cpu(), atol=1e-3, rtol=1e-3)
 
 
-def run_smoke(params: Params, train_rows: list[dict]) -> dict:
+def run_smoke(params: Params, train_rows: list[dict], example_page: Path | None = None) -> dict:
+    """The smoke run's report; `example_page`: where to write the training example."""
     rows = smoke_rows(train_rows, params.smoke.fraction, params.smoke.min_rows)
     timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
@@ -101,6 +108,10 @@ def run_smoke(params: Params, train_rows: list[dict]) -> dict:
             disable_tqdm=True,
             eval_on_start=False,
         )
+        example = training_example(trainer, rows, params.train.max_length, tokenizer_counter())
+        if example is not None and example_page is not None:
+            blocks = example_blocks(trainer.processing_class, example)
+            write_html(blocks, example_page, "What the model is trained on")
         before = trainer.evaluate()["eval_loss"]
         trainer.train()
         after = trainer.evaluate()["eval_loss"]
@@ -119,6 +130,8 @@ def run_smoke(params: Params, train_rows: list[dict]) -> dict:
         "full_run_minutes_estimate": round(timer.seconds_per_step * steps / 60, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "reload_matches": reload_ok,
+        # curate's trainable-token count of one row against the mask TRL built for it
+        "training_example": example.summary() if example else None,
     }
     problems = [check_loss(before, after)]
     if not reload_ok:
