@@ -1,33 +1,90 @@
 """The diagnosis: synthetic runs that show one failure each, and a healthy one that shows none.
-Each failure must be named, with its evidence and a fix, and no other failure with it."""
+Each failure must be named, with its evidence and a fix, and no other failure with it; a
+difference inside the noise (its bootstrap interval holds 0) fires no rule."""
+
+import random
 
 import pytest
 
 from {{ cookiecutter.module_name }}.params import Params
-from {{ cookiecutter.module_name }}.selection.diagnose import diagnose, epochs_at, loss_curves
+from {{ cookiecutter.module_name }}.selection.diagnose import (
+    contamination,
+    diagnose,
+    epochs_at,
+    forgetting_evidence,
+    format_drift,
+    loss_curves,
+    overfitting,
+    underfitting,
+)
 
 PARAMS = Params()  # customer-support preset: lr 2e-4, 2 epochs, r 8; select's defaults
 STEPS = [20, 40, 60, 80, 100]
 BASE_QA = 0.6
+TASK_ITEMS = 100  # val task rows: enough that the thresholds below are outside the noise
+QA_ITEMS = 100
 
 
-def report(step: int, task: float, **metrics: float) -> dict:
+def task_items(accuracy: float, n: int, drift: float = 0.0, score: float | None = None, seed=0):
+    """n val task records: the first accuracy * n correct (so a better model is right on a
+    superset of a worse one's items), the first drift * n drifting; under a graded scorer
+    each score is `score` +- 0.15, the signs shuffled per model (the mean stays `score`)."""
+    signs = [0.15, -0.15] * (n // 2)
+    random.Random(seed).shuffle(signs)
+    return [
+        {
+            "id": f"t{i}",
+            "correct": i < round(accuracy * n),
+            "score": float(i < round(accuracy * n)) if score is None else score + signs[i],
+            "exact": False,
+            "format_ok": True,
+            "drift": i < round(drift * n),
+        }
+        for i in range(n)
+    ]
+
+
+def general_items(qa: float, forgetting: float, n: int = QA_ITEMS) -> dict[str, list[dict]]:
+    """General-suite records: the base gets the first BASE_QA * n QA items right; this model
+    loses forgetting * that many of them and is right on later items up to qa * n. The
+    instruction items are all wrong (for every model), so forgetting is over QA alone."""
+    known = round(BASE_QA * n)
+    lost = round(forgetting * known)
+    kept = list(range(lost, known))
+    right = set(kept[: round(qa * n)]) | set(range(known, known + round(qa * n) - len(kept)))
+    qa_items = [{"id": f"qa-{i}", "correct": i in right} for i in range(n)]
+    instructions = [{"id": f"if-{i}", "correct": False} for i in range(10)]
+    return {"general_qa": qa_items, "instruction_follow": instructions}
+
+
+def report(step: int, task: float, n: int = TASK_ITEMS, **metrics: float) -> dict:
     values = {
         "task_accuracy": task,
         "format_correct": 1.0,
         "format_drift": 0.0,
         "general_qa": BASE_QA,
-        "instruction_follow": 0.4,
-        "forgetting_score": 0.05,
+        "instruction_follow": 0.0,
+        "forgetting_score": 0.05 if step else 0.0,  # the base forgets nothing of itself
         **metrics,
     }
+    items = general_items(values["general_qa"], values["forgetting_score"])
+    lost = [i["id"] for i in items["general_qa"][: round(BASE_QA * QA_ITEMS)] if not i["correct"]]
+    score = values.get("task_score")
+    items["task"] = task_items(task, n, values["format_drift"], score, seed=step)
     return {
         "model": f"checkpoint-{step}" if step else "base",
         "role": "checkpoint" if step else "base",
         "step": step,
         "metrics": values,
-        "regressions": ["qa-1"] * round(values["forgetting_score"] * 20),
+        "items": items,
+        "regressions": [f"general_qa/{item}" for item in lost],
     }
+
+
+def on_test(accuracy: float, n: int = TASK_ITEMS) -> dict:
+    """The selected checkpoint on test, as select builds it."""
+    items = [{**item, "id": f"test-{item['id']}"} for item in task_items(accuracy, n)]
+    return {"model": "selected", "items": {"task": items}, "metrics": {"task_accuracy": accuracy}}
 
 
 def history(train: list[float], val: list[float]) -> list[dict]:
@@ -60,14 +117,14 @@ def run(
     selected = max(checkpoints, key=lambda r: r["metrics"]["task_accuracy"])
     if selected_step is not None:  # as when the guardrails skipped the later checkpoints
         selected = next(r for r in checkpoints if r["step"] == selected_step)
-    test = None if test_task is None else {"task_accuracy": test_task}
+    test = on_test(selected["metrics"]["task_accuracy"] if test_task is None else test_task)
     return diagnose(
         reports,
         selected,
         history(FALLING_TRAIN, val_loss),
         {"format_audit": {"format_drift": 4}},
         split or {"contamination": {"action": "remove", "overlaps": [{}], "removed": 1}},
-        test if test is not None else {"task_accuracy": selected["metrics"]["task_accuracy"]},
+        test,
         PARAMS,
     )
 
@@ -185,7 +242,7 @@ def test_a_graded_scorer_diagnoses_by_task_score() -> None:
         checkpoints = [report(s, 0.0, task_score=v) for s, v in zip(STEPS, scores, strict=True)]
         selected = max(checkpoints, key=lambda r: r["metrics"]["task_score"])
         logs = history(FALLING_TRAIN, FALLING_VAL)
-        test = {"task_accuracy": 0.0}
+        test = on_test(0.0)
         return diagnose([base, fewshot, *checkpoints], selected, logs, {}, split, test, params)
 
     assert findings([0.3, 0.4, 0.5, 0.55, 0.6]) == []
@@ -196,6 +253,68 @@ def test_a_graded_scorer_diagnoses_by_task_score() -> None:
     (finding,) = findings([0.3, 0.31, 0.32, 0.32, 0.33])
     assert finding.mode == "underfitting"
     assert "val task score 0.330 is not 0.05 above the fewshot's 0.300" in finding.evidence
+
+
+def test_the_evidence_quotes_the_intervals() -> None:
+    (forgetting,) = run(last={"forgetting_score": 0.35, "general_qa": 0.4})
+    assert "forgetting score 0.350 [0.2" in forgetting.evidence
+    assert "of the 60 general items the base got right, 21 are now wrong" in forgetting.evidence
+    assert "paired difference -0.200 [-0.2" in forgetting.evidence
+    assert "on 100 items, McNemar p < 0.001" in forgetting.evidence
+    (drift,) = run(last={"format_drift": 0.2})
+    assert "(interval 1" in drift.evidence and "on 100 items" in drift.evidence
+    (leak,) = run(test_task=0.8)
+    assert "gap +0.300 [+0." in leak.evidence
+    (underfit,) = run(fewshot_task=0.48)
+    assert "nor detectably above it (paired difference +0.020 [" in underfit.evidence
+
+
+# The same failures on a handful of items: over the thresholds, but inside the noise.
+SMALL = 5
+
+
+def test_a_drop_from_the_peak_inside_the_noise_is_not_overfitting() -> None:
+    tasks = [0.2, 0.6, 0.4, 0.4, 0.4]
+    checkpoints = [report(s, t, n=SMALL) for s, t in zip(STEPS, tasks, strict=True)]
+    logs = history(FALLING_TRAIN, FALLING_VAL)
+    assert overfitting(checkpoints, *loss_curves(logs), PARAMS) is None  # 3 of 5, then 2 of 5
+    many = [report(s, t) for s, t in zip(STEPS, tasks, strict=True)]
+    assert overfitting(many, *loss_curves(logs), PARAMS) is not None  # 60 of 100, then 40
+
+
+def test_forgetting_inside_the_noise_is_not_forgetting() -> None:
+    """The base knows 3 general items; the fine-tune loses 1: a forgetting score of 0.33 and
+    general QA down by a third, but one item."""
+    base = report(0, 0.0)
+    base["items"] = general_items(BASE_QA, 0.0, n=SMALL)
+    forgetful = report(20, 0.5, forgetting_score=0.33, general_qa=0.4)
+    forgetful["items"] = general_items(0.4, 0.33, n=SMALL)
+    assert forgetting_evidence(forgetful, base, PARAMS) == []
+    forgetful = report(20, 0.5, forgetting_score=0.33, general_qa=0.4)  # of 100 QA items
+    assert len(forgetting_evidence(forgetful, report(0, 0.0), PARAMS)) == 2
+
+
+def test_one_stray_drifting_output_is_not_format_drift() -> None:
+    drifting = report(20, 0.5, n=SMALL, format_drift=0.2)  # 1 of 5
+    assert format_drift(drifting, {}, PARAMS) is None
+    assert format_drift(report(20, 0.5, format_drift=0.2), {}, PARAMS) is not None  # 20 of 100
+
+
+def test_test_above_val_inside_the_noise_is_not_contamination() -> None:
+    split = {"contamination": {"action": "remove", "overlaps": [], "removed": 0}}
+    val = report(20, 0.4, n=SMALL)
+    assert contamination(val, on_test(0.8, n=SMALL), split, PARAMS) is None  # 2 vs 4 of 5
+    assert contamination(report(20, 0.4), on_test(0.8), split, PARAMS) is not None
+
+
+def test_a_gain_detectably_above_the_baseline_is_learning_not_underfitting() -> None:
+    """Under min_task_gain (0.05) but the paired interval is above 0: the fine-tune learns the
+    task, slowly; underfitting needs the interval to hold 0 (or lie below it)."""
+    baselines = [report(0, 0.0, n=1000)]
+    assert underfitting(report(20, 0.04, n=1000), baselines, PARAMS) is None  # 40 of 1000
+    assert underfitting(report(20, 0.02), [report(0, 0.0)], PARAMS) is not None  # 2 of 100
+    worse = underfitting(report(20, 0.1), [report(0, 0.3)], PARAMS)  # below the baseline
+    assert worse is not None and "paired difference -0.200" in worse.evidence
 
 
 def test_loss_curves_split_train_from_val() -> None:

@@ -12,6 +12,7 @@ from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
+    DIAGNOSIS,
     EVAL_DIR,
     EVAL_PLOT,
     LOSS_FIGURE,
@@ -21,6 +22,7 @@ from {{ cookiecutter.module_name }}.paths import (
     REPORT_MD,
     SELECTED_DIR,
     SMOKE_REPORT,
+    TEST_ITEMS,
     TRAIN_LOG_DIR,
     TRAINING_EXAMPLE,
 )
@@ -148,12 +150,28 @@ def check_select(checkpoints: list[Path]) -> None:
     for name in ["base", *(path.name for path in checkpoints)]:
         assert f"| {name} | " in report or f"| {name} ← | " in report
     assert "## Diagnosis" in report and isinstance(metrics["diagnosis"], str)
+    diagnosis = read_json(DIAGNOSIS)  # what `make improve` runs: the same findings
+    assert diagnosis["guardrails_passed"] == metrics["guardrails_passed"]
+    modes = [finding["mode"] for finding in diagnosis["findings"]]
+    assert (", ".join(modes) or "none") == metrics["diagnosis"]
     for figure in (LOSS_FIGURE, METRICS_FIGURE):
         assert figure.read_bytes().startswith(b"\x89PNG")
         assert f"]({figure.relative_to(REPORT_MD.parent)})" in report
     page = REPORT_HTML.read_text()
     assert page.startswith("<!doctype html>") and page.count("data:image/png;base64,") == 2
     assert 0 <= metrics["fewshot_task_accuracy"] <= 1  # eval.fewshot_k defaults to 3
+    # every headline metric with its interval; the paired differences from the baselines
+    for name in (*METRIC_KEYS[:-1], "task_score", "val_task_accuracy"):
+        assert metrics[f"{name}_lo"] <= metrics[name] <= metrics[f"{name}_hi"], name
+    assert metrics["test_items"] == 6 and metrics["val_items"] == 6
+    for baseline in ("base", "fewshot"):
+        diff = f"vs_{baseline}_task_accuracy_diff"
+        assert metrics[f"{diff}_lo"] <= metrics[diff] <= metrics[f"{diff}_hi"]
+        assert 0 < metrics[f"vs_{baseline}_task_accuracy_p"] <= 1
+    assert "## Against the baselines (test, paired)" in report
+    items = read_json(TEST_ITEMS)  # git-tracked per-item test scores, for compare-exps
+    assert items["selected"]["model"] == chosen and set(items) >= {"base", "fewshot"}
+    assert len(items["selected"]["items"]["task"]) == metrics["test_items"]
     # the merged model loads on its own and is the base with the adapter applied
     merged = SELECTED_DIR / "merged"
     assert (merged / "model.safetensors").exists() and (merged / "tokenizer.json").exists()

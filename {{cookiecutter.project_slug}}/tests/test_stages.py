@@ -19,8 +19,11 @@ from {{ cookiecutter.module_name }}.evaluation.evaluator import (
     report_path,
     summarise,
 )
+from {{ cookiecutter.module_name }}.evaluation.scoring import task_metrics
+from {{ cookiecutter.module_name }}.evaluation.uncertainty import Interval
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
+from {{ cookiecutter.module_name }}.selection.comparison import HEADLINE_INTERVALS, compare
 from {{ cookiecutter.module_name }}.selection.diagnose import Finding
 from {{ cookiecutter.module_name }}.selection.guardrails import (
     choose,
@@ -386,32 +389,80 @@ def test_general_qa_below_its_share_of_the_base_fails_the_guardrail() -> None:
     assert choose(reports, RULES)[0]["model"] == "checkpoint-8"
 
 
-TEST = {
-    "task_accuracy": 0.75,
-    "task_score": 0.8125,
-    "exact_match": 0.5,
-    "format_correct": 1.0,
-    "format_drift": 0.0,
-}
-BASE_TEST = {
-    "task_accuracy": 0.125,
-    "task_score": 0.375,
-    "exact_match": 0.0,
-    "format_correct": 0.5,
-    "format_drift": 0.25,
-}
+def scored_on_test(model: str, correct: int, partial: float, exact=0, fmt=8, drift=0) -> dict:
+    """A model on 8 test rows, as select scores it: `correct` right (score 1), the others
+    scored `partial`; the first `exact` exact, the first `fmt` in format, the last `drift`
+    drifting."""
+    items = [
+        {
+            "id": f"t{i}",
+            "correct": i < correct,
+            "score": 1.0 if i < correct else partial,
+            "exact": i < exact,
+            "format_ok": i < fmt,
+            "drift": i >= 8 - drift,
+        }
+        for i in range(8)
+    ]
+    metrics = task_metrics(items, TaskParams())
+    return {"model": model, "split": "test", "items": {"task": items}, "metrics": metrics}
+
+
+TEST = scored_on_test("checkpoint-8", 6, 0.25, exact=4)
+BASE_TEST = scored_on_test("base", 1, 2 / 7, fmt=4, drift=2)
+BOOTSTRAP = {"samples": 2000, "confidence": 0.95, "seed": 42}
+PAIRED = ("task_accuracy", "format_correct")
+
+
+def test_the_test_reports_hold_the_metrics_of_their_items() -> None:
+    assert TEST["metrics"] == {
+        "task_accuracy": 0.75,
+        "task_score": 0.8125,
+        "exact_match": 0.5,
+        "format_correct": 1.0,
+        "format_drift": 0.0,
+    }
+    assert BASE_TEST["metrics"] == {
+        "task_accuracy": 0.125,
+        "task_score": 0.375,
+        "exact_match": 0.0,
+        "format_correct": 0.5,
+        "format_drift": 0.25,
+    }
 
 
 def test_headline_has_the_test_scores_the_baselines_and_the_diagnosis() -> None:
     selected = {**report("checkpoint-8", 0.7, score=0.78), "val_loss": 0.8}
-    fewshot = {**BASE_TEST, "task_accuracy": 0.25, "task_score": 0.5}
-    metrics = headline(selected, TEST, BASE_TEST, fewshot, True, [])
+    test, base = TEST["metrics"], BASE_TEST["metrics"]
+    fewshot = {**base, "task_accuracy": 0.25, "task_score": 0.5}
+    metrics = headline(selected, test, base, fewshot, True, [])
     assert metrics["task_accuracy"] == 0.75 and metrics["val_task_accuracy"] == 0.7
     assert metrics["base_task_accuracy"] == 0.125 and metrics["fewshot_task_accuracy"] == 0.25
     assert (metrics["task_score"], metrics["val_task_score"]) == (0.8125, 0.78)  # test, val
     assert (metrics["base_task_score"], metrics["fewshot_task_score"]) == (0.375, 0.5)
     assert (metrics["selected_step"], metrics["diagnosis"]) == (8, "none")
-    assert "fewshot_task_accuracy" not in headline(selected, TEST, BASE_TEST, None, True, [])
+    assert "fewshot_task_accuracy" not in headline(selected, test, base, None, True, [])
+
+
+def test_headline_has_flat_interval_and_comparison_keys() -> None:
+    selected = {**report("checkpoint-8", 0.7), "val_loss": 0.8}
+    intervals = {name: Interval(0.5, 0.25, 0.75, 8) for name in HEADLINE_INTERVALS}
+    intervals["val_task_accuracy"] = Interval(0.7, 0.4, 0.9, 10)
+    comparison = compare(TEST, BASE_TEST, "task_accuracy", BOOTSTRAP)
+    metrics = headline(
+        selected, TEST["metrics"], BASE_TEST["metrics"], None, True, [], intervals, [comparison]
+    )
+    for name in HEADLINE_INTERVALS:
+        assert (metrics[f"{name}_lo"], metrics[f"{name}_hi"]) == (
+            intervals[name].lo,
+            intervals[name].hi,
+        )
+    assert (metrics["test_items"], metrics["val_items"]) == (8, 10)
+    assert metrics["vs_base_task_accuracy_diff"] == 0.625  # 6 of 8 vs 1 of 8, paired
+    assert 0 < metrics["vs_base_task_accuracy_diff_lo"] < 0.625
+    assert 0.625 < metrics["vs_base_task_accuracy_diff_hi"] <= 1
+    assert metrics["vs_base_task_accuracy_p"] == 0.0625  # McNemar: 5 discordant, all one way
+    assert all(not isinstance(value, dict | list) for value in metrics.values())  # flat
 
 
 def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Path) -> str:
@@ -432,11 +483,14 @@ def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Pat
         curate=curate,
         split=split,
         figures=[Image(image, "a plot")],
+        intervals={name: Interval(0.5, 0.25, 0.75, 8) for name in HEADLINE_INTERVALS},
+        comparisons=[compare(TEST, BASE_TEST, metric, BOOTSTRAP) for metric in PAIRED],
+        bootstrap=BOOTSTRAP,
         versions={"transformers": "5.0.0", "python": "3.11.7"},
     )
     html = to_html(blocks, "Fine-tune report")
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
-    assert "<table>" in html and html.count("<h2>") == 6
+    assert "<table>" in html and html.count("<h2>") == 7
     return to_markdown(blocks, tmp_path)
 
 
@@ -448,8 +502,17 @@ def test_the_report_lists_every_model_the_test_split_and_the_verdict(tmp_path: P
         assert any(line.startswith(f"| {name} | ") for line in text.splitlines())
     assert "| model | step | " + " | ".join(HEADLINE) + " | task_score | val_loss |" in text
     assert "| checkpoint-8 ← | 8 | 0.700 | 1.000 |" in text  # val metrics row
-    assert "| checkpoint-8 | 0.750 | 0.500 | 1.000 | 0.000 |" in text  # test split row
-    assert "| base | 0.125 | 0.000 | 0.500 | 0.250 |" in text
+    # test split rows: items, then task_accuracy, task_score and format_correct with intervals
+    (row,) = [line for line in text.splitlines() if line.startswith("| checkpoint-8 | 8 | 0.750 [")]
+    assert "| 1.000 [1.000, 1.000] | 0.500 | 0.000 |" in row  # all in format: zero width
+    (row,) = [line for line in text.splitlines() if line.startswith("| base | 8 | 0.125 [0.000, ")]
+    assert row.endswith("| 0.000 | 0.250 |")
+    assert "| general_qa | 0.500 [0.250, 0.750] | 8 |" in text  # the selected on val
+    # paired with the base: the bootstrap interval excludes 0, but 5 discordant items all one
+    # way are McNemar p 0.0625: not "better" on 8 items
+    assert "## Against the baselines (test, paired)" in text
+    assert "vs base: **no difference detectable on 8 items** (+0.625 [" in text
+    assert "McNemar p = 0.0625" in text
     assert "Regressions of the selected checkpoint vs base: 1 (general_qa/q1)" in text
     assert "![a plot](figures/plot.png)" in text
     assert "No failure mode found" in text
@@ -489,6 +552,20 @@ def test_the_model_card_has_front_matter_metrics_training_data_and_limits(tmp_pa
     }
     assert "\n# checkpoint-8\n" in card and "under guardrails (passed)" in card
     assert "| task_accuracy | 0.750 |" in card and "| guardrails_passed | yes |" in card
+    bracketed = to_markdown(
+        model_card(
+            base={"model": "embedded:tiny"},
+            selected=report("checkpoint-8", 0.7),
+            headline={"task_accuracy": 0.75, "task_accuracy_lo": 0.5, "task_accuracy_hi": 1.0},
+            train_params={"method": "lora"},
+            data_hashes={},
+            findings=[],
+            merged=False,
+        ),
+        tmp_path,
+    )
+    assert "| task_accuracy | 0.750 [0.500, 1.000] |" in bracketed
+    assert "task_accuracy_lo" not in bracketed
     assert "```yaml\ntrain:\n  method: lora\n  lora_r: 8\n```" in card
     assert "- train: `abc123`" in card
     assert "- format drift: 20% of outputs drift" in card

@@ -386,7 +386,12 @@ def print_summary(report: dict) -> None:
     )
 
 
-def score_on_test(run: ModelRun, requests: list, rows: list[dict], params: Params) -> dict:
-    """Task metrics on the test rows (generations are cached as in eval)."""
-    outputs = run.outputs(requests, f"{model_name(run.checkpoint)} test")
-    return task_metrics(score_task(rows, requests, outputs, params.task), params.task)
+def score_on_test(
+    run: ModelRun, requests: list, rows: list[dict], params: Params, name: str | None = None
+) -> dict:
+    """A test report, shaped as the eval reports but with task items only: `name` (default:
+    the model's), per-item records and metrics. Generations are cached as in eval."""
+    name = name or model_name(run.checkpoint)
+    items = score_task(rows, requests, run.outputs(requests, f"{name} test"), params.task)
+    metrics = task_metrics(items, params.task)
+    return {"model": name, "split": "test", "items": {"task": items}, "metrics": metrics}

@@ -147,15 +147,21 @@ def mean(values: Sequence[float]) -> float:
     return round(sum(values) / len(values), 4) if values else 0.0
 
 
+# Each task metric is the mean of one per-item field (selection/comparison.py resamples them).
+TASK_ITEM_FIELDS = {
+    "task_accuracy": "correct",
+    "task_score": "score",
+    "exact_match": "exact",
+    "format_correct": "format_ok",
+    "format_drift": "drift",
+}
+
+
 def task_metrics(items: list[dict], task: TaskParams) -> dict[str, float]:
     """Shares over the task items; `task_score` is the mean item score (the graded scorers'
     partial credit, else equal to task_accuracy)."""
     metrics = {
-        "task_accuracy": mean([item["correct"] for item in items]),
-        "task_score": mean([item["score"] for item in items]),
-        "exact_match": mean([item["exact"] for item in items]),
-        "format_correct": mean([item["format_ok"] for item in items]),
-        "format_drift": mean([item["drift"] for item in items]),
+        metric: mean([item[field] for item in items]) for metric, field in TASK_ITEM_FIELDS.items()
     }
     for name in task.score_fields:
         metrics[f"field_{name}"] = mean([item["fields"][name] for item in items])
@@ -173,10 +179,13 @@ def instruction_failures(output: str, item: dict) -> list[str]:
 def forgetting_score(base_correct: dict[str, bool], model_correct: dict[str, bool]) -> float:
     """Share of the general items the base gets right that the model gets wrong (0 when the
     base gets none right). Items the base got wrong never count as regressions."""
-    known = [item_id for item_id, ok in base_correct.items() if ok]
-    if not known:
-        return 0.0
-    return round(sum(not model_correct.get(item_id, False) for item_id in known) / len(known), 4)
+    return mean(lost_items(base_correct, model_correct))
+
+
+def lost_items(base_correct: dict[str, bool], model_correct: dict[str, bool]) -> list[bool]:
+    """For each general item the base gets right: does the model get it wrong? (The forgetting
+    score is their mean.)"""
+    return [not model_correct.get(item_id, False) for item_id, ok in base_correct.items() if ok]
 
 
 def regressions(base_correct: dict[str, bool], model_correct: dict[str, bool]) -> list[str]:

@@ -13,11 +13,29 @@ advice for it ("not learning enough: increase rank") is the opposite of forgetti
 Every function here is pure: it takes the eval reports, the trainer's log history and the
 curate/split reports as plain data and returns findings. Treating overfitting as forgetting
 makes it worse (seed 000), so each check looks only at the signal that defines its failure.
+
+Noise is an extra condition, never a looser threshold: a rule that claims a difference (a drop
+from the peak, lost general ability, drifting outputs, test above val) fires only when the
+threshold is crossed *and* the bootstrap interval of that difference excludes 0 (a paired
+comparison of 0/1 items also needs McNemar's test to agree: comparison.Comparison);
+underfitting, which claims no gain, fires when the gain is under `min_task_gain` and the
+paired comparison does not put the fine-tune detectably above the baseline. The evidence
+quotes the intervals. The val-loss signal of overfitting has no per-item records to resample
+and keeps its threshold alone.
 """
 
 from dataclasses import dataclass
 
+from ..evaluation.uncertainty import unpaired_difference
 from ..params import Params
+from .comparison import (
+    bootstrap_settings,
+    compare,
+    difference_text,
+    interval,
+    item_values,
+    with_interval,
+)
 from .guardrails import ranking_metric
 
 Curve = list[tuple[int, float]]
@@ -64,7 +82,8 @@ def overfitting(
     checkpoints: list[dict], train_loss: Curve, val_loss: Curve, params: Params
 ) -> Finding | None:
     """Val loss rising from its minimum while train loss keeps falling, or the best val task
-    accuracy (task score under a graded scorer) reached early and lost by the end."""
+    accuracy (task score under a graded scorer) reached early and lost by the end (by more
+    than the noise: the paired interval of the drop excludes 0)."""
     rules, train = params.select, params.train
     metric = ranking_metric(params.task)
     if not checkpoints:
@@ -87,10 +106,13 @@ def overfitting(
     peak = max(by_step, key=lambda r: (r["metrics"][metric], -r["step"]))
     final_acc = by_step[-1]["metrics"][metric]
     peak_acc = peak["metrics"][metric]
-    if peak["step"] < last_step and peak_acc - final_acc > rules.overfit_tolerance:
+    dropped = peak["step"] < last_step and peak_acc - final_acc > rules.overfit_tolerance
+    drop = compare(peak, by_step[-1], metric, bootstrap_settings(params)) if dropped else None
+    if drop is not None and drop.better:  # the peak is detectably better than the last
         evidence.append(
             f"val {metric.replace('_', ' ')} peaked at {peak_acc:.3f} (step {peak['step']}) "
-            f"and fell to {final_acc:.3f} by step {last_step}"
+            f"and fell to {final_acc:.3f} by step {last_step} (peak minus last: "
+            f"{difference_text(drop)})"
         )
         peak_step = peak["step"] if peak_step is None else min(peak_step, peak["step"])
     if not evidence or peak_step is None or peak_step == 0:
@@ -115,34 +137,46 @@ def overfitting(
 
 
 def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
-    """What in one checkpoint's metrics shows lost general ability (empty: nothing)."""
+    """What in one checkpoint's metrics shows lost general ability beyond the noise (empty:
+    nothing): the forgetting score over the alert with an interval above 0, general QA below
+    its share of the base's with a paired interval below 0."""
     rules, metrics = params.select, report["metrics"]
+    settings = bootstrap_settings(params)
     evidence = []
-    score = metrics["forgetting_score"]
-    if score > rules.forgetting_alert:
-        lost = len(report.get("regressions", []))
-        evidence.append(
-            f"forgetting score {score:.3f} (> select.forgetting_alert {rules.forgetting_alert}): "
-            f"{lost} general items the base got right are now wrong"
-        )
+    if metrics["forgetting_score"] > rules.forgetting_alert:
+        score = interval(report, "forgetting_score", settings, base)
+        if score.lo > 0:
+            evidence.append(
+                f"forgetting score {with_interval(score)} (> select.forgetting_alert "
+                f"{rules.forgetting_alert}): of the {score.n} general items the base got "
+                f"right, {len(report.get('regressions', []))} are now wrong"
+            )
     qa, base_qa = metrics["general_qa"], base["metrics"]["general_qa"]
     if base_qa > 0 and qa < base_qa * rules.min_general_qa_ratio:
-        evidence.append(
-            f"general QA {qa:.3f} vs base {base_qa:.3f} ({qa / base_qa:.0%} of it; "
-            f"select.min_general_qa_ratio {rules.min_general_qa_ratio})"
-        )
+        drop = compare(report, base, "general_qa", settings)
+        if drop.worse:
+            evidence.append(
+                f"general QA {qa:.3f} vs base {base_qa:.3f} ({qa / base_qa:.0%} of it; "
+                f"select.min_general_qa_ratio {rules.min_general_qa_ratio}; paired "
+                f"difference {difference_text(drop)})"
+            )
     return evidence
 
 
 def underfitting(selected: dict, baselines: list[dict], params: Params) -> Finding | None:
     """The selected checkpoint is no better at the task than the base or the few-shot
-    baseline (by task score under a graded scorer): the fine-tune has not learned it (yet)."""
+    baseline (by task score under a graded scorer): less than `min_task_gain` above the
+    better one, and the paired interval does not put it above it at all. The fine-tune has
+    not learned the task (yet)."""
     train = params.train
     metric = ranking_metric(params.task)
     accuracy = selected["metrics"][metric]
     best = max(baselines, key=lambda r: r["metrics"][metric])
     reference = best["metrics"][metric]
     if accuracy - reference >= params.select.min_task_gain:
+        return None
+    gain = compare(selected, best, metric, bootstrap_settings(params))
+    if gain.better:  # detectably above the baseline: it learns, by less than the gain
         return None
     try_params: dict[str, object] = {"train.num_epochs": train.num_epochs + 1}
     if train.method != "full":
@@ -151,7 +185,8 @@ def underfitting(selected: dict, baselines: list[dict], params: Params) -> Findi
         mode="underfitting",
         evidence=(
             f"val {metric.replace('_', ' ')} {accuracy:.3f} is not "
-            f"{params.select.min_task_gain} above the {best['model']}'s {reference:.3f}"
+            f"{params.select.min_task_gain} above the {best['model']}'s {reference:.3f}, "
+            f"nor detectably above it (paired difference {difference_text(gain)})"
         ),
         fix=(
             "the model is not learning the task enough: increase the rank and train longer "
@@ -199,9 +234,13 @@ def forgetting(
 
 
 def format_drift(selected: dict, curate_report: dict, params: Params) -> Finding | None:
-    """Outputs that begin in the target format and then abandon it."""
+    """Outputs that begin in the target format and then abandon it: more than the threshold,
+    and an interval above 0 (not one stray output)."""
     drift = selected["metrics"].get("format_drift", 0.0)
     if drift <= params.select.max_format_drift:
+        return None
+    share = interval(selected, "format_drift", bootstrap_settings(params))
+    if share.lo <= 0:
         return None
     audit = curate_report.get("format_audit", {})
     in_data = audit.get("format_drift", 0)
@@ -217,7 +256,8 @@ def format_drift(selected: dict, curate_report: dict, params: Params) -> Finding
         mode="format_drift",
         evidence=(
             f"{drift:.1%} of val outputs start as well-formed output and turn into prose "
-            f"(> select.max_format_drift {params.select.max_format_drift}); {where}"
+            f"(interval {share.lo:.1%} to {share.hi:.1%} on {share.n} items; > "
+            f"select.max_format_drift {params.select.max_format_drift}); {where}"
         ),
         fix=(
             "audit the training targets for format consistency all the way through, not just "
@@ -229,10 +269,11 @@ def format_drift(selected: dict, curate_report: dict, params: Params) -> Finding
 
 
 def contamination(
-    selected_val: dict, test_metrics: dict | None, split_report: dict, params: Params
+    selected_val: dict, test_report: dict | None, split_report: dict, params: Params
 ) -> Finding | None:
     """Train rows overlapping held-out data that stayed in train, or test scores far above
-    val (held-out rows the model has effectively seen)."""
+    val (held-out rows the model has effectively seen): by more than the gap, and with an
+    interval of test minus val (different items: unpaired) above 0."""
     evidence = []
     overlaps = split_report.get("contamination", {})
     kept = len(overlaps.get("overlaps", [])) - overlaps.get("removed", 0)
@@ -241,12 +282,21 @@ def contamination(
             f"split found {kept} train rows overlapping val/test/eval suites and kept them "
             f"(split.contamination {overlaps.get('action')})"
         )
-    if test_metrics is not None:
-        val, test = selected_val["metrics"]["task_accuracy"], test_metrics["task_accuracy"]
+    if test_report is not None:
+        val = selected_val["metrics"]["task_accuracy"]
+        test = test_report["metrics"]["task_accuracy"]
+        gap = None
         if test - val > params.select.contamination_gap:
+            gap = unpaired_difference(
+                list(item_values(test_report, "task_accuracy").values()),
+                list(item_values(selected_val, "task_accuracy").values()),
+                **bootstrap_settings(params),
+            )
+        if gap is not None and gap.lo > 0:
             evidence.append(
                 f"test task accuracy {test:.3f} is far above val {val:.3f} (gap "
-                f"{test - val:.3f} > select.contamination_gap {params.select.contamination_gap})"
+                f"{with_interval(gap, signed=True)} > select.contamination_gap "
+                f"{params.select.contamination_gap})"
             )
     if not evidence:
         return None
@@ -271,10 +321,11 @@ def diagnose(
     log_history: list[dict],
     curate_report: dict,
     split_report: dict,
-    test_metrics: dict | None,
+    test_report: dict | None,
     params: Params,
 ) -> list[Finding]:
-    """Every failure the evidence shows, in seed 000's order."""
+    """Every failure the evidence shows, in seed 000's order. The reports carry per-item
+    records (`test_report`: the selected checkpoint on test, as select builds it)."""
     # the loss curves are the SFT run's: DPO checkpoints do not belong on them
     checkpoints = [r for r in reports if r["role"] == "checkpoint" and r.get("stage") != "dpo"]
     base = next(r for r in reports if r["role"] == "base")
@@ -286,7 +337,7 @@ def diagnose(
         overfitting(checkpoints, train_loss, val_loss, params),
         forgetting(selected, last, base, params, learning=not_learning is None),
         format_drift(selected, curate_report, params),
-        contamination(selected, test_metrics, split_report, params),
+        contamination(selected, test_report, split_report, params),
         not_learning,
     ]
     return [finding for finding in found if finding is not None]

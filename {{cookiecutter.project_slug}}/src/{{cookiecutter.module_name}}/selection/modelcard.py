@@ -16,6 +16,19 @@ KNOWN_LIMITS = [
 ]
 
 
+def metric_rows(headline: dict) -> list[list[Any]]:
+    """One row per metric; a metric with `<name>_lo`/`_hi` keys shows them in brackets."""
+    rows = []
+    for key, value in headline.items():
+        bound = key.endswith(("_lo", "_hi")) and key[:-3] in headline
+        if bound or isinstance(value, list | dict):
+            continue
+        if f"{key}_lo" in headline:
+            value = f"{value:.3f} [{headline[key + '_lo']:.3f}, {headline[key + '_hi']:.3f}]"
+        rows.append([key, value])
+    return rows
+
+
 def model_card(
     *,
     base: dict[str, Any],
@@ -55,12 +68,11 @@ def model_card(
         Heading("Metrics"),
         Para(
             "Task metrics on the held-out test split; `val_*`, `general_qa`, "
-            "`instruction_follow` and `forgetting_score` on val and the general suites."
+            "`instruction_follow` and `forgetting_score` on val and the general suites; "
+            "`vs_*_diff` the paired difference from a baseline on the same test items. In "
+            "brackets: the bootstrap interval (`select.confidence`)."
         ),
-        Table(
-            ["metric", "value"],
-            [[key, value] for key, value in headline.items() if not isinstance(value, list | dict)],
-        ),
+        Table(["metric", "value"], metric_rows(headline)),
         Heading("Training"),
         Code(yaml.safe_dump({"train": train_params}, sort_keys=False), "yaml"),
         Heading("Data (sha256 of the splits)"),

@@ -10,7 +10,16 @@ from typing import Any
 
 from ..data.data_report import funnel_blocks, target_finding_blocks, trainable_summary
 from ..document import Block, Bullets, Heading, Image, Para, Table, write_html, write_markdown
+from ..evaluation.uncertainty import Interval
 from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD, TRAINING_EXAMPLE
+from .comparison import (
+    Comparison,
+    difference_text,
+    interval,
+    metric_keys,
+    p_text,
+    with_interval,
+)
 from .diagnose import Finding, loss_curves
 
 HEADLINE = (
@@ -20,7 +29,16 @@ HEADLINE = (
     "instruction_follow",
     "forgetting_score",
 )
-TEST_COLUMNS = ("task_accuracy", "exact_match", "format_correct", "format_drift", "task_score")
+# test-split columns: the first ones with their intervals
+INTERVAL_COLUMNS = ("task_accuracy", "task_score", "format_correct")
+TEST_COLUMNS = (*INTERVAL_COLUMNS, "exact_match", "format_drift")
+VAL_INTERVALS = (
+    "val_task_accuracy",
+    "val_task_score",
+    "general_qa",
+    "instruction_follow",
+    "forgetting_score",
+)
 CURVE_METRICS = ("task_accuracy", "format_correct", "general_qa", "forgetting_score")
 
 
@@ -71,9 +89,52 @@ def plot_metrics(reports: list[dict], selected_step: int, path: Path) -> Path:
     return path
 
 
-def headline_rows(tests: dict[str, dict]) -> list[list[Any]]:
-    """Test-split rows: model name -> its task metrics."""
-    return [[name, *(metrics.get(key) for key in TEST_COLUMNS)] for name, metrics in tests.items()]
+def headline_rows(tests: dict[str, dict], settings: dict) -> list[list[Any]]:
+    """Test-split rows: model name, items, its task metrics (the first with intervals)."""
+    rows = []
+    for name, report in tests.items():
+        found = {key: interval(report, key, settings) for key in INTERVAL_COLUMNS}
+        rows.append(
+            [
+                name,
+                found["task_accuracy"].n,
+                *(with_interval(found[key]) for key in INTERVAL_COLUMNS),
+                *(report["metrics"].get(key) for key in TEST_COLUMNS[len(INTERVAL_COLUMNS) :]),
+            ]
+        )
+    return rows
+
+
+def comparison_blocks(comparisons: list[Comparison], level: str) -> list[Block]:
+    """The selected checkpoint against each baseline, paired on the same test items."""
+    if not comparisons:
+        return []
+    rows = [
+        [c.against, c.metric, with_interval(c.diff, signed=True), c.diff.n, p_text(c.p), c.verdict]
+        for c in comparisons
+    ]
+    summary = "; ".join(
+        f"vs {c.against}: **{c.verdict}** ({difference_text(c)})"
+        for c in comparisons
+        if c.metric == "task_accuracy"
+    )
+    return [
+        Heading("Against the baselines (test, paired)"),
+        Para(
+            f"Task accuracy on test, {summary}. Below: the selected checkpoint minus each "
+            f"baseline on the same test items, with a {level} paired-bootstrap interval and "
+            "McNemar's exact p-value where items score 0 or 1: better or worse only when the "
+            f"interval excludes 0 and, for 0/1 scores, p is under {comparisons[0].alpha:g}."
+        ),
+        Table(
+            ["vs", "metric", f"difference [{level} interval]", "items", "McNemar p", "verdict"],
+            rows,
+        ),
+    ]
+
+
+def val_interval_rows(intervals: dict[str, Interval]) -> list[list[Any]]:
+    return [[name, with_interval(intervals[name]), intervals[name].n] for name in VAL_INTERVALS]
 
 
 def finding_bullets(findings: list[Finding]) -> list[str]:
@@ -97,12 +158,19 @@ def build_blocks(
     curate: dict,
     split: dict,
     figures: list[Image],
+    intervals: dict[str, Interval],
+    comparisons: list[Comparison],
+    bootstrap: dict,
     versions: dict[str, str] | None = None,
     ranking: str = "task_accuracy",
 ) -> list[Block]:
-    """The whole report: verdict, headline on test, diagnosis, curves, checkpoints, data, and
-    the software versions the run resolved (`versions`). `ranking` is the val metric the
+    """The whole report: verdict, headline on test with intervals, the paired comparisons
+    with the baselines, diagnosis, curves, checkpoints, data, and the software versions the
+    run resolved (`versions`). `tests` maps a model name to its test report (per-item
+    records); `intervals` are the selected model's (comparison.headline_intervals), by
+    metrics.json name; `bootstrap` the bootstrap settings. `ranking` is the val metric the
     checkpoint was chosen by (task_score under a graded scorer)."""
+    level = f"{bootstrap['confidence']:.0%}"
     verdict = (
         f"Selected **{selected['model']}** (step {selected['step']}) by val "
         f"{ranking.replace('_', ' ')} "
@@ -129,22 +197,33 @@ def build_blocks(
         Heading("Test split (held out, scored once)"),
         Para(
             "The base, the few-shot baseline (the base with solved train examples in the "
-            "prompt) and the selected checkpoint, on the same test rows."
+            "prompt) and the selected checkpoint, on the same test rows. In brackets: the "
+            f"{level} bootstrap interval over the items ({bootstrap['samples']} resamples), how "
+            "far the score could move on another sample of as many items. Every item scored "
+            "the same gives a zero-width interval, which says nothing about items not seen."
         ),
-        Table(
-            ["model", *TEST_COLUMNS],
-            headline_rows(tests),
-        ),
+        Table(["model", "items", *TEST_COLUMNS], headline_rows(tests, bootstrap)),
+        *comparison_blocks(comparisons, level),
         Heading("Diagnosis"),
         Bullets(finding_bullets(findings))
         if findings
         else Para(
             "No failure mode found: no overfitting, forgetting, format drift or "
-            "contamination beyond the thresholds in `select` (params.yaml)."
+            "contamination beyond the thresholds in `select` (params.yaml) and the noise."
+        ),
+        Para(
+            f"A rule fires only when its threshold is crossed and the {level} interval of the "
+            "difference it claims excludes 0 (underfitting: when the paired interval does not "
+            "put the fine-tune above the baseline either)."
         ),
         Heading("Curves"),
         *figures,
         Heading("Every model on val"),
+        Para(
+            f"The selected checkpoint with {level} intervals (forgetting: over the general "
+            "items the base gets right):"
+        ),
+        Table(["metric", f"value [{level} interval]", "items"], val_interval_rows(intervals)),
         Para("Forgetting is measured against the base; the few-shot row has task metrics only."),
         Table(["model", "step", *HEADLINE, "task_score", "val_loss"], checkpoint_rows),
         Para(
@@ -192,10 +271,14 @@ def headline(
     fewshot_test: dict | None,
     passed: bool,
     findings: list[Finding],
+    intervals: dict[str, Interval] | None = None,
+    comparisons: list[Comparison] | None = None,
 ) -> dict:
     """reports/metrics.json: test task metrics, general metrics from eval, the base and the
     few-shot baseline on test, and the diagnosis. `task_score` is the mean item score (partial
-    credit under a graded scorer, else equal to task_accuracy)."""
+    credit under a graded scorer, else equal to task_accuracy). `test`, `base_test` and
+    `fewshot_test` are metrics; with the selected model's `intervals` (by metric name) and
+    the paired `comparisons`, their flat keys too (comparison.metric_keys)."""
     val = selected["metrics"]
     metrics = {
         "task_accuracy": test["task_accuracy"],
@@ -221,6 +304,8 @@ def headline(
         metrics["fewshot_task_score"] = fewshot_test["task_score"]
         metrics["fewshot_format_correct"] = fewshot_test["format_correct"]
     metrics["diagnosis"] = ", ".join(f.mode for f in findings) or "none"
+    if intervals:
+        metrics |= metric_keys(intervals, comparisons or [])
     return metrics
 
 

@@ -2,16 +2,21 @@
 among those that pass the guardrails, score it, the base and the few-shot baseline once on
 the held-out **test** split, diagnose the run (overfitting, forgetting, format drift,
 contamination), export the adapter, a merged model and a model card to models/selected, and
-write the headline metrics and the report (Markdown and HTML, with figures).
+write the headline metrics with bootstrap intervals and paired comparisons against the
+baselines, the per-item test scores (reports/test_items.json, for comparing experiments) and
+the report (Markdown and HTML, with figures).
 
 A fine-tune that fails every guardrail is a result, not a crash: the best-effort checkpoint is
 exported, marked `guardrails_passed: false`, and the stage exits 0."""
+
+from dataclasses import asdict
 
 from ..cli import run_stage
 from ..document import Image, write_markdown
 from ..environment import resolved_versions
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
+    FEWSHOT,
     ModelRun,
     check_backend,
     checkpoint_dir,
@@ -28,14 +33,24 @@ from ..paths import (
     BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
     CURATE_REPORT,
+    DIAGNOSIS,
     EVAL_CACHE_DIR,
     LOSS_FIGURE,
     METRICS,
     METRICS_FIGURE,
     SELECTED_DIR,
     SPLIT_REPORT,
+    TEST_ITEMS,
     TEST_SPLIT,
     TRAIN_SPLIT,
+)
+from ..selection.comparison import (
+    bootstrap_settings,
+    compare,
+    difference_text,
+    headline_intervals,
+    paired_metrics,
+    test_items,
 )
 from ..selection.diagnose import diagnose
 from ..selection.export import export
@@ -67,13 +82,36 @@ def main() -> None:
     base_run = ModelRun(None, generator_for, cache, settings)
     base_test = score_on_test(base_run, requests, rows, params)
     fewshot = fewshot_requests(tokenizer, rows, read_jsonl(TRAIN_SPLIT), params)
-    fewshot_test = score_on_test(base_run, fewshot, rows, params) if fewshot else None
+    fewshot_test = score_on_test(base_run, fewshot, rows, params, FEWSHOT) if fewshot else None
+    write_json(TEST_ITEMS, test_items(test, base_test, fewshot_test))
     # absent only where splits were made by hand: the diagnosis then skips the data checks
     curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
     history = log_history(complete_checkpoints(CHECKPOINTS_DIR))  # the SFT run's
     findings = diagnose(reports, selected, history, curate, split, test, params)
-    metrics = headline(selected, test, base_test, fewshot_test, passed, findings)
+    boot = bootstrap_settings(params)
+    intervals = headline_intervals(selected, base_val, test, boot)
+    comparisons = [
+        compare(test, baseline, metric, boot)
+        for baseline in (base_test, fewshot_test)
+        if baseline is not None
+        for metric in paired_metrics(params.task)
+    ]
+    metrics = headline(
+        selected,
+        test["metrics"],
+        base_test["metrics"],
+        fewshot_test["metrics"] if fewshot_test else None,
+        passed,
+        findings,
+        intervals,
+        comparisons,
+    )
     write_json(METRICS, metrics)
+    findings_out = [{**asdict(finding), "command": finding.command} for finding in findings]
+    write_json(
+        DIAGNOSIS,
+        {"guardrails_passed": passed, "guardrail_failures": failures, "findings": findings_out},
+    )
 
     figures = [
         Image(plot_losses(history, selected["step"], LOSS_FIGURE), "train and val loss"),
@@ -91,6 +129,9 @@ def main() -> None:
         curate=curate,
         split=split,
         figures=figures,
+        intervals=intervals,
+        comparisons=comparisons,
+        bootstrap=boot,
         versions=resolved_versions(),
         ranking=ranking_metric(params.task),
     )
@@ -116,11 +157,18 @@ def main() -> None:
     )
     print(
         f"select: {selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
-        f"test task {metrics['task_accuracy']:.2f} vs base {base_test['task_accuracy']:.2f}"
-        + (f" and few-shot {fewshot_test['task_accuracy']:.2f}" if fewshot_test else "")
+        f"test task {metrics['task_accuracy']:.2f} "
+        f"[{metrics['task_accuracy_lo']:.2f}, {metrics['task_accuracy_hi']:.2f}] on "
+        f"{metrics['test_items']} items vs base {base_test['metrics']['task_accuracy']:.2f}"
+        + (f" and few-shot {fewshot_test['metrics']['task_accuracy']:.2f}" if fewshot_test else "")
         + f", format {metrics['format_correct']:.2f}; diagnosis: {metrics['diagnosis']}"
         + ("" if passed else "  [guardrails failed: see reports/report.md]")
     )
+    for comparison in comparisons:
+        print(
+            f"select: vs {comparison.against} on {comparison.metric}: {comparison.verdict} "
+            f"({difference_text(comparison)})"
+        )
     for finding in findings:
         print(f"select: {finding.mode}: {finding.evidence}\n  try: {finding.command}")
 

@@ -1,0 +1,158 @@
+"""`make compare-exps A=<exp> B=<exp>`: two experiments compared item by item.
+
+An experiment is a DVC experiment name (`dvc exp ls`), any git revision (HEAD, a branch, a
+commit) or `workspace` (the files on disk). Its commit holds, git-tracked (cache: false in
+dvc.yaml), reports/test_items.json (select: the selected model's per-item test scores) and
+reports/eval/<selected>.json (eval: its general-suite items). B minus A is paired on the
+items both were scored on, with a bootstrap interval and McNemar's exact p-value, and called
+better or worse only when the interval excludes 0; otherwise "no difference detectable".
+"""
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..cli import run_stage
+from ..errors import StageError
+from ..io import read_json
+from ..params import load_params
+from ..paths import EVAL_DIR, TEST_ITEMS
+from .comparison import (
+    Comparison,
+    bootstrap_settings,
+    compare,
+    item_values,
+    p_text,
+    with_interval,
+)
+
+WORKSPACE = "workspace"
+# (item set, metric): the test task metrics from test_items.json, the general suites from eval
+METRICS = (
+    ("test", "task_accuracy"),
+    ("test", "task_score"),
+    ("test", "format_correct"),
+    ("general", "general_qa"),
+    ("general", "instruction_follow"),
+)
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+
+
+def resolve(name: str) -> str:
+    """The commit of experiment `name` (refs/exps/<..>/<..>/<name>), else of git revision
+    `name`; `workspace` stays itself."""
+    if name == WORKSPACE:
+        return name
+    refs = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/exps").stdout.split("\n")
+    matches = sorted(
+        {
+            sha
+            for ref, _, sha in (line.partition(" ") for line in refs if line)
+            if ref.rsplit("/", 1)[-1] == name and not ref.startswith("refs/exps/exec/")
+        }
+    )
+    if len(matches) > 1:
+        raise StageError(
+            f"{name!r} names {len(matches)} experiments (made from different commits): pass "
+            f"the one you mean by its commit ({', '.join(sha[:7] for sha in matches)})"
+        )
+    if matches:
+        return matches[0]
+    found = git("rev-parse", "--verify", "--quiet", name + "^{commit}")
+    if found.returncode:
+        raise StageError(
+            f"{name!r} is neither a DVC experiment (`dvc exp ls`) nor a git revision; "
+            f"`{WORKSPACE}` is the files on disk"
+        )
+    return found.stdout.strip()
+
+
+def read_at(name: str, rev: str, path: Path) -> Any:
+    """JSON file `path` as committed in `rev` (on disk for the workspace)."""
+    if rev == WORKSPACE:
+        if not path.exists():
+            raise StageError(f"{WORKSPACE}: no {path}: run the pipeline (`make repro`) first")
+        return read_json(path)
+    shown = git("show", f"{rev}:{path.as_posix()}")
+    if shown.returncode:
+        raise StageError(
+            f"{name} ({rev[:7]}): its commit has no {path}; select writes it (cache: false, so "
+            "experiments commit it): run that experiment again with this pipeline version"
+        )
+    return json.loads(shown.stdout)
+
+
+def load(name: str) -> dict[str, dict]:
+    """An experiment's per-item records: its selected model on test and on the general
+    suites (its eval report)."""
+    rev = resolve(name)
+    selected = read_at(name, rev, TEST_ITEMS)["selected"]
+    general = read_at(name, rev, EVAL_DIR / f"{selected['model']}.json")
+    return {"test": selected, "general": general}
+
+
+def common_means(a: dict, b: dict, metric: str) -> tuple[float, float]:
+    """The two means over the items both reports have (what the comparison pairs)."""
+    first, second = item_values(a, metric), item_values(b, metric)
+    common = first.keys() & second.keys()
+    if not common:
+        return 0.0, 0.0
+    return tuple(sum(v[i] for i in common) / len(common) for v in (first, second))
+
+
+Row = tuple[str, float, float, Comparison]
+
+
+def compare_experiments(a: dict, b: dict, settings: dict) -> list[Row]:
+    """(item set, A's mean, B's mean, B minus A) per metric."""
+    rows = []
+    for items, metric in METRICS:
+        mean_a, mean_b = common_means(a[items], b[items], metric)
+        rows.append((items, mean_a, mean_b, compare(b[items], a[items], metric, settings)))
+    return rows
+
+
+def render(names: tuple[str, str], models: tuple[str, str], rows: list[Row], settings: dict) -> str:
+    level = f"{settings['confidence']:.0%}"
+    lines = [
+        f"B = {names[1]} ({models[1]}) minus A = {names[0]} ({models[0]}), paired on the items "
+        f"both were scored on; {level} bootstrap intervals ({settings['samples']} resamples, "
+        f"seed {settings['seed']}), McNemar's exact p for 0/1 items",
+        "",
+        f"{'metric':<19} {'set':<7} {'items':>5} {'A':>6} {'B':>6}  "
+        f"{'B - A [' + level + ' interval]':<26} {'p':>7}  verdict",
+    ]
+    for items, mean_a, mean_b, comparison in rows:
+        p = p_text(comparison.p)
+        lines.append(
+            f"{comparison.metric:<19} {items:<7} {comparison.diff.n:>5} {mean_a:>6.3f} "
+            f"{mean_b:>6.3f}  "
+            f"{with_interval(comparison.diff, signed=True):<26} {p:>7}  {comparison.verdict}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", help="experiment A: a `dvc exp ls` name, a git revision or workspace")
+    parser.add_argument("b", help="experiment B (the difference is B minus A)")
+    args = parser.parse_args(argv)
+    settings = bootstrap_settings(load_params())
+    a, b = load(args.a), load(args.b)
+    models = (a["test"]["model"], b["test"]["model"])
+    print(render((args.a, args.b), models, compare_experiments(a, b, settings), settings))
+    ids = [set(item_values(x["test"], "task_accuracy")) for x in (a, b)]
+    if ids[0] != ids[1]:
+        print(
+            f"note: the test splits differ (A {len(ids[0])} items, B {len(ids[1])}): only the "
+            f"{len(ids[0] & ids[1])} in both are compared"
+        )
+
+
+if __name__ == "__main__":
+    run_stage("compare-exps", main)

@@ -1,0 +1,109 @@
+"""`make compare-exps`: two experiments' committed per-item records paired item by item, in a
+throwaway git repository whose experiment ref is laid out as DVC lays them out."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.io import write_json
+from {{ cookiecutter.module_name }}.paths import EVAL_DIR, TEST_ITEMS
+from {{ cookiecutter.module_name }}.selection.experiments import main, resolve
+
+PROJECT = Path(__file__).parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def write_run(model: str, task_right: int, qa_right: int, n: int = 40) -> None:
+    """What select and eval leave in the workspace: test items of the selected `model` (the
+    first `task_right` of n correct) and its eval report (the first `qa_right` QA items)."""
+    task = [
+        {"id": f"t{i}", "correct": i < task_right, "score": float(i < task_right)}
+        | {"exact": False, "format_ok": True, "drift": False}
+        for i in range(n)
+    ]
+    entry = {"model": model, "items": {"task": task}}
+    write_json(TEST_ITEMS, {"split": "test", "selected": entry, "base": {**entry, "model": "base"}})
+    general = {
+        "general_qa": [{"id": f"q{i}", "correct": i < qa_right} for i in range(20)],
+        "instruction_follow": [{"id": f"i{i}", "correct": True} for i in range(5)],
+    }
+    write_json(EVAL_DIR / f"{model}.json", {"model": model, "items": general})
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HEAD: a run selecting checkpoint-4 (10 of 40 test items right); experiment `high-lr`
+    (a ref under refs/exps, as `dvc exp run` makes): checkpoint-6 with 30 of 40."""
+    monkeypatch.chdir(tmp_path)
+    for key, value in {"NAME": "Test", "EMAIL": "test@example.com"}.items():
+        monkeypatch.setenv(f"GIT_AUTHOR_{key}", value)
+        monkeypatch.setenv(f"GIT_COMMITTER_{key}", value)
+    git("init", "-q")
+    shutil.copy(PROJECT / "params.yaml", "params.yaml")
+    write_run("checkpoint-4", 10, 12)
+    git("add", "-A")
+    git("commit", "-qm", "baseline")
+    baseline = git("rev-parse", "HEAD")
+    write_run("checkpoint-6", 30, 11)
+    git("add", "-A")
+    git("commit", "-qm", "high-lr")
+    git("update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/high-lr", "HEAD")
+    git("reset", "-q", "--hard", baseline)
+    return tmp_path
+
+
+def test_two_experiments_are_compared_item_by_item(
+    repo: Path, capsys: pytest.CaptureFixture
+) -> None:
+    main(["HEAD", "high-lr"])
+    out = capsys.readouterr().out
+    assert out.startswith("B = high-lr (checkpoint-6) minus A = HEAD (checkpoint-4)")
+    lines = {line.split()[0]: line for line in out.splitlines()[3:]}
+    # 20 more of 40 test items right, none lost: McNemar 2 / 2**20
+    assert lines["task_accuracy"].split()[1:5] == ["test", "40", "0.250", "0.750"]
+    assert "+0.500 [+0.3" in lines["task_accuracy"] and "< 0.001  better" in lines["task_accuracy"]
+    # one general QA item fewer: inside the noise
+    assert lines["general_qa"].split()[1:5] == ["general", "20", "0.600", "0.550"]
+    assert lines["general_qa"].endswith("no difference detectable on 20 items")
+    assert lines["task_score"].split()[-2:] == ["-", "better"]  # scores: no McNemar
+    assert "note:" not in out  # the same test items
+
+
+def test_the_workspace_is_the_default_b(repo: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["HEAD", "workspace"])
+    out = capsys.readouterr().out
+    assert "minus A = HEAD" in out and "no difference detectable on 40 items" in out
+
+
+def test_a_different_test_split_is_paired_on_the_shared_items(
+    repo: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_run("checkpoint-4", 10, 12, n=30)
+    main(["HEAD", "workspace"])
+    assert "note: the test splits differ (A 40 items, B 30): only the 30 in both" in (
+        capsys.readouterr().out
+    )
+
+
+def test_names_that_are_not_experiments_say_what_is_accepted(repo: Path) -> None:
+    with pytest.raises(StageError, match="neither a DVC experiment .* nor a git revision"):
+        resolve("no-such-exp")
+    head = git("rev-parse", "HEAD")
+    git("update-ref", f"refs/exps/ff/{'0' * 38}/high-lr", head)  # same name, other baseline
+    with pytest.raises(StageError, match="names 2 experiments"):
+        resolve("high-lr")
+
+
+def test_a_commit_without_test_items_asks_for_a_rerun(repo: Path) -> None:
+    git("rm", "-q", str(TEST_ITEMS))
+    git("commit", "-qm", "before test_items.json")
+    with pytest.raises(StageError, match="has no reports/test_items.json.*run that experiment"):
+        main(["HEAD", "high-lr"])

@@ -1,0 +1,224 @@
+"""`make improve`'s pure parts: the diagnosis's suggestions, `dvc exp show --json` parsed, the
+winner picked, and the summary. tests/fixtures/exp_show.json is DVC 3's real output (trimmed:
+no deps or outs, a few params and metrics) after a baseline run and two queued experiments,
+one of which failed."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.improve import (
+    BASELINE,
+    Run,
+    Suggestion,
+    Summary,
+    log_tail,
+    main,
+    parse_exp_show,
+    pick_winner,
+    plan,
+    render,
+    suggestions,
+)
+
+EXP_SHOW = json.loads((Path(__file__).parent / "fixtures" / "exp_show.json").read_text())
+METRIC = "task_accuracy"
+
+
+def finding(mode: str, try_params: dict) -> dict:
+    return {"mode": mode, "evidence": "numbers", "fix": f"fix {mode}", "try_params": try_params}
+
+
+def run(name: str, val: float, loss: float, passed: bool = True, **extra) -> Run:
+    metrics = {
+        "val_task_accuracy": val,
+        "val_loss": loss,
+        "guardrails_passed": passed,
+        "task_accuracy": val - 0.01,
+        "forgetting_score": 0.3,
+        "format_correct": 0.9,
+        "general_qa": 0.5,
+        "diagnosis": "none",
+        **extra,
+    }
+    return Run(name, "abc1234", BASELINE if name == BASELINE else "success", metrics=metrics)
+
+
+def test_one_experiment_per_distinct_suggestion() -> None:
+    diagnosis = {
+        "findings": [
+            finding("overfitting", {"train.num_epochs": 1.5, "train.lora_r": 4}),
+            finding("format_drift", {"curate.format_audit": "quarantine"}),
+            finding("contamination", {}),  # nothing to try: reported, not run
+            finding("forgetting", {"train.lora_r": 4, "train.num_epochs": 1.5}),  # same params
+        ]
+    }
+    found, advice_only = suggestions(diagnosis)
+    assert [(s.name, s.modes) for s in found] == [
+        ("fix-overfitting-forgetting", ("overfitting", "forgetting")),
+        ("fix-format-drift", ("format_drift",)),
+    ]
+    assert found[0].set_args() == ["-S", "train.num_epochs=1.5", "-S", "train.lora_r=4"]
+    assert [f["mode"] for f in advice_only] == ["contamination"]
+    assert suggestions({"findings": []}) == ([], [])
+
+
+def test_parse_exp_show_reads_dvc_3_json() -> None:
+    baseline, experiments = parse_exp_show(EXP_SHOW)
+    assert baseline is not None and baseline.name == BASELINE
+    assert baseline.metrics["val_loss"] == 5.827
+    assert baseline.params["train.lora_r"] == 8
+    by_name = {run.name: run for run in experiments}
+    assert set(by_name) == {"fix-underfitting", "fix-invalid-params"}
+    good = by_name["fix-underfitting"]
+    assert good.state == "success" and not good.failed
+    assert good.params["train.lora_r"] == 16 and good.params["train.num_epochs"] == 2.0
+    assert good.metrics["val_loss"] == 5.6057
+    assert good.rev == "e505fb2405acf7cd13e97f71b188da8e623d873e"
+    # its commit still holds the baseline's metrics.json: they must not count as its result
+    bad = by_name["fix-invalid-params"]
+    assert bad.failed and bad.metrics == {} and bad.error == "Experiment run failed"
+
+
+def test_parse_exp_show_queued_and_running() -> None:
+    shown = copy.deepcopy(EXP_SHOW)
+    for exp in shown[1]["experiments"]:
+        exp["executor"]["state"] = "queued"
+        exp["revs"][0]["error"] = None
+    _, experiments = parse_exp_show(shown)
+    assert {run.state for run in experiments} == {"queued"}
+    assert not any(run.failed for run in experiments)
+
+
+def test_plan_reuses_a_matching_experiment_and_renames_a_clash() -> None:
+    _, existing = parse_exp_show(EXP_SHOW)
+    same = Suggestion(
+        "fix-underfitting", ("underfitting",), {"train.num_epochs": 2.0, "train.lora_r": 16}
+    )
+    other = Suggestion("fix-underfitting", ("underfitting",), {"train.num_epochs": 3.0})
+    failed = Suggestion("fix-invalid-params", ("x",), {"train.lora_r": 0})
+    fresh = Suggestion("fix-forgetting", ("forgetting",), {"train.learning_rate": 1e-4})
+    planned = plan([same, other, failed, fresh], existing)
+    assert [(s.name, reuse) for s, reuse in planned] == [
+        ("fix-underfitting", True),
+        ("fix-underfitting-2", False),
+        ("fix-invalid-params-2", False),  # a failed one is run again
+        ("fix-forgetting", False),
+    ]
+
+
+def test_winner_is_the_best_val_metric_among_runs_passing_the_guardrails() -> None:
+    base = run(BASELINE, 0.40, 1.0)
+    better = run("fix-a", 0.50, 1.2)
+    best_but_failing = run("fix-b", 0.70, 0.9, passed=False)
+    assert pick_winner([base, better, best_but_failing], METRIC) is better
+    assert pick_winner([base, best_but_failing], METRIC) is base
+    assert pick_winner([best_but_failing], METRIC) is None
+
+
+def test_ties_go_to_lower_val_loss_then_to_the_baseline() -> None:
+    base = run(BASELINE, 0.40, 1.0)
+    assert pick_winner([base, run("fix-a", 0.40, 0.9)], METRIC).name == "fix-a"
+    assert pick_winner([base, run("fix-a", 0.40, 1.0)], METRIC) is base
+
+
+def test_a_failed_experiment_never_wins() -> None:
+    failed = Run(
+        "fix-a", "abc", "failed", metrics={"val_task_accuracy": 1.0, "guardrails_passed": True}
+    )
+    assert pick_winner([run(BASELINE, 0.1, 1.0, passed=False), failed], METRIC) is None
+
+
+def test_graded_tasks_rank_by_val_task_score() -> None:
+    a = run("fix-a", 0.0, 1.0, val_task_score=0.7)
+    b = run("fix-b", 0.0, 1.0, val_task_score=0.6)
+    assert pick_winner([b, a], "task_score") is a
+
+
+def summary(*runs: Run, **extra) -> Summary:
+    baseline, *experiments = runs
+    return Summary(
+        metric=METRIC,
+        baseline=baseline,
+        runs=experiments,
+        changes={r.name: "train.lora_r=4" for r in experiments},
+        modes={r.name: ("overfitting",) for r in experiments},
+        **extra,
+    )
+
+
+def test_summary_names_the_winner_its_test_score_and_the_command() -> None:
+    winner = run("fix-overfitting", 0.52, 1.1, task_accuracy_lo=0.4, task_accuracy_hi=0.6)
+    text = render(summary(run(BASELINE, 0.45, 1.0), winner))
+    assert "| fix-overfitting | overfitting | train.lora_r=4 | 0.520 | 1.100 | pass |" in text
+    assert "0.510 [0.400, 0.600]" in text  # test task_accuracy with its interval
+    assert "**Best: fix-overfitting** (val task_accuracy 0.520 vs the baseline's 0.450" in text
+    assert text.rstrip().endswith("dvc exp apply fix-overfitting")
+
+
+def test_summary_says_when_a_tie_was_decided_by_val_loss() -> None:
+    text = render(summary(run(BASELINE, 0.45, 1.0), run("fix-a", 0.45, 0.8)))
+    assert "as the baseline; lower val loss, 0.800 vs 1.000" in text
+
+
+def test_summary_when_the_baseline_stays_best() -> None:
+    text = render(summary(run(BASELINE, 0.45, 1.0), run("fix-a", 0.30, 0.8)))
+    assert "**Best: the baseline**" in text and "nothing to apply" in text
+    assert "dvc exp apply" not in text
+
+
+def test_summary_when_no_run_passes_gives_each_runs_guardrail_evidence() -> None:
+    failures = {BASELINE: ["format_correct 0.5 < min_format_correct 0.8"]}
+    runs = (run(BASELINE, 0.45, 1.0, passed=False), run("fix-a", 0.5, 0.9, passed=False))
+    text = render(summary(*runs, failures=failures))
+    assert "**No run passes the guardrails**" in text
+    assert "- baseline: format_correct 0.5 < min_format_correct 0.8" in text
+    # without select's reasons (an older commit): the guardrail metrics themselves
+    assert "- fix-a: forgetting_score 0.300, format_correct 0.900, general_qa 0.500" in text
+    assert "dvc exp apply" not in text
+
+
+def test_summary_reports_a_failed_experiment_with_its_log() -> None:
+    baseline, experiments = parse_exp_show(EXP_SHOW)
+    logs = {"fix-invalid-params": ["train.lora_r: Input should be greater than or equal to 1"]}
+    text = render(summary(baseline, *experiments, logs=logs))
+    assert "| fix-invalid-params | overfitting | train.lora_r=4 |  |  | run failed |" in text
+    assert "**fix-invalid-params failed.**" in text
+    assert "train.lora_r: Input should be greater than or equal to 1" in text
+    assert "dvc exp apply fix-underfitting" in text  # the failure does not stop the verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "tail"),
+    [
+        ("a\n\nb\nc\n", ["b", "c"]),
+        ("step 1\rstep 2\rdone\nERROR: x\n", ["done", "ERROR: x"]),
+    ],
+)
+def test_log_tail(text: str, tail: list[str]) -> None:
+    assert log_tail(text, 2) == tail
+
+
+def test_no_suggestion_runs_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    diagnosis = {"findings": [finding("contamination", {})], "guardrails_passed": True}
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "diagnosis.json").write_text(json.dumps(diagnosis))
+    main([])  # no params.yaml, no DVC: it must stop before needing them
+    out = capsys.readouterr().out
+    assert "suggests no experiment: nothing to run" in out
+    assert "contamination: no params to try; fix contamination." in out
+    assert "nothing to run" in (tmp_path / "reports" / "improve.md").read_text()
+
+
+def test_without_a_diagnosis_it_says_to_run_the_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StageError, match="run the pipeline first"):
+        main([])
