@@ -27,7 +27,7 @@ from typing import Any
 
 from .cli import run_stage
 from .errors import StageError
-from .io import read_json
+from .io import read_json, read_json_at
 from .params import load_params
 from .paths import DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR
 from .selection.guardrails import ranking_metric
@@ -357,10 +357,8 @@ def guardrail_failures_at(run: Run) -> list[str] | None:
     """select's guardrail failures for `run`, from reports/diagnosis.json in its commit."""
     if run.name == BASELINE:
         return read_json(DIAGNOSIS).get("guardrail_failures") if DIAGNOSIS.exists() else None
-    shown = subprocess.run(
-        ["git", "show", f"{run.rev}:{DIAGNOSIS.as_posix()}"], capture_output=True, text=True
-    )
-    return json.loads(shown.stdout).get("guardrail_failures") if shown.returncode == 0 else None
+    diagnosis = read_json_at(run.rev, DIAGNOSIS)
+    return diagnosis.get("guardrail_failures") if diagnosis is not None else None
 
 
 def queue_and_run(planned: list[tuple[Suggestion, bool]], existing: list[Run], jobs: int) -> None:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,14 @@ def write_json(path: Path, payload: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_json_at(rev: str, path: Path) -> Any | None:
+    """JSON file `path` as committed in git revision `rev` (an experiment's commit), or None
+    when that commit does not have it."""
+    command = ["git", "show", f"{rev}:{path.as_posix()}"]
+    shown = subprocess.run(command, capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
 def content_hash(payload: Any) -> str:

@@ -9,14 +9,13 @@ better or worse only when the interval excludes 0; otherwise "no difference dete
 """
 
 import argparse
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from ..cli import run_stage
 from ..errors import StageError
-from ..io import read_json
+from ..io import read_json, read_json_at
 from ..params import load_params
 from ..paths import EVAL_DIR, TEST_ITEMS
 from .comparison import (
@@ -78,13 +77,13 @@ def read_at(name: str, rev: str, path: Path) -> Any:
         if not path.exists():
             raise StageError(f"{WORKSPACE}: no {path}: run the pipeline (`make repro`) first")
         return read_json(path)
-    shown = git("show", f"{rev}:{path.as_posix()}")
-    if shown.returncode:
+    found = read_json_at(rev, path)
+    if found is None:
         raise StageError(
             f"{name} ({rev[:7]}): its commit has no {path}; select writes it (cache: false, so "
             "experiments commit it): run that experiment again with this pipeline version"
         )
-    return json.loads(shown.stdout)
+    return found
 
 
 def load(name: str) -> dict[str, dict]:
