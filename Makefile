@@ -60,7 +60,7 @@ test: $(STAMP) ## Run the template's tests (fails when no test is collected)
 	if [ "$$rc" -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; \
 	exit "$$rc"
 
-demo: ## Bake the default project, dvc repro, a second experiment, show both + timings
+demo: ## Bake the default project, dvc repro, the diagnosis's experiments (make improve), exp show + timings
 	@VENV='$(VENV)' MAKE='$(MAKE)' DEMO_OUT='$(DEMO_OUT)' bash scripts/demo.sh
 
 lint: $(STAMP) ## ruff check + format --check on hooks, tests, benchmarks and the baked template

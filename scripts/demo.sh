@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: bake the default project, run its whole pipeline stage by stage, commit that as
-# the baseline, run a second experiment, show both, and report how long each phase took.
+# the baseline, run the experiments its diagnosis suggests (`make improve`: the baseline and
+# each experiment ranked within the guardrails, the winner's `dvc exp apply`), show them all
+# with their intervals (`make exp-show`), and report how long each phase took.
 #
 # Called by the root Makefile, which passes its variables:
 #   VENV      the dev virtualenv (required; `make venv` creates or reuses it)
@@ -15,7 +17,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MAKE=${MAKE:-make}
 DEMO_OUT=${DEMO_OUT:-build/demo}
 SLUG=support-triage-finetune      # the default answers' project_slug
-SECOND_EXPERIMENT=(-S train.learning_rate=5e-4)
 
 # Phase 1: the virtualenv (cached across runs, so usually instant).
 t0=$(date +%s)
@@ -56,8 +57,21 @@ git add -A
 git ${ident[@]+"${ident[@]}"} commit -q -m "Baseline: dvc repro"
 t5=$(date +%s)
 
-# Phase 5: a second experiment, then both side by side.
-dvc exp run "${SECOND_EXPERIMENT[@]}"
+# Phase 5: the baseline's diagnosis (select printed it; reports/report.md has the evidence),
+# its suggestions run as experiments, ranked with the baseline; then all of them side by side.
+echo
+echo "== diagnosis of the baseline (reports/diagnosis.json) =="
+python - <<'PY'
+import json
+
+diagnosis = json.load(open("reports/diagnosis.json"))
+print("guardrails passed:", diagnosis["guardrails_passed"])
+for finding in diagnosis["findings"] or [{"mode": "none"}]:
+    print(f"- {finding['mode']}: {finding.get('evidence', '')}")
+    if finding.get("command") or finding.get("fix"):
+        print(f"  try: {finding.get('command') or finding['fix']}")
+PY
+"$MAKE" --no-print-directory improve VENV="$VENV"
 t6=$(date +%s)
 "$MAKE" --no-print-directory exp-show VENV="$VENV"
 
@@ -66,7 +80,7 @@ summary=$(printf '%s\n' \
     "bake: $((t2 - t1))s" \
     "repro: $((t4 - t3))s, by stage:" \
     "${stage_times[@]}" \
-    "exp run: $((t6 - t5))s")
+    "improve: $((t6 - t5))s (the diagnosis's experiments)")
 echo
 echo "== demo timings =="
 echo "$summary"

@@ -18,7 +18,8 @@ from {{ cookiecutter.module_name }}.selection.diagnose import (
     underfitting,
 )
 
-PARAMS = Params()  # customer-support preset: lr 2e-4, 2 epochs, r 8; select's defaults
+# the customer-support preset (lr 2e-4, 2 epochs, rank 8, alpha 16) and select's defaults
+PARAMS = Params(train={"preset": "customer-support"})
 STEPS = [20, 40, 60, 80, 100]
 BASE_QA = 0.6
 TASK_ITEMS = 100  # val task rows: enough that the thresholds below are outside the noise
@@ -108,6 +109,7 @@ def run(
     test_task: float | None = None,
     selected_step: int | None = None,
     fewshot_task: float = 0.0,
+    params: Params = PARAMS,
 ) -> list:
     checkpoints = [report(step, task) for step, task in zip(STEPS, tasks, strict=True)]
     if last:
@@ -125,7 +127,7 @@ def run(
         {"format_audit": {"format_drift": 4}},
         split or {"contamination": {"action": "remove", "overlaps": [{}], "removed": 1}},
         test,
-        PARAMS,
+        params,
     )
 
 
@@ -161,12 +163,15 @@ def test_forgetting_names_the_score_and_the_general_qa_drop() -> None:
     assert finding.mode == "forgetting"
     assert "forgetting score 0.350" in finding.evidence
     assert "general QA 0.400 vs base 0.600" in finding.evidence
-    assert finding.try_params == {
-        "train.learning_rate": 1e-4,
-        "train.num_epochs": 1,
-        "split.replay_fraction": 0.1,
-    }
-    assert finding.command.startswith("dvc exp run -S train.learning_rate=0.0001")
+    # one lever: the rank (and alpha) halved, as measured to help on the demo
+    assert finding.try_params == {"train.lora_r": 4, "train.lora_alpha": 8}
+    assert finding.command == "dvc exp run -S train.lora_r=4 -S train.lora_alpha=8"
+
+
+def test_forgetting_at_rank_2_asks_for_a_lower_learning_rate_only() -> None:
+    rank_2 = Params(train={"preset": "style-format", "lora_r": 2, "lora_alpha": 4})
+    (finding,) = run(last={"forgetting_score": 0.35}, params=rank_2)
+    assert finding.try_params == {"train.learning_rate": 1e-4}
 
 
 def test_forgetting_by_the_last_checkpoint_is_reported_when_an_earlier_one_was_selected() -> None:
