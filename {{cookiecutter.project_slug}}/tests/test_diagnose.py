@@ -168,9 +168,12 @@ def test_forgetting_names_the_score_and_the_general_qa_drop() -> None:
     assert finding.command == "dvc exp run -S train.lora_r=4 -S train.lora_alpha=8"
 
 
-def test_forgetting_at_rank_2_asks_for_a_lower_learning_rate_only() -> None:
-    rank_2 = Params(train={"preset": "style-format", "lora_r": 2, "lora_alpha": 4})
-    (finding,) = run(last={"forgetting_score": 0.35}, params=rank_2)
+def test_forgetting_at_rank_4_asks_for_replay_then_a_lower_learning_rate() -> None:
+    rank_4 = Params(train={"preset": "style-format"})  # rank 4, alpha 8, lr 2e-4
+    (finding,) = run(last={"forgetting_score": 0.35}, params=rank_4)
+    assert finding.try_params == {"split.replay_fraction": 0.1}
+    most_replay = Params(train={"preset": "style-format"}, split={"replay_fraction": 0.4})
+    (finding,) = run(last={"forgetting_score": 0.35}, params=most_replay)
     assert finding.try_params == {"train.learning_rate": 1e-4}
 
 
