@@ -37,12 +37,23 @@ LEAK_FILE = Path("data/raw/leaked_general_qa.jsonl")
 SIGN_OFF = " I hope this helps, and let me know if there is anything else I can do for you today."
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_jsonl(path: Path) -> list[dict | str]:
+    """The rows of a JSONL file; a line that is not JSON stays a string (the demo data has
+    malformed lines on purpose: curate quarantines them, and so they must stay as they are).
+    Split on newlines only: str.splitlines() also breaks at U+2028 and friends in strings."""
+    rows: list[dict | str] = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                rows.append(line)
+    return rows
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+def write_jsonl(path: Path, rows: list[dict | str]) -> None:
+    lines = (row if isinstance(row, str) else json.dumps(row) for row in rows)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def fewer_tickets(project: Path, keep: int = 90) -> None:
@@ -55,7 +66,9 @@ def drifting_targets(project: Path, every: int = 2) -> None:
     path = project / RAW_TICKETS
     rows = read_jsonl(path)
     for row in rows[::every]:
-        row["messages"][-1]["content"] += SIGN_OFF
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+            messages[-1]["content"] = f"{messages[-1].get('content')}{SIGN_OFF}"
     write_jsonl(path, rows)
 
 
@@ -154,7 +167,8 @@ def finding(result: dict, mode: str) -> dict | None:
 
 
 def restore(project: Path, log: Path) -> None:
-    run(["git", "checkout", "--", "data/raw", "params.yaml"], project, log)
+    # from HEAD, not the index: `dvc exp run` stages the changed files
+    run(["git", "checkout", "HEAD", "--", "data/raw", "params.yaml"], project, log)
     (project / LEAK_FILE).unlink(missing_ok=True)
 
 
@@ -196,7 +210,7 @@ def verdict(case: Case, record: dict) -> str:
         moved = after[first] < before[first] if lower else after[first] > before[first]
     if not moved:
         return f"no: {case.flagged[0]} did not improve"
-    kept_gain = after.get("vs_base_task_accuracy_lo", 0) > 0 or (
+    kept_gain = after.get("vs_base_task_accuracy_diff_lo", 0) > 0 or (
         after["task_accuracy"] >= before["task_accuracy"]
     )
     if not kept_gain:
@@ -247,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=Path, required=True)
     parser.add_argument("--modes", nargs="+", choices=list(CASE_BY_MODE), default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--table", action="store_true", help="re-render results.json only")
     args = parser.parse_args(argv)
     project = args.project.resolve()
     out_dir = (args.out or project.parent / "diagnosis_fixes").resolve()
@@ -256,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{project}: params.yaml or data/raw differ from HEAD; commit the baseline first")
     log, out = out_dir / "run.log", out_dir / "results.json"
     records = json.loads(out.read_text()) if out.exists() else []
+    if args.table:
+        for record in records:
+            if "fixed" in record:
+                record["verdict"] = verdict(CASE_BY_MODE[record["mode"]], record)
+        out.write_text(json.dumps(records, indent=2) + "\n")
+        print(table(records))
+        return 0
     for mode in args.modes or list(CASE_BY_MODE):
         print(f"== {mode} (log: {log})", flush=True)
         record = run_case(CASE_BY_MODE[mode], project, log)
