@@ -188,7 +188,7 @@ def build_trainer(
         eval_dataset=to_dataset(val_rows) if val_rows else None,
         processing_class=load_tokenizer(),
         peft_config=peft_config,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), skip_checkpoint_near_the_end()],
     )
     if train.method == "qlora" and train.backend == "trl":
         adapters_in_float32(sft_trainer.model)
@@ -308,6 +308,22 @@ def is_main_process() -> bool:
     from accelerate import PartialState
 
     return PartialState().is_main_process
+
+
+def skip_checkpoint_near_the_end():
+    """A callback that skips a regular checkpoint, and its val-loss pass, when the run ends
+    less than half a save interval later: the final checkpoint, always written, takes its
+    place, so eval does not score two nearly identical models (steps 93 and 102 at
+    save_steps 31). A crash in between resumes from the checkpoint before."""
+    from transformers import TrainerCallback
+
+    class SkipCheckpointNearTheEnd(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if 0 < state.max_steps - state.global_step < args.save_steps / 2:
+                control.should_save = control.should_evaluate = False
+            return control
+
+    return SkipCheckpointNearTheEnd()
 
 
 def dvclive_callback(log_dir: Path, resume: bool):
