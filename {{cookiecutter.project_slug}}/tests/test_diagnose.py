@@ -302,6 +302,15 @@ def test_forgetting_inside_the_noise_is_not_forgetting() -> None:
     assert len(forgetting_evidence(forgetful, report(0, 0.0), PARAMS)) == 2
 
 
+def test_drift_by_the_last_checkpoint_is_reported_when_an_earlier_one_was_selected() -> None:
+    # as when min_format_correct kept the selection before the drifting checkpoints
+    keep = Params(train={"preset": "customer-support"}, curate={"format_audit": "keep"})
+    (finding,) = run(last={"format_drift": 0.3}, selected_step=60, params=keep)
+    assert finding.mode == "format_drift"
+    assert "30.0% of val outputs at checkpoint-100 (the selected checkpoint-60" in finding.evidence
+    assert finding.try_params == {"curate.format_audit": "quarantine"}
+
+
 def test_one_stray_drifting_output_is_not_format_drift() -> None:
     drifting = report(20, 0.5, n=SMALL, format_drift=0.2)  # 1 of 5
     assert format_drift(drifting, {}, PARAMS) is None

@@ -243,14 +243,26 @@ def forgetting_fix(params: Params, learning: bool) -> dict[str, object]:
     return {"train.learning_rate": halved(train.learning_rate, 1e-6)}
 
 
-def format_drift(selected: dict, curate_report: dict, params: Params) -> Finding | None:
-    """Outputs that begin in the target format and then abandon it: more than the threshold,
-    and an interval above 0 (not one stray output)."""
-    drift = selected["metrics"].get("format_drift", 0.0)
-    if drift <= params.select.max_format_drift:
+def drift_share(report: dict, params: Params):
+    """The share of `report`'s val outputs that drift, with its interval, when it is over
+    the threshold and the interval is above 0 (not one stray output); else None."""
+    if report["metrics"].get("format_drift", 0.0) <= params.select.max_format_drift:
         return None
-    share = interval(selected, "format_drift", bootstrap_settings(params))
-    if share.lo <= 0:
+    share = interval(report, "format_drift", bootstrap_settings(params))
+    return share if share.lo > 0 else None
+
+
+def format_drift(
+    selected: dict, curate_report: dict, params: Params, last: dict | None = None
+) -> Finding | None:
+    """Outputs that begin in the target format and then abandon it: more than the threshold,
+    and an interval above 0, at the selected checkpoint or, when the guardrails kept the
+    selection on an earlier one (min_format_correct), at the run's last checkpoint."""
+    report = selected
+    share = drift_share(selected, params)
+    if share is None and last is not None and last["model"] != selected["model"]:
+        report, share = last, drift_share(last, params)
+    if share is None:
         return None
     audit = curate_report.get("format_audit", {})
     in_data = audit.get("format_drift", 0)
@@ -259,14 +271,19 @@ def format_drift(selected: dict, curate_report: dict, params: Params) -> Finding
         if in_data
         else "curate found no drifting targets, so check targets that are valid but long"
     )
+    which = (
+        ""
+        if report is selected
+        else f" at {report['model']} (the selected {selected['model']} is before that)"
+    )
     try_params: dict[str, object] = {}
     if params.curate.format_audit != "quarantine":
         try_params["curate.format_audit"] = "quarantine"
     return Finding(
         mode="format_drift",
         evidence=(
-            f"{drift:.1%} of val outputs start as well-formed output and turn into prose "
-            f"(interval {share.lo:.1%} to {share.hi:.1%} on {share.n} items; > "
+            f"{share.value:.1%} of val outputs{which} start as well-formed output and turn "
+            f"into prose (interval {share.lo:.1%} to {share.hi:.1%} on {share.n} items; > "
             f"select.max_format_drift {params.select.max_format_drift}); {where}"
         ),
         fix=(
@@ -346,7 +363,7 @@ def diagnose(
     found = [
         overfitting(checkpoints, train_loss, val_loss, params),
         forgetting(selected, last, base, params, learning=not_learning is None),
-        format_drift(selected, curate_report, params),
+        format_drift(selected, curate_report, params, last),
         contamination(selected, test_report, split_report, params),
         not_learning,
     ]
