@@ -96,6 +96,14 @@ def test_missing_key() -> None:
     assert item["correct"] is False
 
 
+@pytest.mark.parametrize("target", ["Paris", "[1, 2]", '{"category": null}'])
+def test_a_target_that_is_no_json_object_scores_every_field_wrong(target: str) -> None:
+    # curate.format_audit: keep lets such rows reach val and test; eval must not crash
+    item = score_task_item(output(category=None), target, JSON_TASK)
+    assert item["correct"] is False
+    assert item["fields"]["priority"] is False
+
+
 def test_text_task_normalised_exact_match() -> None:
     assert score_task_item("The  Answer: Paris!", "answer paris", TEXT_TASK)["correct"] is True
     assert score_task_item("Paris, France", "Paris", TEXT_TASK)["correct"] is False

@@ -40,18 +40,24 @@ def score_task_item(output: str, target: str, task: TaskParams) -> dict[str, Any
     }
 
 
+def leading_object(text: str) -> dict:
+    """The JSON object `text` starts with, or {} when it starts with anything else."""
+    try:
+        value, _ = parse_leading_json(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def score_json_fields(output: str, target: str, task: TaskParams) -> dict[str, Any]:
     """JSON targets: a field matches when its parsed value is equal (so key order and spacing
     do not matter); task accuracy needs every score field to match."""
     status = json_target_status(output, task.fields)
-    expected, _ = parse_leading_json(target)
-    try:
-        predicted, _ = parse_leading_json(output)
-    except ValueError:
-        predicted = None
-    predicted = predicted if isinstance(predicted, dict) else {}
+    # a target that is no JSON object (kept by curate.format_audit: keep) has no field to
+    # match: every field counts as wrong rather than the stage failing
+    expected, predicted = leading_object(target), leading_object(output)
     fields = {
-        name: name in predicted and predicted[name] == expected.get(name)
+        name: name in predicted and name in expected and predicted[name] == expected[name]
         for name in task.score_fields
     }
     return {
