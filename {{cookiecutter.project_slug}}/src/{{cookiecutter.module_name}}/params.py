@@ -216,7 +216,7 @@ class TrainParams(Section):
         False, description="concatenate each batch without padding (position ids mark rows)"
     )
     save_steps: int = Field(
-        31, ge=1, description="the seeds say 500 for real runs; the demo keeps 3 checkpoints"
+        20, ge=1, description="the seeds say 500 for real runs; the demo keeps 5 checkpoints"
     )
     logging_steps: int = Field(8, ge=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
