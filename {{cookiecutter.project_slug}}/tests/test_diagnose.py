@@ -311,6 +311,14 @@ def test_drift_by_the_last_checkpoint_is_reported_when_an_earlier_one_was_select
     assert finding.try_params == {"curate.format_audit": "quarantine"}
 
 
+def test_one_train_row_overlapping_two_items_and_removed_is_not_contamination() -> None:
+    both = [{"train": "raw.jsonl:1", "with": "qa-1"}, {"train": "raw.jsonl:1", "with": "qa-2"}]
+    split = {"contamination": {"action": "remove", "overlaps": both, "train_rows": 1, "removed": 1}}
+    assert run(split=split) == []
+    split["contamination"] |= {"action": "warn", "removed": 0}
+    assert modes(run(split=split)) == ["contamination"]
+
+
 def test_one_stray_drifting_output_is_not_format_drift() -> None:
     drifting = report(20, 0.5, n=SMALL, format_drift=0.2)  # 1 of 5
     assert format_drift(drifting, {}, PARAMS) is None

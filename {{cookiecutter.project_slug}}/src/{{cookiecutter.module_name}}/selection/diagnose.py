@@ -303,7 +303,9 @@ def contamination(
     interval of test minus val (different items: unpaired) above 0."""
     evidence = []
     overlaps = split_report.get("contamination", {})
-    kept = len(overlaps.get("overlaps", [])) - overlaps.get("removed", 0)
+    # train_rows: distinct train rows (one row can overlap several held-out items)
+    flagged = overlaps.get("train_rows", len(overlaps.get("overlaps", [])))
+    kept = flagged - overlaps.get("removed", 0)
     if kept > 0:
         evidence.append(
             f"split found {kept} train rows overlapping val/test/eval suites and kept them "
