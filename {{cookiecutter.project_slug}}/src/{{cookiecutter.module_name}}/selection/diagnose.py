@@ -121,7 +121,7 @@ def overfitting(
     try_params: dict[str, object] = {}
     if epochs < train.num_epochs:
         try_params["train.num_epochs"] = epochs
-    if train.method != "full" and train.lora_r > 2:
+    if train.method != "full" and train.lora_r > 4:
         try_params["train.lora_r"] = train.lora_r // 2
     return Finding(
         mode="overfitting",
