@@ -29,7 +29,7 @@ from .cli import run_stage
 from .errors import StageError
 from .io import read_json, read_json_at
 from .params import load_params
-from .paths import DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR
+from .paths import BASE_LOSS_CACHE_DIR, DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR
 from .selection.guardrails import ranking_metric
 
 # not a pipeline output (paths.py): a view of local experiment refs, git-ignored
@@ -363,7 +363,9 @@ def guardrail_failures_at(run: Run) -> list[str] | None:
 
 def queue_and_run(planned: list[tuple[Suggestion, bool]], existing: list[Run], jobs: int) -> None:
     """Queue each planned experiment not reused, then run the queue unless nothing waits."""
-    copy = ["-C", EVAL_CACHE_DIR.as_posix()] if EVAL_CACHE_DIR.is_dir() else []
+    # the caches are untracked: copied in, each experiment reuses the baseline's base-model work
+    caches = [path for path in (EVAL_CACHE_DIR, BASE_LOSS_CACHE_DIR) if path.is_dir()]
+    copy = [arg for path in caches for arg in ("-C", path.as_posix())]
     for suggestion, reuse in planned:
         if reuse:
             print(f"improve: {suggestion.name}: already queued or run with {suggestion.changes()}")

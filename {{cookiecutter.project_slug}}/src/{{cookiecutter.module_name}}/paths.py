@@ -59,3 +59,4 @@ METRICS_FIGURE = FIGURES_DIR / "metrics_by_step.png"
 CACHE_DIR = Path(".cache")
 EVAL_CACHE_DIR = CACHE_DIR / "eval"
 LM_EVAL_CACHE_DIR = CACHE_DIR / "lm_eval"
+BASE_LOSS_CACHE_DIR = CACHE_DIR / "base_loss"  # the base's val loss (step 0 of train's curve)

@@ -13,6 +13,7 @@ from ..cli import run_stage
 from ..io import read_jsonl, write_json
 from ..params import load_params
 from ..paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, TRAIN_STATS, VAL_SPLIT
+from ..training.base_loss import base_loss_callback, base_loss_key, cached_base_loss
 from ..training.checkpoints import complete_checkpoints
 from ..training.guards import LossGuard
 from ..training.trainer import (
@@ -35,14 +36,23 @@ def main() -> None:
         os.execv(command[0], command)
     train_rows, val_rows = read_jsonl(TRAIN_SPLIT), read_jsonl(VAL_SPLIT)
     run = start_run("train", CHECKPOINTS_DIR, TRAIN_LOG_DIR, fingerprint(params))
+    key = base_loss_key(params.train)
+    base_loss = cached_base_loss(key) if run.resume_from is None else None
+    base_val_loss = base_loss_callback(key, base_loss)
+    guard = LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike)
     trainer = build_trainer(
         params,
         train_rows,
         val_rows,
         CHECKPOINTS_DIR,
-        callbacks=[*run.callbacks, LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike)],
-        eval_on_start=run.resume_from is None,
+        callbacks=[*run.callbacks, guard, base_val_loss],
+        eval_on_start=run.resume_from is None and base_loss is None,
     )
+    base_val_loss.attach(trainer)
+    if base_loss is not None and run.main_process:
+        print(
+            f"train: the base's val loss {base_loss:.4f} is cached (.cache/base_loss): no step-0 pass"
+        )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=run.resume_arg)
     seconds = time.perf_counter() - started
