@@ -1,5 +1,5 @@
 """Finish a freshly generated project: prune preset data, write the training preset's values
-into params.yaml, write LICENSE, git init + dvc init.
+into params.yaml, write LICENSE and .cruft.json, git init + dvc init.
 
 Cookiecutter renders this file with Jinja and runs it with the generated project directory as
 the working directory. Unrendered, it is still valid Python (the answers are string literals).
@@ -10,11 +10,13 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 # The macro escapes backslashes and double quotes so any answer yields a valid Python string.
 # {% macro py(value) %}{{ value | replace("\\", "\\\\") | replace('"', '\\"') }}{% endmacro %}
@@ -26,8 +28,23 @@ TASK_PRESET = """{{ py(cookiecutter.task_preset) }}"""
 TRAINING_PRESET = """{{ py(cookiecutter.training_preset) }}"""
 MODULE_NAME = """{{ py(cookiecutter.module_name) }}"""
 LICENSE = """{{ py(cookiecutter.license) }}"""
+DVC_REMOTE = """{{ py(cookiecutter.dvc_remote) }}"""
+DVC_REMOTE_URL = """{{ py(cookiecutter.dvc_remote_url) }}"""
+# Where the template came from, for .cruft.json. `cookiecutter` sets _template (as typed),
+# _repo_dir (the checkout it rendered) and _checkout; `cruft create` and `cruft update` set
+# _template (resolved) and _commit instead. A missing key renders as "".
+TEMPLATE = """{{ py(cookiecutter._template | default("", true)) }}"""
+REPO_DIR = """{{ py(cookiecutter._repo_dir | default("", true)) }}"""
+CHECKOUT = """{{ py(cookiecutter._checkout | default("", true)) }}"""
+CRUFT_COMMIT = """{{ py(cookiecutter._commit | default("", true)) }}"""
+# The answers in cookiecutter.json order (jsonify sorts keys), then all of them as JSON.
+CONTEXT_KEYS = """{% for key in cookiecutter %}{{ key }} {% endfor %}"""
+CONTEXT_JSON = """{{ py(cookiecutter | jsonify) }}"""
 
 COMMIT_MESSAGE = "Initial commit from cookiecutter-llm-finetune"
+CRUFT_FILE = ".cruft.json"
+# What cookiecutter adds to the context for one bake; cruft's context does not carry them.
+BAKE_ONLY_KEYS = ("_output_dir", "_repo_dir", "_checkout")
 PRESET_DATA = (
     Path("data/raw/support_tickets.jsonl"),
     Path("data/raw/support_preferences.jsonl"),
@@ -218,6 +235,104 @@ def git_identity_args(git: str, project_dir: Path) -> list[str]:
     return []
 
 
+def git_output(git: str, cwd: Path, *args: str) -> str | None:
+    """Stripped stdout of ``git args`` in ``cwd``, or None if git fails (not a repo, no HEAD)."""
+    result = subprocess.run([git, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def cruft_context(context_json: str, keys: str, template: str, commit: str) -> dict[str, Any]:
+    """The context cruft keeps: the answers in cookiecutter.json order, then _template and
+    _commit; without the keys cookiecutter adds for one bake (output and checkout dirs)."""
+    answers = json.loads(context_json)
+    context = {key: answers[key] for key in keys.split() if key not in BAKE_ONLY_KEYS}
+    context.update(_template=template, _commit=commit)
+    return {"cookiecutter": context}
+
+
+def cruft_json(template: str, commit: str, checkout: str, context: dict, directory: str) -> str:
+    """.cruft.json as `cruft create` writes it (same keys, order and formatting)."""
+    state = {
+        "template": template,
+        "commit": commit,
+        "checkout": checkout or None,
+        "context": context,
+        "directory": directory or None,
+    }
+    return json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
+
+
+def find_repo_dir(repo_dir: str) -> Path | None:
+    """The template directory cookiecutter rendered, as an absolute path, or None.
+
+    ``_repo_dir`` is relative when the template was given as a relative path, and this hook
+    runs in the new project: cookiecutter itself runs in the template directory while its
+    hooks run (/proc/<parent>/cwd on Linux), which is $PWD joined with the relative path.
+    """
+    if not repo_dir:
+        return None
+    if Path(repo_dir).is_absolute():
+        candidates = [Path(repo_dir)]
+    else:
+        candidates = [Path(f"/proc/{os.getppid()}/cwd"), Path(os.environ.get("PWD", "/"), repo_dir)]
+    for path in candidates:
+        if (path / "cookiecutter.json").is_file():
+            return path.resolve()
+    return None
+
+
+def template_origin(git: str, repo_dir: Path, in_place: bool) -> tuple[str, str, str] | None:
+    """(template URL or path, commit, directory in the repository) for .cruft.json, or None
+    when ``repo_dir`` is not in a git repository with a commit.
+
+    A template cookiecutter rendered in place (given as a path) is recorded as its repository's
+    top level; one it cloned (a URL, gh:..., a name under cookiecutters_dir) as the clone's
+    origin URL.
+    """
+    top = git_output(git, repo_dir, "rev-parse", "--show-toplevel")
+    commit = git_output(git, repo_dir, "rev-parse", "HEAD")
+    if not top or not commit:
+        return None
+    url = top if in_place else git_output(git, repo_dir, "remote", "get-url", "origin")
+    if not url:
+        return None
+    directory = (git_output(git, repo_dir, "rev-parse", "--show-prefix") or "").rstrip("/")
+    if url == top and git_output(git, repo_dir, "status", "--porcelain", "--", "."):
+        warn(
+            f"the template checkout {top} has uncommitted changes: {CRUFT_FILE} records its "
+            f"last commit {commit[:12]}, and `cruft update` diffs from that commit."
+        )
+    return url, commit, directory
+
+
+def link_template(project_dir: Path) -> None:
+    """Write .cruft.json so `cruft check` and `cruft update` can bring template changes in
+    (README "Keeping up with the template"); skip it, with a hint, when the template is not a
+    git checkout. Under `cruft create` this writes what cruft writes after the hook, so the
+    initial commit already holds it."""
+    if CRUFT_COMMIT:  # cruft create or cruft update rendering
+        context = cruft_context(CONTEXT_JSON, CONTEXT_KEYS, TEMPLATE, CRUFT_COMMIT)
+        text = cruft_json(TEMPLATE, CRUFT_COMMIT, "", context, "")
+    else:
+        git = shutil.which("git")
+        repo_dir = find_repo_dir(REPO_DIR)
+        # cookiecutter renders a template path in place: _repo_dir is _template (+ directory)
+        in_place = Path(TEMPLATE) == Path(REPO_DIR) or Path(TEMPLATE) in Path(REPO_DIR).parents
+        origin = template_origin(git, repo_dir, in_place) if git and repo_dir else None
+        if origin is None:
+            print(
+                f"Note: the template ({TEMPLATE}) is not a git checkout with a commit (or git "
+                f"is missing), so no {CRUFT_FILE} was written and `cruft update` cannot follow "
+                "it. To link "
+                "the project later: `cruft link <template git URL or path>`."
+            )
+            return
+        url, commit, directory = origin
+        context = cruft_context(CONTEXT_JSON, CONTEXT_KEYS, url, commit)
+        text = cruft_json(url, commit, CHECKOUT, context, directory)
+    (project_dir / CRUFT_FILE).write_text(text, encoding="utf-8")
+
+
 def init_repositories(project_dir: Path) -> None:
     """``git init``, ``dvc init`` and make the initial commit (skipping missing tools)."""
     git = shutil.which("git")
@@ -237,6 +352,12 @@ def init_repositories(project_dir: Path) -> None:
         )
     else:
         run([*dvc, "init", "-q"], project_dir, "dvc init")
+        if DVC_REMOTE != "none":  # the default remote, in .dvc/config (credentials: never)
+            run(
+                [*dvc, "remote", "add", "-d", "storage", DVC_REMOTE_URL],
+                project_dir,
+                "dvc remote add",
+            )
 
     run([git, "add", "-A"], project_dir, "git add")
     identity = git_identity_args(git, project_dir)
@@ -251,6 +372,7 @@ def main() -> int:
         fill_training_preset(TRAINING_PRESET, MODULE_NAME, project_dir)
         # METHOD needs no file changes: params.yaml selects LoRA, QLoRA or full fine-tuning.
         write_license(LICENSE, AUTHOR_NAME, project_dir)
+        link_template(project_dir)  # before the initial commit, so that commit holds it
         init_repositories(project_dir)
     except HookError as err:
         print(f"ERROR: {err}", file=sys.stderr)

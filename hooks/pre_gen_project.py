@@ -84,7 +84,26 @@ def validate_base_model(base_model: str) -> str | None:
     )
 
 
-def main(slug: str, module_name: str, base_model: str) -> int:
+REMOTE_SCHEMES = {"s3": "s3://", "gcs": "gs://", "azure": "azure://"}
+
+
+def validate_dvc_remote(kind: str, url: str) -> str | None:
+    """Return an error message if the remote URL does not fit the chosen kind, else None."""
+    if kind == "none":
+        return None
+    if not url.strip():
+        return f"dvc_remote '{kind}' needs a dvc_remote_url (or choose dvc_remote 'none')"
+    scheme = REMOTE_SCHEMES.get(kind)
+    if scheme and not url.startswith(scheme):
+        return f"dvc_remote_url '{url}' is not a {kind} URL: it must start with {scheme}"
+    if kind == "local" and "://" in url:
+        return f"dvc_remote_url '{url}' is a URL; a local remote is a directory path"
+    return None
+
+
+def main(
+    slug: str, module_name: str, base_model: str, remote: str = "none", remote_url: str = ""
+) -> int:
     """Validate all answers, print every problem to stderr and return the exit code."""
     errors = [
         err
@@ -92,6 +111,7 @@ def main(slug: str, module_name: str, base_model: str) -> int:
             validate_slug(slug),
             validate_module_name(module_name),
             validate_base_model(base_model),
+            validate_dvc_remote(remote, remote_url),
         )
         if err is not None
     ]
@@ -107,4 +127,6 @@ if __name__ == "__main__":
     SLUG = """{{ py(cookiecutter.project_slug) }}"""
     MODULE_NAME = """{{ py(cookiecutter.module_name) }}"""
     BASE_MODEL = """{{ py(cookiecutter.base_model) }}"""
-    sys.exit(main(SLUG, MODULE_NAME, BASE_MODEL))
+    REMOTE = """{{ py(cookiecutter.dvc_remote) }}"""
+    REMOTE_URL = """{{ py(cookiecutter.dvc_remote_url) }}"""
+    sys.exit(main(SLUG, MODULE_NAME, BASE_MODEL, REMOTE, REMOTE_URL))

@@ -25,7 +25,10 @@ from bakery import (
 
 # The choices that end up in params.yaml; the others are tested where they take effect.
 PARAMS_OPTIONS = ("method", "training_preset", "task_preset")
-OTHER_OPTIONS = {"license": "LICENSE file: test_hooks.py::test_bake_each_license"}
+OTHER_OPTIONS = {
+    "license": "LICENSE file: test_hooks.py::test_bake_each_license",
+    "dvc_remote": ".dvc/config and the plugin extra: test_bake_dvc_remote below",
+}
 DEFAULTS = {option: CONTEXT[option][0] for option in PARAMS_OPTIONS}
 
 # The train keys a preset fills where params.yaml leaves them null.
@@ -136,3 +139,21 @@ def test_bake_option_params(tmp_path: Path, cc_config: str, option: str, value: 
         if value != defaults[section][key]
     }
     assert not differ, f"params.yaml differs from the schema defaults (shipped, default): {differ}"
+
+
+@pytest.mark.parametrize(
+    ("remote", "extra"),
+    [("none", ""), ("local", ""), ("s3", ",s3"), ("gcs", ",gs"), ("azure", ",azure")],
+)
+def test_bake_dvc_remote(tmp_path: Path, cc_config: str, remote: str, extra: str) -> None:
+    project = bake(tmp_path / "out", cc_config, dvc_remote=remote)
+    assert_repo_initialised(project)  # the remote is in the initial commit
+    config = (project / ".dvc" / "config").read_text(encoding="utf-8")
+    if remote == "none":
+        assert "remote" not in config, config
+    else:
+        assert "remote = storage" in config, config
+        scheme = {"s3": "s3://", "gcs": "gs://", "azure": "azure://"}.get(remote, "")
+        assert f"url = {scheme}" in config, config
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    assert f"REMOTE_EXTRA := {extra}\n" in makefile

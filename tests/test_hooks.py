@@ -118,6 +118,46 @@ def test_validate_base_model_rejects(model: str) -> None:
     assert "base_model" in error
 
 
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [
+        ("none", ""),
+        ("local", "../storage"),
+        ("local", "/mnt/share/dvc"),
+        ("s3", "s3://bucket/project"),
+        ("gcs", "gs://bucket/project"),
+        ("azure", "azure://container/project"),
+    ],
+)
+def test_validate_dvc_remote_accepts(kind: str, url: str) -> None:
+    assert pre_gen.validate_dvc_remote(kind, url) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "why"),
+    [
+        ("s3", "", "needs a dvc_remote_url"),
+        ("s3", "gs://bucket/x", "must start with s3://"),
+        ("gcs", "s3://bucket/x", "must start with gs://"),
+        ("local", "s3://bucket/x", "a local remote is a directory path"),
+    ],
+)
+def test_validate_dvc_remote_rejects(kind: str, url: str, why: str) -> None:
+    error = pre_gen.validate_dvc_remote(kind, url)
+    assert error is not None and why in error
+
+
+def test_the_default_remote_url_follows_the_kind() -> None:
+    """cookiecutter.json renders dvc_remote_url from dvc_remote: each default is valid."""
+    from cookiecutter.environment import StrictEnvironment
+
+    template = StrictEnvironment().from_string(CONTEXT["dvc_remote_url"])
+    for kind in CONTEXT["dvc_remote"]:
+        url = template.render(cookiecutter={"dvc_remote": kind, "project_slug": "demo"})
+        assert pre_gen.validate_dvc_remote(kind, url) is None, (kind, url)
+        assert (url == "") == (kind == "none")
+
+
 def test_pre_gen_main_reports_every_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert pre_gen.main("Bad Slug!", "Bad Slug!", "") == 1
     err_lines = capsys.readouterr().err.splitlines()
@@ -144,6 +184,7 @@ def test_cookiecutter_json_choices() -> None:
     assert CONTEXT["method"] == ["lora", "qlora", "full"]
     assert CONTEXT["task_preset"] == ["support-triage", "custom"]
     assert CONTEXT["license"] == ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"]
+    assert CONTEXT["dvc_remote"] == ["none", "local", "s3", "gcs", "azure"]
     prompted = set(CONTEXT["__prompts__"])
     asked = {key for key in CONTEXT if not key.startswith("_")}
     assert asked <= prompted

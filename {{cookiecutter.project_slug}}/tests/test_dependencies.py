@@ -22,7 +22,9 @@ from {{ cookiecutter.module_name }}.environment import (
 PROJECT = Path(__file__).parents[1]
 SOURCES = Path(package.__file__).parent
 TESTS = Path(__file__).parent
-DEV_TOOLS = {"pytest", "ruff", "pre-commit"}
+DEV_TOOLS = {"pytest", "ruff", "pre-commit", "cruft"}
+# An extra's module whose distribution has another name, for where the extra is not installed.
+DISTRIBUTION_OF = {"mlflow": "mlflow-skinny"}
 
 
 def requirement_lines(text: str) -> list[Requirement]:
@@ -75,7 +77,8 @@ def test_every_third_party_import_is_declared() -> None:
         if module in sys.stdlib_module_names or module in local:
             continue
         # A module not installed here (an extra's) is named as its distribution.
-        names = {canonicalize_name(d) for d in distributions.get(module, [module])}
+        found = distributions.get(module, [DISTRIBUTION_OF.get(module, module)])
+        names = {canonicalize_name(d) for d in found}
         if not names & declared:
             undeclared[module] = sorted(files)
     assert not undeclared, f"imported but not in requirements.txt or an extra: {undeclared}"

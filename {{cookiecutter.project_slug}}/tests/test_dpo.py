@@ -34,7 +34,7 @@ from {{ cookiecutter.module_name }}.stages import eval as eval_stage
 from {{ cookiecutter.module_name }}.stages import select as select_stage
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import dpo
-from {{ cookiecutter.module_name }}.training.checkpoints import complete_checkpoints
+from {{ cookiecutter.module_name }}.training.checkpoints import complete_checkpoints, write_manifest
 from {{ cookiecutter.module_name }}.training.modeling import (
     SFT_EXPORT,
     SFT_POINTER,
@@ -171,8 +171,12 @@ def test_final_rewards_are_the_last_logged_ones() -> None:
 
 def test_no_sft_checkpoint_says_run_train(tmp_path: Path) -> None:
     make_sft_checkpoint(tmp_path, 4)  # no trainer_state.json: not complete
-    with pytest.raises(StageError, match="dvc repro train"):
-        dpo.last_sft_checkpoint(tmp_path)
+    manifest = tmp_path / "checkpoints.json"
+    with pytest.raises(StageError, match="not found: run `dvc repro train`"):
+        dpo.last_sft_checkpoint(manifest)
+    write_manifest(tmp_path, manifest)
+    with pytest.raises(StageError, match="lists no SFT checkpoint: run `dvc repro train`"):
+        dpo.last_sft_checkpoint(manifest)
 
 
 # -------------------------------------------------------------------------- disabled path

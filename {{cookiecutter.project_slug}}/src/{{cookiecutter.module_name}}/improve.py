@@ -17,6 +17,7 @@ instead of running it twice.
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -296,7 +297,7 @@ def verdict(summary: Summary, runs: list[Run]) -> list[str]:
     if winner.name == BASELINE:
         val = val_key(metric)
         return [
-            f"**Best: the baseline** (val {metric} {number(m.get(val))}; {test}). No suggestion "
+            f"**Best: the baseline** (val {metric} {number(m.get(val))}; {test}). No experiment "
             "beats it: nothing to apply."
         ]
     return [
@@ -325,14 +326,27 @@ def exp_show() -> tuple[Run | None, list[Run]]:
     return parse_exp_show(json.loads(dvc("exp", "show", "--json").stdout))
 
 
-def run_queue(jobs: int) -> None:
+def worker_threads(jobs: int, cores: int) -> int:
+    """Torch threads per queue worker: the cores shared out, so jobs x threads <= cores."""
+    return max(1, cores // max(1, jobs))
+
+
+def run_queue(jobs: int, label: str = "improve") -> None:
     """`dvc exp run --run-all -j N`: starts N queue workers and blocks until every queued
-    experiment has finished, following their logs; only the progress lines are printed."""
-    print(f"improve: running the queue, {jobs} at a time (`dvc queue status` shows it too)")
+    experiment has finished, following their logs; only the progress lines are printed. The
+    workers inherit OMP_NUM_THREADS (unless set): cores / N torch threads each."""
+    from .training.advise import cpu_cores  # imports torch: only when a queue runs
+
+    env = {"OMP_NUM_THREADS": str(worker_threads(jobs, cpu_cores())), **os.environ}
+    threads = env["OMP_NUM_THREADS"]
+    print(
+        f"{label}: running the queue, {jobs} at a time, {threads} torch thread"
+        f"{'' if threads == '1' else 's'} each (`dvc queue status` shows it too)"
+    )
     start = time.monotonic()
     command = [sys.executable, "-m", "dvc", "exp", "run", "--run-all", "-j", str(jobs)]
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
     ) as process:
         assert process.stdout is not None
         current = "?"
@@ -342,15 +356,15 @@ def run_queue(jobs: int) -> None:
                     current = match.group(1)
                 elif match := re.match(r"Running stage '(.+)'", line):
                     minutes, seconds = divmod(int(time.monotonic() - start), 60)
-                    print(f"improve: [{minutes:02d}:{seconds:02d}] {current}: {match.group(1)}")
+                    print(f"{label}: [{minutes:02d}:{seconds:02d}] {current}: {match.group(1)}")
         except KeyboardInterrupt:
             raise StageError(
                 "stopped waiting; the experiments keep running in the background (`dvc queue "
-                "status`, `dvc queue kill <name>` stops one): `make improve` again summarises "
+                f"status`, `dvc queue kill <name>` stops one): `make {label}` again summarises "
                 "them once they are done"
             ) from None
     if process.returncode:
-        print(f"improve: `dvc exp run --run-all` exited with {process.returncode}")
+        print(f"{label}: `dvc exp run --run-all` exited with {process.returncode}")
 
 
 def guardrail_failures_at(run: Run) -> list[str] | None:
@@ -361,11 +375,24 @@ def guardrail_failures_at(run: Run) -> list[str] | None:
     return diagnosis.get("guardrail_failures") if diagnosis is not None else None
 
 
+def copy_caches() -> list[str]:
+    """`-C <dir>` per local cache: untracked, so copied in, each experiment reuses the
+    baseline's base-model work."""
+    caches = [path for path in (EVAL_CACHE_DIR, BASE_LOSS_CACHE_DIR) if path.is_dir()]
+    return [arg for path in caches for arg in ("-C", path.as_posix())]
+
+
+def warn_uncommitted(label: str) -> None:
+    if subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout:
+        print(
+            f"{label}: warning: uncommitted changes: the experiments include them, and "
+            "`dvc exp apply` leaves files they deleted; commit the baseline run first"
+        )
+
+
 def queue_and_run(planned: list[tuple[Suggestion, bool]], existing: list[Run], jobs: int) -> None:
     """Queue each planned experiment not reused, then run the queue unless nothing waits."""
-    # the caches are untracked: copied in, each experiment reuses the baseline's base-model work
-    caches = [path for path in (EVAL_CACHE_DIR, BASE_LOSS_CACHE_DIR) if path.is_dir()]
-    copy = [arg for path in caches for arg in ("-C", path.as_posix())]
+    copy = copy_caches()
     for suggestion, reuse in planned:
         if reuse:
             print(f"improve: {suggestion.name}: already queued or run with {suggestion.changes()}")
@@ -427,11 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     metric = ranking_metric(load_params().task)
     for finding in advice_only:
         print(f"improve: {finding['mode']}: no params to try; {finding['fix']}")
-    if subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout:
-        print(
-            "improve: warning: uncommitted changes: the experiments include them, and "
-            "`dvc exp apply` leaves files they deleted; commit the baseline run first"
-        )
+    warn_uncommitted("improve")
     _, existing = exp_show()
     planned = plan(found, existing)
     queue_and_run(planned, existing, args.jobs)

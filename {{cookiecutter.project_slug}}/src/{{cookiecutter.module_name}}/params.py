@@ -8,9 +8,17 @@ declares in dvc.yaml, so DVC's dependency tracking stays honest.
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import StageError
 from .paths import PARAMS
@@ -111,6 +119,11 @@ class CurateParams(Section):
     near_dup_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard: drop as duplicate")
     group_threshold: float = Field(0.5, gt=0, le=1, description="Jaccard: keep in one split")
     num_perm: int = Field(128, ge=16, le=1024)
+    engine: Literal["local", "spark"] = Field(
+        "local",
+        description="where near-dup signatures and LSH buckets are computed: local (this "
+        "machine) or spark (the `scale` extra); same decisions either way",
+    )
     quality: QualityParams = QualityParams()
     max_target_share: float = Field(
         0.1,
@@ -210,6 +223,9 @@ class TrainParams(Section):
     processes: int = Field(
         1, ge=1, description="processes per machine: GPUs for DDP; 1 = plain python"
     )
+    machines: int = Field(
+        1, ge=1, description="machines (nodes) of a multi-node run, each with `processes` GPUs"
+    )
     max_length: int = Field(512, ge=16)
     packing: bool = Field(False, description="pack rows into max_length blocks (no padding)")
     padding_free: bool = Field(
@@ -300,6 +316,49 @@ class SelectParams(Section):
     export_merged: bool = Field(True, description="also save the base with the adapter merged")
 
 
+NOT_ECHOED = {"track.mlflow.tracking_uri"}
+"""Keys whose bad value an error message does not repeat: it may hold a credential."""
+
+
+class MlflowParams(Section):
+    enabled: bool = False
+    tracking_uri: str | None = Field(
+        None,
+        description="null = a local store, mlflow.db in the project (SQLite); or a server, "
+        "http(s)://host:5000 (credentials: MLFLOW_TRACKING_TOKEN or _USERNAME/_PASSWORD)",
+    )
+    experiment: str | None = Field(None, description="null = the project's name")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: str | None) -> str | None:
+        if uri is not None and "@" in urlsplit(uri).netloc:
+            raise ValueError(
+                "holds credentials (user:password@), and params.yaml is committed: set "
+                "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD in the environment"
+            )
+        return uri
+
+
+class WandbParams(Section):
+    enabled: bool = False
+    project: str | None = Field(None, description="null = the project's name")
+    entity: str | None = Field(None, description="W&B team or user; null = your default")
+    mode: Literal["offline", "online"] = Field(
+        "offline",
+        description="offline: files under wandb/, `wandb sync` uploads them; online: needs "
+        "WANDB_API_KEY in the environment",
+    )
+
+
+class TrackParams(Section):
+    """Optional trackers next to dvclive: the `track` stage logs params, losses and the
+    headline metrics to each enabled one (tracking.py)."""
+
+    mlflow: MlflowParams = MlflowParams()
+    wandb: WandbParams = WandbParams()
+
+
 class Params(Section):
     seed: int = 42
     base: BaseParams = BaseParams()
@@ -311,6 +370,7 @@ class Params(Section):
     dpo: DpoParams = DpoParams()
     eval: EvalParams = EvalParams()
     select: SelectParams = SelectParams()
+    track: TrackParams = TrackParams()
 
     @model_validator(mode="after")
     def _padding_free_rows_fit(self) -> "Params":
@@ -333,6 +393,8 @@ def format_errors(error: ValidationError) -> str:
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         if item["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (typo? see params.py for the valid keys)")
+        elif key in NOT_ECHOED:
+            lines.append(f"  {key}: {item['msg']}")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)

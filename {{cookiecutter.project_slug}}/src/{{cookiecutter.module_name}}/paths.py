@@ -5,6 +5,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 ACCELERATE_CONFIG = Path("accelerate.yaml")
+ACCELERATE_MULTI_NODE_CONFIG = Path("configs/accelerate/multi-node.yaml")  # train.machines > 1
 
 RAW_DIR = Path("data/raw")
 SUITES_DIR = Path("data/suites")
@@ -24,8 +25,12 @@ VAL_SPLIT = SPLITS_DIR / "val.jsonl"
 TEST_SPLIT = SPLITS_DIR / "test.jsonl"
 
 BASE_MODEL_DIR = Path("models/base")
+# Intermediate checkpoints stay on the machine that trained them (persisted for resume, not
+# cached or pushed); the stages' DVC output is the manifest naming them with their hashes.
 CHECKPOINTS_DIR = Path("models/checkpoints")
+CHECKPOINTS_MANIFEST = Path("models/checkpoints.json")
 DPO_DIR = Path("models/dpo")
+DPO_MANIFEST = Path("models/dpo.json")
 DPO_DISABLED_MARKER = DPO_DIR / "disabled.json"
 SELECTED_DIR = Path("models/selected")
 
@@ -54,6 +59,7 @@ REPORT_MD = REPORTS_DIR / "report.md"
 REPORT_HTML = REPORTS_DIR / "report.html"
 LOSS_FIGURE = FIGURES_DIR / "loss_curves.png"
 METRICS_FIGURE = FIGURES_DIR / "metrics_by_step.png"
+TRACKING = REPORTS_DIR / "tracking.json"  # where `track` logged the run (MLflow, W&B)
 
 # Local caches: not DVC outputs, safe to delete (they only save time).
 CACHE_DIR = Path(".cache")

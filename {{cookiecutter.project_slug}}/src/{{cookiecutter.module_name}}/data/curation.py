@@ -7,6 +7,7 @@ exactly one of kept, quarantined or duplicate.
 import json
 import multiprocessing
 import os
+import tempfile
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ from ..errors import StageError
 from ..io import iter_lines
 from ..params import CurateParams, TaskParams
 from ..paths import BASE_MODEL_DIR, QUARANTINE
-from . import dedup
+from . import dedup, dedup_engine
 from .chat import to_prompt_completion
 from .curate_report import abridge
 from .formats import (
@@ -113,6 +114,7 @@ class ChunkVerdict:
     targets: list[tuple[str, str]] = field(default_factory=list)  # (target_key, abridged text)
     labels: list[tuple[str, ...] | None] = field(default_factory=list)  # task.score_fields values
     signatures: np.ndarray | None = None
+    texts: list[str] = field(default_factory=list)  # curate.engine other than local: to spill
 
 
 def screen(items: list, schema, column: str, value_of, verdict: ChunkVerdict) -> list:
@@ -199,7 +201,11 @@ def screen_chunk(
         verdict.targets.append((target_key(target), abridge(normalise(target), 44, 32)))
         if task.target_format == "json":
             verdict.labels.append(score_labels(target, task.score_fields))
-    verdict.signatures = dedup.signatures([content_text(m) for _, m, _ in survivors], cfg.num_perm)
+    texts = [content_text(m) for _, m, _ in survivors]
+    if cfg.engine == "local":
+        verdict.signatures = dedup.signatures(texts, cfg.num_perm)
+    else:  # the engine signs them (data/dedup_engine.py)
+        verdict.texts = texts
     return verdict
 
 
@@ -316,6 +322,11 @@ class Curator:
         self.scripts: list[tuple[str | None, str | None]] = []
         self.is_preference: list[bool] = []  # per candidate: its dedup pool
         self.sig_chunks: list[np.ndarray] = []
+        self.spill = None  # curate.engine other than local: candidates' texts, for the engine
+        if curate.engine != "local":
+            dedup_engine.require(curate.engine)
+            self.spill_dir = tempfile.TemporaryDirectory(prefix="curate-dedup-")
+            self.spill = dedup_engine.TextSpill(Path(self.spill_dir.name))
         self.target_keys: list[str] = []  # per candidate
         self.labels: list[tuple[str, ...] | None] = []  # per candidate, JSON tasks only
         self.target_examples: dict[str, tuple[str, str]] = {}  # key -> (first source, text)
@@ -380,11 +391,27 @@ class Curator:
             if key not in self.target_examples:
                 source = sources[offset] if sources else f"row {start + offset + 1}"
                 self.target_examples[key] = (source, text)
-        self.sig_chunks.append(verdict.signatures[unique])
+        if self.spill is None:
+            self.sig_chunks.append(verdict.signatures[unique])
+        else:
+            ids = [start + verdict.survivors[k] for k in unique]
+            self.spill.add(ids, [verdict.texts[k] for k in unique])
 
-    def _cluster(self, rows: list[int], sigs: np.ndarray) -> None:
-        """Near duplicates and groups among `rows` (row indices, `sigs` their signatures)."""
-        clusters = dedup.cluster(sigs, self.cfg.near_dup_threshold, self.cfg.group_threshold)
+    def _cluster(self, rows: list[int], sigs: np.ndarray | None) -> None:
+        """Near duplicates and groups among `rows` (row indices, `sigs` their signatures, or
+        their spilled texts on curate.engine)."""
+        cfg = self.cfg
+        if self.spill is None:
+            clusters = dedup.cluster(sigs, cfg.near_dup_threshold, cfg.group_threshold)
+        else:
+            clusters = dedup_engine.cluster(
+                cfg.engine,
+                self.spill.directory,
+                np.asarray(rows, dtype=np.int64),
+                cfg.num_perm,
+                cfg.near_dup_threshold,
+                cfg.group_threshold,
+            )
         d = self.decisions
         for k, (root, similarity) in clusters.duplicate_of.items():
             d.duplicate_of[rows[k]] = ("near", rows[root], similarity)
@@ -403,13 +430,20 @@ class Curator:
             else:
                 keep.append(k)
         rows = [self.candidates[k] for k in keep]
-        if self.sig_chunks:
+        sigs = None  # on curate.engine, the engine signs the spilled texts
+        if self.spill is not None:
+            self.spill.flush()
+        elif self.sig_chunks:
             sigs = np.concatenate(self.sig_chunks)[keep]
         else:
             sigs = np.empty((0, self.cfg.num_perm), dtype=np.uint32)
-        for pool in (False, True):  # SFT rows, then preference pairs: never compared
-            members = [k for k, kept in enumerate(keep) if self.is_preference[kept] == pool]
-            self._cluster([rows[k] for k in members], sigs[members])
+        try:
+            for pool in (False, True):  # SFT rows, then preference pairs: never compared
+                members = [k for k, kept in enumerate(keep) if self.is_preference[kept] == pool]
+                self._cluster([rows[k] for k in members], None if sigs is None else sigs[members])
+        finally:
+            if self.spill is not None:
+                self.spill_dir.cleanup()
         d = self.decisions
         # an exact duplicate of a row that turned out to be a near duplicate points at the
         # row its cluster keeps

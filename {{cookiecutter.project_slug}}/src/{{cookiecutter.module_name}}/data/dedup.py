@@ -82,25 +82,49 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
+def band_multipliers(bands: int, rows: int) -> list[np.ndarray]:
+    """Per band, the odd 64-bit multipliers that hash its `rows` signature values to one key."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1) for _ in range(bands)]
+
+
+def band_keys(sigs: np.ndarray, band: int, multipliers: np.ndarray) -> np.ndarray:
+    """The key of every row's `band`: rows sharing a key are candidates, shape (len(sigs),)."""
+    rows = len(multipliers)
+    block = sigs[:, band * rows : (band + 1) * rows].astype(np.uint64)
+    return (block * multipliers).sum(axis=1)  # wraps mod 2**64: a hash of the band
+
+
+def bucket_pairs(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """(i, j) pairs with i > j of row ids sharing a key (of one band), shape (P, 2)."""
+    order = np.lexsort((ids, keys))  # by key, then by row id
+    sorted_keys, sorted_ids = keys[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(keys)])
+    found = [
+        members_pairs(sorted_ids[start : start + size])
+        for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True)
+    ]
+    return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+
+
+def members_pairs(members: np.ndarray) -> np.ndarray:
+    """The pairs one bucket yields, its row ids `members` sorted: each row with the earlier
+    ones, the first MAX_BUCKET_PAIRS of them in a big bucket; shape (P, 2), i > j."""
+    found = []
+    for k in range(1, len(members)):
+        earlier = members[: min(k, MAX_BUCKET_PAIRS)]
+        found.append(np.column_stack([np.full(len(earlier), members[k]), earlier]))
+    return np.concatenate(found).astype(np.int64)
+
+
 def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(i, j) pairs with i > j that share at least one band, shape (P, 2)."""
-    rng = np.random.default_rng(0)
-    found = []
-    for band in range(bands):
-        block = sigs[:, band * rows : (band + 1) * rows].astype(np.uint64)
-        multipliers = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-        keys = (block * multipliers).sum(axis=1)  # wraps mod 2**64: a hash of the band
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        sizes = np.diff(np.r_[starts, len(keys)])
-        for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
-            members = np.sort(order[start : start + size])
-            for k in range(1, size):
-                earlier = members[: min(k, MAX_BUCKET_PAIRS)]
-                found.append(np.column_stack([np.full(len(earlier), members[k]), earlier]))
-    if not found:
-        return np.empty((0, 2), dtype=np.int64)
+    ids = np.arange(len(sigs))
+    found = [
+        bucket_pairs(band_keys(sigs, band, multipliers), ids)
+        for band, multipliers in enumerate(band_multipliers(bands, rows))
+    ]
     return np.unique(np.concatenate(found), axis=0)
 
 
@@ -138,6 +162,14 @@ def cluster(sigs: np.ndarray, dup_threshold: float, group_threshold: float) -> C
     if n < 2:
         return Clusters({}, list(range(n)))
     pairs = candidate_pairs(sigs, *band_params(group_threshold, num_perm))
+    return cluster_pairs(sigs, pairs, dup_threshold, group_threshold)
+
+
+def cluster_pairs(
+    sigs: np.ndarray, pairs: np.ndarray, dup_threshold: float, group_threshold: float
+) -> Clusters:
+    """Clusters from the candidate `pairs` (i > j) of rows with signatures `sigs`."""
+    n = len(sigs)
     candidates = neighbours(pairs, n)
     dup_leader, dup_similarity = representatives(sigs, candidates, dup_threshold)
     group_leader, _ = representatives(sigs, candidates, group_threshold)

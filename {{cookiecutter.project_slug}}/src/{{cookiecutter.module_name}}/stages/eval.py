@@ -26,25 +26,25 @@ from ..evaluation.evaluator import (
 from ..io import read_jsonl, write_json
 from ..params import load_params
 from ..paths import (
-    CHECKPOINTS_DIR,
-    DPO_DIR,
+    CHECKPOINTS_MANIFEST,
+    DPO_MANIFEST,
     EVAL_CACHE_DIR,
     EVAL_DIR,
     EVAL_PLOT,
     TRAIN_SPLIT,
     VAL_SPLIT,
 )
-from ..training.checkpoints import complete_checkpoints
+from ..training.checkpoints import manifest_checkpoints
 from ..training.modeling import load_tokenizer
 
 
 def main() -> None:
     params = load_params()
     check_backend(params.eval)
-    checkpoints = complete_checkpoints(CHECKPOINTS_DIR)
+    checkpoints = manifest_checkpoints(CHECKPOINTS_MANIFEST)
     if not checkpoints:
-        raise StageError(f"no complete checkpoints in {CHECKPOINTS_DIR}: run train first")
-    dpo_checkpoints = complete_checkpoints(DPO_DIR)
+        raise StageError(f"{CHECKPOINTS_MANIFEST} lists no checkpoints: run train first")
+    dpo_checkpoints = manifest_checkpoints(DPO_MANIFEST, required=False)
     if dpo_checkpoints and params.eval.backend == "vllm":
         raise StageError(
             "eval.backend vllm applies one LoRA adapter per model, and a DPO checkpoint is two "

@@ -31,7 +31,7 @@ from ..io import read_json, read_jsonl, write_json
 from ..params import load_params
 from ..paths import (
     BASE_MODEL_DIR,
-    CHECKPOINTS_DIR,
+    CHECKPOINTS_MANIFEST,
     CURATE_REPORT,
     DIAGNOSIS,
     EVAL_CACHE_DIR,
@@ -57,7 +57,7 @@ from ..selection.export import export
 from ..selection.guardrails import choose, guardrail_failures, ranking_metric
 from ..selection.modelcard import model_card
 from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
-from ..training.checkpoints import complete_checkpoints, log_history
+from ..training.checkpoints import log_history, manifest_checkpoints
 from ..training.modeling import load_tokenizer
 
 
@@ -86,7 +86,7 @@ def main() -> None:
     write_json(TEST_ITEMS, test_items(test, base_test, fewshot_test))
     # absent only where splits were made by hand: the diagnosis then skips the data checks
     curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
-    history = log_history(complete_checkpoints(CHECKPOINTS_DIR))  # the SFT run's
+    history = log_history(manifest_checkpoints(CHECKPOINTS_MANIFEST))  # the SFT run's
     findings = diagnose(reports, selected, history, curate, split, test, params)
     boot = bootstrap_settings(params)
     intervals = headline_intervals(selected, base_val, test, boot)

@@ -12,9 +12,16 @@ import time
 from ..cli import run_stage
 from ..io import read_jsonl, write_json
 from ..params import load_params
-from ..paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT, TRAIN_STATS, VAL_SPLIT
+from ..paths import (
+    CHECKPOINTS_DIR,
+    CHECKPOINTS_MANIFEST,
+    TRAIN_LOG_DIR,
+    TRAIN_SPLIT,
+    TRAIN_STATS,
+    VAL_SPLIT,
+)
 from ..training.base_loss import base_loss_callback, base_loss_key, cached_base_loss
-from ..training.checkpoints import complete_checkpoints
+from ..training.checkpoints import write_manifest
 from ..training.guards import LossGuard
 from ..training.trainer import (
     build_trainer,
@@ -30,7 +37,7 @@ from ..training.trainer import (
 def main() -> None:
     params = load_params()
     check_method_supported(params.train)
-    command = launch_command(params.train.processes)
+    command = launch_command(params.train.processes, params.train.machines)
     if command:  # this process becomes `accelerate launch`, which starts the workers
         print(f"train: accelerate launch {' '.join(command[3:])}", flush=True)
         os.execv(command[0], command)
@@ -51,13 +58,15 @@ def main() -> None:
     base_val_loss.attach(trainer)
     if base_loss is not None and run.main_process:
         print(
-            f"train: the base's val loss {base_loss:.4f} is cached (.cache/base_loss): no step-0 pass"
+            f"train: the base's val loss {base_loss:.4f} is cached (.cache/base_loss): "
+            "no step-0 pass"
         )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=run.resume_arg)
     seconds = time.perf_counter() - started
     if not run.main_process:
         return
+    manifest = write_manifest(CHECKPOINTS_DIR, CHECKPOINTS_MANIFEST)
     tokens = count_sequence_tokens(trainer.processing_class, train_rows) * params.train.num_epochs
     write_json(
         TRAIN_STATS,
@@ -66,7 +75,7 @@ def main() -> None:
             "global_step": result.global_step,
             "train_seconds": round(seconds, 1),
             "tokens_per_second": None if run.resume_from else round(tokens / seconds, 1),
-            "checkpoints": [path.name for path in complete_checkpoints(CHECKPOINTS_DIR)],
+            "checkpoints": list(manifest["checkpoints"]),
             "bf16": trainer.args.bf16,
             "processes": trainer.args.world_size,
             "hyperparameters": hyperparameters(params.train),

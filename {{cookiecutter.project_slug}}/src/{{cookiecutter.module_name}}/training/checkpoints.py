@@ -7,6 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
+from ..errors import StageError
+from ..io import file_hash, read_json, write_json
+
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"
 """Where a checkpoint is written before it is renamed into place (inside the output dir, so
@@ -28,6 +31,66 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
         for path in output_dir.glob("checkpoint-*")
         if CHECKPOINT_RE.match(path.name) and (path / "trainer_state.json").exists()
     ]
+    return sorted(found, key=lambda path: checkpoint_step(path.name))
+
+
+RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "rng_state", "training_args.bin")
+"""Files a checkpoint holds only to resume training: left out of the manifest's hashes."""
+
+
+def model_files(checkpoint: Path) -> list[Path]:
+    """The files that make the checkpoint's model and its logged history."""
+    return sorted(
+        path
+        for path in checkpoint.iterdir()
+        if path.is_file() and not path.name.startswith(RESUME_ONLY)
+    )
+
+
+def write_manifest(output_dir: Path, manifest: Path) -> dict:
+    """Record the complete checkpoints of `output_dir` with the SHA-256 of their model files.
+
+    The manifest is the DVC output of train (and dpo): it is small and versioned with the
+    experiment, while the checkpoints themselves stay local. The stages that read checkpoints
+    take the list from here and check the hashes (`manifest_checkpoints`)."""
+    payload = {
+        "directory": output_dir.as_posix(),
+        "checkpoints": {
+            path.name: {file.name: file_hash(file) for file in model_files(path)}
+            for path in complete_checkpoints(output_dir)
+        },
+    }
+    write_json(manifest, payload)
+    return payload
+
+
+def manifest_checkpoints(manifest: Path, required: bool = True) -> list[Path]:
+    """The checkpoints `manifest` lists, oldest first, after checking each is on this machine
+    with the recorded content; a missing or different one is a StageError saying why. A
+    missing manifest is one too, unless not `required` (DPO, which may never have run)."""
+    stage = "dpo" if manifest.stem == "dpo" else "train"
+    if not manifest.exists():
+        if required:
+            raise StageError(f"{manifest} not found: run `dvc repro {stage}` first")
+        return []
+    payload = read_json(manifest)
+    directory = Path(payload["directory"])
+    retrain = f"`dvc repro -f {stage}` recreates them here"
+    found = []
+    for name, hashes in payload["checkpoints"].items():
+        path = directory / name
+        if not path.is_dir():
+            raise StageError(
+                f"{path} is listed in {manifest} but not on this machine: checkpoints stay "
+                f"where they were trained (DVC neither caches nor pushes them); {retrain}"
+            )
+        local = {file.name: file_hash(file) for file in model_files(path)}
+        if local != hashes:
+            raise StageError(
+                f"{path} differs from the one {manifest} records: the local checkpoints come "
+                f"from another run (e.g. after `dvc exp apply` or `git checkout`); {retrain}"
+            )
+        found.append(path)
     return sorted(found, key=lambda path: checkpoint_step(path.name))
 
 

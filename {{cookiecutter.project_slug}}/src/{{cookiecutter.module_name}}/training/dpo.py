@@ -14,16 +14,18 @@ from ..errors import StageError
 from ..io import content_hash, file_hash, read_jsonl, write_json
 from ..params import Params
 from ..paths import (
-    CHECKPOINTS_DIR,
+    CHECKPOINTS_MANIFEST,
     DPO_DIR,
     DPO_DISABLED_MARKER,
     DPO_LOG_DIR,
+    DPO_MANIFEST,
     DPO_STATS,
     PREFERENCES,
     RAW_DIR,
     TEST_SPLIT,
     VAL_SPLIT,
 )
+from .checkpoints import manifest_checkpoints, write_manifest
 
 HOW_TO_ENABLE = "dvc exp run -S dpo.enabled=true"
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -36,6 +38,7 @@ def write_disabled() -> None:
             shutil.rmtree(directory)  # DPO checkpoints of an earlier run must not be evaluated
         directory.mkdir(parents=True)
     write_json(DPO_DISABLED_MARKER, {"enabled": False, "enable_with": HOW_TO_ENABLE})
+    write_manifest(DPO_DIR, DPO_MANIFEST)  # no checkpoints
     write_json(DPO_STATS, {"enabled": False})
 
 
@@ -68,12 +71,10 @@ def check_enough(found: int, min_pairs: int, dropped: int) -> None:
     )
 
 
-def last_sft_checkpoint(checkpoints_dir: Path = CHECKPOINTS_DIR) -> Path:
-    from .checkpoints import complete_checkpoints
-
-    done = complete_checkpoints(checkpoints_dir)
+def last_sft_checkpoint(manifest: Path = CHECKPOINTS_MANIFEST) -> Path:
+    done = manifest_checkpoints(manifest)
     if not done:
-        raise StageError(f"no complete SFT checkpoint in {checkpoints_dir}: run `dvc repro train`")
+        raise StageError(f"{manifest} lists no SFT checkpoint: run `dvc repro train`")
     return done[-1]
 
 
@@ -206,7 +207,6 @@ def build_trainer(
 
 def run(params: Params) -> None:
     """Train DPO on top of the last SFT checkpoint (resuming when nothing changed)."""
-    from .checkpoints import complete_checkpoints
     from .guards import LossGuard
     from .trainer import start_run
 
@@ -229,6 +229,7 @@ def run(params: Params) -> None:
     if not run.main_process:
         return
     final = final_rewards(trainer.state.log_history)
+    manifest = write_manifest(DPO_DIR, DPO_MANIFEST)
     write_json(
         DPO_STATS,
         {
@@ -239,7 +240,7 @@ def run(params: Params) -> None:
             "global_step": result.global_step,
             "train_loss": round(result.training_loss, 4),
             "train_seconds": round(seconds, 1),
-            "checkpoints": [path.name for path in complete_checkpoints(DPO_DIR)],
+            "checkpoints": list(manifest["checkpoints"]),
             "bf16": trainer.args.bf16,
             "final": final,
         },

@@ -19,7 +19,13 @@ from typing import Any
 from ..errors import StageError
 from ..io import content_hash, file_hash, write_json
 from ..params import Params, TrainParams
-from ..paths import ACCELERATE_CONFIG, BASE_MODEL_DIR, TRAIN_SPLIT, VAL_SPLIT
+from ..paths import (
+    ACCELERATE_CONFIG,
+    ACCELERATE_MULTI_NODE_CONFIG,
+    BASE_MODEL_DIR,
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+)
 from .checkpoints import AtomicCheckpoints, checkpoint_step, complete_checkpoints, remove_partial
 from .modeling import (
     bitsandbytes_problem,
@@ -251,10 +257,14 @@ def prepare_run(output_dir: Path, expected: dict[str, str]) -> Path | None:
     return broadcast_object_list([resume_from])[0]  # no-op with one process
 
 
-def launch_command(processes: int, environ: Mapping[str, str] = os.environ) -> list[str] | None:
-    """The `accelerate launch` that runs this stage on `processes` processes (DDP), or None
-    when this process trains itself: `train.processes` is 1, or a launcher (accelerate,
-    torchrun; multi-node runs are started by hand) already started it."""
+def launch_command(
+    processes: int, machines: int = 1, environ: Mapping[str, str] = os.environ
+) -> list[str] | None:
+    """The `accelerate launch` that runs this stage on `processes` processes per machine (DDP)
+    on `machines` machines, or None when this process trains itself: one process on one
+    machine, or a launcher (accelerate, torchrun) already started it. On several machines
+    this machine's rank and the main machine's address come from the environment
+    (machine_args)."""
     launched = environ.get("LOCAL_WORLD_SIZE")  # set by torchrun, which accelerate uses
     if launched is not None:
         if int(launched) != processes:
@@ -264,20 +274,61 @@ def launch_command(processes: int, environ: Mapping[str, str] = os.environ) -> l
                 "global batch and is part of the run's fingerprint)"
             )
         return None
-    if processes == 1:
+    if processes * machines == 1:
         return None
-    if not ACCELERATE_CONFIG.exists():
-        raise StageError(f"train.processes={processes} needs {ACCELERATE_CONFIG} at the repo's top")
+    config = ACCELERATE_CONFIG if machines == 1 else ACCELERATE_MULTI_NODE_CONFIG
+    if not config.exists():
+        setting = f"train.processes={processes}" if machines == 1 else f"train.machines={machines}"
+        raise StageError(f"{setting} needs {config} in the repo")
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(ACCELERATE_CONFIG),
+        str(config),
         "--num_processes",
-        str(processes),
+        str(processes * machines),
+        *(machine_args(machines, environ) if machines > 1 else []),
         "-m",
         f"{__package__.rpartition('.')[0]}.stages.train",
+    ]
+
+
+def machine_args(machines: int, environ: Mapping[str, str]) -> list[str]:
+    """accelerate's multi-node options for this machine, from its environment (accelerate's
+    option names, upper-cased): MACHINE_RANK and MAIN_PROCESS_IP, both required;
+    MAIN_PROCESS_PORT overrides the config's port; NUM_MACHINES, when set, must equal
+    train.machines (a rendezvous short of machines would wait, not fail)."""
+    where = '(README: "Past one machine")'
+    missing = sorted({"MACHINE_RANK", "MAIN_PROCESS_IP"} - {k for k, v in environ.items() if v})
+    if missing:
+        raise StageError(
+            f"train.machines={machines} needs {' and '.join(missing)} set on every machine: "
+            f"MACHINE_RANK 0 on the main machine and 1..{machines - 1} on the others, "
+            f"MAIN_PROCESS_IP the main machine's address {where}"
+        )
+    number = {name: environ.get(name, "") for name in ("NUM_MACHINES", "MACHINE_RANK")}
+    bad = [f"{name}={value!r}" for name, value in number.items() if value and not value.isdigit()]
+    if bad:
+        raise StageError(f"{', '.join(bad)}: expected a whole number {where}")
+    if number["NUM_MACHINES"] and int(number["NUM_MACHINES"]) != machines:
+        raise StageError(
+            f"NUM_MACHINES is {number['NUM_MACHINES']} but train.machines is {machines}: set "
+            f"train.machines={number['NUM_MACHINES']} in params.yaml (it sets the global batch "
+            "and is part of the run's fingerprint)"
+        )
+    rank = int(number["MACHINE_RANK"])
+    if rank >= machines:
+        raise StageError(f"MACHINE_RANK={rank} is not below train.machines={machines} {where}")
+    port = environ.get("MAIN_PROCESS_PORT")
+    return [
+        "--num_machines",
+        str(machines),
+        "--machine_rank",
+        str(rank),
+        "--main_process_ip",
+        environ["MAIN_PROCESS_IP"],
+        *(["--main_process_port", port] if port else []),
     ]
 
 
