@@ -29,7 +29,7 @@ from typing import Any
 from .cli import run_stage
 from .errors import StageError
 from .io import read_json, read_json_at
-from .params import load_params
+from .params import flatten, load_params
 from .paths import BASE_LOSS_CACHE_DIR, DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR
 from .selection.guardrails import ranking_metric
 
@@ -90,17 +90,6 @@ def suggestions(diagnosis: dict) -> tuple[list[Suggestion], list[dict]]:
         for modes, try_params in grouped.values()
     ]
     return found, advice_only
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lora_r": 8}} -> {"train.lora_r": 8} (lists stay values)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _run(name: str, rev: str, state: str, data: dict, error: dict | None) -> Run:

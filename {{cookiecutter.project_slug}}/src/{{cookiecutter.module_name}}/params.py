@@ -6,8 +6,9 @@ declares in dvc.yaml, so DVC's dependency tracking stays honest.
 """
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -22,6 +23,18 @@ from pydantic import (
 
 from .errors import StageError
 from .paths import PARAMS
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lora_r": 8}} -> {"train.lora_r": 8}, as `dvc exp show` names params
+    (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class Section(BaseModel):

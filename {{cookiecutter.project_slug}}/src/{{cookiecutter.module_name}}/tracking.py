@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import StageError
 from .io import read_json
-from .params import MlflowParams, Params, WandbParams
+from .params import MlflowParams, Params, WandbParams, flatten
 from .paths import DPO_LOG_DIR, METRICS, TRAIN_LOG_DIR
 
 MLFLOW_STORE = "mlflow.db"
@@ -74,17 +74,6 @@ def context(environ: Mapping[str, str] = os.environ) -> Context:
 def tracked_params(params: Params) -> dict[str, Any]:
     """Every section but `track` (where to log is not part of the experiment)."""
     return params.model_dump(mode="json", exclude={"track"})
-
-
-def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lora_r": 8}} -> {"train.lora_r": 8}, as `dvc exp show` names params."""
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        if isinstance(value, Mapping) and value:
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def param_text(value: Any) -> str:
