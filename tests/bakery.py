@@ -145,10 +145,12 @@ def use_tiny_model(project: Path, tiny_dir: Path, updates: dict | None = None) -
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def assert_baked_tests_pass(project: Path) -> None:
-    """The baked project's own fast test suite passes (and collects tests)."""
+def assert_baked_tests_pass(project: Path, *selection: str) -> None:
+    """The baked project's own tests pass (and collect tests): by default its fast suite
+    (`-m "not slow"`), or the given pytest selection."""
+    selection = selection or ("-m", "not slow")
     result = run(
-        project, sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+        project, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection,
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

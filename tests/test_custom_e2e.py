@@ -210,5 +210,8 @@ def test_graded_eval_and_select(byod: tuple[Path, Manifest]) -> None:
 
 
 def test_baked_custom_project_tests_pass(byod: tuple[Path, Manifest]) -> None:
-    """The custom bake ships no demo data; its own tests regenerate what they need."""
-    assert_baked_tests_pass(byod[0])
+    """The custom bake ships no demo data; its own tests regenerate what they need. Its unit
+    tests, and one tiny-model pipeline test (which regenerates the demo data): the other
+    tiny-model tests run the same code as in the default bake (test_pipeline_e2e.py)."""
+    assert_baked_tests_pass(byod[0], "-m", "not slow and not e2e")
+    assert_baked_tests_pass(byod[0], "tests/test_pipeline.py")
