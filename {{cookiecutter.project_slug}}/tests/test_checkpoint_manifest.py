@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.io import file_digest, read_json
 from {{ cookiecutter.module_name }}.training.checkpoints import (
     manifest_checkpoints,
+    verify_checkpoint,
     write_manifest,
 )
 
@@ -70,3 +71,24 @@ def test_checkpoints_of_another_run_are_refused(trained: Path) -> None:
     (trained / "checkpoint-10" / "adapter_model.safetensors").write_bytes(b"another run")
     with pytest.raises(StageError, match=r"checkpoint-10 differs .* another run.*dvc repro -f dpo"):
         manifest_checkpoints(manifest)
+
+
+def test_readers_of_one_checkpoint_check_only_that_one(trained: Path) -> None:
+    manifest = Path("models/checkpoints.json")
+    write_manifest(trained, manifest)
+    (trained / "checkpoint-2" / "adapter_model.safetensors").write_bytes(b"another run")
+    listed = manifest_checkpoints(manifest, verify=False)
+    assert verify_checkpoint(manifest, listed[-1]) == trained / "checkpoint-10"
+    with pytest.raises(StageError, match=r"checkpoint-2 differs"):
+        verify_checkpoint(manifest, listed[0])
+    with pytest.raises(StageError, match=r"checkpoint-20 is not listed .*dvc repro -f train"):
+        verify_checkpoint(manifest, trained / "checkpoint-20")
+
+
+def test_the_cached_digest_follows_a_rewritten_file(tmp_path: Path) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"first")
+    first = file_digest(weights)
+    assert file_digest(weights) == first
+    weights.write_bytes(b"second run")
+    assert file_digest(weights) != first

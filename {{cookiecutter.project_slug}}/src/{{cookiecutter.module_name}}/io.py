@@ -1,5 +1,6 @@
 """Small, strict readers and writers for the JSON files the stages exchange."""
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -60,11 +61,25 @@ def content_hash(payload: Any) -> str:
 
 
 def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes (see file_digest for files read more than once a run)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """file_hash, computed once per process for an unchanged file (same size and mtime): eval
+    hashes the base's weights for every model and each checkpoint both to check the manifest
+    and to key the generation cache."""
+    stat = path.stat()
+    return _file_digest(path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _file_digest(path: Path, inode: int, size: int, mtime_ns: int) -> str:
+    return file_hash(path)
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:

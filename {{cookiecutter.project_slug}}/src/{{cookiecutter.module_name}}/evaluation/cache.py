@@ -13,12 +13,11 @@ that loads the model and decodes (OUTPUT_SOURCES); and the versions of the libra
 than serving a fixed generator's stale outputs.
 """
 
-import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..environment import package_versions
-from ..io import content_hash, file_hash, read_json, write_json
+from ..io import content_hash, file_digest, read_json, write_json
 from ..paths import EVAL_CACHE_DIR
 from .generation import Request
 
@@ -41,18 +40,6 @@ OUTPUT_SOURCES = {
 """Modules whose code decides the generated text: decoding, and loading/merging the model."""
 OUTPUT_LIBRARIES = ("torch", "transformers", "peft", "vllm")
 """Libraries that run generation (vllm: eval.backend vllm; None where not installed)."""
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, computed once per run for an unchanged file (the base's weights
-    are hashed for every model evaluated)."""
-    stat = path.stat()
-    return _file_digest(path.resolve(), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
-    return file_hash(path)
 
 
 def weights_digest(directories: Iterable[Path]) -> str:

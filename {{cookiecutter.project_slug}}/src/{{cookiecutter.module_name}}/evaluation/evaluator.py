@@ -20,7 +20,9 @@ from ..params import EvalParams, Params, TaskParams
 from ..paths import (
     BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
+    CHECKPOINTS_MANIFEST,
     DPO_DIR,
+    DPO_MANIFEST,
     EVAL_DIR,
     GENERAL_QA_SUITE,
     INSTRUCTION_SUITE,
@@ -240,6 +242,11 @@ def checkpoint_dir(name: str) -> Path:
     if name.startswith(DPO_PREFIX):
         return DPO_DIR / name.removeprefix(DPO_PREFIX)
     return CHECKPOINTS_DIR / name
+
+
+def checkpoint_manifest(name: str) -> Path:
+    """The manifest that records the checkpoint a report is named after."""
+    return DPO_MANIFEST if name.startswith(DPO_PREFIX) else CHECKPOINTS_MANIFEST
 
 
 def evaluate_model(run: ModelRun, eval_set: EvalSet, task: TaskParams) -> dict:

@@ -20,6 +20,7 @@ from ..evaluation.evaluator import (
     ModelRun,
     check_backend,
     checkpoint_dir,
+    checkpoint_manifest,
     fewshot_requests,
     generation_settings,
     generator_factory,
@@ -57,7 +58,7 @@ from ..selection.export import export
 from ..selection.guardrails import choose, guardrail_failures, ranking_metric
 from ..selection.modelcard import model_card
 from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
-from ..training.checkpoints import log_history, manifest_checkpoints
+from ..training.checkpoints import log_history, manifest_checkpoints, verify_checkpoint
 from ..training.modeling import load_tokenizer
 
 
@@ -68,7 +69,8 @@ def main() -> None:
     selected, passed = choose(reports, params.select, ranking_metric(params.task))
     base_val = next(r for r in reports if r["role"] == "base")
     failures = guardrail_failures(selected["metrics"], params.select, base_val["metrics"])
-    checkpoint = checkpoint_dir(selected["model"])
+    name = selected["model"]
+    checkpoint = verify_checkpoint(checkpoint_manifest(name), checkpoint_dir(name))
     tokenizer = load_tokenizer()
     rows = read_jsonl(TEST_SPLIT)
     max_new = params.eval.max_new_tokens_task
@@ -86,7 +88,8 @@ def main() -> None:
     write_json(TEST_ITEMS, test_items(test, base_test, fewshot_test))
     # absent only where splits were made by hand: the diagnosis then skips the data checks
     curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
-    history = log_history(manifest_checkpoints(CHECKPOINTS_MANIFEST))  # the SFT run's
+    sft_last = manifest_checkpoints(CHECKPOINTS_MANIFEST, verify=False)[-1]
+    history = log_history([verify_checkpoint(CHECKPOINTS_MANIFEST, sft_last)])  # the SFT run's
     findings = diagnose(reports, selected, history, curate, split, test, params)
     boot = bootstrap_settings(params)
     intervals = headline_intervals(selected, base_val, test, boot)

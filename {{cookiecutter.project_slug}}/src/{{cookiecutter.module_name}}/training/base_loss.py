@@ -9,7 +9,7 @@ docs/benchmarks.md). Like eval's generations, the value lives under `.cache` (sa
 import importlib.metadata
 from pathlib import Path
 
-from ..io import content_hash, file_hash, read_json, write_json
+from ..io import content_hash, file_digest, read_json, write_json
 from ..params import TrainParams
 from ..paths import BASE_LOSS_CACHE_DIR, BASE_MODEL_DIR, VAL_SPLIT
 from .modeling import use_bf16
@@ -22,11 +22,12 @@ def base_loss_key(train: TrainParams) -> str:
     truncated and computed, and the libraries computing it."""
     return content_hash(
         {
-            "base": {path.name: file_hash(path) for path in sorted(BASE_MODEL_DIR.iterdir())},
-            "val": file_hash(VAL_SPLIT),
+            "base": {path.name: file_digest(path) for path in sorted(BASE_MODEL_DIR.iterdir())},
+            "val": file_digest(VAL_SPLIT),
             "max_length": train.max_length,
             "batch_size": train.batch_size,
             "processes": train.processes,
+            "machines": train.machines,
             "packing": train.packing,
             "padding_free": train.padding_free,
             "bf16": use_bf16(train.bf16),

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import StageError
-from ..io import file_hash, read_json, write_json
+from ..io import file_digest, read_json, write_json
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"
@@ -56,7 +56,7 @@ def write_manifest(output_dir: Path, manifest: Path) -> dict:
     payload = {
         "directory": output_dir.as_posix(),
         "checkpoints": {
-            path.name: {file.name: file_hash(file) for file in model_files(path)}
+            path.name: {file.name: file_digest(file) for file in model_files(path)}
             for path in complete_checkpoints(output_dir)
         },
     }
@@ -64,34 +64,44 @@ def write_manifest(output_dir: Path, manifest: Path) -> dict:
     return payload
 
 
-def manifest_checkpoints(manifest: Path, required: bool = True) -> list[Path]:
-    """The checkpoints `manifest` lists, oldest first, after checking each is on this machine
-    with the recorded content; a missing or different one is a StageError saying why. A
-    missing manifest is one too, unless not `required` (DPO, which may never have run)."""
-    stage = "dpo" if manifest.stem == "dpo" else "train"
+def _stage(manifest: Path) -> str:
+    return "dpo" if manifest.stem == "dpo" else "train"
+
+
+def manifest_checkpoints(manifest: Path, required: bool = True, verify: bool = True) -> list[Path]:
+    """The checkpoints `manifest` lists, oldest first, each checked (`verify_checkpoint`)
+    unless not `verify` (a reader of one or two of them checks those itself). A missing
+    manifest is a StageError, unless not `required` (DPO, which may never have run)."""
     if not manifest.exists():
         if required:
-            raise StageError(f"{manifest} not found: run `dvc repro {stage}` first")
+            raise StageError(f"{manifest} not found: run `dvc repro {_stage(manifest)}` first")
         return []
-    payload = read_json(manifest)
-    directory = Path(payload["directory"])
-    retrain = f"`dvc repro -f {stage}` recreates them here"
-    found = []
-    for name, hashes in payload["checkpoints"].items():
-        path = directory / name
-        if not path.is_dir():
-            raise StageError(
-                f"{path} is listed in {manifest} but not on this machine: checkpoints stay "
-                f"where they were trained (DVC neither caches nor pushes them); {retrain}"
-            )
-        local = {file.name: file_hash(file) for file in model_files(path)}
-        if local != hashes:
-            raise StageError(
-                f"{path} differs from the one {manifest} records: the local checkpoints come "
-                f"from another run (e.g. after `dvc exp apply` or `git checkout`); {retrain}"
-            )
-        found.append(path)
-    return sorted(found, key=lambda path: checkpoint_step(path.name))
+    directory = Path(read_json(manifest)["directory"])
+    listed = [directory / name for name in read_json(manifest)["checkpoints"]]
+    for path in listed if verify else ():
+        verify_checkpoint(manifest, path)
+    return sorted(listed, key=lambda path: checkpoint_step(path.name))
+
+
+def verify_checkpoint(manifest: Path, checkpoint: Path) -> Path:
+    """`checkpoint`, after checking it is on this machine with the content `manifest` records;
+    a missing, unlisted or different one is a StageError saying why and what fixes it."""
+    retrain = f"`dvc repro -f {_stage(manifest)}` recreates them here"
+    recorded = read_json(manifest)["checkpoints"].get(checkpoint.name)
+    if recorded is None:
+        raise StageError(f"{checkpoint} is not listed in {manifest}: {retrain}")
+    if not checkpoint.is_dir():
+        raise StageError(
+            f"{checkpoint} is listed in {manifest} but not on this machine: checkpoints stay "
+            f"where they were trained (DVC neither caches nor pushes them); {retrain}"
+        )
+    local = {file.name: file_digest(file) for file in model_files(checkpoint)}
+    if local != recorded:
+        raise StageError(
+            f"{checkpoint} differs from the one {manifest} records: the local checkpoints come "
+            f"from another run (e.g. after `dvc exp apply` or `git checkout`); {retrain}"
+        )
+    return checkpoint
 
 
 def log_history(checkpoints: list[Path]) -> list[dict]:
