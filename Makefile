@@ -29,6 +29,10 @@ override VENV := $(abspath $(VENV))
 STAMP := $(VENV)/.installed
 
 PYTEST_ARGS ?=
+# make test runs whole test modules (a module's baked project is its fixture) on this many
+# pytest-xdist workers, each with cores / workers torch threads: most of an end-to-end test is
+# single-threaded (imports, DVC, git), so two workers on two cores finish well before one.
+TEST_WORKERS ?= 2
 LINT_PATHS := hooks tests benchmarks
 DEMO_OUT := build/demo
 LINT_OUT := build/lint
@@ -55,8 +59,10 @@ venv: $(STAMP) ## Create (or reuse) the cached dev virtualenv
 	@echo "venv ready: $(VENV)"
 
 test: $(STAMP) ## Run the template's tests (fails when no test is collected)
-	@rc=0; PATH='$(VENV)/bin':"$$PATH" '$(VENV)/bin/python' -m pytest tests -q \
-		-p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; threads=$$(( $$(nproc) / $(TEST_WORKERS) )); \
+	PATH='$(VENV)/bin':"$$PATH" OMP_NUM_THREADS="$${OMP_NUM_THREADS:-$$(( threads > 0 ? threads : 1 ))}" \
+		'$(VENV)/bin/python' -m pytest tests -q -p no:cacheprovider \
+		-n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || rc=$$?; \
 	if [ "$$rc" -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; \
 	exit "$$rc"
 
