@@ -32,6 +32,8 @@ HEADLINE = (
 )
 # Shrink the demo so the whole pipeline runs in about a minute on two cores.
 TINY_PARAMS = {
+    # a random model's greedy answers flip with any rounding: parity is reported, not enforced
+    "export": {"on_parity_failure": "mark"},
     "smoke": {"max_steps": 3},
     "train": {"num_epochs": 1, "save_steps": 8, "learning_rate": 2e-3, "logging_steps": 2},
     "eval": {

@@ -206,7 +206,12 @@ def test_graded_eval_and_select(byod: tuple[Path, Manifest]) -> None:
     out = project / "models/selected"
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     assert json.loads((out / "selection.json").read_text())["checkpoint"] == selected
-    assert (out / "README.md").exists() and (out / "merged/model.safetensors").exists()
+    assert (out / "README.md").exists()
+    exports = project / "models/export"
+    assert (exports / "merged/model.safetensors").exists()
+    assert (exports / "gguf/model-q8_0.gguf").exists() and (exports / "gguf/Modelfile").exists()
+    parity = json.loads((project / "reports/export.json").read_text())
+    assert set(parity["exports"]) == {"adapter", "merged_bf16", "gguf_q8_0"}
 
 
 def test_baked_custom_project_tests_pass(byod: tuple[Path, Manifest]) -> None:

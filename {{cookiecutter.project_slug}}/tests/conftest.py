@@ -67,6 +67,8 @@ TINY_PARAMS: dict[str, Any] = {
         "bf16": False,
     },
     "select": {"max_forgetting": 0.5, "min_format_correct": 0.0},
+    # a random model's greedy answers flip with any rounding: parity is reported, not enforced
+    "export": {"on_parity_failure": "mark"},
 }
 
 

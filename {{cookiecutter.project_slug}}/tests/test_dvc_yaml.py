@@ -146,6 +146,7 @@ def test_dvc_yaml_has_the_expected_stages() -> None:
         "dpo",
         "eval",
         "select",
+        "export",
         "track",
     ]
 

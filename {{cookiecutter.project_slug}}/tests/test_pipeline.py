@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.io import read_json
@@ -14,6 +15,9 @@ from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
     DIAGNOSIS,
     EVAL_DIR,
+    EXPORT_DIR,
+    EXPORT_MD,
+    EXPORT_REPORT,
     EVAL_PLOT,
     LOSS_FIGURE,
     METRICS,
@@ -27,6 +31,7 @@ from {{ cookiecutter.module_name }}.paths import (
     TRAINING_EXAMPLE,
 )
 from {{ cookiecutter.module_name }}.stages import eval as eval_stage
+from {{ cookiecutter.module_name }}.stages import export as export_stage
 from {{ cookiecutter.module_name }}.stages import select as select_stage
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 from {{ cookiecutter.module_name }}.stages import train as train_stage
@@ -172,24 +177,61 @@ def check_select(checkpoints: list[Path]) -> None:
     items = read_json(TEST_ITEMS)  # git-tracked per-item test scores, for compare-exps
     assert items["selected"]["model"] == chosen and set(items) >= {"base", "fewshot"}
     assert len(items["selected"]["items"]["task"]) == metrics["test_items"]
-    # the merged model loads on its own and is the base with the adapter applied
-    merged = SELECTED_DIR / "merged"
-    assert (merged / "model.safetensors").exists() and (merged / "tokenizer.json").exists()
-    card = (SELECTED_DIR / "README.md").read_text()
-    assert card.startswith("---\nbase_model: models/base") and "## Limitations" in card
-    check_merged_equals_adapter(merged, CHECKPOINTS_DIR / chosen)
+    card = ModelCard.load(SELECTED_DIR / "README.md")  # as the Hub reads it
+    front = card.data.to_dict()
+    assert "base_model" not in front  # models/base is a local directory, not a Hub id
+    assert front["library_name"] == "peft" and "## Limitations" in card.text
+    (index,) = front["model-index"]
+    test_accuracy = [
+        metric
+        for result in index["results"]
+        if result["dataset"].get("split") == "test"
+        for metric in result["metrics"]
+        if metric["type"] == "accuracy"
+    ]
+    value = round(metrics["task_accuracy"], 4)
+    assert test_accuracy == [{"type": "accuracy", "value": value, "name": "Test task accuracy"}]
+
+
+def check_export(chosen: str) -> None:
+    """models/export holds the merged model (bf16) and the GGUF with its Modelfile, and every
+    export was generated with the training prompts and given a verdict."""
+    export_stage.main()
+    report = read_json(EXPORT_REPORT)
+    assert set(report["exports"]) == {"adapter", "merged_bf16", "gguf_q8_0"}
+    assert report["rows"] == 6  # export.parity_rows (32) caps at the test split
+    for name, row in report["exports"].items():
+        assert row["same_prompts"] is True, name
+        assert 0 <= row["stop_rate"] <= 1 and 0 <= row["agreement"] <= 1
+    assert report["exports"]["adapter"]["agreement"] == 1.0
+    for name in ("merged_bf16", "gguf_q8_0"):
+        row = report["exports"][name]
+        assert row["passed"] is (name not in report["failures"]) and row["size_mb"] > 0
+    assert report["parity_passed"] is not bool(report["failures"])
+    gguf = EXPORT_DIR / "gguf"
+    assert (gguf / "model-q8_0.gguf").read_bytes()[:4] == b"GGUF"
+    modelfile = (gguf / "Modelfile").read_text()
+    assert "FROM ./model-q8_0.gguf" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert "| gguf_q8_0 |" in EXPORT_MD.read_text()
+    check_merged_equals_adapter(EXPORT_DIR / "merged", CHECKPOINTS_DIR / chosen)
 
 
 def check_merged_equals_adapter(merged: Path, checkpoint: Path) -> None:
-    """The exported merged model computes what base + adapter computes."""
+    """The exported merged model is base + adapter merged in float32, then rounded to bf16
+    (export.dtype), weight for weight; and the adapter did change the base."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from safetensors.torch import load_file
 
-    inputs = torch.tensor([[1, 5, 9, 42, 7]])
-    with torch.inference_mode():
-        expected = load_model_with_adapter(checkpoint).eval()(inputs).logits
-        exported = AutoModelForCausalLM.from_pretrained(merged, use_safetensors=True)
-        assert torch.allclose(exported.eval()(inputs).logits, expected, atol=1e-5)
+    exported = load_file(merged / "model.safetensors")
+    expected = load_model_with_adapter(checkpoint).state_dict()
+    base = load_model_with_adapter(None).state_dict()
+    changed = 0
+    for name, tensor in exported.items():
+        assert tensor.dtype == torch.bfloat16, name
+        assert torch.equal(tensor, expected[name].to(torch.bfloat16)), name
+        changed += not torch.equal(tensor, base[name].to(torch.bfloat16))
+    assert changed > 0, "the merged model equals the base"
+    assert (merged / "tokenizer.json").exists() and (merged / "chat_template.jinja").exists()
 
 
 def test_pipeline_then_crash_and_resume(project: Path) -> None:
@@ -197,6 +239,7 @@ def test_pipeline_then_crash_and_resume(project: Path) -> None:
     checkpoints = check_train()
     check_evaluate(checkpoints)
     check_select(checkpoints)
+    check_export(read_json(SELECTED_DIR / "selection.json")["checkpoint"])
 
     # A crash after checkpoint-4: the last checkpoint and the run's stats never got written.
     first, last = checkpoints

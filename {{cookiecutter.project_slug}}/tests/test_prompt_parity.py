@@ -21,7 +21,8 @@ from {{ cookiecutter.module_name }}.evaluation import generation
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import load_params
 from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
-from {{ cookiecutter.module_name }}.selection.export import MERGED_DIR, export
+from {{ cookiecutter.module_name }}.export.merged import write_merged
+from {{ cookiecutter.module_name }}.selection.export import export
 from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
@@ -96,14 +97,15 @@ def test_the_exported_model_renders_the_training_prompt(trained_on, tmp_path: Pa
     checkpoint = tmp_path / "checkpoint"
     trainer = build_trainer(load_params(), rows, None, tmp_path / "run", max_steps=1)
     trainer.save_model(str(checkpoint))
-    export(checkpoint, tmp_path / "selected", {"checkpoint": "checkpoint"}, merged=True)
+    export(checkpoint, tmp_path / "selected", {"checkpoint": "checkpoint"})
+    merged = write_merged(tmp_path / "selected", tmp_path / "merged", "bf16")
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    for exported in (tmp_path / "selected", tmp_path / "selected" / MERGED_DIR):
+    for exported in (tmp_path / "selected", merged):
         exported_tokenizer = AutoTokenizer.from_pretrained(exported, trust_remote_code=False)
         for row, example in zip(rows, examples, strict=True):
             prefix, _ = training_prefix(example)
             assert prompt_token_ids(exported_tokenizer, row["prompt"]) == prefix, exported
-    config = GenerationConfig.from_pretrained(tmp_path / "selected" / MERGED_DIR)
+    config = GenerationConfig.from_pretrained(merged)
     eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
     assert end_of_turn in eos
 

@@ -24,13 +24,11 @@ from {{ cookiecutter.module_name }}.evaluation.uncertainty import Interval
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.selection.comparison import HEADLINE_INTERVALS, compare
-from {{ cookiecutter.module_name }}.selection.diagnose import Finding
 from {{ cookiecutter.module_name }}.selection.guardrails import (
     choose,
     guardrail_failures,
     ranking_metric,
 )
-from {{ cookiecutter.module_name }}.selection.modelcard import model_card
 from {{ cookiecutter.module_name }}.selection.report import HEADLINE, build_blocks, headline
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import base_model, guards, smoke, trainer
@@ -527,49 +525,6 @@ def test_the_report_says_when_no_checkpoint_passes(tmp_path: Path) -> None:
     text = report_text(selected, False, failures, tmp_path)
     assert "**No checkpoint passed the guardrails.**" in text
     assert "max_forgetting" in text
-
-
-def test_the_model_card_has_front_matter_metrics_training_data_and_limits(tmp_path: Path) -> None:
-    finding = Finding("format_drift", "20% of outputs drift", "train longer", {})
-    card = to_markdown(
-        model_card(
-            base={"model": "embedded:tiny", "hub_id": "org/tiny"},
-            selected=report("checkpoint-8", 0.7),
-            headline={"task_accuracy": 0.75, "guardrails_passed": True, "val_loss": None},
-            train_params={"method": "lora", "lora_r": 8},
-            data_hashes={"train": "abc123"},
-            findings=[finding],
-            merged=True,
-        ),
-        tmp_path,
-    )
-    assert card.startswith("---\nbase_model: org/tiny\n")  # Hugging Face metadata
-    front = yaml.safe_load(card.split("---\n")[1])
-    assert front == {
-        "base_model": "org/tiny",
-        "library_name": "peft",
-        "tags": ["fine-tuned", "dvc", "lora"],
-    }
-    assert "\n# checkpoint-8\n" in card and "under guardrails (passed)" in card
-    assert "| task_accuracy | 0.750 |" in card and "| guardrails_passed | yes |" in card
-    bracketed = to_markdown(
-        model_card(
-            base={"model": "embedded:tiny"},
-            selected=report("checkpoint-8", 0.7),
-            headline={"task_accuracy": 0.75, "task_accuracy_lo": 0.5, "task_accuracy_hi": 1.0},
-            train_params={"method": "lora"},
-            data_hashes={},
-            findings=[],
-            merged=False,
-        ),
-        tmp_path,
-    )
-    assert "| task_accuracy | 0.750 [0.500, 1.000] |" in bracketed
-    assert "task_accuracy_lo" not in bracketed
-    assert "```yaml\ntrain:\n  method: lora\n  lora_r: 8\n```" in card
-    assert "- train: `abc123`" in card
-    assert "- format drift: 20% of outputs drift" in card
-    assert "merged/" in card and "## Limitations" in card
 
 
 # ---------------------------------------------------------------------------- evaluate

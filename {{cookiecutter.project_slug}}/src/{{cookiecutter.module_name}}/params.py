@@ -326,7 +326,31 @@ class SelectParams(Section):
     # uncertainty: bootstrap intervals in metrics.json, the report and the diagnosis
     bootstrap_samples: int = Field(2000, ge=100, description="resamples per interval")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="interval coverage")
-    export_merged: bool = Field(True, description="also save the base with the adapter merged")
+
+
+ExportFormat = Literal["merged", "gguf"]
+GgufType = Literal["f16", "q8_0", "q4_0"]  # export/gguf.py GGUF_TYPES
+
+
+class ExportParams(Section):
+    """What the export stage writes under models/export (cached with each experiment) and how
+    closely every export must reproduce the adapter's answers."""
+
+    formats: list[ExportFormat] = Field(
+        default_factory=lambda: ["merged", "gguf"],
+        description="merged: safetensors for transformers/vLLM; gguf: llama.cpp/Ollama",
+    )
+    dtype: Literal["bf16", "f16", "f32"] = Field("bf16", description="the merged model's dtype")
+    gguf_types: list[GgufType] = Field(
+        default_factory=lambda: ["q8_0"], min_length=1, description="one GGUF file each"
+    )
+    parity_rows: int | None = Field(32, ge=1, description="first N test rows; null = all")
+    parity_tolerance: float = Field(
+        0.05, ge=0, le=1, description="largest drop in task accuracy or stop rate vs the adapter"
+    )
+    on_parity_failure: Literal["fail", "mark"] = Field(
+        "fail", description="fail the stage, or mark the export in reports/export.json"
+    )
 
 
 NOT_ECHOED = {"track.mlflow.tracking_uri"}
@@ -383,6 +407,7 @@ class Params(Section):
     dpo: DpoParams = DpoParams()
     eval: EvalParams = EvalParams()
     select: SelectParams = SelectParams()
+    export: ExportParams = ExportParams()
     track: TrackParams = TrackParams()
 
     @model_validator(mode="after")

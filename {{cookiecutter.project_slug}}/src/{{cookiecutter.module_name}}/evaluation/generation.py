@@ -135,14 +135,21 @@ class HFGenerator:
         self.pad_id = pad if pad is not None else self.stops[0]
         self._prefix: tuple[tuple[int, ...], object] | None = None
 
-    @torch.inference_mode()
     def __call__(self, requests: Sequence[Request], desc: str = "generate") -> list[str]:
-        outputs = [""] * len(requests)
+        return [self.decode(tokens) for tokens in self.token_ids(requests, desc)]
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    @torch.inference_mode()
+    def token_ids(self, requests: Sequence[Request], desc: str = "generate") -> list[list[int]]:
+        """The generated ids of every request, in order (a stop token, if reached, last)."""
+        outputs: list[list[int]] = [[] for _ in requests]
         with tqdm(total=len(requests), desc=desc, unit="item", leave=False) as progress:
             for indices in batches_by_length(requests, self.batch_size):
-                texts = self.generate_batch([requests[i] for i in indices])
-                for i, text in zip(indices, texts, strict=True):
-                    outputs[i] = text
+                generated = self.generate_batch([requests[i] for i in indices])
+                for i, tokens in zip(indices, generated, strict=True):
+                    outputs[i] = tokens
                 progress.update(len(indices))
         return outputs
 
@@ -176,15 +183,12 @@ class HFGenerator:
         past.batch_repeat_interleave(len(prompts))
         return past
 
-    def generate_batch(self, batch: Sequence[Request]) -> list[str]:
+    def generate_batch(self, batch: Sequence[Request]) -> list[list[int]]:
         prompts = [request.prompt_ids for request in batch]
         input_ids, attention, shared = self.batch_inputs(prompts)
         past = self.batch_cache(prompts, shared)
         budgets = [request.max_new_tokens for request in batch]
-        generated = greedy_decode(self.model, input_ids, attention, past, budgets, self.stops)
-        return [
-            self.tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in generated
-        ]
+        return greedy_decode(self.model, input_ids, attention, past, budgets, self.stops)
 
 
 class VLLMGenerator:

@@ -1,19 +1,13 @@
 """Exporting the selected checkpoint to models/selected: its weights and tokenizer (never
-optimizer state), the SFT adapter below a DPO one, and optionally the merged model."""
+optimizer state) and the SFT adapter below a DPO one. The merged and GGUF exports are the
+export stage's (export/)."""
 
 import shutil
 from pathlib import Path
 
 from ..io import write_json
-from ..training.modeling import (
-    SFT_EXPORT,
-    SFT_POINTER,
-    load_model_with_adapter,
-    load_tokenizer,
-    sft_checkpoint_of,
-)
+from ..training.modeling import SFT_EXPORT, SFT_POINTER, sft_checkpoint_of
 
-MERGED_DIR = "merged"
 EXPORTED_FILES = (
     "adapter_config.json",
     "adapter_model.safetensors",
@@ -34,11 +28,10 @@ def copy_weights(checkpoint: Path, out_dir: Path) -> None:
             shutil.copy2(checkpoint / name, out_dir / name)
 
 
-def export(checkpoint: Path, out_dir: Path, selection: dict, merged: bool) -> None:
-    """Copy the selected weights (adapter or full model) and tokenizer, not optimizer state;
-    with `merged`, also save the base with the adapter merged in (safetensors) under
-    merged/. A DPO checkpoint takes its SFT checkpoint along (as sft_adapter/), so the export
-    loads on its own with `load_model_with_adapter`."""
+def export(checkpoint: Path, out_dir: Path, selection: dict) -> None:
+    """Copy the selected weights (adapter or full model) and tokenizer, not optimizer state.
+    A DPO checkpoint takes its SFT checkpoint along (as sft_adapter/), so the export loads on
+    its own with `load_model_with_adapter`."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     copy_weights(checkpoint, out_dir)
@@ -46,8 +39,4 @@ def export(checkpoint: Path, out_dir: Path, selection: dict, merged: bool) -> No
     if sft is not None:
         shutil.copy2(checkpoint / SFT_POINTER, out_dir / SFT_POINTER)
         copy_weights(sft, out_dir / SFT_EXPORT)
-    if merged and (checkpoint / "adapter_config.json").exists():
-        model = load_model_with_adapter(checkpoint)
-        model.save_pretrained(out_dir / MERGED_DIR, safe_serialization=True)
-        load_tokenizer().save_pretrained(out_dir / MERGED_DIR)
     write_json(out_dir / "selection.json", selection)

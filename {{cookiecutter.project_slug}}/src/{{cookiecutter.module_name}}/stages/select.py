@@ -1,7 +1,8 @@
 """Stage `select`: pick the checkpoint with the best **val** task accuracy (never train loss)
 among those that pass the guardrails, score it, the base and the few-shot baseline once on
 the held-out **test** split, diagnose the run (overfitting, forgetting, format drift,
-contamination), export the adapter, a merged model and a model card to models/selected, and
+contamination), export the adapter and a model card to models/selected (the export stage
+makes the merged and GGUF models from it), and
 write the headline metrics with bootstrap intervals and paired comparisons against the
 baselines, the per-item test scores (reports/test_items.json, for comparing experiments) and
 the report (Markdown and HTML, with figures).
@@ -12,7 +13,7 @@ exported, marked `guardrails_passed: false`, and the stage exits 0."""
 from dataclasses import asdict
 
 from ..cli import run_stage
-from ..document import Image, write_markdown
+from ..document import Image
 from ..environment import resolved_versions
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
@@ -143,21 +144,18 @@ def main() -> None:
         checkpoint,
         SELECTED_DIR,
         {"checkpoint": selected["model"], **metrics},
-        merged=params.select.export_merged,
     )
     manifest = BASE_MODEL_DIR / "manifest.json"
-    write_markdown(
-        model_card(
-            base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
-            selected=selected,
-            headline=metrics,
-            train_params=params.train.model_dump(),
-            data_hashes=split.get("sha256", {}),
-            findings=findings,
-            merged=params.select.export_merged,
-        ),
-        SELECTED_DIR / "README.md",
-    )
+    model_card(
+        base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
+        selected=selected,
+        headline=metrics,
+        train_params=params.train.model_dump(),
+        data_hashes=split.get("sha256", {}),
+        findings=findings,
+        exports=params.export.formats,
+        failures=failures,
+    ).save(SELECTED_DIR / "README.md")
     print(
         f"select: {selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
         f"test task {metrics['task_accuracy']:.2f} "

@@ -1,0 +1,1 @@
+"""Exports of the selected model: GGUF, Ollama, the Hub, a local server."""

@@ -1,0 +1,20 @@
+"""The merged export: the base with the selected adapter (or adapter stack) merged in, saved
+as safetensors in the dtype people serve, with the tokenizer, chat template and generation
+config (its EOS) the model was trained with."""
+
+from pathlib import Path
+
+import torch
+
+from ..training.modeling import load_model_with_adapter, load_tokenizer
+
+DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
+
+
+def write_merged(selected: Path, out_dir: Path, dtype: str) -> Path:
+    """Merge in float32 (merging in bf16 would round the adapter's small update away), then
+    save in `dtype`."""
+    model = load_model_with_adapter(selected)
+    model.to(DTYPES[dtype]).save_pretrained(out_dir, safe_serialization=True)
+    load_tokenizer().save_pretrained(out_dir)
+    return out_dir
