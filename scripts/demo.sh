@@ -2,7 +2,8 @@
 # `make demo`: bake the default project, run its whole pipeline stage by stage, commit that as
 # the baseline, run the experiments its diagnosis suggests (`make improve`: the baseline and
 # each experiment ranked within the guardrails, the winner's `dvc exp apply`), show them all
-# with their intervals (`make exp-show`), and report how long each phase took.
+# with their intervals (`make exp-show`), print the exports with their parity table, and report
+# how long each phase took.
 #
 # Called by the root Makefile, which passes its variables:
 #   VENV      the dev virtualenv (required; `make venv` creates or reuses it)
@@ -74,6 +75,12 @@ PY
 "$MAKE" --no-print-directory improve VENV="$VENV"
 t6=$(date +%s)
 "$MAKE" --no-print-directory exp-show VENV="$VENV"
+
+# What people deploy: the exports of the model in the workspace and how each reproduced it.
+echo
+echo "== exports (models/export) and their parity with the adapter (reports/export.md) =="
+du -sh models/selected models/export/* 2>/dev/null || true
+sed -n '/^|/p' reports/export.md
 
 summary=$(printf '%s\n' \
     "install: $((t1 - t0 + t3 - t2))s (venv + editable install)" \
