@@ -1,6 +1,7 @@
 """GGUF export and the Ollama Modelfile: written from the tiny Llama, loaded back with
 transformers' GGUF loader, and compared with the source model, tokenizer and chat template."""
 
+import importlib
 import json
 import re
 import shutil
@@ -11,16 +12,17 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.export.gguf import chat_metadata, write_gguf
-from {{ cookiecutter.module_name }}.export.ollama import (
-    MODELFILE,
-    OllamaChat,
-    ollama_prompt,
-    render_go_template,
-    write_modelfile,
+# This file holds chat templates (Jinja, Go), so the template copies it without rendering
+# (cookiecutter.json `_copy_without_render`) and it finds the package by looking.
+PACKAGE = next(
+    init.parent.name for init in (Path(__file__).parents[1] / "src").glob("*/__init__.py")
 )
-{%- raw %}
+StageError = importlib.import_module(f"{PACKAGE}.errors").StageError
+gguf_export = importlib.import_module(f"{PACKAGE}.export.gguf")
+chat_metadata, write_gguf = gguf_export.chat_metadata, gguf_export.write_gguf
+ollama = importlib.import_module(f"{PACKAGE}.export.ollama")
+MODELFILE, OllamaChat, ollama_prompt = ollama.MODELFILE, ollama.OllamaChat, ollama.ollama_prompt
+render_go_template, write_modelfile = ollama.render_go_template, ollama.write_modelfile
 
 EOS = "<|im_end|>"
 PROMPT = [
@@ -305,4 +307,3 @@ def test_a_non_llama_model_is_refused_by_name(tiny_model_dir: Path, tmp_path: Pa
 def test_an_unknown_gguf_type_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(StageError, match="q4_k_m"):
         write_gguf(tiny_model_dir, tmp_path / "model.gguf", "q4_k_m")
-{%- endraw %}

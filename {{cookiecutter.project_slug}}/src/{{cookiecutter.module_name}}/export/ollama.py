@@ -1,4 +1,3 @@
-{% raw -%}
 """An Ollama Modelfile next to an exported GGUF: the model's chat template in Ollama's
 Go-template syntax, its default system prompt, its stop strings and greedy defaults.
 
@@ -193,4 +192,3 @@ def write_modelfile(gguf_path: Path, model_dir: Path) -> Path:
     path = gguf_path.parent / MODELFILE
     path.write_text(modelfile_text(gguf_path.name, chat))
     return path
-{%- endraw %}
