@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from {{ cookiecutter.module_name }}.selection.diagnose import Finding
-from {{ cookiecutter.module_name }}.selection.modelcard import license_fields, model_card
+from {{ cookiecutter.module_name }}.selection.modelcard import CardFacts, license_fields, model_card
 
 PROJECT = Path(__file__).parents[1]
 SLUG = "{{ cookiecutter.project_slug }}"
@@ -77,7 +77,7 @@ def saved_card(tmp_path: Path, **changes: Any) -> tuple[ModelCard, str]:
         "exports": ["merged", "gguf"],
     } | changes
     path = tmp_path / "README.md"
-    model_card(**arguments).save(path)
+    model_card(CardFacts(**arguments)).save(path)
     return ModelCard.load(path), path.read_text(encoding="utf-8")
 
 

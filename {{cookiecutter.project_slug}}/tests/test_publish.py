@@ -25,7 +25,7 @@ from huggingface_hub import ModelCard
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.export import publish
 from {{ cookiecutter.module_name }}.io import write_json
-from {{ cookiecutter.module_name }}.selection.modelcard import model_card
+from {{ cookiecutter.module_name }}.selection.modelcard import CardFacts, model_card
 
 MODULE = "{{ cookiecutter.module_name }}.export.publish"
 SRC = Path(__file__).parents[1] / "src"
@@ -81,13 +81,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_files(root, LEFT_OUT)
     (root / "LICENSE").write_text("MIT License\n\nCopyright (c) 2025 Someone\n")
     card = model_card(
-        base={"model": "embedded:smollm2-135m-instruct", "kind": "embedded"},
-        selected={"model": "checkpoint-8", "step": 8},
-        headline=METRICS,
-        train_params={"method": "lora"},
-        data_hashes={"test": "cc33"},
-        findings=[],
-        exports=["merged", "gguf"],
+        CardFacts(
+            base={"model": "embedded:smollm2-135m-instruct", "kind": "embedded"},
+            selected={"model": "checkpoint-8", "step": 8},
+            headline=METRICS,
+            train_params={"method": "lora"},
+            data_hashes={"test": "cc33"},
+            findings=[],
+            exports=["merged", "gguf"],
+        )
     )
     card.save(root / "models/selected/README.md")
     write_json(root / "reports/metrics.json", METRICS)

@@ -9,6 +9,7 @@ The model-index holds point estimates only: `EvalResult` has no field for an int
 published), so the bootstrap intervals are in the body's metrics table."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -170,17 +171,25 @@ def verdict_blocks(passed: bool, failures: Sequence[str], findings: list[Finding
     return [Heading("Guardrails and diagnosis"), Para(verdict), diagnosis]
 
 
-def body_blocks(
-    *,
-    base: dict[str, Any],
-    selected: dict,
-    headline: dict,
-    train_params: dict,
-    data_hashes: dict[str, str],
-    findings: list[Finding],
-    failures: Sequence[str],
-    exports: Sequence[str],
-) -> list[Block]:
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card states: `base` is the base stage's manifest (model id, revision) over
+    `base.model`; `failures` are the guardrails the selected checkpoint broke; `exports` the
+    export stage's formats."""
+
+    base: dict[str, Any]
+    selected: dict
+    headline: dict
+    train_params: dict
+    data_hashes: dict[str, str]
+    findings: list[Finding]
+    exports: Sequence[str] = ()
+    failures: Sequence[str] = ()
+
+
+def body_blocks(facts: CardFacts) -> list[Block]:
+    base, selected, headline = facts.base, facts.selected, facts.headline
+    train_params, data_hashes = facts.train_params, facts.data_hashes
     passed = bool(headline.get("guardrails_passed"))
     guardrails = "passed" if passed else "none passed: best effort"
     adapter = train_params.get("method") != "full"
@@ -194,7 +203,7 @@ def body_blocks(
         "merged": "`models/export/merged` (the adapter merged into the base, safetensors)",
         "gguf": "`models/export/gguf` (GGUF for llama.cpp, with an Ollama Modelfile)",
     }
-    exported = [made[name] for name in exports if name in made]
+    exported = [made[name] for name in facts.exports if name in made]
     return [
         Heading(PROJECT, 1),
         Para(
@@ -214,7 +223,7 @@ def body_blocks(
             "(model-index) repeats this model's point estimates, without the intervals."
         ),
         Table(["metric", "value"], metric_rows(headline)),
-        *verdict_blocks(passed, failures, findings),
+        *verdict_blocks(passed, facts.failures, facts.findings),
         Heading("Training"),
         Code(yaml.safe_dump({"train": train_params}, sort_keys=False), "yaml"),
         Heading("Data (sha256 of the splits)"),
@@ -227,28 +236,8 @@ def body_blocks(
     ]
 
 
-def model_card(
-    *,
-    base: dict[str, Any],
-    selected: dict,
-    headline: dict,
-    train_params: dict,
-    data_hashes: dict[str, str],
-    findings: list[Finding],
-    exports: Sequence[str] = (),
-    failures: Sequence[str] = (),
-) -> ModelCard:
-    """The card (`.save(path)` writes it). `base` is the base stage's manifest (model id,
-    revision) over `base.model`; `failures` are the guardrails the selected checkpoint broke."""
-    data = card_data(base, headline, train_params, data_hashes)
-    body = body_blocks(
-        base=base,
-        selected=selected,
-        headline=headline,
-        train_params=train_params,
-        data_hashes=data_hashes,
-        findings=findings,
-        failures=failures,
-        exports=exports,
-    )
+def model_card(facts: CardFacts) -> ModelCard:
+    """The card (`.save(path)` writes it)."""
+    data = card_data(facts.base, facts.headline, facts.train_params, facts.data_hashes)
+    body = body_blocks(facts)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{to_markdown(body, SELECTED_DIR)}")

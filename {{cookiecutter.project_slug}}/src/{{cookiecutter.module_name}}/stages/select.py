@@ -57,7 +57,7 @@ from ..selection.comparison import (
 from ..selection.diagnose import diagnose
 from ..selection.export import export
 from ..selection.guardrails import choose, guardrail_failures, ranking_metric
-from ..selection.modelcard import model_card
+from ..selection.modelcard import CardFacts, model_card
 from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
 from ..training.checkpoints import log_history, manifest_checkpoints, verify_checkpoint
 from ..training.modeling import load_tokenizer
@@ -146,7 +146,7 @@ def main() -> None:
         {"checkpoint": selected["model"], **metrics},
     )
     manifest = BASE_MODEL_DIR / "manifest.json"
-    model_card(
+    card = CardFacts(
         base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
         selected=selected,
         headline=metrics,
@@ -155,7 +155,8 @@ def main() -> None:
         findings=findings,
         exports=params.export.formats,
         failures=failures,
-    ).save(SELECTED_DIR / "README.md")
+    )
+    model_card(card).save(SELECTED_DIR / "README.md")
     print(
         f"select: {selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
         f"test task {metrics['task_accuracy']:.2f} "
