@@ -211,7 +211,7 @@ def test_graded_eval_and_select(byod: tuple[Path, Manifest]) -> None:
     assert (exports / "merged/model.safetensors").exists()
     assert (exports / "gguf/model-q8_0.gguf").exists() and (exports / "gguf/Modelfile").exists()
     parity = json.loads((project / "reports/export.json").read_text())
-    assert set(parity["exports"]) == {"adapter", "merged_bf16", "gguf_q8_0"}
+    assert set(parity["exports"]) == {"adapter", "merged_f16", "gguf_q8_0"}
 
 
 def test_baked_custom_project_tests_pass(byod: tuple[Path, Manifest]) -> None:

@@ -194,17 +194,17 @@ def check_select(checkpoints: list[Path]) -> None:
 
 
 def check_export(chosen: str) -> None:
-    """models/export holds the merged model (bf16) and the GGUF with its Modelfile, and every
+    """models/export holds the merged model (f16) and the GGUF with its Modelfile, and every
     export was generated with the training prompts and given a verdict."""
     export_stage.main()
     report = read_json(EXPORT_REPORT)
-    assert set(report["exports"]) == {"adapter", "merged_bf16", "gguf_q8_0"}
-    assert report["rows"] == 6  # export.parity_rows (32) caps at the test split
+    assert set(report["exports"]) == {"adapter", "merged_f16", "gguf_q8_0"}
+    assert report["rows"] == 6  # export.parity_rows (64) caps at the test split
     for name, row in report["exports"].items():
         assert row["same_prompts"] is True, name
         assert 0 <= row["stop_rate"] <= 1 and 0 <= row["agreement"] <= 1
     assert report["exports"]["adapter"]["agreement"] == 1.0
-    for name in ("merged_bf16", "gguf_q8_0"):
+    for name in ("merged_f16", "gguf_q8_0"):
         row = report["exports"][name]
         assert row["passed"] is (name not in report["failures"]) and row["size_mb"] > 0
     assert report["parity_passed"] is not bool(report["failures"])
@@ -217,7 +217,7 @@ def check_export(chosen: str) -> None:
 
 
 def check_merged_equals_adapter(merged: Path, checkpoint: Path) -> None:
-    """The exported merged model is base + adapter merged in float32, then rounded to bf16
+    """The exported merged model is base + adapter merged in float32, then rounded to f16
     (export.dtype), weight for weight; and the adapter did change the base."""
     import torch
     from safetensors.torch import load_file
@@ -227,9 +227,9 @@ def check_merged_equals_adapter(merged: Path, checkpoint: Path) -> None:
     base = load_model_with_adapter(None).state_dict()
     changed = 0
     for name, tensor in exported.items():
-        assert tensor.dtype == torch.bfloat16, name
-        assert torch.equal(tensor, expected[name].to(torch.bfloat16)), name
-        changed += not torch.equal(tensor, base[name].to(torch.bfloat16))
+        assert tensor.dtype == torch.float16, name
+        assert torch.equal(tensor, expected[name].to(torch.float16)), name
+        changed += not torch.equal(tensor, base[name].to(torch.float16))
     assert changed > 0, "the merged model equals the base"
     assert (merged / "tokenizer.json").exists() and (merged / "chat_template.jinja").exists()
 

@@ -340,13 +340,15 @@ class ExportParams(Section):
         default_factory=lambda: ["merged", "gguf"],
         description="merged: safetensors for transformers/vLLM; gguf: llama.cpp/Ollama",
     )
-    dtype: Literal["bf16", "f16", "f32"] = Field("bf16", description="the merged model's dtype")
+    dtype: Literal["bf16", "f16", "f32"] = Field(
+        "f16", description="the merged model's dtype (f16 kept the demo's answers, bf16 not)"
+    )
     gguf_types: list[GgufType] = Field(
         default_factory=lambda: ["q8_0"], min_length=1, description="one GGUF file each"
     )
-    parity_rows: int | None = Field(32, ge=1, description="first N test rows; null = all")
+    parity_rows: int | None = Field(64, ge=1, description="first N test rows; null = all")
     parity_tolerance: float = Field(
-        0.05, ge=0, le=1, description="largest drop in task accuracy or stop rate vs the adapter"
+        0.1, ge=0, le=1, description="largest drop in task accuracy or stop rate vs the adapter"
     )
     on_parity_failure: Literal["fail", "mark"] = Field(
         "fail", description="fail the stage, or mark the export in reports/export.json"

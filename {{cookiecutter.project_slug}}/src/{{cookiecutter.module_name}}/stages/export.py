@@ -101,7 +101,7 @@ def report_blocks(report: dict) -> list:
     table = [
         [
             name,
-            row.get("size_mb", ""),
+            f"{row['size_mb']:.0f}" if "size_mb" in row else "",
             row[metric],
             row["stop_rate"],
             row["agreement"],
