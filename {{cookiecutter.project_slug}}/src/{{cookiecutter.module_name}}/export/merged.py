@@ -11,10 +11,15 @@ from ..training.modeling import load_model_with_adapter, load_tokenizer
 DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
 
 
-def write_merged(selected: Path, out_dir: Path, dtype: str) -> Path:
-    """Merge in float32 (merging in bf16 would round the adapter's small update away), then
-    save in `dtype`."""
-    model = load_model_with_adapter(selected)
+def save_merged(model, out_dir: Path, dtype: str) -> Path:
+    """Save a merged model in `dtype`, with the training tokenizer. The cast is in place: save
+    the float32 copy first when one is needed too."""
     model.to(DTYPES[dtype]).save_pretrained(out_dir, safe_serialization=True)
     load_tokenizer().save_pretrained(out_dir)
     return out_dir
+
+
+def write_merged(selected: Path, out_dir: Path, dtype: str) -> Path:
+    """Merge in float32 (merging in bf16 would round the adapter's small update away), then
+    save in `dtype`."""
+    return save_merged(load_model_with_adapter(selected), out_dir, dtype)

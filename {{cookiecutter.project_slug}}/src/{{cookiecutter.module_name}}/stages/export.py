@@ -21,7 +21,7 @@ from ..document import Heading, Para, Table, write_markdown
 from ..errors import StageError
 from ..evaluation.evaluator import load_for_generation
 from ..export.gguf import write_gguf
-from ..export.merged import write_merged
+from ..export.merged import save_merged
 from ..export.ollama import write_modelfile
 from ..export.parity import generate, load_export, parity_failures, parity_row
 from ..io import read_jsonl, write_json
@@ -36,21 +36,28 @@ from ..paths import (
     TEST_SPLIT,
 )
 from ..selection.guardrails import ranking_metric
-from ..training.modeling import load_tokenizer, use_bf16
+from ..training.modeling import load_model_with_adapter, load_tokenizer, use_bf16
 
 REFERENCE = "adapter"
 """The selected model as eval and select loaded it (base + adapter, merged in memory)."""
 
 
 def write_exports(params: ExportParams, selected: Path) -> dict[str, Path]:
-    """Every export `params` asks for, by its report name."""
+    """Every export `params` asks for, by its report name; the adapter is merged once."""
+    if not params.formats:
+        return {}
     exports = {}
-    if "merged" in params.formats:
-        exports[f"merged_{params.dtype}"] = write_merged(selected, MERGED_EXPORT, params.dtype)
-    if "gguf" in params.formats:
-        with tempfile.TemporaryDirectory() as scratch:
+    model = load_model_with_adapter(selected)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = None
+        if "gguf" in params.formats and not ("merged" in params.formats and params.dtype == "f32"):
             # GGUF is written from float32 weights, so f16/q8_0 round the model once, not twice
-            source = exports.get("merged_f32") or write_merged(selected, Path(scratch), "f32")
+            source = save_merged(model, Path(scratch), "f32")  # before the in-place cast below
+        if "merged" in params.formats:
+            exports[f"merged_{params.dtype}"] = save_merged(model, MERGED_EXPORT, params.dtype)
+        del model
+        if "gguf" in params.formats:
+            source = source or exports["merged_f32"]
             for quant in params.gguf_types:
                 path = write_gguf(source, GGUF_EXPORT / f"model-{quant}.gguf", quant)
                 exports[f"gguf_{quant}"] = path
