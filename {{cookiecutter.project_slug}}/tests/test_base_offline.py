@@ -5,6 +5,8 @@ do; with HF_HUB_OFFLINE=1 the revision comes from the local Hugging Face cache.
 Every request goes to loopback: port 9 (nothing listens: connection refused) or a stub server
 answering the way the Hub does."""
 
+import importlib
+import importlib.util
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from huggingface_hub import constants
 
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json
-from {{ cookiecutter.module_name }}.training.base_model import materialise
+from {{ cookiecutter.module_name }}.training.base_model import is_transport_error, materialise
 
 HUB_ID = "org/name"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -129,13 +131,14 @@ def test_a_hub_that_does_not_answer_times_out(
     assert "cannot reach the Hugging Face Hub" in message
 
 
-def cache_snapshot(cache: Path, ref: str = "main") -> None:
+def cache_snapshot(cache: Path, ref: str = "main", files=("config.json", "model.safetensors")):
     """A model in the local HF cache, laid out as huggingface_hub stores it."""
     repo = cache / f"models--{HUB_ID.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / ref).write_text(COMMIT)
     (repo / "snapshots" / COMMIT).mkdir(parents=True)
-    (repo / "snapshots" / COMMIT / "config.json").write_text("{}")
+    for name in files:
+        (repo / "snapshots" / COMMIT / name).write_text("{}")
 
 
 @pytest.mark.parametrize("revision", [None, "main", COMMIT])
@@ -157,3 +160,43 @@ def test_offline_mode_without_the_model_cached_says_so(
     assert "HF_HUB_OFFLINE" in message
     assert "not in the local Hugging Face cache" in message
     assert f"hf download {HUB_ID}" in message
+
+
+def test_offline_mode_with_a_branch_on_a_commit_without_weights_says_so(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """refs/main moved to a commit whose config alone is cached (peft asks the Hub for the
+    base's config on `main` when it saves an adapter): pinning it would fail at load time."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    cache_snapshot(hub, files=("config.json",))
+    message = one_line_error(tmp_path)
+    assert f"commit {COMMIT}" in message
+    assert "not in the local Hugging Face cache, or only in part" in message
+
+
+def client_errors() -> list[Exception]:
+    """Refused and timed-out requests of each HTTP client installed here, and the builtins'."""
+    errors: list[Exception] = [ConnectionRefusedError(), TimeoutError()]
+    for name in ("httpx2", "httpx"):
+        if importlib.util.find_spec(name):
+            client = importlib.import_module(name)
+            errors += [client.ConnectError("refused"), client.ReadTimeout("slow")]
+    if importlib.util.find_spec("requests"):
+        from requests import exceptions
+
+        errors += [exceptions.ConnectionError("refused"), exceptions.ReadTimeout("slow")]
+    return errors
+
+
+@pytest.mark.parametrize(
+    "error", client_errors(), ids=lambda e: f"{type(e).__module__}.{type(e).__name__}"
+)
+def test_no_answer_from_the_server_is_a_transport_error(error: Exception) -> None:
+    """Whichever HTTP client huggingface_hub uses (httpx2 in 2.x, httpx in 1.x, requests
+    before): refused, DNS, proxy and timeout errors all mean "cannot reach the Hub"."""
+    assert is_transport_error(error)
+
+
+def test_an_answer_is_not_a_transport_error() -> None:
+    assert not is_transport_error(ValueError("bad json"))
+    assert not is_transport_error(KeyError("sha"))

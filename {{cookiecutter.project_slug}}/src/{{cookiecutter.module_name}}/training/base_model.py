@@ -10,6 +10,7 @@
 """
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -68,9 +69,17 @@ def materialise_local(source: Path, out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
-TRANSPORT_ERRORS = {"ConnectionError", "TimeoutError", "Timeout", "TransportError"}
+TRANSPORT_ERRORS = {
+    "ConnectionError",
+    "TimeoutError",
+    "Timeout",
+    "TimeoutException",
+    "TransportError",
+}
 """Class names of "no answer from the server" errors (refused, DNS, proxy, timeout) in the
-builtins, requests and httpx: matched by name, whichever HTTP client huggingface_hub uses."""
+builtins (ConnectionError, TimeoutError), requests (ConnectionError, Timeout) and httpx /
+httpx2 (TransportError, TimeoutException): matched by name, whichever HTTP client
+huggingface_hub uses."""
 
 
 def is_transport_error(error: BaseException) -> bool:
@@ -89,19 +98,30 @@ def download_hint(hub_id: str, offline: bool) -> str:
     )
 
 
+def has_weights(snapshot: Path) -> bool:
+    """A cached commit the model loads from: its config and safetensors weights are there. A
+    branch can point at a commit that is not: loaders that ask the Hub about `main` (peft,
+    when it saves an adapter) move refs/main to a newer commit and fetch its config alone."""
+    return (snapshot / "config.json").is_file() and any(snapshot.glob("*.safetensors"))
+
+
 def cached_revision(hub_id: str, revision: str | None) -> str:
     """The commit of `revision` (default: main) in the local Hugging Face cache (offline)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        snapshot = snapshot_download(hub_id, revision=revision, local_files_only=True)
+        snapshot = Path(snapshot_download(hub_id, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
+        snapshot = None
+    if snapshot is None or not has_weights(snapshot):
+        commit = f", commit {snapshot.name}," if snapshot else ""
         raise StageError(
-            f"HF_HUB_OFFLINE is set and base.model {hub_id!r} (revision {revision or 'main'}) is "
-            f"not in the local Hugging Face cache, or only in part: {download_hint(hub_id, True)}"
-        ) from None
-    return Path(snapshot).name
+            f"HF_HUB_OFFLINE is set and base.model {hub_id!r} (revision {revision or 'main'}"
+            f"{commit}) is not in the local Hugging Face cache, or only in part: "
+            f"{download_hint(hub_id, True)}"
+        )
+    return snapshot.name
 
 
 def hub_revision(hub_id: str, revision: str | None) -> str:
@@ -147,13 +167,37 @@ def hub_revision(hub_id: str, revision: str | None) -> str:
     raise StageError(" ".join(message.split()))
 
 
+def remember_revision(hub_id: str, revision: str | None, commit: str) -> None:
+    """Note in the local Hugging Face cache that `revision` (a branch or tag; default main)
+    is `commit`, as huggingface_hub does when it downloads by branch (the loaders download by
+    commit, which notes nothing): `base` with HF_HUB_OFFLINE=1 then pins the same commit.
+    Best effort, like huggingface_hub's own note: a read-only cache only loses the shortcut."""
+    from huggingface_hub import constants
+
+    ref = revision or constants.DEFAULT_REVISION
+    if ref == commit:
+        return
+    repo = "models--" + hub_id.replace("/", "--")  # the cache's documented layout
+    path = Path(constants.HF_HUB_CACHE) / repo / "refs" / ref
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_text(commit)
+        partial.replace(path)  # atomic: a concurrent reader never sees half a sha
+    except OSError:
+        pass
+
+
 def pin_hub_model(hub_id: str, revision: str | None, out_dir: Path) -> None:
     """Record a hub model by id and resolved commit; weights stay in the Hugging Face cache.
     With HF_HUB_OFFLINE=1 the commit comes from that cache instead of the Hub."""
     from huggingface_hub import constants
 
-    offline = constants.HF_HUB_OFFLINE
-    commit = cached_revision(hub_id, revision) if offline else hub_revision(hub_id, revision)
+    if constants.HF_HUB_OFFLINE:
+        commit = cached_revision(hub_id, revision)
+    else:
+        commit = hub_revision(hub_id, revision)
+        remember_revision(hub_id, revision, commit)
     write_json(out_dir / MANIFEST, {"kind": "hub", "hub_id": hub_id, "revision": commit})
 
 
