@@ -309,14 +309,10 @@ def test_lm_eval_results_become_flat_metrics() -> None:
         "lm_eval/arc_easy/acc": 0.6123,
         "lm_eval/gsm8k/exact_match": 0.25,
     }
-    assert lmeval.model_args(None) == (
-        "pretrained=models/base,dtype=float32,trust_remote_code=False"
-    )
-    assert lmeval.model_args(CHECKPOINTS[0]).endswith(",peft=models/checkpoints/checkpoint-2")
 
 
 def test_vllm_generator_sends_token_ids_budgets_and_the_adapter(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """vLLM is a CUDA-only extra; a stand-in module checks what the generator sends it."""
     sent: dict = {}
@@ -349,7 +345,9 @@ def test_vllm_generator_sends_token_ids_budgets_and_the_adapter(
     ):
         monkeypatch.setitem(sys.modules, name, module)
 
-    generator = VLLMGenerator(Path("models/base"), stops=[2, 7])
+    (tmp_path / "config.json").write_text("{}")  # a materialised base (hub ids: test_hub_base)
+    generator = VLLMGenerator(tmp_path, stops=[2, 7])
+    assert sent["engine"]["model"] == str(tmp_path)
     assert sent["engine"]["trust_remote_code"] is False and sent["engine"]["enable_lora"]
     generator.use_adapter(CHECKPOINTS[0], 3)
     outputs = generator([Request((1, 2), 5), Request((3,), 9)], "test")

@@ -36,7 +36,14 @@ from ..training.modeling import (
     use_bf16,
 )
 from .cache import GenerationCache, cache_key, weights_digest
-from .generation import Generator, HFGenerator, Request, VLLMGenerator, stop_token_ids
+from .generation import (
+    Generator,
+    HFGenerator,
+    Request,
+    VLLMGenerator,
+    base_generation_config,
+    stop_token_ids,
+)
 from .scoring import (
     forgetting_score,
     instruction_failures,
@@ -295,9 +302,7 @@ def check_backend(params: EvalParams) -> None:
 
 def generator_factory(params: EvalParams, tokenizer) -> GeneratorFor:
     if params.backend == "vllm":
-        from transformers import GenerationConfig
-
-        config = GenerationConfig.from_pretrained(BASE_MODEL_DIR)
+        config = base_generation_config(BASE_MODEL_DIR)
         vllm = VLLMGenerator(BASE_MODEL_DIR, stop_token_ids(config, tokenizer))
 
         def for_vllm(checkpoint: Path | None) -> Generator:

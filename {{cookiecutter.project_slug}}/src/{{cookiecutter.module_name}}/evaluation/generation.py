@@ -191,6 +191,33 @@ class HFGenerator:
         return greedy_decode(self.model, input_ids, attention, past, budgets, self.stops)
 
 
+def vllm_engine_args(base_dir: Path, max_lora_rank: int = 64) -> dict:
+    """vLLM's engine arguments for the base: the materialised dir, or a hub id at the revision
+    models/base/manifest.json pins (weights and tokenizer), with LoRA enabled."""
+    from ..training.modeling import base_source
+
+    source, extra = base_source(base_dir)
+    revision = extra.get("revision")
+    return {
+        "model": source,
+        **({"revision": revision, "tokenizer_revision": revision} if revision else {}),
+        "enable_lora": True,
+        "max_lora_rank": max_lora_rank,
+        "trust_remote_code": False,
+        "seed": 0,
+    }
+
+
+def base_generation_config(base_dir: Path):
+    """The base model's generation config (its end-of-turn ids), from where the base lives."""
+    from transformers import GenerationConfig
+
+    from ..training.modeling import base_source
+
+    source, extra = base_source(base_dir)
+    return GenerationConfig.from_pretrained(source, **extra)
+
+
 class VLLMGenerator:
     """vLLM on CUDA: the base model loaded once, LoRA checkpoints applied per request set."""
 
@@ -199,13 +226,7 @@ class VLLMGenerator:
     def __init__(self, base_dir: Path, stops: list[int], max_lora_rank: int = 64):
         from vllm import LLM
 
-        self.llm = LLM(
-            model=str(base_dir),
-            enable_lora=True,
-            max_lora_rank=max_lora_rank,
-            trust_remote_code=False,
-            seed=0,
-        )
+        self.llm = LLM(**vllm_engine_args(base_dir, max_lora_rank))
         self.stops = stops
         self.adapter: tuple[str, int, str] | None = None
 

@@ -12,13 +12,16 @@ from pathlib import Path
 from ..errors import StageError
 from ..params import EvalParams
 from ..paths import BASE_MODEL_DIR, CHECKPOINTS_DIR, LM_EVAL_CACHE_DIR, LM_EVAL_TASKS_DIR
-from ..training.modeling import has_gpu
+from ..training.modeling import base_source, has_gpu
 from .cache import weights_digest
 
 
-def model_args(checkpoint: Path | None) -> str:
-    """The harness's `hf` model: the base with the LoRA adapter on top, safe loading."""
-    args = [f"pretrained={BASE_MODEL_DIR}", "dtype=float32", "trust_remote_code=False"]
+def model_args(checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR) -> str:
+    """The harness's `hf` model: the base (the materialised dir, or a hub id at its pinned
+    revision) with the LoRA adapter on top, safe loading."""
+    source, extra = base_source(base_dir)
+    args = [f"pretrained={source}", *(f"{key}={value}" for key, value in extra.items())]
+    args += ["dtype=float32", "trust_remote_code=False"]
     if checkpoint is not None:
         args.append(f"peft={checkpoint}")
     return ",".join(args)
