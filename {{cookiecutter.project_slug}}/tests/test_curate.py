@@ -53,7 +53,10 @@ def words_in(turns: list[dict]) -> int:
 def count_words(chats: list[list[dict]], prompts: bool = True) -> list[Lengths]:
     """A stand-in tokenizer: one token per whitespace-separated word; the prompt is every turn
     but the last."""
-    return [Lengths(words_in(chat), words_in(chat[:-1]) if prompts else 0) for chat in chats]
+    return [
+        Lengths(words_in(chat), ((words_in(chat[:-1]), words_in(chat)),) if prompts else ())
+        for chat in chats
+    ]
 
 
 def lines(*rows: Any, file: str = "data/raw/a.jsonl") -> list[tuple[str, int, bytes]]:

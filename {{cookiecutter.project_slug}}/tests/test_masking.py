@@ -1,7 +1,8 @@
 """What the model is trained on: curate's trainable-token count of every row equals the mask
-TRL's SFTTrainer builds (chat template, completion mask, cut to train.max_length), a row left
-with nothing to train is quarantined where TRL would silently drop it, and the training
-example page shows the tokens TRL trains on."""
+TRL's SFTTrainer trains with (chat template, every assistant turn or the last, cut to
+train.max_length), a row left with nothing to train is quarantined where TRL would silently
+drop it, and the training example page shows the tokens TRL trains on. Other model families'
+templates: tests/test_chat_format.py."""
 
 import json
 import random
@@ -16,6 +17,7 @@ from {{ cookiecutter.module_name }}.data.data_report import trainable_blocks
 from {{ cookiecutter.module_name }}.data.masking import (
     Lengths,
     common_prefix,
+    token_counter,
     tokenizer_counter,
     trainable_tokens,
 )
@@ -96,18 +98,26 @@ def curate(tiny_model_dir: Path) -> CurateResult:
     return curate_rows(raw_lines(), TaskParams(), CurateParams(), count, MAX_TOKENS, MAX_LENGTH)
 
 
-def params() -> Params:
-    """The project fixture's params with train.max_length = MAX_LENGTH."""
+def params(**train: object) -> Params:
+    """The project fixture's params with train.max_length = MAX_LENGTH (and `train`)."""
     loaded = load_params()
-    train = loaded.train.model_copy(update={"max_length": MAX_LENGTH})
+    train = loaded.train.model_copy(update={"max_length": MAX_LENGTH, **train})
     return loaded.model_copy(update={"train": train})
 
 
+def trained_text(sft) -> str:
+    ids, trained = trained_tokens(sft.train_dataset[0])
+    return sft.processing_class.decode([i for i, on in zip(ids, trained, strict=True) if on])
+
+
 def test_trainable_tokens_after_the_cut() -> None:
-    assert trainable_tokens(Lengths(total=40, prompt=30), max_length=96) == 10
-    assert trainable_tokens(Lengths(total=120, prompt=90), max_length=96) == 6
-    assert trainable_tokens(Lengths(total=120, prompt=100), max_length=96) == 0
-    assert trainable_tokens(Lengths(total=120, prompt=100), max_length=None) == 20
+    assert trainable_tokens(Lengths(total=40, spans=((30, 40),)), max_length=96) == 10
+    assert trainable_tokens(Lengths(total=120, spans=((90, 120),)), max_length=96) == 6
+    assert trainable_tokens(Lengths(total=120, spans=((100, 120),)), max_length=96) == 0
+    assert trainable_tokens(Lengths(total=120, spans=((100, 120),)), max_length=None) == 20
+    two_answers = Lengths(total=120, spans=((20, 30), (90, 120)))
+    assert trainable_tokens(two_answers, max_length=96) == 10 + 6
+    assert trainable_tokens(two_answers, max_length=25) == 5
     assert common_prefix([1, 2, 3], [1, 2, 3, 4]) == 3
     assert common_prefix([1, 2, 9], [1, 2, 3, 4]) == 2
     assert common_prefix([1, 2, 3, 4], [1, 2]) == 2
@@ -117,14 +127,17 @@ def test_the_rows_cover_every_case(tiny_model_dir: Path) -> None:
     count = tokenizer_counter(tiny_model_dir)
     lengths = dict(zip(CHATS, count(list(CHATS.values())), strict=True))
     assert all(n.total <= MAX_TOKENS for n in lengths.values())
-    assert lengths["cut"].prompt < MAX_LENGTH < lengths["cut"].total
-    assert lengths["prompt_fills"].prompt >= MAX_LENGTH
+    assert lengths["cut"].spans[0][0] < MAX_LENGTH < lengths["cut"].total
+    assert lengths["prompt_fills"].spans[0][0] >= MAX_LENGTH
+    assert len(lengths["multi_turn"].spans) == 2  # train.assistant_turns: all
     assert all(lengths[name].total <= MAX_LENGTH for name in ("single", "system", "multi_turn"))
 
 
 def test_the_counter_follows_trls_procedure_on_awkward_rows(tiny_model_dir: Path) -> None:
-    """Against TRL's own steps (tokenize prompt + generation prompt and the whole chat, take
-    their common prefix): whitespace, special-token text and split characters at the turn
+    """The final answer against TRL's own steps (tokenize prompt + generation prompt and the
+    whole chat, take their common prefix), every answer against the same steps for each turn
+    (ChatML renders each turn the same whatever follows, so the chat up to an answer's end is
+    a prefix of the whole): whitespace, special-token text and split characters at the turn
     boundaries, system prompts, several turns."""
     from trl.data_utils import common_prefix_length
 
@@ -141,14 +154,25 @@ def test_the_counter_follows_trls_procedure_on_awkward_rows(tiny_model_dir: Path
             turns += [user(text()), assistant(text())]
         chats.append(turns)
     tokenizer = load_tokenizer(tiny_model_dir)
-    expected = []
+
+    def ids(chat: list[dict], **kwargs) -> list[int]:
+        return list(tokenizer.apply_chat_template(chat, return_dict=True, **kwargs)["input_ids"])
+
+    last, every = [], []
     for chat in chats:
-        prompt = tokenizer.apply_chat_template(
-            chat[:-1], tokenize=True, add_generation_prompt=True, return_dict=True
-        )["input_ids"]
-        whole = tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"]
-        expected.append(Lengths(len(whole), common_prefix_length(list(prompt), list(whole))))
-    assert tokenizer_counter(tiny_model_dir)(chats) == expected
+        whole = ids(chat)
+        spans = [
+            (
+                common_prefix_length(ids(chat[:k], add_generation_prompt=True), whole),
+                common_prefix_length(ids(chat[: k + 1]), whole),
+            )
+            for k, turn in enumerate(chat)
+            if turn["role"] == "assistant"
+        ]
+        last.append(Lengths(len(whole), ((spans[-1][0], len(whole)),)))
+        every.append(Lengths(len(whole), tuple(spans)))
+    assert token_counter(tokenizer, "last")(chats) == last
+    assert token_counter(tokenizer, "all")(chats) == every
 
 
 @pytest.mark.parametrize("template", ["chatml", "diverging generation prompt"])
@@ -189,13 +213,20 @@ def test_the_end_of_turn_token_is_trained(project: Path) -> None:
     assert trainable_tokens(lengths, MAX_LENGTH) == sum(trained)
 
 
-def test_a_multi_turn_row_trains_its_final_answer_only(project: Path) -> None:
+def test_a_multi_turn_row_trains_every_answer(project: Path) -> None:
     row = to_prompt_completion(CHATS["multi_turn"])
     sft = build_trainer(params(), [row], None, project / "run")
-    ids, trained = trained_tokens(sft.train_dataset[0])
-    text = sft.processing_class.decode([i for i, on in zip(ids, trained, strict=True) if on])
-    assert text == "It jumps over the lazy dog.<|im_end|>\n"
+    assert trained_text(sft) == "Paris.<|im_end|>\nIt jumps over the lazy dog.<|im_end|>\n"
+
+
+def test_assistant_turns_last_trains_the_final_answer_only(project: Path) -> None:
+    row = to_prompt_completion(CHATS["multi_turn"])
+    sft = build_trainer(params(assistant_turns="last"), [row], None, project / "run")
+    assert trained_text(sft) == "It jumps over the lazy dog.<|im_end|>\n"
+    ids, _ = trained_tokens(sft.train_dataset[0])
     assert "Paris." in sft.processing_class.decode(ids)  # the earlier answer: context
+    (lengths,) = tokenizer_counter(BASE_MODEL_DIR, "last")([CHATS["multi_turn"]])
+    assert trainable_tokens(lengths, MAX_LENGTH) == sum(trained_tokens(sft.train_dataset[0])[1])
 
 
 def test_the_report_counts_trainable_tokens(tiny_model_dir: Path) -> None:
@@ -247,7 +278,7 @@ def test_the_example_page_shows_what_trl_trains_on(project: Path) -> None:
         rows[0]["prompt"], tokenize=False, add_generation_prompt=True
     )
     assert f'<pre class="tokens">{visible(prompt)}</pre>' in page
-    assert "only the final assistant turn is trained" in page
+    assert "every assistant turn is trained" in page
     assert "&lt;|im_end|&gt;" in page.rsplit('<span class="c"', 1)[1]  # the last is trained
 
 

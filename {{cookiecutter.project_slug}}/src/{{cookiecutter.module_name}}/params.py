@@ -240,6 +240,12 @@ class TrainParams(Section):
         1, ge=1, description="machines (nodes) of a multi-node run, each with `processes` GPUs"
     )
     max_length: int = Field(512, ge=16)
+    assistant_turns: Literal["all", "last"] = Field(
+        "all",
+        description="the assistant turns of a multi-turn chat the loss is computed on: all "
+        "(each answer and its end-of-turn token) or last (the final one; earlier turns are "
+        "context). Eval scores the last turn either way",
+    )
     packing: bool = Field(False, description="pack rows into max_length blocks (no padding)")
     padding_free: bool = Field(
         False, description="concatenate each batch without padding (position ids mark rows)"

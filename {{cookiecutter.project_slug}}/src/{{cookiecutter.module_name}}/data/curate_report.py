@@ -58,10 +58,16 @@ def token_stats(lengths: list[int], max_tokens: int | None) -> dict[str, Any]:
 
 
 def trainable_stats(
-    trained: array, lengths: array, multi_turn: int, max_length: int | None, fewest: str | None
+    trained: array,
+    lengths: array,
+    multi_turn: int,
+    max_length: int | None,
+    fewest: str | None,
+    turns: str | None = None,
 ) -> dict[str, Any]:
-    """What the kept SFT rows train on (`trained`: completion tokens per row after the cut to
-    max_length; `lengths`: the rows' whole lengths, in the same order)."""
+    """What the kept SFT rows train on (`trained`: assistant tokens per row after the cut to
+    max_length; `lengths`: the rows' whole lengths, in the same order; `turns`:
+    train.assistant_turns, None when not known)."""
     if not trained:
         return {"rows": 0}
     values, totals = np.asarray(trained), np.asarray(lengths)
@@ -80,8 +86,9 @@ def trainable_stats(
         "trained_tokens": int(values.sum()),
         "sequence_tokens": int(sequence.sum()),
         "trained_share": round(float(values.sum() / max(sequence.sum(), 1)), 4),
-        # an earlier assistant turn in the prompt is context: only the final turn is trained
+        # rows with an earlier assistant turn: trained too with assistant_turns all
         "multi_turn": multi_turn,
+        "assistant_turns": turns,
         "multi_turn_share": round(multi_turn / rows, 4),
         # longer than max_length: TRL cuts the end of the answer (curate.max_tokens > max_length)
         "truncated": int((totals > max_length).sum()) if max_length else 0,
@@ -258,7 +265,11 @@ class ReportBuilder:
                 self.multi_turn,
                 max_length,
                 self.fewest[1] if self.fewest else None,
+                d.chat.get("assistant_turns"),
             ),
+            # how rows are rendered: the assistant turns trained, a system prompt folded into
+            # the first user turn where the base's template has no system role
+            "chat": d.chat,
             "size_advice": size_verdict(self.counts["kept"])[1],
             "examples": self.examples,
             "near_duplicate_examples": list(self.clusters.values()),

@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from ..errors import StageError
 from ..io import iter_lines
-from ..params import CurateParams, TaskParams
+from ..params import CurateParams, TaskParams, TrainParams
 from ..paths import BASE_MODEL_DIR, QUARANTINE
 from . import dedup, dedup_engine
-from .chat import to_prompt_completion
+from .chat import folds_system, to_prompt_completion
 from .curate_report import abridge
 from .formats import (
     FORMAT_REASONS,
@@ -36,7 +36,7 @@ from .formats import (
     rejected_turns,
     to_messages,
 )
-from .masking import TokenCounter, tokenizer_counter, trainable_tokens
+from .masking import RowError, TokenCounter, token_counter, trainable_tokens
 from .quality import (
     QUALITY_REASONS,
     allowed_scripts,
@@ -60,7 +60,7 @@ PARSE_REASONS = {
 LENGTH_REASONS = {
     "too_long": "the row is longer than curate.max_tokens (default train.max_length) tokens: "
     "truncation would cut the target",
-    "no_trainable_tokens": "no completion token is left to train on once the chat template is "
+    "no_trainable_tokens": "no assistant token is left to train on once the chat template is "
     "applied and the row is cut to train.max_length (the prompt alone fills it, or the "
     "template renders no answer): TRL would drop the row silently",
 }
@@ -97,6 +97,7 @@ class Decisions:
     format_flags: Counter = field(default_factory=Counter)
     ids: dict[int, str] = field(default_factory=dict)  # content-hash id of each unique row
     targets: dict[str, Any] = field(default_factory=dict)  # see `target_summary`
+    chat: dict[str, Any] = field(default_factory=dict)  # how rows are rendered (`decide`)
     rows_in: int = 0
 
 
@@ -172,11 +173,15 @@ def screen_chunk(
             survivors.append((i, messages, obj))
     if count_tokens is not None and survivors:
         preference = fmt == "preference"
-        lengths = count_tokens([m for _, m, _ in survivors], prompts=not preference)
-        if preference:  # DPO sees both answers: the longer one counts; nothing is masked here
-            rejected = count_tokens(
-                [m[:-1] + rejected_turns(obj) for _, m, obj in survivors], prompts=False
-            )
+        try:
+            lengths = count_tokens([m for _, m, _ in survivors], prompts=not preference)
+            if preference:  # DPO sees both answers: the longer one counts; nothing is masked
+                rejected = count_tokens(
+                    [m[:-1] + rejected_turns(obj) for _, m, obj in survivors], prompts=False
+                )
+        except RowError as error:  # the template rejects a row: name it by its chunk offset
+            raise RowError(survivors[error.index][0], error.reason) from None
+        if preference:
             lengths = [
                 max(a, b, key=lambda n: n.total) for a, b in zip(lengths, rejected, strict=True)
             ]
@@ -351,11 +356,14 @@ class Curator:
             verdicts = ((c, screen_chunk(c, *args, self.count_tokens, *limits)) for c in chunks())
         else:
             verdicts = ordered_map(self.pool, chunks(), args + limits)
-        for chunk, verdict in verdicts:
-            sources = [f"{file}:{line}" for line in numbers.popleft()]
-            self._merge(len(chunk), verdict, fmt == "preference", sources)
-            if progress is not None:
-                progress(sum(len(data) + 1 for data in chunk))
+        try:
+            for chunk, verdict in verdicts:
+                sources = [f"{file}:{line}" for line in numbers.popleft()]
+                self._merge(len(chunk), verdict, fmt == "preference", sources)
+                if progress is not None:
+                    progress(sum(len(data) + 1 for data in chunk))
+        except RowError as error:  # raised in the chunk now first in line
+            raise StageError(f"{file}:{numbers[0][error.index]}: {error.reason}") from None
 
     def _merge(
         self,
@@ -489,9 +497,11 @@ class Curator:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(base_dir: str | None) -> None:
+def _init_worker(base_dir: str | None, turns: str) -> None:
+    from ..training.modeling import load_tokenizer
+
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
-    _WORKER["count"] = tokenizer_counter(Path(base_dir)) if base_dir else None
+    _WORKER["count"] = token_counter(load_tokenizer(Path(base_dir)), turns) if base_dir else None
 
 
 def _screen_in_worker(chunk: list[bytes], args: tuple) -> ChunkVerdict:
@@ -513,13 +523,13 @@ def ordered_map(pool, chunks: Iterator[list[bytes]], args: tuple, window: int = 
         yield chunk, result.get()
 
 
-def worker_pool(processes: int, base_dir: Path | None):
-    """A process pool whose workers each load the tokenizer once."""
+def worker_pool(processes: int, base_dir: Path | None, turns: str = "all"):
+    """A process pool whose workers each load the tokenizer once (counting `turns`)."""
     import transformers  # noqa: F401  (imported once here, inherited by forked workers)
 
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return context.Pool(processes, _init_worker, (str(base_dir) if base_dir else None,))
+    return context.Pool(processes, _init_worker, (str(base_dir) if base_dir else None, turns))
 
 
 @dataclass
@@ -678,18 +688,27 @@ def check_files(files: list[Path], curator: Curator, total_bytes: int) -> Decisi
 
 
 def decide(
-    files: list[Path], task: TaskParams, cfg: CurateParams, max_tokens: int, max_length: int
+    files: list[Path], task: TaskParams, cfg: CurateParams, max_tokens: int, train: TrainParams
 ) -> Decisions:
     """Pass 1 over the raw files (every row kept, quarantined or a duplicate), in worker
-    processes when the input is large enough to pay for starting them."""
+    processes when the input is large enough to pay for starting them. Rows are counted as
+    training renders and masks them: cut to train.max_length, train.assistant_turns trained."""
+    from ..training.modeling import load_tokenizer
+
     total = sum(path.stat().st_size for path in files)
     processes = min(os.cpu_count() or 1, MAX_WORKERS)
+    turns, max_length = train.assistant_turns, train.max_length
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
     if total >= PARALLEL_MIN_BYTES and processes > 1:
-        with worker_pool(processes, BASE_MODEL_DIR) as pool:
+        with worker_pool(processes, BASE_MODEL_DIR, turns) as pool:
             curator = Curator(task, cfg, None, max_tokens, pool, max_length)
-            return check_files(files, curator, total)
-    curator = Curator(task, cfg, tokenizer_counter(), max_tokens, max_length=max_length)
-    return check_files(files, curator, total)
+            decisions = check_files(files, curator, total)
+    else:
+        count = token_counter(tokenizer, turns)
+        curator = Curator(task, cfg, count, max_tokens, max_length=max_length)
+        decisions = check_files(files, curator, total)
+    decisions.chat = {"assistant_turns": turns, "system_folded": folds_system(tokenizer)}
+    return decisions
 
 
 def write_rows(

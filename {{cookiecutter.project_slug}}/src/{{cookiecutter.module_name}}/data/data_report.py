@@ -260,10 +260,16 @@ def trainable_blocks(curate: dict[str, Any]) -> list[Block]:
     if not stats.get("rows"):
         return []
     dropped = curate["reasons"].get("no_trainable_tokens", 0)
+    every = stats.get("assistant_turns") != "last"
     notes = [
-        f"{stats['multi_turn']} rows ({stats['multi_turn_share']:.1%}) are multi-turn. TRL "
-        "trains a prompt/completion row on its completion only, so a multi-turn chat's earlier "
-        "assistant turns are prompt: context, never trained; only the final turn is."
+        f"{stats['multi_turn']} rows ({stats['multi_turn_share']:.1%}) are multi-turn: "
+        + (
+            "every assistant turn of theirs is trained (train.assistant_turns: all); the user "
+            "and system turns are context."
+            if every
+            else "only their final assistant turn is trained (train.assistant_turns: last); "
+            "the earlier ones are context."
+        )
     ]
     if stats["truncated"]:
         notes.append(
@@ -279,8 +285,10 @@ def trainable_blocks(curate: dict[str, Any]) -> list[Block]:
     return [
         Heading("Trainable tokens"),
         Para(
-            "The loss is computed on the completion only: the final assistant turn and the "
-            "end-of-turn token(s) the chat template writes after it, once the row is cut to "
+            "The loss is computed on the assistant's tokens only: "
+            + ("each assistant turn" if every else "the final assistant turn")
+            + " and the end-of-turn token(s) the chat template writes after it, once the row is "
+            "cut to "
             f"train.max_length ({stats['max_length']}). Per kept row: min {stats['min']}, "
             f"p5 {stats['p5']}, median {stats['p50']}, p95 {stats['p95']}, max {stats['max']} "
             f"trainable tokens (fewest: {stats['fewest']}); {stats['trained_share']:.1%} of "
@@ -305,9 +313,28 @@ def trainable_summary(curate: dict[str, Any]) -> list[Block]:
             f"Trained tokens per row (the completion, after the cut to max_length "
             f"{stats['max_length']}): median {stats['p50']}, min {stats['min']}, p95 "
             f"{stats['p95']}; {stats['trained_share']:.1%} of all tokens; "
-            f"{stats['multi_turn']} multi-turn rows (only their final assistant turn is trained)."
+            f"{stats['multi_turn']} multi-turn rows "
+            f"({TURNS_TRAINED[stats.get('assistant_turns')]})."
         )
     ]
+
+
+TURNS_TRAINED = {
+    "all": "every assistant turn is trained",
+    None: "every assistant turn is trained",
+    "last": "only their final assistant turn is trained",
+}
+SYSTEM_FOLDED = (
+    "The base's chat template has no system role: system prompts are folded into the first "
+    "user turn (the system prompt, a blank line, then the user's text, as Gemma 3's template "
+    "does), the same way in training, eval and the exported models."
+)
+
+
+def template_blocks(curate: dict[str, Any]) -> list[Block]:
+    """How the base's chat template changes the rows, when it does."""
+    folded = (curate.get("chat") or {}).get("system_folded")
+    return [Para(SYSTEM_FOLDED)] if folded else []
 
 
 def split_size_blocks(split: dict[str, Any]) -> list[Block]:
@@ -378,6 +405,7 @@ def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
         *duplicate_blocks(curate),
         *target_blocks(curate),
         *token_blocks(curate.get("tokens", {})),
+        *template_blocks(curate),
         *trainable_blocks(curate),
         *split_blocks(split),
     ]

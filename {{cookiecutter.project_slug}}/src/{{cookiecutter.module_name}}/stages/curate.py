@@ -48,7 +48,7 @@ def main() -> None:
     files = raw_files(RAW_DIR)
     started = time.perf_counter()
     max_length = params.train.max_length
-    decisions = decide(files, params.task, cfg, max_tokens, max_length)
+    decisions = decide(files, params.task, cfg, max_tokens, params.train)
     checked = time.perf_counter()
 
     builder = ReportBuilder(decisions, ALL_REASONS)
@@ -80,10 +80,10 @@ def main() -> None:
     trainable = report["trainable"]
     if trainable["rows"]:
         print(
-            f"curate: trained tokens per row (completion, after max_length {max_length}): "
+            f"curate: trained tokens per row (assistant turns, after max_length {max_length}): "
             f"min {trainable['min']}, median {trainable['p50']}, p95 {trainable['p95']}; "
             f"{trainable['trained_share']:.0%} of all tokens; {trainable['multi_turn']} "
-            "multi-turn rows (only their final assistant turn is trained)"
+            f"multi-turn rows (train.assistant_turns: {trainable['assistant_turns']})"
         )
     for finding in report["targets"].get("findings", []):
         print(

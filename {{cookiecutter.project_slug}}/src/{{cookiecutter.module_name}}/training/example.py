@@ -10,7 +10,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.masking import TokenCounter, is_multi_turn, trainable_tokens
+from ..data.masking import AssistantTurns, TokenCounter, is_multi_turn, trainable_tokens
 from ..document import Block, Heading, Html, Para
 from ..paths import CURATE_REPORT, TRAIN_SPLIT
 
@@ -79,6 +79,18 @@ def token_html(pieces: list[str], trained: list[bool]) -> str:
     return TOKEN_STYLE + '\n<pre class="tokens">' + "".join(spans) + "</pre>"
 
 
+TRAINED = {
+    "all": "each assistant turn's answer and what the template writes after it",
+    "last": "the final assistant turn and what the template writes after it",
+}
+MULTI_TURN = {
+    "all": "The prompt holds earlier assistant turns: every assistant turn is trained "
+    "(train.assistant_turns: all), the user's turns are context.",
+    "last": "The prompt holds earlier assistant turns: they are context here; only the final "
+    "assistant turn is trained (train.assistant_turns: last).",
+}
+
+
 @dataclass(frozen=True)
 class TrainingExample:
     ids: list[int]
@@ -86,6 +98,7 @@ class TrainingExample:
     row: dict | None  # the train row it came from (None: no row tokenizes to it)
     counted: int | None  # curate's trainable tokens for that row
     max_length: int | None
+    turns: AssistantTurns = "all"  # train.assistant_turns
 
     @property
     def n_trained(self) -> int:
@@ -108,10 +121,15 @@ class TrainingExample:
 
 
 def training_example(
-    trainer, rows: list[dict], max_length: int | None, count_tokens: TokenCounter
+    trainer,
+    rows: list[dict],
+    max_length: int | None,
+    count_tokens: TokenCounter,
+    turns: AssistantTurns = "all",
 ) -> TrainingExample | None:
     """The first example of the trainer's processed train dataset, the row it came from (of
-    `rows`, the trainer's train rows) and curate's count for that row, made by `count_tokens`."""
+    `rows`, the trainer's train rows) and curate's count for that row, made by `count_tokens`
+    (counting train.assistant_turns `turns`)."""
     if len(trainer.train_dataset) == 0:
         return None
     ids, trained = trained_tokens(trainer.train_dataset[0])
@@ -120,7 +138,7 @@ def training_example(
     if row is not None:
         (lengths,) = count_tokens([row["prompt"] + row["completion"]])
         counted = trainable_tokens(lengths, max_length)
-    return TrainingExample(ids, trained, row, counted, max_length)
+    return TrainingExample(ids, trained, row, counted, max_length, turns)
 
 
 def example_blocks(tokenizer, example: TrainingExample) -> list[Block]:
@@ -138,8 +156,8 @@ def example_blocks(tokenizer, example: TrainingExample) -> list[Block]:
         Para(
             f"{where}, as TRL's SFTTrainer tokenized it in the smoke run: chat template "
             f"applied, {cut}. **Highlighted** tokens are trained (the loss teaches the model "
-            "to predict each one from the tokens before it): the final assistant turn and "
-            "what the template writes after it, the end-of-turn token included. The grey "
+            f"to predict each one from the tokens before it): {TRAINED[example.turns]}, the "
+            "end-of-turn token included. The grey "
             f"tokens are context. {n} of {len(example.ids)} tokens are trained "
             f"({n / max(len(example.ids), 1):.0%})."
         ),
@@ -154,12 +172,7 @@ def example_blocks(tokenizer, example: TrainingExample) -> list[Block]:
         )
         blocks.append(Para(f"curate counts {example.counted} trainable tokens here: {verdict}."))
     if row and is_multi_turn(row["prompt"]):
-        blocks.append(
-            Para(
-                "The prompt holds earlier assistant turns: they are context here; only the "
-                "final assistant turn is trained."
-            )
-        )
+        blocks.append(Para(MULTI_TURN[example.turns]))
     blocks += [
         Heading("The training sequence"),
         Html(token_html(token_pieces(tokenizer, example.ids), example.trained)),

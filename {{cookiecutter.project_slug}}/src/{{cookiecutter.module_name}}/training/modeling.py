@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..data.chat import fold_system_if_needed
 from ..errors import StageError
 from ..io import read_json
 from ..paths import BASE_MODEL_DIR
@@ -47,12 +48,17 @@ def base_source(base_dir: Path = BASE_MODEL_DIR) -> tuple[str, dict[str, Any]]:
 
 
 def load_tokenizer(base_dir: Path = BASE_MODEL_DIR):
+    """The base's tokenizer, the one every stage renders chats with. A chat template without a
+    system role gets data.chat.SYSTEM_FOLDING in front, so a system prompt is folded into the
+    first user turn the same way in curate, training, eval and the exports (merged.py saves
+    this tokenizer)."""
     from transformers import AutoTokenizer
 
     source, extra = base_source(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, **extra)
     if tokenizer.chat_template is None:
         raise StageError(f"the tokenizer of {source} has no chat template; use an instruct model")
+    fold_system_if_needed(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from ..data.masking import tokenizer_counter
+from ..data.masking import token_counter
 from ..document import write_html
 from ..params import Params
 from .example import example_blocks, training_example
@@ -108,7 +108,9 @@ def run_smoke(params: Params, train_rows: list[dict], example_page: Path | None 
             disable_tqdm=True,
             eval_on_start=False,
         )
-        example = training_example(trainer, rows, params.train.max_length, tokenizer_counter())
+        turns = params.train.assistant_turns
+        count = token_counter(trainer.processing_class, turns)
+        example = training_example(trainer, rows, params.train.max_length, count, turns)
         if example is not None and example_page is not None:
             blocks = example_blocks(trainer.processing_class, example)
             write_html(blocks, example_page, "What the model is trained on")

@@ -2,7 +2,8 @@
 what a crash-safe run needs around it: the resume fingerprint, resume-or-clean-start, the
 dvclive logger, and the `accelerate launch` relaunch for several processes.
 
-Loss is computed on the completion (the assistant turn) only; checkpoints are written
+Loss is computed on the assistant turns only (train.assistant_turns: every answer of a
+multi-turn chat, or the last), as data/masking.py finds them; checkpoints are written
 atomically (checkpoints.py) in a batch order a resumed run reproduces (samplers.py).
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.masking import AssistantTurns, ChatEncoder, RowError
 from ..errors import StageError
 from ..io import content_hash, file_hash, write_json
 from ..params import Params, TrainParams
@@ -73,10 +75,21 @@ def check_method_supported(train: TrainParams) -> None:
             ) from error
 
 
-def to_dataset(rows: list[dict]):
+def to_dataset(rows: list[dict], tokenizer, turns: AssistantTurns):
+    """The rows rendered and tokenized, with a `completion_mask` of 1 on the trained tokens
+    (data/masking.py). TRL takes pre-tokenized rows as they are and builds its labels from the
+    mask (then cuts to max_length, drops rows left with none, packs), so it trains on exactly
+    the tokens curate counted."""
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    try:
+        encoded = ChatEncoder(tokenizer, turns)([r["prompt"] + r["completion"] for r in rows])
+    except RowError as error:
+        row = rows[error.index]
+        raise StageError(f"{row.get('source', f'row {error.index}')}: {error.reason}") from None
+    return Dataset.from_dict(
+        {"input_ids": [e.ids for e in encoded], "completion_mask": [e.mask() for e in encoded]}
+    )
 
 
 def lora_config(train: TrainParams):
@@ -187,12 +200,13 @@ def build_trainer(
     else:
         model = load_base_model(quantization_config=base_quantization(train, args.bf16))
         peft_config = None if train.method == "full" else lora_config(train)
+    tokenizer, turns = load_tokenizer(), train.assistant_turns
     sft_trainer = crash_safe(SFTTrainer)(
         model=model,
         args=args,
-        train_dataset=to_dataset(train_rows),
-        eval_dataset=to_dataset(val_rows) if val_rows else None,
-        processing_class=load_tokenizer(),
+        train_dataset=to_dataset(train_rows, tokenizer, turns),
+        eval_dataset=to_dataset(val_rows, tokenizer, turns) if val_rows else None,
+        processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[*(callbacks or []), skip_checkpoint_near_the_end()],
     )
