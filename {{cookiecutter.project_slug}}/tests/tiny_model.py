@@ -412,6 +412,8 @@ def byte_level_tokenizer(spec: Family, vocab_size: int = 640):
         unk_token=spec.unk,
         **spec.tokenizer_config,
     )
+    # Reload through the published class, as loading the real repository does (Qwen2Tokenizer
+    # rebuilds its pipeline from the vocabulary and merges)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         _write_tokenizer_config(Path(tmp), spec)
@@ -427,6 +429,8 @@ def sentencepiece_tokenizer(spec: Family, vocab_size: int = 512):
 
     model = io.BytesIO()
     options = dict(spec.spm)
+    # Gemma's chat tokens are user-defined pieces of the model and Mistral's control pieces;
+    # Phi-3's are added after the model's vocabulary
     if spec.tokenizer_class == "GemmaTokenizer":
         options["user_defined_symbols"] = list(spec.specials)
     spm.SentencePieceTrainer.train(
