@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from {{ cookiecutter.module_name }}.cli import run_stage
 from {{ cookiecutter.module_name }}.data.curate_report import (
     ReportBuilder,
     token_histogram,
@@ -427,6 +428,9 @@ def test_stage_writes_reconciling_outputs(stage_dir: Path) -> None:
     assert sum(report["reasons"].values()) == report["quarantined"]
     assert len({row["id"] for row in kept}) == len(kept)
     assert all(0 < row["tokens"] <= 512 for row in kept)
+    # the tiny model's ChatML has a system role; every assistant turn is trained by default
+    assert report["chat"] == {"assistant_turns": "all", "system_folded": False}
+    assert report["trainable"]["assistant_turns"] == "all"
     assert report["tokens"]["rows"] >= len(kept)
     for record in quarantined:
         assert raw_lines[record["line"] - 1].decode() == record["raw"]
@@ -439,6 +443,36 @@ def test_stage_writes_reconciling_outputs(stage_dir: Path) -> None:
     assert not {"placeholder_target", "dominant_target"} & set(report["reasons"])
     assert sum(targets["labels"]["category"].values()) == targets["rows"] == report["kept_sft"]
     assert (stage_dir / "reports" / "figures" / "targets.png").stat().st_size > 1000
+
+
+def test_a_row_the_chat_template_rejects_stops_the_stage_in_one_line(
+    stage_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Gemma 2's template: a system prompt is folded into the first user turn, two user turns
+    in a row are the template's error, reported with the row and no traceback."""
+    from tiny_model import build_tiny_model
+
+    shutil.rmtree(stage_dir / "models" / "base")
+    build_tiny_model(stage_dir / "models" / "base", family="gemma2")
+    fields = {"category": "billing", "priority": "high", "needs_human": False, "reply": "Sorry!"}
+    answer = {"role": "assistant", "content": json.dumps(fields)}
+    chats = [
+        [
+            {"role": "system", "content": "Triage the ticket."},
+            {"role": "user", "content": "My refund is late."},
+            answer,
+        ],
+        [{"role": "user", "content": "Hello?"}, {"role": "user", "content": "Anyone?"}, answer],
+    ]
+    raw = stage_dir / "data" / "raw" / "chats.jsonl"  # read before the demo file
+    raw.write_text("".join(json.dumps({"messages": chat}) + "\n" for chat in chats))
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(stage_params(0.5)))
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage("curate", curate_stage.main)
+    assert str(exit_info.value.code) == (
+        "curate failed: data/raw/chats.jsonl:2: the chat template rejects it: Conversation "
+        "roles must alternate user/assistant/user/assistant/..."
+    )
 
 
 def test_stage_fails_above_max_reject_fraction(stage_dir: Path) -> None:
