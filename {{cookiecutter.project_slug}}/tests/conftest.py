@@ -72,6 +72,14 @@ TINY_PARAMS: dict[str, Any] = {
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_model: loads the embedded real base model (SmolLM2-135M); the unmarked-slow ones "
+        "run in make test in about a minute (deselect with -m 'not real_model')",
+    )
+
+
 def use_one_torch_thread() -> None:
     """At the tiny model's size, thread start-up and synchronisation cost far more than the
     arithmetic: one thread runs the pipeline test ~10x faster than two busy cores do."""
