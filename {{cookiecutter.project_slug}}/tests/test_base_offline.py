@@ -73,13 +73,16 @@ class HubStub(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         time.sleep(self.delay)
         body = b'{"error": "stub"}'
-        self.send_response(self.status)
-        if self.error_code:
-            self.send_header("X-Error-Code", self.error_code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(self.status)
+            if self.error_code:
+                self.send_header("X-Error-Code", self.error_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out first (the point of `delay`)
 
     def log_message(self, *args) -> None:
         pass
@@ -89,7 +92,9 @@ class HubStub(BaseHTTPRequestHandler):
 def stub_hub(hub: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[HubStub]]:
     handler = type("Handler", (HubStub,), {})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the next poll (every 0.5 s by default)
+    poll = {"poll_interval": 0.02}
+    thread = threading.Thread(target=server.serve_forever, kwargs=poll, daemon=True)
     thread.start()
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     yield handler

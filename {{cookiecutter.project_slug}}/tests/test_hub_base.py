@@ -195,7 +195,9 @@ class RunningStub:
     def __init__(self, hub: StubHub) -> None:
         handler = type("Handler", (StubHandler,), {"hub": hub})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the next poll (every 0.5 s by default)
+        poll = {"poll_interval": 0.02}
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs=poll, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
