@@ -15,6 +15,7 @@ from {{ cookiecutter.module_name }}.data.curate_report import ReportBuilder
 from {{ cookiecutter.module_name }}.data.curation import ALL_REASONS, CurateResult, curate_rows
 from {{ cookiecutter.module_name }}.data.data_report import trainable_blocks
 from {{ cookiecutter.module_name }}.data.masking import (
+    ChatEncoder,
     Lengths,
     common_prefix,
     token_counter,
@@ -173,6 +174,9 @@ def test_the_counter_follows_trls_procedure_on_awkward_rows(tiny_model_dir: Path
         every.append(Lengths(len(whole), tuple(spans)))
     assert token_counter(tokenizer, "last")(chats) == last
     assert token_counter(tokenizer, "all")(chats) == every
+    without_offsets = ChatEncoder(tokenizer, "all")  # a tokenizer without token offsets
+    without_offsets.with_offsets = None
+    assert [Lengths(len(row.ids), row.spans) for row in without_offsets(chats)] == every
 
 
 @pytest.mark.parametrize("template", ["chatml", "diverging generation prompt"])

@@ -25,6 +25,7 @@ with no trained token: curate quarantines it as `no_trainable_tokens`. With pack
 cut the same way before it is packed.
 """
 
+from bisect import bisect_right
 from collections.abc import Callable
 from os.path import commonprefix
 from pathlib import Path
@@ -130,6 +131,7 @@ class ChatEncoder:
         # add_special_tokens=False)`, with less work
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self.fast = getattr(backend, "encode_batch_fast", None)
+        self.with_offsets = getattr(backend, "encode_batch", None)
         self._end_of_turn: list[int] | None = None
 
     def encode(self, texts: list[str]) -> list[list[int]]:
@@ -162,9 +164,10 @@ class ChatEncoder:
         if not prompts:
             return [Encoded(chat_ids, ()) for chat_ids in ids]
         spans: dict[int, tuple[Span, ...]] = {}
-        for k, chat in enumerate(chats):
-            if len(trained_turns(chat, self.turns)) > 1:
-                spans[k] = self.turn_spans(chat, texts[k], ids[k], k)
+        several = [k for k, chat in enumerate(chats) if len(trained_turns(chat, self.turns)) > 1]
+        ends = self.token_ends([texts[k] for k in several])
+        for k, token_ends in zip(several, ends, strict=True):
+            spans[k] = self.turn_spans(chats[k], Tokens(texts[k], ids[k], token_ends), k)
         last = [k for k in rows if k not in spans]
         starts = self.answer_starts([chats[k] for k in last], [texts[k] for k in last], last, ids)
         for k, start in zip(last, starts, strict=True):
@@ -228,25 +231,56 @@ class ChatEncoder:
             self._end_of_turn = self.encode([after])[0] if after else []
         return self._end_of_turn
 
-    def turn_spans(self, chat: Messages, text: str, ids: list[int], row: int) -> tuple[Span, ...]:
+    def token_ends(self, texts: list[str]) -> list[list[int] | None]:
+        """Where each token of each text ends (characters), or None without offsets."""
+        if self.with_offsets is None or not texts:
+            return [None] * len(texts)
+        encodings = self.with_offsets(texts, add_special_tokens=False)
+        return [[end for _, end in encoding.offsets] for encoding in encodings]
+
+    def boundary(self, tokens: "Tokens", position: int) -> int | None:
+        """How many of the chat's tokens make up its text up to `position`; None when a token
+        straddles it. A token ending right there settles it (no token crosses the cut, and BPE
+        and Unigram alike then tokenize the text before it alone into the same tokens);
+        otherwise that text is tokenized and compared."""
+        if tokens.ends is not None:
+            k = bisect_right(tokens.ends, position)
+            if (tokens.ends[k - 1] if k else 0) == position:
+                return k
+        (before,) = self.encode([tokens.text[:position]])
+        return len(before) if tokens.ids[: len(before)] == before else None
+
+    def turn_spans(self, chat: Messages, tokens: "Tokens", row: int) -> tuple[Span, ...]:
         """The trained spans of a chat with several trained turns (see the module's doc)."""
+        text, ids = tokens.text, tokens.ids
         spans: list[Span] = []
         for turn in trained_turns(chat, self.turns):
             (prompt,) = self.render([chat[:turn]], [row], add_generation_prompt=True)
-            start = common_prefix(self.encode([prompt])[0], ids)
-            self.check_context(chat, turn, prompt, text, row)
+            start = self.boundary(tokens, len(prompt)) if text.startswith(prompt) else None
+            if start is None:  # as TRL: where the tokens of the prompt and the chat part
+                if not text.startswith(prompt):  # else the turns before are the chat's start
+                    self.check_context(chat, turn, prompt, text, row)
+                start = common_prefix(self.encode([prompt])[0], ids)
             end = len(ids)
             if turn < len(chat) - 1:
                 # the content's end must be a token boundary of the chat, after the start
-                stop = self.content_end(chat, turn, text, row)
-                (before,) = self.encode([text[:stop]])
-                if ids[: len(before)] != before or len(before) < start:
+                stop = self.boundary(tokens, self.content_end(chat, turn, text, row))
+                if stop is None or stop < start:
                     raise not_prefix_stable(row, turn)
-                end = len(before) + common_prefix(self.end_of_turn(row), ids[len(before) :])
+                end = stop + common_prefix(self.end_of_turn(row), ids[stop:])
             if spans and start < spans[-1][1]:
                 raise not_prefix_stable(row, turn)
             spans.append((start, end))
         return tuple(spans)
+
+
+class Tokens(NamedTuple):
+    """A rendered chat, its token ids and where each token ends in the text (None: no
+    offsets from this tokenizer)."""
+
+    text: str
+    ids: list[int]
+    ends: list[int] | None
 
 
 def not_prefix_stable(row: int, turn: int) -> RowError:
