@@ -211,9 +211,9 @@ class ChatEncoder:
             raise RowError(
                 row,
                 f"the chat template renders the turns before assistant turn {turn + 1} "
-                "differently once that turn follows them (as Mistral v0.3's drops the system "
-                "prompt), so the answer's tokens cannot be told apart from theirs: fix the row "
-                "or the base's chat template",
+                "differently once that turn follows them (a system prompt or header that depends "
+                "on the turns after it), so the answer's tokens cannot be told apart from theirs: "
+                "fix the row or the base's chat template",
             )
 
     def content_end(self, chat: Messages, turn: int, text: str, row: int) -> int:
