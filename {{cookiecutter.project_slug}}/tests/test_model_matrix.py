@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_model import FAMILIES, build_tiny_model
 
 from support_triage_finetune.data.chat import folds_system
 from support_triage_finetune.data.masking import ChatEncoder
@@ -41,6 +40,7 @@ from support_triage_finetune.training.modeling import (
     load_model_with_adapter,
     load_tokenizer,
 )
+from tiny_model import FAMILIES, build_tiny_model
 
 pytestmark = pytest.mark.e2e
 

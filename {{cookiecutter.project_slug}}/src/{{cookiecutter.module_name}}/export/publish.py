@@ -28,12 +28,12 @@ from ..cli import run_stage
 from ..errors import StageError
 from ..io import read_json
 from ..paths import CACHE_DIR, DIAGNOSIS, GGUF_EXPORT, MERGED_EXPORT, METRICS, SELECTED_DIR
+from ..training.base_model import TRANSPORT_ERRORS
 
 TOKEN_VARIABLE = "HF_TOKEN"
 CARD = "README.md"
 LICENSE_FILE = Path("LICENSE")
 # "no answer from the server" (refused, DNS, proxy, timeout) in httpx, requests and the builtins
-TRANSPORT_ERRORS = {"ConnectionError", "TimeoutError", "TimeoutException", "TransportError"}
 
 
 @dataclass(frozen=True)
