@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
+import gguf
 import torch
 
 from ..evaluation.evaluator import score_task, task_requests
@@ -18,6 +19,7 @@ from ..evaluation.scoring import task_metrics
 from ..params import TaskParams
 from ..selection.guardrails import ranking_metric
 from ..training.modeling import SAFE_LOADING
+from .gguf import llama_cpp_stop_ids, transformers_config, transformers_reads_tokenizer
 
 
 @dataclass(frozen=True)
@@ -29,17 +31,29 @@ class Generations:
     stopped: list[bool]
 
 
-def load_export(path: Path, dtype: torch.dtype):
-    """(model, tokenizer) of a merged directory or a .gguf file (dequantised by transformers'
-    GGUF loader), in eval mode and `dtype` for computing."""
+def load_export(path: Path, dtype: torch.dtype, reference: tuple | None = None):
+    """(model, tokenizer) of a merged directory or a .gguf file, in eval mode and `dtype` for
+    computing. A GGUF file is read as llama.cpp reads it where transformers' GGUF loader can
+    be made to: its weights dequantised into the architecture of `reference` (config,
+    tokenizer), as transformers' loader drops settings llama.cpp keeps (Gemma's attention
+    scale and local RoPE base, Qwen3's head size); generation stops on every token llama.cpp
+    stops on; and the file's own tokenizer, except where transformers rebuilds it unlike
+    llama.cpp (Phi-3's), for which the training tokenizer stands in."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if path.is_file():  # GGUF: no safetensors to insist on
-        where, extra = path.parent, {"gguf_file": path.name, "trust_remote_code": False}
-    else:
-        where, extra = path, SAFE_LOADING
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(where, **extra)
+    if not path.is_file():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **SAFE_LOADING)
+        tokenizer = AutoTokenizer.from_pretrained(path, **SAFE_LOADING)
+    else:  # GGUF: no safetensors to insist on
+        config, tokenizer = reference or (None, None)
+        extra = {"gguf_file": path.name, "trust_remote_code": False}
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, dtype=dtype, config=transformers_config(path, config), **extra
+        )
+        reader = gguf.GGUFReader(path)
+        model.generation_config.eos_token_id = sorted(llama_cpp_stop_ids(reader))
+        if tokenizer is None or transformers_reads_tokenizer(reader):
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, **extra)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
