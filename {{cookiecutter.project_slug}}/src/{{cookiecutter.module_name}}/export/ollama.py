@@ -1,29 +1,28 @@
 """An Ollama Modelfile next to an exported GGUF: the model's chat template in Ollama's
-Go-template syntax, its default system prompt, its stop strings and greedy defaults.
+Go-template syntax, its default system prompt, its stop tokens and greedy defaults.
 
-The template is never guessed: the tokenizer's own Jinja chat template is rendered on sample
-conversations and compared with what Ollama would build from the Modelfile (render_go_template
-runs the exact Go-template subset written here); a family without a Go template here, or any
-difference, is a StageError rather than a Modelfile that prompts the model differently."""
+The template is never guessed: one Go template per chat format (ChatML for SmolLM2 and Qwen,
+Llama 3, Gemma, Phi-3, Mistral, written after Ollama's own in its template/ folder) is tried in
+turn, and the one used is the one with which Ollama's prompt equals the tokenizer's own Jinja
+chat template on sample conversations (system + user, multi-turn, no system), rendered by
+render_go_template, which runs the Go text/template subset these templates use. None matching
+is a StageError rather than a Modelfile that prompts the model differently.
+
+The BOS: a Jinja template writes it as text; llama.cpp (under Ollama) adds it from the GGUF's
+add_bos_token instead, so where the tokenizer adds a BOS the Go template leaves it out."""
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import StageError
-from .gguf import chat_metadata, load_tokenizer
+from .gguf import ChatMetadata, chat_metadata, load_tokenizer
 
 MODELFILE = "Modelfile"
-# ChatML (SmolLM2's chat format): every turn `<|im_start|>role\n...<|im_end|>\n`, then the
-# generation prompt. Ollama puts the Modelfile's SYSTEM first when a chat does not start with a
-# system turn, as SmolLM2's Jinja template does with its default system prompt.
-CHATML_TEMPLATE = (
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n"
-    "{{ .Content }}<|im_end|>\n"
-    "{{ end }}<|im_start|>assistant\n"
-)
-CHATML_START, CHATML_END = "<|im_start|>{role}\n", "<|im_end|>\n"
 PROBE = "Probe question 1?"
+SYSTEM_PROBE = "Probe system 2."
 SAMPLE_CONVERSATIONS = (
     [{"role": "user", "content": "What is the capital of France?"}],
     [
@@ -35,12 +34,95 @@ SAMPLE_CONVERSATIONS = (
         {"role": "assistant", "content": "Hello! How can I help?"},
         {"role": "user", "content": "Reset my password."},
     ],
+    [
+        {"role": "system", "content": "Answer in JSON."},
+        {"role": "user", "content": "Refund?"},
+        {"role": "assistant", "content": '{"category": "billing"}'},
+        {"role": "user", "content": "And shipping?"},
+    ],
 )
 # Greedy, as the pipeline's eval decodes: temperature 0 picks the most likely token, and
 # Ollama's default repeat_penalty (1.1) would change which one that is.
 GREEDY_PARAMETERS = {"temperature": "0", "repeat_penalty": "1"}
-GO_ACTION = re.compile(r"\{\{(- )?(.*?)( -)?\}\}", re.S)
-GO_SPACE = " \t\r\n"
+
+# ChatML (SmolLM2, Qwen2/2.5/3): every turn `<|im_start|>role\n...<|im_end|>\n`. A default
+# system prompt (SmolLM2's, Qwen2.5's) is the Modelfile's SYSTEM: Ollama adds it as the first
+# turn of a chat without one.
+CHATML = """\
+{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ .Content }}<|im_end|>
+{{ end }}<|im_start|>assistant
+"""
+# Llama 3: a header per turn, `<|eot_id|>` after each.
+LLAMA3 = """\
+{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>
+
+{{ .Content }}<|eot_id|>
+{{- end }}<|start_header_id|>assistant<|end_header_id|>
+
+"""
+# Llama 3.1-3.3: a system turn always, opening with a fixed text (the knowledge cut-off and
+# date lines, PREAMBLE: read from the Jinja template when exporting).
+LLAMA31 = """\
+<|start_header_id|>system<|end_header_id|>
+
+PREAMBLE{{ .System }}<|eot_id|>
+{{- range .Messages }}
+{{- if ne .Role "system" }}<|start_header_id|>{{ .Role }}<|end_header_id|>
+
+{{ .Content }}<|eot_id|>
+{{- end }}
+{{- end }}<|start_header_id|>assistant<|end_header_id|>
+
+"""
+# Gemma 2/3: user and model turns; a system prompt opens the first user turn, followed by a
+# blank line (Gemma 3's template; Gemma 2's, which refuses a system turn, is wrapped so).
+GEMMA = """\
+{{- $first := true }}
+{{- range .Messages }}
+{{- if eq .Role "user" }}<start_of_turn>user
+{{ if and $first $.System }}{{ $.System }}
+
+{{ end }}{{ .Content }}<end_of_turn>
+{{ else if eq .Role "assistant" }}<start_of_turn>model
+{{ .Content }}<end_of_turn>
+{{ end }}
+{{- if ne .Role "system" }}{{ $first = false }}{{ end }}
+{{- end }}<start_of_turn>model
+"""
+# Phi-3: `<|role|>\n...<|end|>\n` per turn.
+PHI3 = """\
+{{- range .Messages }}<|{{ .Role }}|>
+{{ .Content }}<|end|>
+{{ end }}<|assistant|>
+"""
+# Mistral v0.3: `[INST] ...[/INST]` and ` answer</s>`. Its template keeps a system prompt only
+# while the last user turn is the one it opens, so training folds it into the first user turn
+# instead (data/chat.py SYSTEM_FOLDING), as here; MISTRAL_LAST is the template unfolded.
+MISTRAL = """\
+{{- $first := true }}
+{{- range .Messages }}
+{{- if eq .Role "user" }}[INST] {{ if and $first $.System }}{{ $.System }}
+
+{{ end }}{{ .Content }}[/INST]
+{{- else if eq .Role "assistant" }} {{ .Content }}</s>
+{{- end }}
+{{- if ne .Role "system" }}{{ $first = false }}{{ end }}
+{{- end }}"""
+MISTRAL_LAST = """\
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 }}
+{{- if eq .Role "user" }}[INST] {{ if and $.System $last }}{{ $.System }}
+
+{{ end }}{{ .Content }}[/INST]
+{{- else if eq .Role "assistant" }} {{ .Content }}</s>
+{{- end }}
+{{- end }}"""
+# Mistral v0.1/v0.2: `[INST] ... [/INST]`, answers with no leading space; their template refuses
+# a system turn, so it is folded into the first user turn.
+MISTRAL_V1 = MISTRAL.replace("{{ .Content }}[/INST]", "{{ .Content }} [/INST]").replace(
+    " {{ .Content }}</s>", "{{ .Content }}</s>"
+)
 
 
 @dataclass(frozen=True)
@@ -51,67 +133,291 @@ class OllamaChat:
     system: str | None
     """The default system prompt the Jinja template adds to a chat without one."""
     stop: tuple[str, ...]
+    family: str = ""
+    bos: str = ""
+    """The BOS text llama.cpp adds in front of the prompt ("" where the tokenizer adds none)."""
+    unchecked: tuple[str, ...] = ()
+    """Sample conversations the Jinja template refuses (a system turn Gemma 2 rejects)."""
+
+
+# --- Go text/template, the subset the templates above use ----------------------------------
+
+GO_ACTION = re.compile(r"\{\{(-[ \t\r\n])?(.*?)([ \t\r\n]-)?\}\}", re.S)
+GO_SPACE = " \t\r\n"
+GO_TOKEN = re.compile(
+    r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<number>-?\d+)'
+    r"|(?P<declare>:=)|(?P<assign>=)|(?P<punct>[(),|])"
+    r"|(?P<word>\$?[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*|\$(?:\.[A-Za-z_]\w*)*|(?:\.[A-Za-z_]\w*)+|\.))"
+)
+GO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+class GoTemplateError(ValueError):
+    pass
 
 
 def go_tokens(template: str) -> list[tuple[str, str]]:
-    """("text", ...) and ("action", ...) pieces, with `{{- ` / ` -}}` trimming applied."""
+    """("text", ...) and ("action", ...) pieces, with `{{- ` / ` -}}` trimming applied and
+    comments dropped."""
     pieces: list[tuple[str, str]] = []
     position, trim_next = 0, False
     for match in GO_ACTION.finditer(template):
         text = template[position : match.start()]
         text = text.lstrip(GO_SPACE) if trim_next else text
         pieces.append(("text", text.rstrip(GO_SPACE) if match.group(1) else text))
-        pieces.append(("action", match.group(2).strip()))
+        action = match.group(2).strip()
+        if not (action.startswith("/*") and action.endswith("*/")):
+            pieces.append(("action", action))
         position, trim_next = match.end(), bool(match.group(3))
     tail = template[position:]
     pieces.append(("text", tail.lstrip(GO_SPACE) if trim_next else tail))
     return pieces
 
 
-def block_end(pieces: list[tuple[str, str]], start: int) -> int:
-    """The index of the `end` closing the block whose body starts at `start`."""
-    depth = 0
-    for index in range(start, len(pieces)):
-        kind, value = pieces[index]
-        if kind == "action" and value.startswith("range "):
-            depth += 1
-        elif kind == "action" and value == "end":
-            if depth == 0:
-                return index
-            depth -= 1
-    raise ValueError("Go template: `range` without `end`")
+def lex(expression: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    while position < len(expression.rstrip()):
+        match = GO_TOKEN.match(expression, position)
+        if not match or match.end() == position:
+            raise GoTemplateError(f"Go template: cannot read {expression[position:]!r}")
+        kind = match.lastgroup
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
 
 
-def render_pieces(pieces: list[tuple[str, str]], start: int, end: int, dot: dict) -> str:
-    out, index = [], start
-    while index < end:
+@dataclass
+class Node:
+    kind: str
+    """text, action, if or range."""
+    value: Any = None
+    branches: list = field(default_factory=list)
+    """if: (condition, body) per if / else if; range: one (`$i, $x := .List`, body)."""
+    otherwise: list | None = None
+
+
+def parse_nodes(pieces: list[tuple[str, str]], index: int, stops: tuple[str, ...]):
+    """Nodes from pieces[index] up to an action in `stops` (returns nodes, the stop, index)."""
+    nodes: list[Node] = []
+    while index < len(pieces):
         kind, value = pieces[index]
         if kind == "text":
-            out.append(value)
-        elif value.startswith("range ."):
-            close = block_end(pieces, index + 1)
-            for item in dot[value.removeprefix("range .")]:
-                out.append(render_pieces(pieces, index + 1, close, item))
-            index = close
-        elif re.fullmatch(r"\.\w+", value):
-            out.append(str(dot[value[1:]]))
-        else:
-            raise ValueError(f"Go template: {{{{ {value} }}}} is outside the rendered subset")
+            if value:
+                nodes.append(Node("text", value))
+            index += 1
+            continue
+        word = value.split(None, 1)[0] if value else ""
+        if word in ("end", "else") and word in stops:
+            return nodes, value, index
+        if word in ("if", "range"):
+            node, index = parse_block(pieces, index, word, value[len(word) :].strip())
+            nodes.append(node)
+            continue
+        if word in ("end", "else", "with", "define", "template", "block"):
+            raise GoTemplateError(f"Go template: {{{{ {value} }}}} is outside the rendered subset")
+        nodes.append(Node("action", lex(value)))
         index += 1
-    return "".join(out)
+    if stops:
+        raise GoTemplateError("Go template: a block without {{ end }}")
+    return nodes, None, index
+
+
+def parse_block(pieces, index: int, word: str, head: str) -> tuple[Node, int]:
+    node = Node(word)
+    while True:
+        body, stop, index = parse_nodes(pieces, index + 1, ("end", "else"))
+        node.branches.append((lex(head), body))
+        if stop == "end":
+            return node, index + 1
+        rest = stop[len("else") :].strip()
+        if word == "if" and rest.startswith("if "):
+            head = rest[len("if ") :]
+            continue
+        if rest:
+            raise GoTemplateError(f"Go template: {{{{ {stop} }}}} is outside the rendered subset")
+        node.otherwise, stop, index = parse_nodes(pieces, index + 1, ("end",))
+        return node, index + 1
+
+
+def truth(value: Any) -> bool:
+    return value not in (None, False, 0, "") and not (hasattr(value, "__len__") and not len(value))
+
+
+def go_and(*args: Any) -> Any:
+    return next((arg for arg in args if not truth(arg)), args[-1])
+
+
+def go_or(*args: Any) -> Any:
+    return next((arg for arg in args if truth(arg)), args[-1])
+
+
+GO_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "eq": lambda first, *others: any(first == other for other in others),
+    "ne": lambda a, b: a != b,
+    "and": go_and,
+    "or": go_or,
+    "not": lambda value: not truth(value),
+    "len": len,
+    "slice": lambda items, start=0, end=None: items[start:end],
+    "index": lambda items, key: items[key],
+}
+
+
+@dataclass
+class Scope:
+    dot: Any
+    root: Any
+    variables: list[dict[str, Any]]
+
+    def lookup(self, name: str) -> Any:
+        for frame in reversed(self.variables):
+            if name in frame:
+                return frame[name]
+        raise GoTemplateError(f"Go template: undefined variable ${name}")
+
+    def assign(self, name: str, value: Any) -> None:
+        for frame in reversed(self.variables):
+            if name in frame:
+                frame[name] = value
+                return
+        raise GoTemplateError(f"Go template: ${name} assigned before it is declared")
+
+
+def field_path(value: Any, path: list[str]) -> Any:
+    for name in path:
+        if not isinstance(value, dict) or name not in value:
+            raise GoTemplateError(f"Go template: no field {name!r} here")
+        value = value[name]
+    return value
+
+
+def operand(kind: str, text: str, scope: Scope) -> Any:
+    if kind == "string":
+        return re.sub(r"\\(.)", lambda m: GO_ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
+    if kind == "raw":
+        return text[1:-1]
+    if kind == "number":
+        return int(text)
+    if text in ("true", "false"):
+        return text == "true"
+    if text == ".":
+        return scope.dot
+    if text.startswith("."):
+        return field_path(scope.dot, text[1:].split("."))
+    if text.startswith("$"):
+        name, *path = text[1:].split(".")
+        return field_path(scope.root if name == "" else scope.lookup(name), path)
+    raise GoTemplateError(f"Go template: {text!r} is outside the rendered subset")
+
+
+def evaluate(tokens: list[tuple[str, str]], scope: Scope) -> Any:
+    """A command: a function and its arguments, or one operand; `( ... )` nests a command."""
+    values, function, index = [], None, 0
+    while index < len(tokens):
+        kind, text = tokens[index]
+        if text == "(":
+            depth, close = 0, index
+            for close in range(index, len(tokens)):
+                depth += {"(": 1, ")": -1}.get(tokens[close][1], 0)
+                if depth == 0:
+                    break
+            values.append(evaluate(tokens[index + 1 : close], scope))
+            index = close + 1
+            continue
+        if kind == "punct":
+            raise GoTemplateError(f"Go template: {text!r} is outside the rendered subset")
+        if index == 0 and text in GO_FUNCTIONS:
+            function = GO_FUNCTIONS[text]
+        else:
+            values.append(operand(kind, text, scope))
+        index += 1
+    if function is not None:
+        return function(*values)
+    if len(values) != 1:
+        raise GoTemplateError(f"Go template: {' '.join(t for _, t in tokens)!r} is not a command")
+    return values[0]
+
+
+def split_declaration(tokens: list[tuple[str, str]]) -> tuple[list[str], str | None, list]:
+    """(variable names, ":=" / "=" / None, the command)."""
+    for index, (kind, _) in enumerate(tokens):
+        if kind in ("declare", "assign"):
+            names = [text[1:] for kind_, text in tokens[:index] if kind_ == "word"]
+            return names, tokens[index][1], tokens[index + 1 :]
+    return [], None, tokens
+
+
+def go_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def render_nodes(nodes: list[Node], scope: Scope, out: list[str]) -> None:
+    for node in nodes:
+        if node.kind == "text":
+            out.append(node.value)
+        elif node.kind == "action":
+            names, how, command = split_declaration(node.value)
+            value = evaluate(command, scope)
+            if how == ":=":
+                scope.variables[-1][names[0]] = value
+            elif how == "=":
+                scope.assign(names[0], value)
+            else:
+                out.append(go_string(value))
+        elif node.kind == "if":
+            for condition, body in node.branches:
+                if truth(evaluate(condition, scope)):
+                    render_block(body, scope, out)
+                    break
+            else:
+                render_block(node.otherwise or [], scope, out)
+        else:
+            render_range(node, scope, out)
+
+
+def render_block(nodes: list[Node], scope: Scope, out: list[str], frame=None) -> None:
+    scope.variables.append(frame or {})
+    try:
+        render_nodes(nodes, scope, out)
+    finally:
+        scope.variables.pop()
+
+
+def render_range(node: Node, scope: Scope, out: list[str]) -> None:
+    names, _, command = split_declaration(node.branches[0][0])
+    items = evaluate(command, scope)
+    if not truth(items):
+        render_block(node.otherwise or [], scope, out)
+        return
+    outer = scope.dot
+    for index, item in enumerate(items):
+        values = [item] if len(names) == 1 else [index, item]
+        scope.dot = item
+        render_block(node.branches[0][1], scope, out, dict(zip(names, values, strict=False)))
+    scope.dot = outer
 
 
 def render_go_template(template: str, data: dict) -> str:
-    """Render the subset of Go's text/template this module writes: text, `{{ .Field }}`,
-    `{{ range .List }}...{{ end }}` and the `{{- ` / ` -}}` whitespace trims."""
-    pieces = go_tokens(template)
-    return render_pieces(pieces, 0, len(pieces), data)
+    """Render `template` with Go text/template semantics for the subset the chat templates here
+    use: text and `{{- ` / ` -}}` trims; `.Field`, `$.Field`, `$var`; `if` / `else if` /
+    `else`; `range` with `$i, $x :=`; `$x := ...` and `$x = ...`; eq, ne, and, or, not, len,
+    slice, index. Anything else is a GoTemplateError (a ValueError)."""
+    nodes, _, _ = parse_nodes(go_tokens(template), 0, ())
+    out: list[str] = []
+    render_nodes(nodes, Scope(dot=data, root=data, variables=[{}]), out)
+    return "".join(out)
+
+
+# --- Ollama's prompt and the Jinja template's ----------------------------------------------
 
 
 def ollama_prompt(chat: OllamaChat, messages: list[dict[str, str]]) -> str:
-    """The prompt Ollama's chat endpoint builds: the Modelfile's SYSTEM first unless the chat
-    starts with a system turn, consecutive turns of one role joined by a blank line, then the
-    TEMPLATE executed on them."""
+    """The text llama.cpp tokenizes for Ollama's chat endpoint: the BOS it adds, then the
+    TEMPLATE executed as Ollama does (the Modelfile's SYSTEM first unless the chat starts with
+    a system turn; consecutive turns of one role joined by a blank line; .System all system
+    turns' text)."""
     if chat.system and (not messages or messages[0]["role"] != "system"):
         messages = [{"role": "system", "content": chat.system}, *messages]
     collated: list[dict[str, str]] = []
@@ -121,42 +427,111 @@ def ollama_prompt(chat: OllamaChat, messages: list[dict[str, str]]) -> str:
         else:
             collated.append({"Role": message["role"], "Content": message["content"]})
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    return render_go_template(chat.template, {"System": system, "Messages": collated})
+    data = {"System": system, "Messages": collated, "Response": "", "Tools": None}
+    return chat.bos + render_go_template(chat.template, data)
 
 
-def jinja_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def jinja_prompt(tokenizer, messages: list[dict[str, str]]) -> str | None:
+    """The tokenizer's chat template's prompt, or None where the template refuses `messages`
+    (raise_exception, as Gemma 2's on a system turn)."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except TemplateError:
+        return None
 
 
-def chatml_system(tokenizer) -> str | None:
-    """The default system prompt of a ChatML template (None: it adds none), or a StageError
-    when the template is not ChatML."""
-    rendered = jinja_prompt(tokenizer, [{"role": "user", "content": PROBE}])
-    user, assistant = (CHATML_START.format(role=role) for role in ("user", "assistant"))
-    head = rendered.removesuffix(user + PROBE + CHATML_END + assistant)
-    start = CHATML_START.format(role="system")
-    if head == rendered or (head and not (head.startswith(start) and head.endswith(CHATML_END))):
-        raise StageError(
-            "Ollama export: the chat template is not ChatML (the one family with a Go template "
-            f"here); it renders a one-turn chat as {rendered[:160]!r}. Write the Modelfile's "
-            "TEMPLATE by hand"
-        )
-    return head[len(start) : -len(CHATML_END)] if head else None
+def default_system(tokenizer) -> str | None:
+    """The system prompt the Jinja template adds to a chat without one: the text with which a
+    one-turn chat renders as one with a system turn (None: it adds none)."""
+    user = [{"role": "user", "content": PROBE}]
+    alone = jinja_prompt(tokenizer, user)
+    marked = jinja_prompt(tokenizer, [{"role": "system", "content": SYSTEM_PROBE}, *user])
+    if alone is None or marked is None or marked.count(SYSTEM_PROBE) != 1:
+        return None
+    head, tail = marked.split(SYSTEM_PROBE)
+    fits = alone.startswith(head) and alone.endswith(tail)
+    if not fits or len(alone) < len(head) + len(tail):
+        return None
+    return alone[len(head) : len(alone) - len(tail)] or None
 
 
-def ollama_chat(tokenizer, stop: tuple[str, ...]) -> OllamaChat:
-    """The Modelfile's chat settings, checked: Ollama's prompt for every sample conversation
-    equals the tokenizer's own chat template's."""
-    chat = OllamaChat(template=CHATML_TEMPLATE, system=chatml_system(tokenizer), stop=stop)
+def llama31_template(tokenizer, bos: str) -> str | None:
+    """LLAMA31 with the text the Jinja template opens every system turn with, or None."""
+    header = "<|start_header_id|>system<|end_header_id|>\n\n"
+    user = [{"role": "user", "content": PROBE}]
+    marked = jinja_prompt(tokenizer, [{"role": "system", "content": SYSTEM_PROBE}, *user])
+    if marked is None or not marked.startswith(bos + header) or SYSTEM_PROBE not in marked:
+        return None
+    preamble = marked[len(bos + header) : marked.index(SYSTEM_PROBE)]
+    if "{{" in preamble or "<|" in preamble:
+        return None
+    return LLAMA31.replace("PREAMBLE", preamble)
+
+
+def candidate_templates(tokenizer, bos: str) -> dict[str, str]:
+    candidates = {"chatml": CHATML, "llama3": LLAMA3}
+    if llama31 := llama31_template(tokenizer, bos):
+        candidates["llama3.1"] = llama31
+    return candidates | {
+        "gemma": GEMMA,
+        "phi3": PHI3,
+        "mistral": MISTRAL,
+        "mistral-last-user": MISTRAL_LAST,
+        "mistral-v1": MISTRAL_V1,
+    }
+
+
+def parity_differences(chat: OllamaChat, tokenizer) -> tuple[list[str], list[str]]:
+    """(how Ollama's prompt differs from the Jinja template's on each sample, the samples the
+    Jinja template refuses)."""
+    differences, refused = [], []
     for messages in SAMPLE_CONVERSATIONS:
-        expected, got = jinja_prompt(tokenizer, messages), ollama_prompt(chat, messages)
+        roles = "+".join(m["role"] for m in messages)
+        expected = jinja_prompt(tokenizer, messages)
+        if expected is None:
+            refused.append(roles)
+            continue
+        try:
+            got = ollama_prompt(chat, messages)
+        except GoTemplateError as error:
+            got = f"<{error}>"
         if got != expected:
-            raise StageError(
-                "Ollama export: the Modelfile's TEMPLATE would prompt the model differently "
-                f"from its chat template for {[m['role'] for m in messages]}: Jinja gives "
-                f"{expected!r}, the Modelfile {got!r}. Write the TEMPLATE by hand"
-            )
-    return chat
+            differences.append(f"{roles}: Jinja gives {expected!r}, the Modelfile {got!r}")
+    if len(refused) == len(SAMPLE_CONVERSATIONS):
+        differences.append("the chat template refuses every sample conversation")
+    return differences, refused
+
+
+def ollama_chat(tokenizer, meta: ChatMetadata) -> OllamaChat:
+    """The Modelfile's chat settings: the first Go template with which Ollama's prompt equals
+    the tokenizer's own chat template's on every sample conversation it accepts."""
+    bos = meta.bos_token if meta.add_bos and meta.bos_token else ""
+    system = default_system(tokenizer)
+    tried = {}
+    for family, template in candidate_templates(tokenizer, bos).items():
+        chat = OllamaChat(template, system, meta.stop, family, bos)
+        differences, refused = parity_differences(chat, tokenizer)
+        if not differences:
+            return OllamaChat(template, system, meta.stop, family, bos, tuple(refused))
+        tried[family] = differences[0]
+    one_turn = jinja_prompt(tokenizer, list(SAMPLE_CONVERSATIONS[0])) or ""
+    raise StageError(
+        "Ollama export: no Go template here prompts the model as its chat template does "
+        f"(tried {', '.join(tried)}; ChatML: {tried['chatml'][:300]}); the chat template "
+        f"renders a one-turn chat as {one_turn[:200]!r}. Write the Modelfile's TEMPLATE by "
+        "hand, or leave gguf out of export.formats"
+    )
+
+
+def model_chat(model_dir: Path) -> OllamaChat:
+    """The checked chat settings for the model (and tokenizer) in `model_dir`."""
+    tokenizer = load_tokenizer(model_dir)
+    return ollama_chat(tokenizer, chat_metadata(model_dir, tokenizer))
+
+
+# --- the Modelfile --------------------------------------------------------------------------
 
 
 def triple_quoted(value: str) -> str:
@@ -170,6 +545,7 @@ def triple_quoted(value: str) -> str:
 def modelfile_text(gguf_name: str, chat: OllamaChat) -> str:
     lines = [
         f"# Ollama: `ollama create NAME -f {MODELFILE}` here, then `ollama run NAME`.",
+        f"# Chat format: {chat.family}, checked against the model's own chat template.",
         f"FROM ./{gguf_name}",
         f"TEMPLATE {triple_quoted(chat.template)}",
     ]
@@ -184,11 +560,9 @@ def modelfile_text(gguf_name: str, chat: OllamaChat) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(gguf_path: Path, model_dir: Path) -> Path:
+def write_modelfile(gguf_path: Path, model_dir: Path, chat: OllamaChat | None = None) -> Path:
     """Write `Modelfile` next to `gguf_path` for the model (and tokenizer) in `model_dir`."""
-    tokenizer = load_tokenizer(model_dir)
-    meta = chat_metadata(model_dir, tokenizer)
-    chat = ollama_chat(tokenizer, meta.stop)
+    chat = chat or model_chat(model_dir)
     path = gguf_path.parent / MODELFILE
     path.write_text(modelfile_text(gguf_path.name, chat))
     return path
