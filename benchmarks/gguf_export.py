@@ -1,25 +1,29 @@
 """GGUF export of the real fine-tuned SmolLM2: conversion time and memory, file sizes, and
 whether transformers' GGUF loader gives back the merged model's greedy answers.
 
-For each GGUF type, the project's `export.gguf.write_gguf` converts the merged model in a child
-process run under `/usr/bin/time -v`, so the wall time and peak RSS are the conversion's alone
-(Python, torch and transformers imports included). Then the merged model (float32) and every
-GGUF (dequantised to float32 by transformers) answer the same chat prompts greedily: two test
-rows of the task (with their system prompt) and one general question (SmolLM2's default system
-prompt applies). Reported per type: seconds, peak RSS, file size, tokenizer.ggml.pre, whether
-the GGUF's tokenizer gives the merged tokenizer's prompt ids, and per prompt whether the answer
-is identical to the merged model's and ended with the EOS before the token budget. The Modelfile
+For each GGUF type, the project's `export.gguf.write_gguf` (llama.cpp's converter, pinned; q4_0
+re-quantised from its f16) converts the merged model in a child process run under
+`/usr/bin/time -v`, so the wall time and peak RSS are the conversion's alone (Python, torch and
+transformers imports and the converter's own subprocess included). Then the merged model
+(float32) and every GGUF (dequantised to float32 by transformers into the merged model's
+architecture, stopping where llama.cpp stops, as the export stage's parity check reads it)
+answer the same chat prompts greedily: two test rows of the task (with their system prompt) and
+one general question (SmolLM2's default system prompt applies). Reported per type: seconds,
+peak RSS, file size, tokenizer.ggml.pre, whether the GGUF's tokenizer gives the merged
+tokenizer's prompt ids, and per prompt whether the answer is identical to the merged model's
+and ended with a stop token before the token budget. The Modelfile
 for the last type is written next to the files and printed.
 
-With `--llama-cpp DIR` (a llama.cpp build's bin/ holding llama-tokenize and llama-simple, e.g.
-built from the vendor/llama.cpp of the llama-cpp-python sdist: `cmake -B build -G Ninja
--DLLAMA_CURL=OFF && cmake --build build --target llama-simple llama-tokenize`), llama.cpp
-itself also loads every file: its token ids for the HF-rendered prompts, and its greedy answer
-(llama-simple: greedy, stops at an end-of-generation token) against the merged model's.
+With `--llama-cpp DIR` (a bin/ holding llama-simple and tokenize-ids, as
+`python benchmarks/llama_cpp_families.py --project BAKE --build-only` builds them from the
+pinned sdist into /tmp/llama-cpp-families/build/bin; llama-tokenize cannot parse special
+tokens), llama.cpp itself also loads every file: its token ids for the HF-rendered prompts,
+and its greedy answer (llama-simple: greedy, stops at an end-of-generation token) against the
+merged model's.
 
 Run with the project's interpreter on a baked project's src (the package is found there):
     python benchmarks/gguf_export.py --src /tmp/bake/support-triage-finetune/src \\
-        --merged build/demo/support-triage-finetune/models/selected/merged \\
+        --merged build/demo/support-triage-finetune/models/export/merged \\
         --rows build/demo/support-triage-finetune/data/splits/test.jsonl --out /tmp/gguf.json \\
         [--llama-cpp /path/to/llama.cpp/build/bin]
 """
@@ -79,7 +83,7 @@ def greedy(model, tokenizer, messages: list[dict]) -> tuple[list[int], list[int]
             attention_mask=torch.ones_like(ids),
             max_new_tokens=MAX_NEW_TOKENS,
             do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=model.generation_config.eos_token_id,  # every stop id
             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
         )
     return ids[0].tolist(), output[0, ids.shape[1] :].tolist()
@@ -89,7 +93,9 @@ def answers(model, tokenizer, prompts: list[list[dict]]) -> list[dict]:
     rows = []
     for messages in prompts:
         prompt, generated = greedy(model, tokenizer, messages)
-        stopped = bool(generated) and generated[-1] == tokenizer.eos_token_id
+        stops = model.generation_config.eos_token_id
+        stops = stops if isinstance(stops, list) else [stops]
+        stopped = bool(generated) and generated[-1] in stops
         text = tokenizer.decode(generated, skip_special_tokens=True)
         rows.append({"prompt_ids": prompt, "ids": generated, "stopped": stopped, "text": text})
     return rows
@@ -100,10 +106,12 @@ def llama_cpp_answers(binaries: Path, path: Path, tokenizer, prompts: list, refe
     rows = []
     for messages in prompts:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        prompt_file = path.with_suffix(".prompt.txt")
-        prompt_file.write_text(text)
-        command = [binaries / "llama-tokenize", "-m", path, "-f", prompt_file, "--ids"]
-        ids = subprocess.run(command + ["--log-disable"], capture_output=True, text=True)
+        bos = tokenizer.bos_token or ""
+        adds_bos = tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+        if bos and adds_bos and text.startswith(bos):
+            text = text[len(bos) :]  # llama.cpp adds the BOS from the file's metadata
+        command = [binaries / "tokenize-ids", path, text]
+        ids = subprocess.run(command, capture_output=True, text=True)
         command = [binaries / "llama-simple", "-m", path, "-n", str(MAX_NEW_TOKENS), text]
         run = subprocess.run(command, capture_output=True, text=True)
         decoded = int(re.findall(r"decoded (\d+) tokens", run.stderr)[-1])
@@ -141,6 +149,7 @@ def main() -> None:
     sys.path.insert(0, str(args.src))
     package = package_in(args.src)
     write_modelfile = import_module(f"{package}.export.ollama").write_modelfile
+    export_gguf = import_module(f"{package}.export.gguf")
     prompts = [GENERAL_PROMPT]
     if args.rows:
         lines = args.rows.read_text().splitlines()[:2]
@@ -149,6 +158,7 @@ def main() -> None:
 
     merged = AutoModelForCausalLM.from_pretrained(args.merged, dtype=torch.float32).eval()
     merged_tokenizer = AutoTokenizer.from_pretrained(args.merged)
+    merged_config = merged.config
     reference = answers(merged, merged_tokenizer, prompts)
     del merged
     report = {
@@ -162,9 +172,12 @@ def main() -> None:
         figures["size_mib"] = round(path.stat().st_size / 2**20, 1)
         figures["pre"] = gguf.GGUFReader(path).fields["tokenizer.ggml.pre"].contents()
         start = time.perf_counter()
+        config = export_gguf.transformers_config(path, merged_config)  # as export parity reads it
         model = AutoModelForCausalLM.from_pretrained(
-            args.work, gguf_file=path.name, dtype=torch.float32
+            args.work, gguf_file=path.name, dtype=torch.float32, config=config
         ).eval()
+        stops = export_gguf.llama_cpp_stop_ids(gguf.GGUFReader(path))
+        model.generation_config.eos_token_id = sorted(stops)
         tokenizer = AutoTokenizer.from_pretrained(args.work, gguf_file=path.name)
         figures["load_seconds"] = round(time.perf_counter() - start, 1)
         runs = answers(model, tokenizer, prompts)
