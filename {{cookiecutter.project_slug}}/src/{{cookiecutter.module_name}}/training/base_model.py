@@ -60,13 +60,20 @@ def materialise_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+SENTENCEPIECE = "tokenizer.model"
+
+
 def materialise_local(source: Path, out_dir: Path) -> None:
-    """Re-save a local model through transformers so the copy is safetensors + tokenizer."""
+    """Re-save a local model through transformers so the copy is safetensors + tokenizer,
+    keeping a SentencePiece tokenizer.model: transformers 5 saves only tokenizer.json, and
+    llama.cpp's converter reads Gemma's, Mistral's and Phi-3's vocabulary from the former."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not any(source.glob("*.safetensors")):
         raise StageError(f"{source} has no *.safetensors weights (pickle files are refused)")
     AutoTokenizer.from_pretrained(source, trust_remote_code=False).save_pretrained(out_dir)
+    if (source / SENTENCEPIECE).is_file() and not (out_dir / SENTENCEPIECE).exists():
+        shutil.copyfile(source / SENTENCEPIECE, out_dir / SENTENCEPIECE)
     model = AutoModelForCausalLM.from_pretrained(source, **SAFE_LOADING)
     model.save_pretrained(out_dir, safe_serialization=True)
 
