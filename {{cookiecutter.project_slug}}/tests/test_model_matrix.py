@@ -236,3 +236,35 @@ def test_lora_reaches_every_linear_and_the_merge_keeps_the_logits(pipeline: dict
         assert merged.model.layers[0].self_attn.q_proj.bias is not None
     for key in ("final_logit_softcapping", "attn_logit_softcapping"):
         assert getattr(merged.config, key, None) == getattr(base.config, key, None)
+
+
+INSTRUCTION_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'assistant' %}"
+    "### Response:\n{{ m['content'] }}<|im_end|>\n"
+    "{% else %}### {{ m['role'] }}:\n{{ m['content'] }}\n\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}### Response:\n{% endif %}"
+)
+"""A chat format no Ollama Go template here reproduces: GGUF export cannot ship it as trained."""
+
+
+def test_a_base_the_exports_cannot_serve_stops_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support_triage_finetune.errors import StageError
+    from support_triage_finetune.paths import BASE_MODEL_DIR, CURATED
+
+    base_dir = build_tiny_model(tmp_path / "tiny")
+    (base_dir / "chat_template.jinja").write_text(INSTRUCTION_TEMPLATE)
+    root = tmp_path / "project"
+    root.mkdir()
+    lay_out_project(root, base_dir)
+    monkeypatch.chdir(root)
+    check_params_stage.main()
+    with pytest.raises(StageError, match=r"found before training.*Ollama.*export\.formats"):
+        base_stage.main()
+    assert not CURATED.exists()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["export"]["formats"] = ["merged"]  # the fix the message names
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    base_stage.main()
+    assert (BASE_MODEL_DIR / "config.json").exists()
