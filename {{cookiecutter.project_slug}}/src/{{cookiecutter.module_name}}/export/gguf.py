@@ -245,6 +245,17 @@ def copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, file_type: i
             writer.add_key_value(item.name, item.contents(), kind, sub_type=sub)
 
 
+def quantized(tensor, qtype: Q, rows: int = 4096) -> np.ndarray:
+    """`tensor` (float, memory-mapped) as `qtype`, a block of rows at a time, so memory holds
+    the quantised tensor and one block in float32, not the whole tensor in float32."""
+    data = tensor.data.reshape(-1, tensor.data.shape[-1])
+    out = np.empty(gguf.quant_shape_to_byte_shape(data.shape, qtype), dtype=np.uint8)
+    for start in range(0, len(data), rows):
+        values = gguf.quants.dequantize(data[start : start + rows], tensor.tensor_type)
+        out[start : start + rows] = gguf.quants.quantize(values, qtype)
+    return out.reshape(gguf.quant_shape_to_byte_shape(tensor.data.shape, qtype))
+
+
 def requantize(source: Path, out_path: Path, quant: str) -> Path:
     """Write `source` (a float GGUF) as `quant`, one tensor at a time: memory stays near the
     largest tensor."""
@@ -271,11 +282,8 @@ def requantize(source: Path, out_path: Path, quant: str) -> Path:
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for tensor, qtype in plan:
-            data = tensor.data
-            if qtype != tensor.tensor_type:
-                values = gguf.quants.dequantize(data, tensor.tensor_type)
-                data = gguf.quants.quantize(values.reshape(data.shape), qtype)
-            writer.write_tensor_data(data)
+            same = qtype == tensor.tensor_type
+            writer.write_tensor_data(tensor.data if same else quantized(tensor, qtype))
         writer.close()
         partial.replace(out_path)
     finally:
