@@ -312,8 +312,7 @@ def write_ggufs(model_dir: Path, paths: dict[str, Path], name: str | None = None
         finally:
             if "f16" not in paths:
                 source.unlink(missing_ok=True)
-    readers = {quant: check_gguf(paths[quant], meta) for quant in paths}
-    reader = next(iter(readers.values()))
+    reader = [check_gguf(path, meta) for path in paths.values()][0]
     return GgufExport(
         converter=llama_cpp.converter_label(),
         architecture=field_value(reader, gguf.Keys.General.ARCHITECTURE),

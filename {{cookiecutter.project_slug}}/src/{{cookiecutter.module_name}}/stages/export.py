@@ -45,6 +45,7 @@ from ..paths import (
 from ..selection.guardrails import ranking_metric
 from ..training.modeling import load_model_with_adapter, load_tokenizer, use_bf16
 
+GGUF_NAME = __name__.split(".")[0]  # general.name, shown by llama.cpp and Ollama
 REFERENCE = "adapter"
 """The selected model as eval and select loaded it (base + adapter, merged in memory)."""
 
@@ -67,7 +68,7 @@ def write_exports(params: ExportParams, selected: Path) -> tuple[dict[str, Path]
         if "gguf" in params.formats:
             source = source or exports["merged_f32"]
             paths = {quant: GGUF_EXPORT / f"model-{quant}.gguf" for quant in params.gguf_types}
-            written = write_ggufs(source, paths)
+            written = write_ggufs(source, paths, name=GGUF_NAME)
             exports |= {f"gguf_{quant}": path for quant, path in paths.items()}
             chat = model_chat(source)
             write_modelfile(paths[params.gguf_types[-1]], source, chat)
