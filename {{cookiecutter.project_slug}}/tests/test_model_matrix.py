@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support_triage_finetune.data.chat import folds_system
-from support_triage_finetune.data.masking import ChatEncoder
-from support_triage_finetune.io import read_json
-from support_triage_finetune.paths import (
+from {{ cookiecutter.module_name }}.data.chat import folds_system
+from {{ cookiecutter.module_name }}.data.masking import ChatEncoder
+from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.paths import (
     CURATE_REPORT,
     DATA_REPORT,
     EXPORT_DIR,
@@ -26,16 +26,16 @@ from support_triage_finetune.paths import (
     SELECTED_DIR,
     SMOKE_REPORT,
 )
-from support_triage_finetune.stages import base as base_stage
-from support_triage_finetune.stages import check_params as check_params_stage
-from support_triage_finetune.stages import curate as curate_stage
-from support_triage_finetune.stages import eval as eval_stage
-from support_triage_finetune.stages import export as export_stage
-from support_triage_finetune.stages import select as select_stage
-from support_triage_finetune.stages import smoke as smoke_stage
-from support_triage_finetune.stages import split as split_stage
-from support_triage_finetune.stages import train as train_stage
-from support_triage_finetune.training.modeling import (
+from {{ cookiecutter.module_name }}.stages import base as base_stage
+from {{ cookiecutter.module_name }}.stages import check_params as check_params_stage
+from {{ cookiecutter.module_name }}.stages import curate as curate_stage
+from {{ cookiecutter.module_name }}.stages import eval as eval_stage
+from {{ cookiecutter.module_name }}.stages import export as export_stage
+from {{ cookiecutter.module_name }}.stages import select as select_stage
+from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
+from {{ cookiecutter.module_name }}.stages import split as split_stage
+from {{ cookiecutter.module_name }}.stages import train as train_stage
+from {{ cookiecutter.module_name }}.training.modeling import (
     load_base_model,
     load_model_with_adapter,
     load_tokenizer,
@@ -238,20 +238,21 @@ def test_lora_reaches_every_linear_and_the_merge_keeps_the_logits(pipeline: dict
         assert getattr(merged.config, key, None) == getattr(base.config, key, None)
 
 
+# A base's own instruction-style chat template, none of the families'.{% raw %}
 INSTRUCTION_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'assistant' %}"
     "### Response:\n{{ m['content'] }}<|im_end|>\n"
     "{% else %}### {{ m['role'] }}:\n{{ m['content'] }}\n\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}### Response:\n{% endif %}"
-)
+){% endraw %}
 """A chat format no Ollama Go template here reproduces: GGUF export cannot ship it as trained."""
 
 
 def test_a_base_the_exports_cannot_serve_stops_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from support_triage_finetune.errors import StageError
-    from support_triage_finetune.paths import BASE_MODEL_DIR, CURATED
+    from {{ cookiecutter.module_name }}.errors import StageError
+    from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, CURATED
 
     base_dir = build_tiny_model(tmp_path / "tiny")
     (base_dir / "chat_template.jinja").write_text(INSTRUCTION_TEMPLATE)
