@@ -187,8 +187,7 @@ def client_errors() -> list[Exception]:
             client = importlib.import_module(name)
             errors += [client.ConnectError("refused"), client.ReadTimeout("slow")]
     if importlib.util.find_spec("requests"):
-        from requests import exceptions
-
+        exceptions = importlib.import_module("requests.exceptions")  # optional, not a dependency
         errors += [exceptions.ConnectionError("refused"), exceptions.ReadTimeout("slow")]
     return errors
 

@@ -25,6 +25,8 @@ TESTS = Path(__file__).parent
 DEV_TOOLS = {"pytest", "ruff", "pre-commit", "cruft"}
 # An extra's module whose distribution has another name, for where the extra is not installed.
 DISTRIBUTION_OF = {"mlflow": "mlflow-skinny"}
+LLAMA_CPP_MODULES = {"convert_hf_to_gguf"}
+"""Imported from llama.cpp's converter, which export/llama_cpp.py fetches (not a package)."""
 
 
 def requirement_lines(text: str) -> list[Requirement]:
@@ -70,7 +72,7 @@ def imported_modules(*roots: Path) -> dict[str, set[str]]:
 
 def test_every_third_party_import_is_declared() -> None:
     declared = set(runtime()).union(*extras().values())
-    local = {package.__name__} | {path.stem for path in TESTS.glob("*.py")}
+    local = {package.__name__} | {path.stem for path in TESTS.glob("*.py")} | LLAMA_CPP_MODULES
     distributions = importlib.metadata.packages_distributions()
     undeclared = {}
     for module, files in imported_modules(SOURCES, TESTS).items():
