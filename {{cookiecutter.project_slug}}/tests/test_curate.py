@@ -167,12 +167,22 @@ def test_missing_raw_dir_names_it(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------- formats
 
 
+SHAREGPT = [
+    {"from": "system", "value": "Be brief."},
+    {"from": "human", "value": "first question"},
+    {"from": "gpt", "value": "first answer"},
+    {"from": "human", "value": "sharegpt row"},
+    {"from": "gpt", "value": "the answer"},
+]
+
+
 def test_formats_are_detected_per_file_and_become_chats() -> None:
     rows = (
         lines(chat("chat row"), file="a.jsonl")
         + lines({"prompt": "pc row", "completion": ANSWER}, file="b.jsonl")
         + lines({"instruction": "Triage.", "input": "alpaca row", "output": ANSWER}, file="c.jsonl")
         + lines({"prompt": "pref row", "chosen": ANSWER, "rejected": "no"}, file="d.jsonl")
+        + lines({"conversations": SHAREGPT, "id": "sg-1"}, file="e.jsonl")
     )
     result = curate_rows(rows, TEXT_TASK, CurateParams())
     assert result.decisions.formats == {
@@ -180,14 +190,24 @@ def test_formats_are_detected_per_file_and_become_chats() -> None:
         "b.jsonl": "prompt_completion",
         "c.jsonl": "alpaca",
         "d.jsonl": "preference",
+        "e.jsonl": "sharegpt",
     }
     users = [row["prompt"][-1]["content"] for row in result.kept]
-    assert users == ["chat row", "pc row", "Triage.\n\nalpaca row"]
+    assert users == ["chat row", "pc row", "Triage.\n\nalpaca row", "sharegpt row"]
+    roles = [turn["role"] for turn in result.kept[-1]["prompt"]]
+    assert roles == ["system", "user", "assistant", "user"]  # every answer is trained
     assert all(
-        row["completion"] == [{"role": "assistant", "content": ANSWER}] for row in result.kept
+        row["completion"] == [{"role": "assistant", "content": ANSWER}] for row in result.kept[:-1]
     )
     (pair,) = result.preferences
     assert pair["chosen"][0]["content"] == ANSWER and pair["rejected"][0]["content"] == "no"
+
+
+def test_a_sharegpt_turn_of_an_unknown_speaker_is_quarantined_by_the_chat_schema() -> None:
+    bad = [*SHAREGPT[:3], {"from": "narrator", "value": "x"}, SHAREGPT[4]]
+    rows = lines({"conversations": SHAREGPT}, {"conversations": bad}, {"conversations": "text"})
+    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    assert reasons_by_line(result) == {2: "unknown_role", 3: "missing_messages"}
 
 
 def test_a_row_not_in_its_files_format_is_quarantined() -> None:

@@ -107,7 +107,7 @@ class TaskParams(Section):
         return self
 
 
-InputFormat = Literal["chat", "prompt_completion", "alpaca", "preference"]
+InputFormat = Literal["chat", "sharegpt", "prompt_completion", "alpaca", "preference"]
 
 
 class QualityParams(Section):

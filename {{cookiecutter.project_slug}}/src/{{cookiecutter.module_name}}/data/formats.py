@@ -7,6 +7,7 @@ that does not fit is quarantined with a reason instead of being guessed at.
 | format            | keys                                     | becomes                        |
 | ----------------- | ---------------------------------------- | ------------------------------ |
 | chat              | messages                                 | the messages                   |
+| sharegpt          | conversations (turns of from/value)      | the turns, roles mapped        |
 | prompt_completion | prompt, completion (strings or messages) | user prompt + assistant turn   |
 | alpaca            | instruction, input (optional), output    | user instruction + assistant   |
 | preference        | prompt, chosen, rejected                 | a DPO pair (prompt + chosen)   |
@@ -23,14 +24,25 @@ from ..params import InputFormat as Format
 from .chat import Messages
 from .schemas import element_check
 
-FORMATS: tuple[Format, ...] = ("chat", "preference", "prompt_completion", "alpaca")
+FORMATS: tuple[Format, ...] = ("chat", "sharegpt", "preference", "prompt_completion", "alpaca")
 FORMAT_KEYS: dict[Format, frozenset[str]] = {
     "chat": frozenset({"messages"}),
+    "sharegpt": frozenset({"conversations"}),
     "preference": frozenset({"prompt", "chosen", "rejected"}),
     "prompt_completion": frozenset({"prompt", "completion"}),
     "alpaca": frozenset({"instruction", "output"}),
 }
 OPTIONAL_KEYS: dict[Format, frozenset[str]] = {"alpaca": frozenset({"input", "system"})}
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+}
+"""ShareGPT's `from` values (Vicuna's human/gpt, and the role names later dumps use); any
+other is kept, so the chat schema quarantines it as `unknown_role`."""
 DETECT_ROWS = 200
 
 
@@ -62,6 +74,7 @@ def _text_or_turns(value: Any) -> bool:
 
 ROW_CHECKS: dict[Format, list[pa.Check]] = {
     "chat": [],  # the chat schema checks `messages` itself
+    "sharegpt": [],  # and the turns a ShareGPT row becomes
     "prompt_completion": [
         element_check(
             "empty_prompt_or_completion",
@@ -107,11 +120,25 @@ def _turns(value: Any, role: str) -> Messages:
     return value if isinstance(value, list) else [{"role": role, "content": value}]
 
 
+def sharegpt_turns(conversations: Any) -> Any:
+    """ShareGPT's `[{"from": "human", "value": ...}, {"from": "gpt", ...}]` as chat messages;
+    anything that is not a list of objects is returned as is, for the chat schema to reject."""
+    if not isinstance(conversations, list) or not all(isinstance(t, dict) for t in conversations):
+        return conversations
+    roles = [SHAREGPT_ROLES.get(turn.get("from"), turn.get("from")) for turn in conversations]
+    return [
+        {"role": role, "content": turn.get("value")}
+        for role, turn in zip(roles, conversations, strict=True)
+    ]
+
+
 def to_messages(row: dict[str, Any], fmt: Format) -> Messages:
     """The row as one chat whose last turn is the training target (for a preference row:
     the chosen answer)."""
     if fmt == "chat":
         return row.get("messages")  # a missing list fails the chat schema's first check
+    if fmt == "sharegpt":
+        return sharegpt_turns(row.get("conversations"))
     if fmt == "alpaca":
         instruction = row["instruction"].strip()
         extra = (row.get("input") or "").strip()
