@@ -48,36 +48,14 @@ from {{ cookiecutter.module_name }}.training.modeling import load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 from tiny_model import FAMILIES, build_tiny_model
 
-# The Jinja chat templates below are installed on the tiny model's tokenizer.{% raw %}
+TEMPLATES = Path(__file__).parent / "fixtures" / "test_templates"
 # ChatML that rejects a system turn, as Gemma 2's template does
-NO_SYSTEM = (
-    "{% if messages[0]['role'] == 'system' %}"
-    "{{ raise_exception('System role not supported') }}{% endif %}"
-    "{% for message in messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+NO_SYSTEM = (TEMPLATES / "no_system.jinja").read_text()
 # ChatML that keeps the system prompt only while the user's turn is the last (Mistral v0.3)
-SYSTEM_IN_PROMPTS_ONLY = (
-    "{% for message in messages %}"
-    "{% if message['role'] != 'system' or messages[-1]['role'] == 'user' %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+SYSTEM_IN_PROMPTS_ONLY = (TEMPLATES / "system_in_prompts_only.jinja").read_text()
 # ChatML headed by the number of turns: the turns before an answer, rendered on their own, are
 # not the start of the whole chat
-TURN_COUNT = (
-    "{{ messages | length }} turns\n"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"{% endraw %}
-)
+TURN_COUNT = (TEMPLATES / "turn_count.jinja").read_text()
 
 
 def system(text: str) -> dict:

@@ -238,13 +238,7 @@ def test_lora_reaches_every_linear_and_the_merge_keeps_the_logits(pipeline: dict
         assert getattr(merged.config, key, None) == getattr(base.config, key, None)
 
 
-# A base's own instruction-style chat template, none of the families'.{% raw %}
-INSTRUCTION_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'assistant' %}"
-    "### Response:\n{{ m['content'] }}<|im_end|>\n"
-    "{% else %}### {{ m['role'] }}:\n{{ m['content'] }}\n\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}### Response:\n{% endif %}"
-){% endraw %}
+INSTRUCTION_TEMPLATE = (PROJECT / "tests/fixtures/test_templates/instruction.jinja").read_text()
 """A chat format no Ollama Go template here reproduces: GGUF export cannot ship it as trained."""
 
 
