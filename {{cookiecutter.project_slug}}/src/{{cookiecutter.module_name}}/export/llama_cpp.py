@@ -11,7 +11,6 @@ points at a llama.cpp checkout of your own instead (offline, or a newer llama.cp
 The converter runs in a subprocess (convert_runner.py) with its own gguf-py first on the
 path, so the project's installed gguf package never mixes with the one it was written for."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StageError
+from ..io import file_hash
 from . import convert_runner
 
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -53,14 +53,6 @@ def cache_root() -> Path:
 
 def is_converter(path: Path) -> bool:
     return (path / "convert_hf_to_gguf.py").is_file() and (path / "gguf-py" / "gguf").is_dir()
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pip_download(into: Path) -> Path:
@@ -107,7 +99,7 @@ def fetch_converter(root: Path) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent) as scratch:
         sdist = pip_download(Path(scratch))
-        if (found := sha256(sdist)) != SDIST_SHA256:
+        if (found := file_hash(sdist)) != SDIST_SHA256:
             raise StageError(
                 f"{SDIST} has sha256 {found}, not the pinned {SDIST_SHA256}: the index served "
                 f"another file; set {ENV_DIR} to a llama.cpp checkout you trust"
