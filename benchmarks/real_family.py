@@ -157,9 +157,10 @@ def main() -> None:
     started = time.time()
     # dvc prints "Running stage 'x':" per stage: stamp each line to time the stages
     stamp = (
-        'dvc repro 2>&1 | while IFS= read -r line; do case $line in "Running stage"*) '
-        'printf \'@@ %s %s\\n\' "$(date +%s.%N)" "$line";; esac; printf \'%s\\n\' "$line"; '
-        "done; printf '@@ %s\\n' \"$(date +%s.%N)\"; exit ${PIPESTATUS[0]}"
+        "set -o pipefail; dvc repro 2>&1 | while IFS= read -r line; do case $line in "
+        '"Running stage"*) printf \'@@ %s %s\\n\' "$(date +%s.%N)" "$line";; esac; '
+        "printf '%s\\n' \"$line\"; done; status=$?; printf '@@ %s\\n' \"$(date +%s.%N)\"; "
+        "exit $status"
     )
     done = subprocess.run(
         ["bash", "-c", stamp], cwd=project, env=env, text=True, capture_output=True
