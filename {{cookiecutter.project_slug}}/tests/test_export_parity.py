@@ -1,7 +1,14 @@
 """Export parity: how an export's answers are compared with the model eval scored."""
 
+import pytest
+
 from {{ cookiecutter.module_name }}.evaluation.generation import Request
-from {{ cookiecutter.module_name }}.export.parity import Generations, parity_failures, parity_row
+from {{ cookiecutter.module_name }}.export.parity import (
+    Generations,
+    gguf_tokenizer,
+    parity_failures,
+    parity_row,
+)
 from {{ cookiecutter.module_name }}.params import TaskParams
 
 TASK = TaskParams(target_format="text", scorer="exact")
@@ -61,3 +68,18 @@ def test_other_prompt_tokens_fail_whatever_the_answers() -> None:
     assert row["same_prompts"] is False
     (failure,) = parity_failures(row, reference, "task_accuracy", 1.0)
     assert "chat template" in failure
+
+
+def test_a_gguf_tokenizer_transformers_cannot_rebuild_falls_back_to_the_training_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from transformers import AutoTokenizer
+
+    def refuse(*args, **kwargs):
+        raise Exception("Error while initializing BPE: Token `\\n` out of vocabulary")
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", refuse)
+    training = object()
+    assert gguf_tokenizer(tmp_path / "model-f16.gguf", {}, fallback=training) is training
+    with pytest.raises(Exception, match="out of vocabulary"):
+        gguf_tokenizer(tmp_path / "model-f16.gguf", {})

@@ -6,6 +6,7 @@ its stop rate (answers that end with the end-of-turn token before the token budg
 `tolerance` of the reference's. Agreement (identical answers) is reported, not required: a
 quantised export may word an answer differently and still be right."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -53,10 +54,31 @@ def load_export(path: Path, dtype: torch.dtype, reference: tuple | None = None):
         reader = gguf.GGUFReader(path)
         model.generation_config.eos_token_id = sorted(llama_cpp_stop_ids(reader))
         if tokenizer is None or transformers_reads_tokenizer(reader):
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, **extra)
+            tokenizer = gguf_tokenizer(path, extra, fallback=tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
+
+
+def gguf_tokenizer(path: Path, extra: dict, fallback=None):
+    """transformers' rebuild of a GGUF file's tokenizer; where it has no builder for that
+    vocabulary (Gemma 3's byte-fallback vocabulary written as BPE raises "Token out of
+    vocabulary"), the training tokenizer `fallback` stands in, with a warning: llama.cpp still
+    reads the file's own."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path.parent, **extra)
+    except Exception as error:  # the tokenizers library raises bare Exceptions
+        if fallback is None:
+            raise
+        logging.warning(
+            "transformers cannot rebuild the tokenizer of %s (%s): parity uses the training "
+            "tokenizer for it",
+            path.name,
+            str(error).splitlines()[0][:120],
+        )
+        return fallback
 
 
 def generate(model, tokenizer, prompts: list, max_new_tokens: int, batch_size: int, name: str):
