@@ -32,9 +32,10 @@ chat_metadata, write_gguf, write_ggufs = (
 llama_cpp = importlib.import_module(f"{PACKAGE}.export.llama_cpp")
 runner = importlib.import_module(f"{PACKAGE}.export.convert_runner")
 ollama = importlib.import_module(f"{PACKAGE}.export.ollama")
+go_template = importlib.import_module(f"{PACKAGE}.export.go_template")
 export_problems = importlib.import_module(f"{PACKAGE}.export.support").export_problems
 MODELFILE, OllamaChat, ollama_prompt = ollama.MODELFILE, ollama.OllamaChat, ollama.ollama_prompt
-render_go_template, write_modelfile = ollama.render_go_template, ollama.write_modelfile
+render_go_template, write_modelfile = go_template.render_go_template, ollama.write_modelfile
 
 PROMPT = [
     {"role": "system", "content": "You sort support tickets."},
