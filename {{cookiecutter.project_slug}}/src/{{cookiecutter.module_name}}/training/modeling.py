@@ -5,6 +5,7 @@ Security defaults: `trust_remote_code=False` and safetensors only, everywhere.
 
 import functools
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,31 @@ def base_source(base_dir: Path = BASE_MODEL_DIR) -> tuple[str, dict[str, Any]]:
     if not (base_dir / "config.json").exists():
         raise StageError(f"{base_dir} holds no model: run `dvc repro base` first")
     return str(base_dir), {}
+
+
+METADATA_FILES = ["*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
+"""What describes a model without its weights: config, tokenizer, chat template."""
+SENTENCEPIECE = "tokenizer.model"
+
+
+def metadata_dir(base_dir: Path = BASE_MODEL_DIR) -> Path:
+    """A local directory with the base's config and tokenizer files: models/base, or for a
+    hub base those files of its pinned revision (downloaded into, or with HF_HUB_OFFLINE=1
+    read from, the Hugging Face cache; the weights are fetched later, by the first loader)."""
+    source, extra = base_source(base_dir)
+    if source == str(base_dir):
+        return base_dir
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, allow_patterns=METADATA_FILES, **extra))
+
+
+def keep_sentencepiece(source: Path, out_dir: Path) -> None:
+    """`source`'s SentencePiece tokenizer.model next to a tokenizer saved into `out_dir`:
+    transformers 5 saves only tokenizer.json, and llama.cpp's converter reads Gemma's,
+    Mistral's and Phi-3's vocabulary (scores, byte pieces) from tokenizer.model."""
+    if (source / SENTENCEPIECE).is_file() and not (out_dir / SENTENCEPIECE).exists():
+        shutil.copyfile(source / SENTENCEPIECE, out_dir / SENTENCEPIECE)
 
 
 def load_tokenizer(base_dir: Path = BASE_MODEL_DIR):
