@@ -43,7 +43,7 @@ sys.path.insert(0, sys.argv[1])
 from importlib import import_module
 from pathlib import Path
 write_gguf = import_module(sys.argv[2] + ".export.gguf").write_gguf
-write_gguf(Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5], progress=False)
+write_gguf(Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
 """
 GENERAL_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 MAX_NEW_TOKENS = 96  # task answers are ~45 tokens (eval.max_new_tokens_task is 56)

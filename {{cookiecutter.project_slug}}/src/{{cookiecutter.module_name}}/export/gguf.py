@@ -297,16 +297,18 @@ def write_ggufs(model_dir: Path, paths: dict[str, Path], name: str | None = None
     every file checked against the chat template's end of turn and the tokenizer's BOS."""
     if unknown := [quant for quant in paths if quant not in GGUF_TYPES]:
         raise StageError(f"GGUF type {unknown[0]!r} is not one of {', '.join(GGUF_TYPES)}")
-    meta = chat_metadata(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    meta = chat_metadata(model_dir, tokenizer)
+    options, extra = converter_options(model_dir, tokenizer, meta, name)
     notes: list[str] = []
     for quant in [quant for quant in paths if quant not in REQUANTISED]:
-        notes += convert(model_dir, paths[quant], quant, meta, name).notes
+        notes += llama_cpp.convert(model_dir, paths[quant], quant, options, extra).notes
     if requantised := [quant for quant in paths if quant in REQUANTISED]:
         first = paths[requantised[0]]
         source = paths.get("f16") or first.with_name(first.stem + ".f16-source.gguf")
         try:
             if "f16" not in paths:
-                notes += convert(model_dir, source, "f16", meta, name).notes
+                notes += llama_cpp.convert(model_dir, source, "f16", options, extra).notes
             for quant in requantised:
                 requantize(source, paths[quant], quant)
         finally:
@@ -341,11 +343,11 @@ def rstrip_specials(model_dir: Path) -> bool:
     return any(token.get("special") and token.get("rstrip") for token in added)
 
 
-def converter_options(model_dir: Path, meta: ChatMetadata, name: str | None):
+def converter_options(model_dir: Path, tokenizer, meta: ChatMetadata, name: str | None):
     """(convert_runner options, converter arguments) that make llama.cpp read the file as the
-    HF tokenizer and chat template work: the end of turn, the BOS, the SentencePiece space
-    prefix, and a general.name naming phi3 where the chat tokens strip white space."""
-    tokenizer = load_tokenizer(model_dir)
+    HF tokenizer (`model_dir`'s) and chat template work: the end of turn, the BOS, the
+    SentencePiece space prefix, and a general.name naming phi3 where the chat tokens strip
+    white space."""
     options = {
         "eot-id": meta.end_id,
         "add-bos": meta.add_bos,
@@ -356,19 +358,8 @@ def converter_options(model_dir: Path, meta: ChatMetadata, name: str | None):
     return options, [] if name is None else ["--model-name", name]
 
 
-def convert(
-    model_dir: Path, out_path: Path, outtype: str, meta: ChatMetadata, name: str | None
-) -> llama_cpp.Conversion:
-    options, extra = converter_options(model_dir, meta, name)
-    return llama_cpp.convert(model_dir, out_path, outtype, options, extra)
-
-
 def write_gguf(
-    model_dir: Path,
-    out_path: Path,
-    quant: str = "f16",
-    name: str | None = None,
-    progress: bool = True,  # noqa: ARG001 (the converter runs in a subprocess, quietly)
+    model_dir: Path, out_path: Path, quant: str = "f16", name: str | None = None
 ) -> Path:
     """Convert the merged model in `model_dir` into the GGUF file `out_path` (`quant`: one of
     GGUF_TYPES)."""

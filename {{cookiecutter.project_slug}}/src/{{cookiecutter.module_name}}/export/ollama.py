@@ -211,40 +211,49 @@ def candidate_templates(tokenizer, bos: str) -> dict[str, str]:
     }
 
 
-def parity_differences(chat: OllamaChat, tokenizer) -> tuple[list[str], list[str]]:
-    """(how Ollama's prompt differs from the Jinja template's on each sample, the samples the
-    Jinja template refuses)."""
-    differences, refused = [], []
-    for messages in SAMPLE_CONVERSATIONS:
-        roles = "+".join(m["role"] for m in messages)
-        expected = jinja_prompt(tokenizer, messages)
-        if expected is None:
-            refused.append(roles)
+def roles_of(messages: list[dict[str, str]]) -> str:
+    return "+".join(m["role"] for m in messages)
+
+
+def parity_differences(chat: OllamaChat, expected: list[str | None]) -> list[str]:
+    """How Ollama's prompt differs, on each sample conversation, from the Jinja template's
+    (`expected`, in SAMPLE_CONVERSATIONS order; None where the template refuses the sample)."""
+    differences = []
+    for messages, prompt in zip(SAMPLE_CONVERSATIONS, expected, strict=True):
+        if prompt is None:
             continue
         try:
             got = ollama_prompt(chat, messages)
         except GoTemplateError as error:
             got = f"<{error}>"
-        if got != expected:
-            differences.append(f"{roles}: Jinja gives {expected!r}, the Modelfile {got!r}")
-    if len(refused) == len(SAMPLE_CONVERSATIONS):
+        if got != prompt:
+            differences.append(
+                f"{roles_of(messages)}: Jinja gives {prompt!r}, the Modelfile {got!r}"
+            )
+    if all(prompt is None for prompt in expected):
         differences.append("the chat template refuses every sample conversation")
-    return differences, refused
+    return differences
 
 
 def ollama_chat(tokenizer, meta: ChatMetadata) -> OllamaChat:
     """The Modelfile's chat settings: the first Go template with which Ollama's prompt equals
-    the tokenizer's own chat template's on every sample conversation it accepts."""
+    the tokenizer's own chat template's on every sample conversation it accepts (rendered
+    once, compared with each candidate)."""
     bos = meta.bos_token if meta.add_bos and meta.bos_token else ""
     system = default_system(tokenizer)
+    expected = [jinja_prompt(tokenizer, messages) for messages in SAMPLE_CONVERSATIONS]
+    refused = tuple(
+        roles_of(messages)
+        for messages, prompt in zip(SAMPLE_CONVERSATIONS, expected, strict=True)
+        if prompt is None
+    )
     tried = {}
     for family, template in candidate_templates(tokenizer, bos).items():
-        chat = OllamaChat(template, system, meta.stop, family, bos)
-        differences, refused = parity_differences(chat, tokenizer)
-        if not differences:
-            return OllamaChat(template, system, meta.stop, family, bos, tuple(refused))
+        chat = OllamaChat(template, system, meta.stop, family, bos, refused)
+        if not (differences := parity_differences(chat, expected)):
+            return chat
         tried[family] = differences[0]
-    one_turn = jinja_prompt(tokenizer, list(SAMPLE_CONVERSATIONS[0])) or ""
+    one_turn = expected[0] or ""
     raise StageError(
         "Ollama export: no Go template here prompts the model as its chat template does "
         f"(tried {', '.join(tried)}; ChatML: {tried['chatml'][:300]}); the chat template "

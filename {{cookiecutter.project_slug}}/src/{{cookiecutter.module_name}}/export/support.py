@@ -31,7 +31,7 @@ def gguf_problems(model_dir: Path, tokenizer) -> list[str]:
     with tempfile.TemporaryDirectory() as scratch:
         vocabulary = Path(scratch) / "vocab.gguf"
         try:
-            options, extra = converter_options(model_dir, meta, None)
+            options, extra = converter_options(model_dir, tokenizer, meta, None)
             llama_cpp.convert(model_dir, vocabulary, "f16", options, [*extra, "--vocab-only"])
             check_gguf(vocabulary, meta)
         except StageError as error:
