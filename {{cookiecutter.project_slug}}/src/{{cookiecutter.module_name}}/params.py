@@ -2,9 +2,12 @@
 
 Every stage calls `load_params()`: the whole file is validated strictly (an unknown key or a
 bad value fails before any work, naming the key), and the stage then uses only the sections it
-declares in dvc.yaml, so DVC's dependency tracking stays honest.
+declares in dvc.yaml, so DVC's dependency tracking stays honest. `load_params()` also reads
+what curate found about the targets (reports/curate.json `scoring.free_text`), so a null
+`task.scorer` resolves to the same scorer in every stage (TaskParams.resolved_scorer).
 """
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,13 +19,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from .errors import StageError
-from .paths import PARAMS
+from .paths import CURATE_REPORT, PARAMS
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -52,6 +56,10 @@ class BaseParams(Section):
 Scorer = Literal["json_fields", "exact", "normalised", "regex", "numeric", "chrf", "rougeL"]
 GRADED_SCORERS = ("chrf", "rougeL")
 """Scorers that give partial credit (a score in [0, 1]) to free-text outputs."""
+EXACT_SCORERS = ("exact", "normalised")
+"""Scorers that compare the whole answer: on free-text targets they score about 0."""
+FREE_TEXT_SCORER = "chrf"
+"""What a null scorer means for the free-text targets curate finds."""
 
 
 class TaskParams(Section):
@@ -61,7 +69,8 @@ class TaskParams(Section):
     scorer: Scorer | None = Field(
         None,
         description="how an output is compared with its target; null = json_fields for "
-        "json targets, normalised for text",
+        "json targets, chrf for text targets curate finds free text (reports/curate.json "
+        "`scoring`), normalised for other text",
     )
     answer_pattern: str | None = Field(
         None, description="regex/numeric scorers: the answer is this pattern's first group"
@@ -71,11 +80,25 @@ class TaskParams(Section):
         0.5, ge=0, le=1, description="chrf/rougeL: an output scoring this or more is correct"
     )
 
+    # set from reports/curate.json by load_params (for_targets), never from params.yaml
+    _free_text: bool = PrivateAttr(False)
+
+    def for_targets(self, free_text: bool) -> "TaskParams":
+        """This task for targets curate found to be free text (or not)."""
+        task = self.model_copy()
+        task._free_text = free_text and self.target_format == "text"
+        return task
+
     @property
     def resolved_scorer(self) -> str:
+        """The scorer every stage uses: the one set, else json_fields for JSON targets, chrf
+        for free text (exact match on a sentence scores ~0 however close the output is), and
+        normalised for short answers and labels."""
         if self.scorer is not None:
             return self.scorer
-        return "json_fields" if self.target_format == "json" else "normalised"
+        if self.target_format == "json":
+            return "json_fields"
+        return FREE_TEXT_SCORER if self._free_text else "normalised"
 
     @property
     def graded(self) -> bool:
@@ -453,8 +476,18 @@ def parse_params(raw: dict | None, source: str = str(PARAMS)) -> Params:
         raise ParamsError(f"{source} is invalid:\n{format_errors(error)}") from None
 
 
-def load_params(path: Path = PARAMS) -> Params:
-    """Read and validate params.yaml."""
+def curated_free_text(path: Path) -> bool:
+    """Whether the curate report at `path` found the task's targets to be free text (False
+    before curate has run)."""
+    if not path.exists():
+        return False
+    report = json.loads(path.read_text(encoding="utf-8"))
+    return bool(report.get("scoring", {}).get("free_text", False))
+
+
+def load_params(path: Path = PARAMS, curate_report: Path | None = CURATE_REPORT) -> Params:
+    """Read and validate params.yaml; a null task.scorer is resolved with what curate found
+    about the targets (`curate_report`, relative to params.yaml's folder; None: not read)."""
     if not path.exists():
         raise ParamsError(f"{path} not found: run stages from the project root")
     try:
@@ -463,4 +496,7 @@ def load_params(path: Path = PARAMS) -> Params:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
-    return parse_params(raw, str(path))
+    params = parse_params(raw, str(path))
+    if curate_report is None or not curated_free_text(path.parent / curate_report):
+        return params
+    return params.model_copy(update={"task": params.task.for_targets(True)})

@@ -1,6 +1,7 @@
 """What `curate` reports: counts and examples (reports/curate.json), token-length statistics,
-the tokens each kept row trains on, the histogram for `dvc plots` and its image, and the
-seeds' dataset-size advice."""
+the tokens each kept row trains on, the histogram for `dvc plots` and its image, the
+seeds' dataset-size advice, and how the task will be scored (`scoring`: a null task.scorer
+on free-text targets means chrF, read back by params.load_params for every later stage)."""
 
 from array import array
 from collections import Counter
@@ -9,8 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..params import EXACT_SCORERS, GRADED_SCORERS, TaskParams
+from .chat import target_text
 from .masking import is_multi_turn
 from .sizing import size_verdict
+from .textnorm import words
 
 if TYPE_CHECKING:
     from .curation import Decisions
@@ -18,6 +22,10 @@ if TYPE_CHECKING:
 EXAMPLES_PER_REASON = 3
 CLUSTER_EXAMPLES = 5
 LABEL_IMBALANCE = 0.8  # a score field whose most common value has this share is imbalanced
+# Free text, for scoring, is targets that are mostly distinct (curation.target_summary's
+# free_text) and sentence-long: distinct short answers ("Paris", "1889") stay exact matches.
+MIN_FREE_TEXT_WORDS = 4  # median words per target
+MIN_FREE_TEXT_CHARS = 32  # or median characters (scripts written without spaces)
 IMBALANCE_ADVICE = (
     "diversity across task variants and edge cases matters as much as volume (seed 000): add "
     "examples of the rarer values, or a model that always answers the common one scores well"
@@ -165,6 +173,59 @@ def plot_targets(top: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def scoring_report(
+    task: TaskParams, targets: dict[str, Any], target_words: list[int], target_chars: list[int]
+) -> dict[str, Any]:
+    """How the task will be scored, given the kept targets' distribution (`targets`:
+    curation.target_summary) and lengths: a null scorer on free-text targets resolves to
+    chrF; an exact-match scorer chosen for them gets a warning."""
+    median_words = int(np.median(target_words)) if target_words else 0
+    median_chars = int(np.median(target_chars)) if target_chars else 0
+    sentences = median_words >= MIN_FREE_TEXT_WORDS or median_chars >= MIN_FREE_TEXT_CHARS
+    free_text = bool(task.target_format == "text" and targets.get("free_text") and sentences)
+    scorer = task.for_targets(free_text).resolved_scorer
+    described = (
+        f"{targets.get('distinct', 0)} distinct targets of {targets.get('rows', 0)}, median "
+        f"{median_words} words"
+    )
+    chosen_by = "free-text targets" if free_text else "default"
+    if task.scorer is not None:
+        chosen_by = "task.scorer"
+    warning = None
+    if free_text and task.scorer in EXACT_SCORERS:
+        warning = (
+            f"task.scorer {task.scorer} on free-text targets ({described}): exact match on "
+            "free text scores ~0 whatever the model learns, so every checkpoint ties and "
+            "select cannot tell them apart; use task.scorer=chrf (or rougeL) unless the "
+            "answers must be reproduced word for word"
+        )
+    return {
+        "free_text": free_text,
+        "median_target_words": median_words,
+        "median_target_chars": median_chars,
+        "scorer": scorer,
+        "chosen_by": chosen_by,
+        "min_score": task.min_score if scorer in GRADED_SCORERS else None,
+        "described": described,
+        "warning": warning,
+    }
+
+
+def scoring_lines(scoring: dict[str, Any]) -> list[str]:
+    """What curate prints about the scorer: the resolution when it chose chrF, the warning
+    when an exact-match scorer was chosen for free text (nothing otherwise)."""
+    if scoring.get("warning"):
+        return [f"WARNING: {scoring['warning']}"]
+    if scoring.get("chosen_by") != "free-text targets":
+        return []
+    return [
+        f"the targets are free text ({scoring['described']}): task.scorer null scores them "
+        f"with {scoring['scorer']} (task_accuracy: the share scoring task.min_score "
+        f"{scoring['min_score']} or more; select ranks by task_score, the mean). Set "
+        "task.scorer=normalised to score exact matches instead"
+    ]
+
+
 class ReportBuilder:
     """Counts and examples collected while pass 2 streams the records out: `add` is called
     once per row, in row order, so the n-th call is row index n of the decisions."""
@@ -186,6 +247,7 @@ class ReportBuilder:
         self.conflict_examples: list[dict] = []
         self.trained, self.lengths = array("q"), array("q")  # per kept SFT row with counts
         self.multi_turn = 0
+        self.target_words, self.target_chars = array("q"), array("q")  # per kept SFT row
         self.fewest: tuple[int, str] | None = None  # (trainable tokens, source)
 
     def add(self, kind: str, record: dict) -> None:
@@ -203,6 +265,9 @@ class ReportBuilder:
                 self.snippets[record["source"]] = snippet(record)
             if kind == "kept":
                 self._add_trainable(record)
+                target = target_text(record)
+                self.target_words.append(len(words(target)))
+                self.target_chars.append(len(target.strip()))
         elif kind == "duplicate" and record["kind"] == "near":
             first = record["duplicate_of"]
             if not record["same_target"]:
@@ -231,9 +296,14 @@ class ReportBuilder:
             self.fewest = (trained, record["source"])
 
     def report(
-        self, max_tokens: int | None, max_reject_fraction: float, max_length: int | None = None
+        self,
+        max_tokens: int | None,
+        max_reject_fraction: float,
+        max_length: int | None = None,
+        task: TaskParams | None = None,
     ) -> dict[str, Any]:
-        """reports/curate.json; `max_length` (train.max_length) is what TRL cuts rows to."""
+        """reports/curate.json; `max_length` (train.max_length) is what TRL cuts rows to,
+        `task` the task section the `scoring` entry is resolved for (None: the defaults)."""
         d = self.decisions
         dup_kinds = Counter(kind for kind, _, _ in d.duplicate_of.values())
         kept = self.counts["kept"] + self.counts["preference"]
@@ -258,6 +328,9 @@ class ReportBuilder:
             # groups of the kept rows (target checks quarantine rows after clustering)
             "groups": len({g for i, g in d.group_of.items() if i not in d.reasons}),
             "targets": target_report(d.targets),
+            "scoring": scoring_report(
+                task or TaskParams(), d.targets, list(self.target_words), list(self.target_chars)
+            ),
             "tokens": token_stats(lengths, max_tokens),
             "trainable": trainable_stats(
                 self.trained,

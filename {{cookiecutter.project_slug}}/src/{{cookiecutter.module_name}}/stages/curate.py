@@ -13,7 +13,8 @@ signatures, never the data set's text:
    verbatim with file, line and reason to data/quarantine.jsonl, every duplicate with the row it
    duplicates to data/curated/duplicates.jsonl, and counts to reports/curate.json (with the
    distribution of trainable tokens per kept row), where rows_in == kept + quarantined +
-   duplicates always holds."""
+   duplicates always holds; `scoring` says how the task will be scored (a null task.scorer on
+   free-text targets means chrF, for every later stage: params.load_params reads it back)."""
 
 import logging
 import time
@@ -23,6 +24,7 @@ from ..data.curate_report import (
     ReportBuilder,
     plot_targets,
     plot_token_lengths,
+    scoring_lines,
     token_histogram,
 )
 from ..data.curation import ALL_REASONS, check_curated, decide, raw_files, write_rows
@@ -42,7 +44,7 @@ from ..paths import (
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(curate_report=None)  # this stage writes what the report says
     cfg = params.curate
     max_tokens = cfg.max_tokens or params.train.max_length
     files = raw_files(RAW_DIR)
@@ -59,7 +61,7 @@ def main() -> None:
         "duplicate": DUPLICATES,
     }
     write_rows(files, decisions, outputs, builder.add)
-    report = builder.report(max_tokens, cfg.max_reject_fraction, max_length)
+    report = builder.report(max_tokens, cfg.max_reject_fraction, max_length, params.task)
     write_json(CURATE_REPORT, report)
     lengths = list(decisions.tokens.values())
     write_json(TOKEN_PLOT_DATA, token_histogram(lengths, max_tokens))
@@ -91,6 +93,8 @@ def main() -> None:
             f"of the rows ({finding['count']}, e.g. {finding['example']}); "
             f"curate.dominant_target={cfg.dominant_target}"
         )
+    for line in scoring_lines(report["scoring"]):
+        print(f"curate: {line}")
     check_curated(report, cfg.max_reject_fraction)
 
 
