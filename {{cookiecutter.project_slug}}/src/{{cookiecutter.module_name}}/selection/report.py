@@ -21,6 +21,7 @@ from .comparison import (
     with_interval,
 )
 from .diagnose import Finding, loss_curves
+from .verdict import Verdict
 
 HEADLINE = (
     "task_accuracy",
@@ -147,6 +148,23 @@ def finding_bullets(findings: list[Finding]) -> list[str]:
     return bullets
 
 
+def verdict_blocks(verdict: Verdict | None, scoring: dict | None) -> list[Block]:
+    """The verdict where findings pull in opposite directions (selection/verdict.py), and
+    curate's warning when an exact-match scorer was chosen for free-text targets."""
+    blocks: list[Block] = []
+    if verdict is not None:
+        try_line = f" Try `{verdict.command}`." if verdict.command else ""
+        blocks += [
+            Heading("Verdict"),
+            Para(f"**{verdict.summary[0].upper()}{verdict.summary[1:]}.**"),
+            Bullets(verdict.evidence),
+            Para(f"{verdict.advice[0].upper()}{verdict.advice[1:]}.{try_line}"),
+        ]
+    if scoring and scoring.get("warning"):
+        blocks.append(Para(f"**Scoring:** {scoring['warning']}."))
+    return blocks
+
+
 def build_blocks(
     *,
     selected: dict,
@@ -163,13 +181,16 @@ def build_blocks(
     bootstrap: dict,
     versions: dict[str, str] | None = None,
     ranking: str = "task_accuracy",
+    overall: Verdict | None = None,
+    scoring: dict | None = None,
 ) -> list[Block]:
     """The whole report: verdict, headline on test with intervals, the paired comparisons
     with the baselines, diagnosis, curves, checkpoints, data, and the software versions the
     run resolved (`versions`). `tests` maps a model name to its test report (per-item
     records); `intervals` are the selected model's (comparison.headline_intervals), by
     metrics.json name; `bootstrap` the bootstrap settings. `ranking` is the val metric the
-    checkpoint was chosen by (task_score under a graded scorer)."""
+    checkpoint was chosen by (task_score under a graded scorer); `overall` the verdict on
+    contradicting findings (selection/verdict.py), `scoring` curate's scorer resolution."""
     level = f"{bootstrap['confidence']:.0%}"
     verdict = (
         f"Selected **{selected['model']}** (step {selected['step']}) by val "
@@ -204,6 +225,7 @@ def build_blocks(
         ),
         Table(["model", "items", *TEST_COLUMNS], headline_rows(tests, bootstrap)),
         *comparison_blocks(comparisons, level),
+        *verdict_blocks(overall, scoring),
         Heading("Diagnosis"),
         Bullets(finding_bullets(findings))
         if findings

@@ -8,7 +8,9 @@ baselines, the per-item test scores (reports/test_items.json, for comparing expe
 the report (Markdown and HTML, with figures).
 
 A fine-tune that fails every guardrail is a result, not a crash: the best-effort checkpoint is
-exported, marked `guardrails_passed: false`, and the stage exits 0."""
+exported, marked `guardrails_passed: false`, and the stage exits 0. Findings whose fixes
+contradict each other (underfitting with forgetting or overfitting) are printed as one verdict
+with one command (selection/verdict.py, also in reports/diagnosis.json and the report)."""
 
 from dataclasses import asdict
 
@@ -59,6 +61,7 @@ from ..selection.export import export
 from ..selection.guardrails import choose, guardrail_failures, ranking_metric
 from ..selection.modelcard import CardFacts, model_card
 from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
+from ..selection.verdict import verdict, verdict_lines
 from ..training.checkpoints import log_history, manifest_checkpoints, verify_checkpoint
 from ..training.modeling import load_tokenizer
 
@@ -92,6 +95,14 @@ def main() -> None:
     sft_last = manifest_checkpoints(CHECKPOINTS_MANIFEST, verify=False)[-1]
     history = log_history([verify_checkpoint(CHECKPOINTS_MANIFEST, sft_last)])  # the SFT run's
     findings = diagnose(reports, selected, history, curate, split, test, params)
+    overall = verdict(
+        findings,
+        test["metrics"],
+        base_test["metrics"],
+        fewshot_test["metrics"] if fewshot_test else None,
+        ranking_metric(params.task),
+        params,
+    )
     boot = bootstrap_settings(params)
     intervals = headline_intervals(selected, base_val, test, boot)
     comparisons = [
@@ -114,7 +125,12 @@ def main() -> None:
     findings_out = [{**asdict(finding), "command": finding.command} for finding in findings]
     write_json(
         DIAGNOSIS,
-        {"guardrails_passed": passed, "guardrail_failures": failures, "findings": findings_out},
+        {
+            "guardrails_passed": passed,
+            "guardrail_failures": failures,
+            "findings": findings_out,
+            "verdict": overall.as_dict() if overall else None,
+        },
     )
 
     figures = [
@@ -138,6 +154,8 @@ def main() -> None:
         bootstrap=boot,
         versions=resolved_versions(),
         ranking=ranking_metric(params.task),
+        overall=overall,
+        scoring=curate.get("scoring"),
     )
     write_report(blocks)
     export(
@@ -171,8 +189,14 @@ def main() -> None:
             f"select: vs {comparison.against} on {comparison.metric}: {comparison.verdict} "
             f"({difference_text(comparison)})"
         )
+    replaced = overall.replaces if overall else ()
     for finding in findings:
-        print(f"select: {finding.mode}: {finding.evidence}\n  try: {finding.command}")
+        if finding.mode not in replaced:
+            print(f"select: {finding.mode}: {finding.evidence}\n  try: {finding.command}")
+    for line in verdict_lines(overall) if overall else []:
+        print(f"select: {line}")
+    if warning := curate.get("scoring", {}).get("warning"):
+        print(f"select: WARNING: {warning}")
 
 
 if __name__ == "__main__":
