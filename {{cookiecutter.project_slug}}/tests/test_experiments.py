@@ -1,5 +1,6 @@
 """`make compare-exps`: two experiments' committed per-item records paired item by item, in a
-throwaway git repository whose experiment ref is laid out as DVC lays them out."""
+throwaway git repository whose experiment ref is laid out as DVC lays them out; and the
+winner of `make improve`/`make sweep` against the rest, from the same records."""
 
 import shutil
 import subprocess
@@ -8,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.improve import BASELINE, Run, collect_tests
 from {{ cookiecutter.module_name }}.io import write_json
 from {{ cookiecutter.module_name }}.paths import EVAL_DIR, TEST_ITEMS
-from {{ cookiecutter.module_name }}.selection.experiments import main, resolve
+from {{ cookiecutter.module_name }}.selection.experiments import main, resolve, versus_rest
 
 PROJECT = Path(__file__).parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -107,3 +109,47 @@ def test_a_commit_without_test_items_asks_for_a_rerun(repo: Path) -> None:
     git("commit", "-qm", "before test_items.json")
     with pytest.raises(StageError, match="has no reports/test_items.json.*run that experiment"):
         main(["HEAD", "high-lr"])
+
+
+def selected(model: str, right: int, n: int = 40) -> dict:
+    task = [{"id": f"t{i}", "correct": i < right, "score": float(i < right)} for i in range(n)]
+    return {"model": model, "items": {"task": task}}
+
+
+def test_the_winner_against_the_rest_holm_adjusted() -> None:
+    reports = {"a": selected("c-6", 30), "b": selected("c-4", 10), "c": selected("c-5", 29)}
+    settings = {"samples": 500, "confidence": 0.95, "seed": 0}
+    found = {v.other: v for v in versus_rest("a", reports, "task_accuracy", settings)}
+    assert set(found) == {"b", "c"}
+    # 20 items only a gets right: McNemar 2 / 2**20; Holm doubles the smaller of two p-values
+    assert found["b"].p == pytest.approx(2 / 2**20)
+    assert found["b"].adjusted == pytest.approx(4 / 2**20)
+    assert (found["b"].n, found["b"].diff, found["b"].verdict) == (40, 0.5, "better")
+    # one item apart: p 1, and Holm keeps the larger p-value at least as large
+    assert (found["c"].p, found["c"].adjusted) == (1.0, 1.0)
+    assert found["c"].verdict == "no difference detectable"
+    # a different test split: paired on the shared items only; none shared: nothing to call
+    reports["d"] = {**selected("c-1", 0, 5), "items": {"task": [{"id": "x", "correct": True}]}}
+    lonely = {v.other: v for v in versus_rest("a", reports, "task_accuracy", settings)}["d"]
+    assert (lonely.n, lonely.verdict) == (0, "no items in common")
+
+
+def test_improve_reads_each_runs_committed_test_items(repo: Path) -> None:
+    refs = git("for-each-ref", "--format=%(objectname)", "refs/exps").split()
+    baseline = git("rev-parse", "HEAD")
+    git("rm", "-q", str(TEST_ITEMS))
+    git("commit", "-qm", "before test_items.json")
+    older = git("rev-parse", "HEAD")
+    git("reset", "-q", "--hard", baseline)
+    runs = [
+        Run(BASELINE, "workspace", BASELINE),
+        Run("high-lr", refs[0], "success"),
+        Run("older", older, "success"),
+        Run("broken", refs[0], "failed"),  # its commit holds old files: never read
+        Run("waiting", refs[0], "queued"),
+    ]
+    tests = collect_tests(runs)
+    assert set(tests) == {BASELINE, "high-lr"}
+    assert (
+        tests[BASELINE]["model"] == "checkpoint-4" and tests["high-lr"]["model"] == "checkpoint-6"
+    )

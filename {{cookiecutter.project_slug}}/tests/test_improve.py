@@ -5,6 +5,7 @@ one of which failed."""
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,114 @@ def test_summary_reports_a_failed_experiment_with_its_log() -> None:
     assert "**fix-invalid-params failed.**" in text
     assert "train.lora_r: Input should be greater than or equal to 1" in text
     assert "dvc exp apply fix-underfitting" in text  # the failure does not stop the verdict
+
+
+SETTINGS = {"samples": 2000, "confidence": 0.95, "seed": 0}
+
+
+def items(model: str, right: int, n: int = 40, scores: list[float] | None = None) -> dict:
+    """A test_items.json `selected` entry: items t0..t(n-1), the first `right` correct (and
+    their graded scores, when given)."""
+    task = [
+        {"id": f"t{i}", "correct": i < right, "score": scores[i] if scores else float(i < right)}
+        for i in range(n)
+    ]
+    return {"model": model, "items": {"task": task}}
+
+
+def ranked_summary(test_right: dict[str, int], **extra) -> Summary:
+    """The baseline and experiments ranked on val in the order given (first best), each with
+    `test_right` of 40 test items right."""
+    names = list(test_right)
+    vals = {name: 0.7 - 0.05 * rank for rank, name in enumerate(names)}
+    runs = [run(BASELINE, vals[BASELINE], 1.0)]
+    runs += [run(name, vals[name], 1.0) for name in names if name != BASELINE]
+    tests = {
+        name: items(f"checkpoint-{i}", right) for i, (name, right) in enumerate(test_right.items())
+    }
+    return summary(*runs, tests=tests, settings=SETTINGS, **extra)
+
+
+def test_the_winner_is_ahead_of_the_baseline_but_not_of_the_runner_up() -> None:
+    # 18 more right than the baseline and none fewer; 2 more than the runner-up
+    text = render(ranked_summary({"fix-a": 28, "fix-b": 26, BASELINE: 10}))
+    assert "Holm-adjusted over 2 comparisons" in text
+    assert "| fix-b (runner-up) | 40 | +0.050 | 0.5 | 0.5 | no difference detectable |" in text
+    assert "| baseline | 40 | +0.450 | < 0.001 | < 0.001 | better |" in text
+    assert (
+        "fix-a is detectably better than the baseline (McNemar p < 0.001, Holm-adjusted "
+        "< 0.001, 2 comparisons) but not than the runner-up fix-b (McNemar p 0.5, Holm-adjusted "
+        "0.5): the ranking between them is noise." in text
+    )
+    assert text.rstrip().endswith("dvc exp apply fix-a")  # the pick still stands
+
+
+def test_a_lead_that_only_passes_without_the_correction_is_not_detectable() -> None:
+    # 6 more right than the baseline, none fewer: McNemar 2 / 2**6 = 0.031 < 0.05, but it is
+    # the smallest of 3 p-values: Holm multiplies it by 3 -> 0.094
+    text = render(ranked_summary({"fix-a": 16, "fix-b": 15, "fix-c": 14, BASELINE: 10}))
+    assert "| baseline | 40 | +0.150 | 0.0312 | 0.0938 | no difference detectable |" in text
+    assert (
+        "fix-a is not detectably better than the baseline (McNemar p 0.0312, Holm-adjusted "
+        "0.0938, 3 comparisons) nor than the runner-up fix-b (McNemar p 1, Holm-adjusted 1): "
+        "the ranking between them is noise." in text
+    )
+    # the same lead over the baseline alone is one comparison: detectable
+    alone = render(ranked_summary({"fix-a": 16, BASELINE: 10}))
+    assert (
+        "fix-a is detectably better than the baseline (McNemar p 0.0312, Holm-adjusted 0.0312, "
+        "1 comparison)." in alone
+    )
+
+
+def test_when_the_baseline_stays_best_it_is_compared_with_the_runner_up() -> None:
+    text = render(ranked_summary({BASELINE: 30, "fix-a": 10, "fix-b": 29}))
+    assert "**Best: the baseline**" in text
+    assert "The winner (the baseline) minus each other finished run" in text
+    assert "| fix-a (runner-up) | 40 | +0.500 | < 0.001 | < 0.001 | better |" in text
+    assert "The baseline is detectably better than the runner-up fix-a (McNemar p" in text
+    assert "dvc exp apply" not in text
+
+
+def test_a_winner_worse_on_test_is_called_out() -> None:
+    text = render(ranked_summary({"fix-a": 10, BASELINE: 30}))
+    assert (
+        "On test fix-a is detectably worse than the baseline (McNemar p < 0.001, "
+        "Holm-adjusted < 0.001, 1 comparison): its lead on val did not hold up." in text
+    )
+
+
+def test_graded_scores_are_compared_by_a_paired_permutation_test() -> None:
+    gain = [0.9] * 12 + [0.5] * 8  # 12 items scored higher by 0.4, 8 the same
+    base = [0.5] * 20
+    runs = [
+        run(BASELINE, 0.0, 1.0, val_task_score=0.5),
+        run("fix-a", 0.0, 1.0, val_task_score=0.7),
+    ]
+    tests = {BASELINE: items("base", 0, 20, base), "fix-a": items("ckpt", 0, 20, gain)}
+    graded = Summary(
+        metric="task_score",
+        baseline=runs[0],
+        runs=runs[1:],
+        changes={},
+        modes={},
+        tests=tests,
+        settings=SETTINGS,
+    )
+    text = render(graded)
+    # 12 equal gains: 2 of 4096 sign patterns as extreme, exact
+    assert "test task_score difference" in text and "permutation p" in text
+    assert "| baseline (runner-up) | 20 | +0.240 | < 0.001 | < 0.001 | better |" in text
+    assert "fix-a is detectably better than the baseline (permutation p < 0.001" in text
+
+
+def test_runs_without_test_items_are_left_out_and_named() -> None:
+    found = ranked_summary({"fix-a": 28, "fix-b": 26, BASELINE: 10})
+    text = render(replace(found, tests={k: v for k, v in found.tests.items() if k != "fix-b"}))
+    assert "No reports/test_items.json for fix-b (run before select wrote it)" in text
+    assert "Holm-adjusted over 1 comparison;" in text and "runner-up" not in text
+    no_winner = render(replace(found, tests={BASELINE: found.tests[BASELINE]}))
+    assert "No reports/test_items.json for fix-a" in no_winner and "Holm" not in no_winner
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,17 @@
 """`make sweep`'s pure parts: the grid expanded as DVC's `-S` does, every point checked against
 the params schema before anything is queued, experiments reused by their params, and the
-`dvc exp show` call sorted by the val ranking metric. tests/test_sweep_e2e.py in the template
-runs the whole target on a tiny model."""
+`dvc exp show` call sorted by the val ranking metric, and the summary's verdict on whether the
+best point is ahead beyond the noise. tests/test_sweep_e2e.py in the template runs the whole
+target on a tiny model."""
 
 import copy
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from {{ cookiecutter.module_name }} import sweep
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.improve import Run, worker_threads
 from {{ cookiecutter.module_name }}.sweep import (
@@ -21,6 +24,7 @@ from {{ cookiecutter.module_name }}.sweep import (
     main,
     plan,
     requeue_command,
+    summarise,
     with_point,
 )
 
@@ -144,3 +148,47 @@ def test_a_bad_grid_fails_before_dvc_is_called(
     monkeypatch.chdir(tmp_path)  # no git, no DVC here: reaching them would fail differently
     with pytest.raises(StageError, match=r"train\.lora_rr: unknown key"):
         main(["-S", "train.lora_rr=4,8", "--", "--precision", "3"])
+
+
+def selected(right: int, n: int = 40) -> dict:
+    """test_items.json's `selected` entry: the first `right` of n items correct."""
+    task = [{"id": f"t{i}", "correct": i < right, "score": float(i < right)} for i in range(n)]
+    return {"model": "checkpoint-2", "items": {"task": task}}
+
+
+def finished(name: str, val: float) -> Run:
+    metrics = {"val_task_accuracy": val, "val_loss": 1.0, "guardrails_passed": True}
+    state = "baseline" if name == "baseline" else "success"
+    return Run(name, f"rev-{name}", state, metrics=metrics)
+
+
+def test_summary_says_whether_the_best_point_is_ahead_beyond_the_noise(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """summarise on what DVC would report (no DVC here): three points ranked on val, each
+    with its committed test items."""
+    runs = [finished("sweep-1", 0.6), finished("sweep-2", 0.55), finished("sweep-3", 0.5)]
+    test_right = {"baseline": 10, "sweep-1": 28, "sweep-2": 27, "sweep-3": 12}
+    tests = {name: selected(right) for name, right in test_right.items()}
+
+    def fake_dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, 0, stdout="| Experiment |\n", stderr="")
+
+    monkeypatch.setattr(sweep, "dvc", fake_dvc)
+    monkeypatch.setattr(sweep, "exp_show", lambda: (finished("baseline", 0.4), runs))
+    monkeypatch.setattr(sweep, "guardrail_failures_at", lambda run: [])
+    monkeypatch.setattr(
+        sweep, "collect_tests", lambda found: {r.name: tests[r.name] for r in found}
+    )
+    planned = plan(grid(["train.lora_r=4,8,16"]), None, [], "sweep")
+    settings = {"samples": 200, "confidence": 0.95, "seed": 0}
+    assert summarise(planned, "task_accuracy", ["exp", "show"], settings) == 0
+    out = capsys.readouterr().out
+    assert "**Best: sweep-1**" in out
+    assert "Holm-adjusted over 3 comparisons" in out
+    assert "| sweep-2 (runner-up) | 40 | +0.025 | 1 | 1 | no difference detectable |" in out
+    assert (
+        "sweep-1 is detectably better than the baseline (McNemar p < 0.001, Holm-adjusted "
+        "< 0.001, 3 comparisons) but not than the runner-up sweep-2" in out
+    )
+    assert out.rstrip().endswith("dvc exp apply sweep-1")

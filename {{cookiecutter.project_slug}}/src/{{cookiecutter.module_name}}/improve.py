@@ -9,6 +9,9 @@ val ranking metric (task accuracy; task score under a graded scorer; ties: lower
 the baseline) among the runs that pass the guardrails. It prints a table, the winner with its
 test score and the one command that adopts it (`dvc exp apply <name>`), or, when no run passes,
 each run's guardrail failures. A failed experiment is listed with the tail of its log.
+Then whether the winner is ahead beyond the noise: its test items paired with every other
+finished run's (reports/test_items.json of each commit), Holm-adjusted over those comparisons,
+and said of the baseline and the runner-up (selection/experiments.py, noise_report).
 reports/improve.md gets the same text (git-ignored: it describes local experiment refs).
 
 Running it again reuses an experiment of the same baseline, name and params (queued or done)
@@ -30,13 +33,16 @@ from .cli import run_stage
 from .errors import StageError
 from .io import read_json, read_json_at
 from .params import flatten, load_params
-from .paths import BASE_LOSS_CACHE_DIR, DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR
+from .paths import BASE_LOSS_CACHE_DIR, DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR, TEST_ITEMS
+from .selection.comparison import BINARY, bootstrap_settings
+from .selection.experiments import noise_report, versus_rest
 from .selection.guardrails import ranking_metric
 
 # not a pipeline output (paths.py): a view of local experiment refs, git-ignored
 IMPROVE_REPORT = REPORTS_DIR / "improve.md"
 BASELINE = "baseline"
 LOG_TAIL = 12  # lines of `dvc queue logs` shown for a failed experiment
+OLDER = "run before select wrote it"  # why a finished run's commit has no test_items.json
 
 
 @dataclass(frozen=True)
@@ -158,16 +164,22 @@ def passes(run: Run) -> bool:
     return not run.failed and run.metrics.get("guardrails_passed") is True
 
 
-def pick_winner(runs: list[Run], metric: str) -> Run | None:
-    """The best val `metric` among the runs that pass the guardrails (ties: lower val loss,
-    then the earlier run in `runs`, so list the baseline first); None when none passes."""
+def ranking(runs: list[Run], metric: str) -> list[Run]:
+    """The runs that pass the guardrails, best val `metric` first (ties: lower val loss, then
+    the earlier run in `runs`, so list the baseline first)."""
     ranked = [r for r in runs if passes(r) and r.metrics.get(val_key(metric)) is not None]
 
     def rank(run: Run) -> tuple[float, float]:
         loss = run.metrics.get("val_loss")
         return (-run.metrics[val_key(metric)], float("inf") if loss is None else loss)
 
-    return min(ranked, key=rank) if ranked else None
+    return sorted(ranked, key=rank)
+
+
+def pick_winner(runs: list[Run], metric: str) -> Run | None:
+    """The first of `ranking`; None when no run passes the guardrails."""
+    ranked = ranking(runs, metric)
+    return ranked[0] if ranked else None
 
 
 def log_tail(text: str, lines: int = LOG_TAIL) -> list[str]:
@@ -211,6 +223,9 @@ class Summary:
     logs: dict[str, list[str]] = field(default_factory=dict)  # failed name -> its log tail
     failures: dict[str, list[str]] = field(default_factory=dict)  # name -> guardrail failures
     advice_only: list[dict] = field(default_factory=list)
+    # name -> the selected model's per-item test scores (test_items.json's `selected`)
+    tests: dict[str, dict] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # comparison.bootstrap_settings
 
 
 def status(run: Run) -> str:
@@ -271,6 +286,32 @@ def versus_baseline(winner: Run, baseline: Run | None, metric: str) -> str:
     return f"{mine}, as the baseline; lower val loss, {losses[0]} vs {losses[1]}"
 
 
+def finished(run: Run) -> bool:
+    return not run.failed and run.state in (BASELINE, "success")
+
+
+def beyond_noise(summary: Summary, runs: list[Run], winner: Run) -> list[str]:
+    """The winner against every other finished run on their test items, Holm-adjusted (see
+    selection/experiments.noise_report), and the runs left out for want of those items."""
+    done = [run for run in runs if finished(run)]
+    if len(done) < 2:
+        return []
+    reports = {run.name: summary.tests[run.name] for run in done if run.name in summary.tests}
+    missing = ", ".join(run.name for run in done if run.name not in reports)
+    if winner.name not in reports:
+        return [f"No {TEST_ITEMS} for {winner.name} ({OLDER}): no item-level comparison."]
+    note = [f"No {TEST_ITEMS} for {missing} ({OLDER}): left out of the comparison."]
+    if len(reports) < 2:
+        return note
+    ranked = ranking(runs, summary.metric)
+    runner_up = ranked[1].name if len(ranked) > 1 else None
+    baseline = summary.baseline.name if summary.baseline else None
+    versus = versus_rest(winner.name, reports, summary.metric, summary.settings)
+    binary = summary.metric in BINARY
+    report = noise_report(winner.name, versus, summary.metric, binary, runner_up, baseline)
+    return [*report, "", *note] if missing else report
+
+
 def verdict(summary: Summary, runs: list[Run]) -> list[str]:
     metric = summary.metric
     winner = pick_winner(runs, metric)
@@ -283,14 +324,18 @@ def verdict(summary: Summary, runs: list[Run]) -> list[str]:
         return lines
     m = winner.metrics
     test = f"test {metric} {number(m.get(metric), m, metric)}"
+    noise = beyond_noise(summary, runs, winner)
+    noise = ["", *noise] if noise else []
     if winner.name == BASELINE:
         val = val_key(metric)
         return [
             f"**Best: the baseline** (val {metric} {number(m.get(val))}; {test}). No experiment "
-            "beats it: nothing to apply."
+            "beats it: nothing to apply.",
+            *noise,
         ]
     return [
         f"**Best: {winner.name}** ({versus_baseline(winner, summary.baseline, metric)}; {test}).",
+        *noise,
         "",
         "Adopt it (its params, dvc.lock and outputs into the workspace; then commit):",
         "",
@@ -364,6 +409,22 @@ def guardrail_failures_at(run: Run) -> list[str] | None:
     return diagnosis.get("guardrail_failures") if diagnosis is not None else None
 
 
+def test_items_at(run: Run) -> dict | None:
+    """The selected model's per-item test scores in `run`'s commit (on disk for the
+    baseline); None where select has not written them."""
+    if run.name == BASELINE:
+        found = read_json(TEST_ITEMS) if TEST_ITEMS.exists() else None
+    else:
+        found = read_json_at(run.rev, TEST_ITEMS)
+    return (found or {}).get("selected")
+
+
+def collect_tests(runs: list[Run]) -> dict[str, dict]:
+    """test_items_at of every finished run that has them, by name."""
+    found = {run.name: test_items_at(run) for run in runs if finished(run)}
+    return {name: items for name, items in found.items() if items is not None}
+
+
 def copy_caches() -> list[str]:
     """`-C <dir>` per local cache: untracked, so copied in, each experiment reuses the
     baseline's base-model work."""
@@ -398,7 +459,9 @@ def queue_and_run(planned: list[tuple[Suggestion, bool]], existing: list[Run], j
         run_queue(jobs)
 
 
-def collect(planned: list[tuple[Suggestion, bool]], metric: str, advice_only: list) -> Summary:
+def collect(
+    planned: list[tuple[Suggestion, bool]], metric: str, advice_only: list, settings: dict
+) -> Summary:
     """The summary of the baseline and the planned experiments, as DVC has them now."""
     baseline, experiments = exp_show()
     by_name = {run.name: run for run in experiments}
@@ -424,6 +487,8 @@ def collect(planned: list[tuple[Suggestion, bool]], metric: str, advice_only: li
             if run is not None and not run.failed
         },
         advice_only=advice_only,
+        tests=collect_tests([run for run in [baseline, *runs] if run is not None]),
+        settings=settings,
     )
 
 
@@ -440,14 +505,15 @@ def main(argv: list[str] | None = None) -> None:
         IMPROVE_REPORT.write_text("# make improve\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
         print("\n".join(f"improve: {line}" for line in lines))
         return
-    metric = ranking_metric(load_params().task)
+    params = load_params()
+    metric = ranking_metric(params.task)
     for finding in advice_only:
         print(f"improve: {finding['mode']}: no params to try; {finding['fix']}")
     warn_uncommitted("improve")
     _, existing = exp_show()
     planned = plan(found, existing)
     queue_and_run(planned, existing, args.jobs)
-    text = render(collect(planned, metric, advice_only))
+    text = render(collect(planned, metric, advice_only, bootstrap_settings(params)))
     IMPROVE_REPORT.write_text(text, encoding="utf-8")
     print(text, end="")
     print(f"improve: written to {IMPROVE_REPORT}")

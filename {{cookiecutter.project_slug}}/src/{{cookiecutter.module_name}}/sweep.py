@@ -9,7 +9,9 @@ Each point becomes one experiment, `<name>-<i>` (i: its place in the grid), queu
 (`dvc exp run --run-all -j N`, each worker with cores / N torch threads). Then it prints
 `dvc exp show` sorted by the val ranking metric, best first, each failed point with the end
 of `dvc queue logs` and the command that re-queues it, and the best run that passes the
-guardrails with its `dvc exp apply`. It exits 1 when a point failed.
+guardrails with its `dvc exp apply` and whether it is ahead of the runner-up and the baseline
+beyond the noise (improve's verdict: paired test items, Holm-adjusted over every finished
+run). It exits 1 when a point failed.
 
 Running it again reuses a point's experiment (done, queued or running) made from the same
 commit with the same params, so only the failed and the new points run.
@@ -36,6 +38,7 @@ from .improve import (
     BASELINE,
     Run,
     Summary,
+    collect_tests,
     copy_caches,
     dvc,
     exp_show,
@@ -49,6 +52,7 @@ from .improve import (
 )
 from .params import ParamsError, load_params, parse_params
 from .paths import METRICS, PARAMS
+from .selection.comparison import bootstrap_settings
 from .selection.guardrails import ranking_metric
 
 
@@ -216,7 +220,9 @@ def queue_and_run(planned: list[tuple[Point, str, bool]], existing: list[Run], j
         run_queue(jobs, "sweep")
 
 
-def summarise(planned: list[tuple[Point, str, bool]], metric: str, show_args: list[str]) -> int:
+def summarise(
+    planned: list[tuple[Point, str, bool]], metric: str, show_args: list[str], settings: dict
+) -> int:
     """Print the sorted table, each failed point with its log and re-queue command, and the
     best run to adopt; return how many points failed."""
     shown = dvc(*show_args, check=False)
@@ -253,6 +259,8 @@ def summarise(planned: list[tuple[Point, str, bool]], metric: str, show_args: li
             for run in ranked
             if not run.failed and run.state in (BASELINE, "success")
         },
+        tests=collect_tests(ranked),
+        settings=settings,
     )
     print("\n".join(verdict(summary, ranked)))
     return len(failed)
@@ -272,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
 
-    metric = ranking_metric(load_params().task)  # the workspace's params.yaml must be valid
+    params = load_params()  # the workspace's params.yaml must be valid
+    metric = ranking_metric(params.task)
     points = grid(args.settings)
     check(points, yaml.safe_load(PARAMS.read_text(encoding="utf-8")) or {})
     print(f"sweep: {len(points)} point{'s' if len(points) > 1 else ''}, each valid")
@@ -281,7 +290,8 @@ def main(argv: list[str] | None = None) -> None:
     planned = plan(points, baseline, existing, args.name)
     queue_and_run(planned, existing, args.jobs)
     keys = sorted({parse(setting).key_or_group for point in points for setting in point.settings})
-    failed = summarise(planned, metric, exp_show_args(metric, keys, argv[cut + 1 :]))
+    show_args = exp_show_args(metric, keys, argv[cut + 1 :])
+    failed = summarise(planned, metric, show_args, bootstrap_settings(params))
     if failed:
         raise StageError(f"{failed} of {len(points)} points failed: their logs are above")
 
