@@ -1,6 +1,7 @@
 """The diagnosis: synthetic runs that show one failure each, and a healthy one that shows none.
 Each failure must be named, with its evidence and a fix, and no other failure with it; a
-difference inside the noise (its bootstrap interval holds 0) fires no rule."""
+difference inside the noise (its interval holds 0) fires no rule, nor does a share (forgetting
+score, drifting outputs) whose interval reaches below its threshold."""
 
 import random
 
@@ -300,6 +301,22 @@ def test_forgetting_inside_the_noise_is_not_forgetting() -> None:
     assert forgetting_evidence(forgetful, base, PARAMS) == []
     forgetful = report(20, 0.5, forgetting_score=0.33, general_qa=0.4)  # of 100 QA items
     assert len(forgetting_evidence(forgetful, report(0, 0.0), PARAMS)) == 2
+
+
+def test_a_forgetting_score_past_the_alert_but_not_beyond_the_noise_is_not_forgetting() -> None:
+    """15 of the base's 60 right items lost (0.25 > the 0.19 alert): its Wilson interval
+    [0.158, 0.373] reaches below the alert; 21 of 60 ([0.242, 0.476]) does not."""
+    assert forgetting_evidence(report(20, 0.5, forgetting_score=0.25), report(0, 0.0), PARAMS) == []
+    (evidence,) = forgetting_evidence(
+        report(20, 0.5, forgetting_score=0.35), report(0, 0.0), PARAMS
+    )
+    assert evidence.startswith("forgetting score 0.350 [0.242, 0.476] (all of it above")
+
+
+def test_drift_past_the_threshold_but_not_beyond_the_noise_is_not_format_drift() -> None:
+    # 8 of 100 drifting (> 0.05), Wilson interval [0.041, 0.150]: could be under 5 %
+    assert format_drift(report(20, 0.5, format_drift=0.08), {}, PARAMS) is None
+    assert format_drift(report(20, 0.5, format_drift=0.12), {}, PARAMS) is not None
 
 
 def test_drift_by_the_last_checkpoint_is_reported_when_an_earlier_one_was_selected() -> None:

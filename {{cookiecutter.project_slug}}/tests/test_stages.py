@@ -502,11 +502,11 @@ def test_the_report_lists_every_model_the_test_split_and_the_verdict(tmp_path: P
     assert "| checkpoint-8 ← | 8 | 0.700 | 1.000 |" in text  # val metrics row
     # test split rows: items, then task_accuracy, task_score and format_correct with intervals
     (row,) = [line for line in text.splitlines() if line.startswith("| checkpoint-8 | 8 | 0.750 [")]
-    assert "| 1.000 [1.000, 1.000] | 0.500 | 0.000 |" in row  # all in format: zero width
-    (row,) = [line for line in text.splitlines() if line.startswith("| base | 8 | 0.125 [0.000, ")]
+    assert "| 1.000 [0.676, 1.000] | 0.500 | 0.000 |" in row  # all in format: Wilson, 8 items
+    (row,) = [line for line in text.splitlines() if line.startswith("| base | 8 | 0.125 [0.022, ")]
     assert row.endswith("| 0.000 | 0.250 |")
     assert "| general_qa | 0.500 [0.250, 0.750] | 8 |" in text  # the selected on val
-    # paired with the base: the bootstrap interval excludes 0, but 5 discordant items all one
+    # paired with the base: Tango's interval excludes 0, but 5 discordant items all one
     # way are McNemar p 0.0625: not "better" on 8 items
     assert "## Against the baselines (test, paired)" in text
     assert "vs base: **no difference detectable on 8 items** (+0.625 [" in text

@@ -1,18 +1,30 @@
 """Intervals and paired comparisons of models, from the per-item records of their reports.
 
 A report here is an eval report (reports/eval/<model>.json) or a test report built by select
-(`items["task"]` only): each metric is the mean of one per-item value, so it can be
-resampled (evaluation/uncertainty.py). Two models are compared on the items both were scored
-on (matched by id), and called better or worse only when the interval of the difference
-excludes 0 (and, for 0/1 scores, McNemar's exact test agrees at the same level: on a handful
-of items the percentile bootstrap alone is too quick to call a difference)."""
+(`items["task"]` only): each metric is the mean of one per-item value. A 0/1 metric (right or
+wrong, in format or not, a general item lost) gets Wilson's score interval, a graded one
+(task_score) a bootstrap interval (evaluation/uncertainty.py). Two models are compared on the
+items both were scored on (matched by id): 0/1 metrics with Tango's score interval of the
+paired difference and McNemar's exact test, graded ones with the paired bootstrap; called
+better or worse only when the interval excludes 0 (and, for 0/1 scores, McNemar's exact test
+agrees at the same level: on a handful of items an asymptotic interval alone is too quick to
+call a difference). `suite_sizes` says how large a difference each suite can detect, and
+`guardrail_margins` which guardrail verdicts are decided within that."""
 
 from dataclasses import dataclass
 from typing import Any
 
 from ..evaluation.scoring import TASK_ITEM_FIELDS, lost_items
-from ..evaluation.uncertainty import Interval, bootstrap_mean, mcnemar_p, paired_difference
-from ..params import Params, TaskParams
+from ..evaluation.uncertainty import (
+    Interval,
+    binary_mean,
+    bootstrap_mean,
+    mcnemar_p,
+    minimum_detectable_difference,
+    paired_binary_difference,
+    paired_difference,
+)
+from ..params import Params, SelectParams, TaskParams
 from .guardrails import ranking_metric
 
 GENERAL_SUITES = ("general_qa", "instruction_follow")
@@ -29,6 +41,13 @@ HEADLINE_INTERVALS = {
     "instruction_follow": ("val", "instruction_follow"),
     "forgetting_score": ("val", "forgetting_score"),
 }
+# suite -> (split, 0/1 metric) whose items the selected model and the base are paired on
+SUITES = {
+    "val_task": ("val", "task_accuracy"),
+    "test_task": ("test", "task_accuracy"),
+    "general_qa": ("val", "general_qa"),
+    "instruction_follow": ("val", "instruction_follow"),
+}
 
 
 def bootstrap_settings(params: Params) -> dict[str, Any]:
@@ -44,7 +63,7 @@ def item_values(report: dict, metric: str) -> dict[str, float]:
     """Item id -> the value `metric` is the mean of (general suites: `correct`; task metrics:
     the field scoring.TASK_ITEM_FIELDS names)."""
     if metric in GENERAL_SUITES:
-        return {item["id"]: float(item["correct"]) for item in report["items"][metric]}
+        return {item["id"]: float(item["correct"]) for item in report["items"].get(metric, [])}
     field = TASK_ITEM_FIELDS[metric]
     return {item["id"]: float(item[field]) for item in report["items"]["task"]}
 
@@ -58,13 +77,18 @@ def general_correct(report: dict) -> dict[str, bool]:
 
 
 def interval(report: dict, metric: str, settings: dict, base: dict | None = None) -> Interval:
-    """`metric` of one model with its interval; forgetting_score needs the `base` report (its
-    items are the general items the base gets right)."""
+    """`metric` of one model with its interval (Wilson's for 0/1 metrics, the bootstrap's for
+    graded ones); forgetting_score needs the `base` report (its items are the general items
+    the base gets right, each 1 when lost)."""
+    confidence = settings.get("confidence", 0.95)
     if metric == "forgetting_score":
         assert base is not None, "forgetting_score is measured against the base report"
         lost = lost_items(general_correct(base), general_correct(report))
-        return bootstrap_mean(lost, **settings)
-    return bootstrap_mean(list(item_values(report, metric).values()), **settings)
+        return binary_mean([float(x) for x in lost], confidence=confidence)
+    values = list(item_values(report, metric).values())
+    if metric in BINARY:
+        return binary_mean(values, confidence=confidence)
+    return bootstrap_mean(values, **settings)
 
 
 @dataclass(frozen=True)
@@ -100,15 +124,86 @@ class Comparison:
 
 
 def compare(report: dict, other: dict, metric: str, settings: dict) -> Comparison:
-    """Paired bootstrap of report - other on the items both were scored on (and McNemar's
-    exact test where the items are 0/1)."""
+    """report - other on the items both were scored on: 0/1 metrics with Tango's interval
+    and McNemar's exact test, graded ones with the paired bootstrap."""
     mine, theirs = item_values(report, metric), item_values(other, metric)
     common = sorted(mine.keys() & theirs.keys())
     a, b = [mine[i] for i in common], [theirs[i] for i in common]
-    diff = paired_difference(a, b, **settings)
-    p = float(f"{mcnemar_p(a, b):.4g}") if metric in BINARY else None
+    if metric in BINARY:
+        diff = paired_binary_difference(a, b, confidence=settings.get("confidence", 0.95))
+        p: float | None = float(f"{mcnemar_p(a, b):.4g}")
+    else:
+        diff, p = paired_difference(a, b, **settings), None
     alpha = round(1 - settings.get("confidence", 0.95), 10)
     return Comparison(metric, report["model"], other["model"], diff, p, alpha)
+
+
+@dataclass(frozen=True)
+class SuiteSize:
+    """How large a paired difference of 0/1 shares a suite can detect: `mdd` at the run's
+    confidence and `select.power`, from its `n` items and the `discordant` ones on which the
+    selected model and the base disagree (uncertainty.minimum_detectable_difference)."""
+
+    n: int
+    discordant: int
+    mdd: float
+
+
+def suite_size(report: dict, base: dict, metric: str, rules: SelectParams) -> SuiteSize:
+    mine, theirs = item_values(report, metric), item_values(base, metric)
+    common = mine.keys() & theirs.keys()
+    discordant = sum(mine[i] != theirs[i] for i in common)
+    mdd = minimum_detectable_difference(
+        len(common), discordant, confidence=rules.confidence, power=rules.power
+    )
+    return SuiteSize(len(common), discordant, mdd)
+
+
+def suite_sizes(
+    selected_val: dict, base_val: dict, selected_test: dict, base_test: dict, rules: SelectParams
+) -> dict[str, SuiteSize]:
+    """The smallest detectable difference of each suite (SUITES), selected model vs base."""
+    pairs = {"val": (selected_val, base_val), "test": (selected_test, base_test)}
+    return {
+        suite: suite_size(*pairs[split], metric, rules) for suite, (split, metric) in SUITES.items()
+    }
+
+
+def guardrail_margins(
+    selected_val: dict, base_val: dict, sizes: dict[str, SuiteSize], rules: SelectParams
+) -> list[str]:
+    """The guardrail verdicts (guardrails.py) of the selected checkpoint that its items cannot
+    tell from the other verdict. General QA is measured against the base on the same items:
+    its margin to the floor (min_general_qa_ratio x the base's) within the suite's smallest
+    detectable difference. The others are a share against a fixed threshold: the share's
+    Wilson interval holding the threshold."""
+    metrics, settings = selected_val["metrics"], {"confidence": rules.confidence}
+    notes = []
+    size, base_qa = sizes.get("general_qa"), base_val["metrics"]["general_qa"]
+    floor = round(base_qa * rules.min_general_qa_ratio, 4)
+    gap = metrics["general_qa"] - floor
+    if size is not None and size.n and floor > 0 and abs(gap) < size.mdd:
+        notes.append(
+            f"general QA {metrics['general_qa']:.3f} vs its guardrail {floor:.3f} "
+            f"({rules.min_general_qa_ratio:g} x the base's {base_qa:.3f}; ratio "
+            f"{metrics['general_qa'] / base_qa:.2f} vs {rules.min_general_qa_ratio:g}): "
+            f"{'passes' if gap >= 0 else 'fails'} by {abs(gap):.3f}, within this suite's "
+            f"smallest detectable difference of {size.mdd:.3f} ({size.n} items)"
+        )
+    shares = {
+        "format_correct": ("min_format_correct", rules.min_format_correct, True),
+        "forgetting_score": ("max_forgetting", rules.max_forgetting, False),
+    }
+    for metric, (name, threshold, at_least) in shares.items():
+        found = interval(selected_val, metric, settings, base_val)
+        if found.n and found.lo < threshold < found.hi:
+            passes = found.value >= threshold if at_least else found.value <= threshold
+            notes.append(
+                f"{metric} {with_interval(found)} vs select.{name} {threshold:g}: "
+                f"{'passes' if passes else 'fails'}, but the interval holds the threshold "
+                f"({found.n} items)"
+            )
+    return notes
 
 
 def paired_metrics(task: TaskParams) -> tuple[str, ...]:
@@ -128,10 +223,15 @@ def headline_intervals(
     }
 
 
-def metric_keys(intervals: dict[str, Interval], comparisons: list[Comparison]) -> dict:
-    """Flat reports/metrics.json keys: `<metric>_lo`/`_hi`, the item counts, and per
-    comparison `vs_<baseline>_<metric>_diff` with `_lo`/`_hi` (and `_p`, McNemar)."""
-    keys: dict[str, Any] = {}
+def metric_keys(
+    intervals: dict[str, Interval],
+    comparisons: list[Comparison],
+    sizes: dict[str, SuiteSize] | None = None,
+) -> dict:
+    """Flat reports/metrics.json keys: `<metric>_lo`/`_hi`, the item counts, per comparison
+    `vs_<baseline>_<metric>_diff` with `_lo`/`_hi` (and `_p`, McNemar), and per suite its
+    smallest detectable difference `<suite>_mdd`."""
+    keys: dict[str, Any] = {f"{suite}_mdd": size.mdd for suite, size in (sizes or {}).items()}
     for name, found in intervals.items():
         keys |= {f"{name}_lo": found.lo, f"{name}_hi": found.hi}
     keys["test_items"] = intervals["task_accuracy"].n

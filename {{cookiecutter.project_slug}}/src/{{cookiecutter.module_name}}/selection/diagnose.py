@@ -14,19 +14,24 @@ Every function here is pure: it takes the eval reports, the trainer's log histor
 curate/split reports as plain data and returns findings. Treating overfitting as forgetting
 makes it worse (seed 000), so each check looks only at the signal that defines its failure.
 
-Noise is an extra condition, never a looser threshold: a rule that claims a difference (a drop
-from the peak, lost general ability, drifting outputs, test above val) fires only when the
-threshold is crossed *and* the bootstrap interval of that difference excludes 0 (a paired
-comparison of 0/1 items also needs McNemar's test to agree: comparison.Comparison);
-underfitting, which claims no gain, fires when the gain is under `min_task_gain` and the
-paired comparison does not put the fine-tune detectably above the baseline. The evidence
-quotes the intervals. The val-loss signal of overfitting has no per-item records to resample
-and keeps its threshold alone.
+Noise is an extra condition, never a looser threshold. A rule that claims a share is too high
+(the forgetting score: general items the base got right and the model lost; the share of
+drifting outputs) fires only when the share's Wilson interval lies above its threshold: the
+items show the true share beyond the alert, not just a point estimate past it (one lost item
+of three, one drifting output of five, are not findings). The share's point past the threshold
+with an interval above 0 would not do: a Wilson interval is above 0 as soon as one item
+counts, so that rule would fire on a single item. A rule that claims a difference (a drop from
+the peak, general QA down vs the base, test above val) fires when the threshold is crossed
+*and* the interval of that difference excludes 0 (a paired comparison of 0/1 items also needs
+McNemar's exact test to agree: comparison.Comparison). Underfitting, which claims no gain,
+fires when the gain is under `min_task_gain` and the paired comparison does not put the
+fine-tune detectably above the baseline. The evidence quotes the intervals. The val-loss
+signal of overfitting has no per-item records to resample and keeps its threshold alone.
 """
 
 from dataclasses import dataclass
 
-from ..evaluation.uncertainty import unpaired_difference
+from ..evaluation.uncertainty import unpaired_binary_difference
 from ..params import Params
 from .comparison import (
     bootstrap_settings,
@@ -138,18 +143,18 @@ def overfitting(
 
 def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
     """What in one checkpoint's metrics shows lost general ability beyond the noise (empty:
-    nothing): the forgetting score over the alert with an interval above 0, general QA below
-    its share of the base's with a paired interval below 0."""
+    nothing): the forgetting score's interval above the alert, general QA below its share of
+    the base's with a paired interval below 0."""
     rules, metrics = params.select, report["metrics"]
     settings = bootstrap_settings(params)
     evidence = []
     if metrics["forgetting_score"] > rules.forgetting_alert:
         score = interval(report, "forgetting_score", settings, base)
-        if score.lo > 0:
+        if score.lo > rules.forgetting_alert:
             evidence.append(
-                f"forgetting score {with_interval(score)} (> select.forgetting_alert "
-                f"{rules.forgetting_alert}): of the {score.n} general items the base got "
-                f"right, {len(report.get('regressions', []))} are now wrong"
+                f"forgetting score {with_interval(score)} (all of it above "
+                f"select.forgetting_alert {rules.forgetting_alert}): of the {score.n} general "
+                f"items the base got right, {len(report.get('regressions', []))} are now wrong"
             )
     qa, base_qa = metrics["general_qa"], base["metrics"]["general_qa"]
     if base_qa > 0 and qa < base_qa * rules.min_general_qa_ratio:
@@ -244,19 +249,20 @@ def forgetting_fix(params: Params, learning: bool) -> dict[str, object]:
 
 
 def drift_share(report: dict, params: Params):
-    """The share of `report`'s val outputs that drift, with its interval, when it is over
-    the threshold and the interval is above 0 (not one stray output); else None."""
-    if report["metrics"].get("format_drift", 0.0) <= params.select.max_format_drift:
+    """The share of `report`'s val outputs that drift, with its interval, when the whole
+    interval is over the threshold (not one stray output); else None."""
+    threshold = params.select.max_format_drift
+    if report["metrics"].get("format_drift", 0.0) <= threshold:
         return None
     share = interval(report, "format_drift", bootstrap_settings(params))
-    return share if share.lo > 0 else None
+    return share if share.lo > threshold else None
 
 
 def format_drift(
     selected: dict, curate_report: dict, params: Params, last: dict | None = None
 ) -> Finding | None:
-    """Outputs that begin in the target format and then abandon it: more than the threshold,
-    and an interval above 0, at the selected checkpoint or, when the guardrails kept the
+    """Outputs that begin in the target format and then abandon it: an interval above the
+    threshold, at the selected checkpoint or, when the guardrails kept the
     selection on an earlier one (min_format_correct), at the run's last checkpoint."""
     report = selected
     share = drift_share(selected, params)
@@ -283,8 +289,8 @@ def format_drift(
         mode="format_drift",
         evidence=(
             f"{share.value:.1%} of val outputs{which} start as well-formed output and turn "
-            f"into prose (interval {share.lo:.1%} to {share.hi:.1%} on {share.n} items; > "
-            f"select.max_format_drift {params.select.max_format_drift}); {where}"
+            f"into prose (interval {share.lo:.1%} to {share.hi:.1%} on {share.n} items, all "
+            f"of it above select.max_format_drift {params.select.max_format_drift}); {where}"
         ),
         fix=(
             "audit the training targets for format consistency all the way through, not just "
@@ -300,7 +306,7 @@ def contamination(
 ) -> Finding | None:
     """Train rows overlapping held-out data that stayed in train, or test scores far above
     val (held-out rows the model has effectively seen): by more than the gap, and with an
-    interval of test minus val (different items: unpaired) above 0."""
+    interval of test minus val (different items: Newcombe's unpaired interval) above 0."""
     evidence = []
     overlaps = split_report.get("contamination", {})
     # train_rows: distinct train rows (one row can overlap several held-out items)
@@ -316,10 +322,10 @@ def contamination(
         test = test_report["metrics"]["task_accuracy"]
         gap = None
         if test - val > params.select.contamination_gap:
-            gap = unpaired_difference(
+            gap = unpaired_binary_difference(
                 list(item_values(test_report, "task_accuracy").values()),
                 list(item_values(selected_val, "task_accuracy").values()),
-                **bootstrap_settings(params),
+                confidence=params.select.confidence,
             )
         if gap is not None and gap.lo > 0:
             evidence.append(

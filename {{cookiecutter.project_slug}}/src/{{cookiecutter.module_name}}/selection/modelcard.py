@@ -6,7 +6,8 @@ says what the model is, how it was selected, how far to trust it and how it was 
 
 The model-index holds point estimates only: `EvalResult` has no field for an interval
 (`verified` is set by the Hub's own evaluation service, `source` names where a result was
-published), so the bootstrap intervals are in the body's metrics table."""
+published), so the intervals (Wilson's for 0/1 scores, the bootstrap's for graded ones) are
+in the body's metrics table."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -219,8 +220,11 @@ def body_blocks(facts: CardFacts) -> list[Block]:
             "Task metrics on the held-out test split; `val_*`, `general_qa`, "
             "`instruction_follow` and `forgetting_score` on val and the general suites; "
             "`vs_*_diff` the paired difference from a baseline on the same test items. In "
-            "brackets: the bootstrap interval (`select.confidence`). The card's metadata "
-            "(model-index) repeats this model's point estimates, without the intervals."
+            "brackets: the interval at `select.confidence` (Wilson's score interval for "
+            "shares of 0/1 items, Tango's for their paired differences, a bootstrap for the "
+            "graded task score); `*_mdd` the smallest difference from the base each suite can "
+            "detect. The card's metadata (model-index) repeats this model's point estimates, "
+            "without the intervals."
         ),
         Table(["metric", "value"], metric_rows(headline)),
         *verdict_blocks(passed, facts.failures, facts.findings),
