@@ -352,9 +352,12 @@ class SelectParams(Section):
     min_task_gain: float = Field(
         0.05, ge=0, le=1, description="val task accuracy over the base/few-shot: else underfit"
     )
-    # uncertainty: bootstrap intervals in metrics.json, the report and the diagnosis
-    bootstrap_samples: int = Field(2000, ge=100, description="resamples per interval")
+    # uncertainty: intervals in metrics.json, the report and the diagnosis
+    bootstrap_samples: int = Field(2000, ge=100, description="resamples per graded interval")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="interval coverage")
+    power: float = Field(
+        0.8, gt=0.5, lt=1, description="power of each suite's smallest detectable difference"
+    )
 
 
 ExportFormat = Literal["merged", "gguf"]

@@ -11,10 +11,13 @@ from typing import Any
 from ..data.data_report import funnel_blocks, target_finding_blocks, trainable_summary
 from ..document import Block, Bullets, Heading, Image, Para, Table, write_html, write_markdown
 from ..evaluation.uncertainty import Interval
+from ..params import SelectParams
 from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD, TRAINING_EXAMPLE
 from .comparison import (
     Comparison,
+    SuiteSize,
     difference_text,
+    guardrail_margins,
     interval,
     metric_keys,
     p_text,
@@ -41,6 +44,12 @@ VAL_INTERVALS = (
     "forgetting_score",
 )
 CURVE_METRICS = ("task_accuracy", "format_correct", "general_qa", "forgetting_score")
+SUITE_NAMES = {
+    "val_task": "val task",
+    "test_task": "test task",
+    "general_qa": "general QA",
+    "instruction_follow": "instruction following",
+}
 
 
 def plot_losses(log_history: list[dict], selected_step: int, path: Path) -> Path:
@@ -123,14 +132,45 @@ def comparison_blocks(comparisons: list[Comparison], level: str) -> list[Block]:
         Heading("Against the baselines (test, paired)"),
         Para(
             f"Task accuracy on test, {summary}. Below: the selected checkpoint minus each "
-            f"baseline on the same test items, with a {level} paired-bootstrap interval and "
-            "McNemar's exact p-value where items score 0 or 1: better or worse only when the "
-            f"interval excludes 0 and, for 0/1 scores, p is under {comparisons[0].alpha:g}."
+            f"baseline on the same test items, with a {level} interval (Tango's score interval "
+            "and McNemar's exact p-value where items score 0 or 1, the paired bootstrap for "
+            "graded scores): better or worse only when the interval excludes 0 and, for 0/1 "
+            f"scores, p is under {comparisons[0].alpha:g}."
         ),
         Table(
             ["vs", "metric", f"difference [{level} interval]", "items", "McNemar p", "verdict"],
             rows,
         ),
+    ]
+
+
+def size_blocks(
+    sizes: dict[str, SuiteSize] | None, margins: list[str], level: str, power: float
+) -> list[Block]:
+    """Per suite, the smallest paired difference of 0/1 shares its items can detect, and the
+    guardrail verdicts decided within that (comparison.guardrail_margins)."""
+    if not sizes:
+        return []
+    rows = [
+        [SUITE_NAMES.get(suite, suite), size.n, size.discordant, f"{size.mdd:.3f}"]
+        for suite, size in sizes.items()
+    ]
+    noise = (
+        [Para("Guardrail verdicts decided within the noise:"), Bullets(margins)]
+        if margins
+        else [Para("No guardrail verdict is decided within the noise.")]
+    )
+    return [
+        Heading("What these items can detect"),
+        Para(
+            "The smallest difference between the selected checkpoint and the base that each "
+            f"suite detects with {power:.0%} power at the {level} level (McNemar's test, normal "
+            "approximation, at the share of items on which the two disagree): a smaller "
+            "difference, a guardrail margin or a gain, may be real but these items cannot "
+            "show it. More items shrink it roughly with their square root."
+        ),
+        Table(["suite", "items", "differ from base", "smallest detectable difference"], rows),
+        *noise,
     ]
 
 
@@ -183,6 +223,8 @@ def build_blocks(
     ranking: str = "task_accuracy",
     overall: Verdict | None = None,
     scoring: dict | None = None,
+    sizes: dict[str, SuiteSize] | None = None,
+    rules: SelectParams | None = None,
 ) -> list[Block]:
     """The whole report: verdict, headline on test with intervals, the paired comparisons
     with the baselines, diagnosis, curves, checkpoints, data, and the software versions the
@@ -190,7 +232,9 @@ def build_blocks(
     records); `intervals` are the selected model's (comparison.headline_intervals), by
     metrics.json name; `bootstrap` the bootstrap settings. `ranking` is the val metric the
     checkpoint was chosen by (task_score under a graded scorer); `overall` the verdict on
-    contradicting findings (selection/verdict.py), `scoring` curate's scorer resolution."""
+    contradicting findings (selection/verdict.py), `scoring` curate's scorer resolution;
+    `sizes` each suite's smallest detectable difference (comparison.suite_sizes) and `rules`
+    the guardrails whose verdicts it may leave undecided."""
     level = f"{bootstrap['confidence']:.0%}"
     verdict = (
         f"Selected **{selected['model']}** (step {selected['step']}) by val "
@@ -219,9 +263,10 @@ def build_blocks(
         Para(
             "The base, the few-shot baseline (the base with solved train examples in the "
             "prompt) and the selected checkpoint, on the same test rows. In brackets: the "
-            f"{level} bootstrap interval over the items ({bootstrap['samples']} resamples), how "
-            "far the score could move on another sample of as many items. Every item scored "
-            "the same gives a zero-width interval, which says nothing about items not seen."
+            f"{level} interval, how far the score could move on another sample of as many "
+            "items: Wilson's score interval for the shares of 0/1 items (never zero-width: 0 "
+            "of 35 is [0.000, 0.099]), a bootstrap over the items for the graded task_score "
+            f"({bootstrap['samples']} resamples)."
         ),
         Table(["model", "items", *TEST_COLUMNS], headline_rows(tests, bootstrap)),
         *comparison_blocks(comparisons, level),
@@ -234,9 +279,17 @@ def build_blocks(
             "contamination beyond the thresholds in `select` (params.yaml) and the noise."
         ),
         Para(
-            f"A rule fires only when its threshold is crossed and the {level} interval of the "
-            "difference it claims excludes 0 (underfitting: when the paired interval does not "
-            "put the fine-tune above the baseline either)."
+            f"A rule fires only beyond the noise: a share (forgetting score, drifting outputs) "
+            f"when its whole {level} interval is above its threshold; a difference (drop from "
+            "the peak, general QA vs the base, test vs val) when it crosses its threshold and "
+            "its interval excludes 0 (underfitting: when the paired interval does not put the "
+            "fine-tune above the baseline either)."
+        ),
+        *size_blocks(
+            sizes,
+            guardrail_margins(selected, base_of(reports), sizes, rules) if sizes and rules else [],
+            level,
+            rules.power if rules else 0.8,
         ),
         Heading("Curves"),
         *figures,
@@ -255,6 +308,10 @@ def build_blocks(
         *data_blocks(curate, split),
         *software_blocks(versions or {}),
     ]
+
+
+def base_of(reports: list[dict]) -> dict:
+    return next(r for r in reports if r["role"] == "base")
 
 
 def software_blocks(versions: dict[str, str]) -> list[Block]:
@@ -295,12 +352,14 @@ def headline(
     findings: list[Finding],
     intervals: dict[str, Interval] | None = None,
     comparisons: list[Comparison] | None = None,
+    sizes: dict[str, SuiteSize] | None = None,
 ) -> dict:
     """reports/metrics.json: test task metrics, general metrics from eval, the base and the
     few-shot baseline on test, and the diagnosis. `task_score` is the mean item score (partial
     credit under a graded scorer, else equal to task_accuracy). `test`, `base_test` and
     `fewshot_test` are metrics; with the selected model's `intervals` (by metric name) and
-    the paired `comparisons`, their flat keys too (comparison.metric_keys)."""
+    the paired `comparisons`, their flat keys too (comparison.metric_keys), and with `sizes`
+    each suite's smallest detectable difference (`<suite>_mdd`)."""
     val = selected["metrics"]
     metrics = {
         "task_accuracy": test["task_accuracy"],
@@ -327,7 +386,7 @@ def headline(
         metrics["fewshot_format_correct"] = fewshot_test["format_correct"]
     metrics["diagnosis"] = ", ".join(f.mode for f in findings) or "none"
     if intervals:
-        metrics |= metric_keys(intervals, comparisons or [])
+        metrics |= metric_keys(intervals, comparisons or [], sizes)
     return metrics
 
 
