@@ -34,7 +34,7 @@ PARENTS = {"REPORTS_DIR", "FIGURES_DIR"}
 # Written by train and dpo but local to the machine (resume): their manifests are the outputs.
 LOCAL = {"CHECKPOINTS_DIR", "DPO_DIR", "DPO_DISABLED_MARKER"}
 # Local caches: never outputs, safe to delete.
-CACHES = {"CACHE_DIR", "EVAL_CACHE_DIR", "LM_EVAL_CACHE_DIR", "BASE_LOSS_CACHE_DIR"}
+CACHES = {"CACHE_DIR", "EVAL_CACHE_DIR", "LM_EVAL_CACHE_DIR"}
 # Package modules that do not change what a stage computes (plumbing, the params schema whose
 # values DVC tracks through params.yaml, and the paths checked by this file).
 PLUMBING = {"cli", "errors", "io", "paths", "params"}

@@ -128,39 +128,3 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(project: Path) -> None
     assert not (CHECKPOINTS_DIR / STAGING_DIR / FINAL).exists()
     assert checkpoint_names() == ["checkpoint-4", "checkpoint-8", FINAL]
     assert_same_run(reference, final_state())
-
-
-def step_zero_val_loss() -> dict:
-    last = complete_checkpoints(CHECKPOINTS_DIR)[-1]
-    history = read_json(last / "trainer_state.json")["log_history"]
-    return next(entry for entry in history if entry["step"] == 0 and "eval_loss" in entry)
-
-
-def test_the_base_val_loss_is_reused_by_a_fresh_run_of_the_same_base_and_val(project: Path) -> None:
-    params = yaml.safe_load(PARAMS.read_text())
-    params["train"] |= {"num_epochs": 2, "group_by_length": True}  # ends at FINAL
-    PARAMS.write_text(yaml.safe_dump(params))
-    first = run_train()
-    assert first.returncode == 0, first.stderr[-3000:]
-    computed = step_zero_val_loss()
-    assert "eval_runtime" in computed  # a real val pass
-    reference = final_state()
-
-    shutil.rmtree(CHECKPOINTS_DIR)  # a new experiment on the same base and val split
-    second = run_train()
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "is cached (.cache/base_loss): no step-0 pass" in second.stdout
-    reused = step_zero_val_loss()
-    assert reused["eval_loss"] == computed["eval_loss"]
-    assert "eval_runtime" not in reused  # logged from the cache, not recomputed
-    assert_same_run(reference, final_state())  # skipping the pass changes nothing else
-    curve = Path("reports/train/plots/metrics/eval/loss.tsv").read_text().splitlines()
-    assert curve[1].split("\t")[0] == "0", curve  # step 0 is still the curve's first point
-
-    val = Path("data/splits/val.jsonl")
-    val.write_text("".join(val.read_text().splitlines(keepends=True)[:-1]))  # val changed
-    shutil.rmtree(CHECKPOINTS_DIR)
-    third = run_train()
-    assert third.returncode == 0, third.stderr[-3000:]
-    assert "is cached" not in third.stdout
-    assert "eval_runtime" in step_zero_val_loss()

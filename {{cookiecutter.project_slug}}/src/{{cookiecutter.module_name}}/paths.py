@@ -70,4 +70,3 @@ TRACKING = REPORTS_DIR / "tracking.json"  # where `track` logged the run (MLflow
 CACHE_DIR = Path(".cache")
 EVAL_CACHE_DIR = CACHE_DIR / "eval"
 LM_EVAL_CACHE_DIR = CACHE_DIR / "lm_eval"
-BASE_LOSS_CACHE_DIR = CACHE_DIR / "base_loss"  # the base's val loss (step 0 of train's curve)

@@ -16,6 +16,7 @@ than serving a fixed generator's stale outputs.
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..data.masking import Encoded
 from ..environment import package_versions
 from ..io import content_hash, file_digest, read_json, write_json
 from ..paths import EVAL_CACHE_DIR
@@ -70,11 +71,21 @@ def cache_key(model_digest: str, requests: Sequence[Request], settings: dict) ->
     return content_hash(payload)[:24]
 
 
+def loss_key(model_digest: str, rows: Sequence[Encoded], settings: dict) -> str:
+    """A val loss's key: the weights, the val rows' tokens and trained spans, the settings,
+    the code that computes it and the libraries that run it."""
+    loss_source = PACKAGE_DIR / "evaluation" / "val_loss.py"
+    payload = {"model": model_digest, "rows": [[row.ids, row.spans] for row in rows], **settings}
+    payload["code"] = [source_digest(), file_digest(loss_source)]
+    payload["libraries"] = package_versions(OUTPUT_LIBRARIES)
+    return "loss-" + content_hash(payload)[:24]
+
+
 class GenerationCache:
     def __init__(self, directory: Path | None = EVAL_CACHE_DIR):
         self.directory = directory
 
-    def get(self, key: str, expected: int) -> list[str] | None:
+    def get(self, key: str, expected: int) -> list | None:
         if self.directory is None:
             return None
         path = self.directory / f"{key}.json"
@@ -83,7 +94,7 @@ class GenerationCache:
         outputs = read_json(path).get("outputs")
         return outputs if isinstance(outputs, list) and len(outputs) == expected else None
 
-    def put(self, key: str, outputs: list[str]) -> None:
+    def put(self, key: str, outputs: list) -> None:
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)

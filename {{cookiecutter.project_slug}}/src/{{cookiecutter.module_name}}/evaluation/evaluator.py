@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data.chat import fewshot_prompt, prompt_token_ids, target_text, user_prompt
+from ..data.masking import AssistantTurns, ChatEncoder, Encoded
 from ..errors import StageError
 from ..io import content_hash, read_json
 from ..params import EvalParams, Params, TaskParams
@@ -27,7 +28,7 @@ from ..paths import (
     GENERAL_QA_SUITE,
     INSTRUCTION_SUITE,
 )
-from ..training.checkpoints import checkpoint_step, log_history
+from ..training.checkpoints import checkpoint_step
 from ..training.modeling import (
     SFT_POINTER,
     adapter_stack,
@@ -35,7 +36,7 @@ from ..training.modeling import (
     load_model_with_adapter,
     use_bf16,
 )
-from .cache import GenerationCache, cache_key, weights_digest
+from .cache import GenerationCache, cache_key, loss_key, weights_digest
 from .generation import (
     Generator,
     HFGenerator,
@@ -54,6 +55,7 @@ from .scoring import (
     task_metrics,
 )
 from .suites import load_suite
+from .val_loss import cut, val_loss
 
 BASE = "base"
 FEWSHOT = "fewshot"
@@ -80,6 +82,7 @@ class EvalSet:
     task: list[Request]
     general_items: list[tuple[str, dict]]  # (suite, item)
     general: list[Request]
+    val: tuple[Encoded, ...] = ()  # the val rows as trained (prompt + answer): the val loss
 
 
 def load_general_items(params: EvalParams) -> list[tuple[str, dict]]:
@@ -95,10 +98,15 @@ def task_requests(tokenizer, prompts: Sequence, max_new_tokens: int) -> list[Req
 
 
 def build_eval_set(
-    tokenizer, rows: list[dict], general_items: list[tuple[str, dict]], params: EvalParams
+    tokenizer,
+    rows: list[dict],
+    general_items: list[tuple[str, dict]],
+    params: EvalParams,
+    loss_rows: tuple[AssistantTurns, int] | None = None,
 ) -> EvalSet:
     """QA and instruction items go in one request list (each with its own token budget), so
-    they share batches."""
+    they share batches. `loss_rows` (train.assistant_turns, train.max_length): the val rows
+    are also encoded as the trainer encodes them, for the val loss."""
     budget = {
         "general_qa": params.max_new_tokens_qa,
         "instruction_follow": params.max_new_tokens_instruction,
@@ -111,7 +119,12 @@ def build_eval_set(
         for suite, item in general_items
     ]
     task = task_requests(tokenizer, [r["prompt"] for r in rows], params.max_new_tokens_task)
-    return EvalSet(rows, task, general_items, general)
+    val: tuple[Encoded, ...] = ()
+    if loss_rows is not None:
+        turns, max_length = loss_rows
+        chats = [r["prompt"] + r["completion"] for r in rows]
+        val = tuple(cut(ChatEncoder(tokenizer, turns)(chats), max_length))
+    return EvalSet(rows, task, general_items, general, val)
 
 
 def fewshot_examples(train_rows: list[dict], k: int, seed: int) -> list[dict]:
@@ -216,6 +229,26 @@ class ModelRun:
         self.cache.put(key, outputs)
         return outputs
 
+    def val_loss(self, rows: tuple[Encoded, ...]) -> float | None:
+        """The model's val loss on `rows` (val_loss.py), cached like the outputs; None where
+        the generator holds no transformers model (eval.backend vllm)."""
+        if not rows:
+            return None
+        key = loss_key(self.digest, rows, self.settings)
+        cached = self.cache.get(key, 1)
+        if cached is not None:
+            return cached[0]
+        started = time.perf_counter()
+        if self.generator is None:
+            self.generator = self.generator_for(self.checkpoint)
+        model = getattr(self.generator, "model", None)
+        if model is None:
+            return None
+        loss = val_loss(model, rows, self.generator.pad_id)
+        self.seconds += time.perf_counter() - started
+        self.cache.put(key, [loss])
+        return loss
+
     def stamp(self, report: dict) -> dict:
         """Record the generation time and count since the last stamp."""
         report["seconds"] = round(self.seconds, 1)
@@ -268,6 +301,7 @@ def evaluate_model(run: ModelRun, eval_set: EvalSet, task: TaskParams) -> dict:
     if run.checkpoint is not None and is_dpo(run.checkpoint):
         report["stage"] = "dpo"
     report["items"] = items
+    report["val_loss"] = run.val_loss(eval_set.val)
     return run.stamp(report)
 
 
@@ -326,11 +360,16 @@ def generation_settings(params: EvalParams) -> dict:
     }
 
 
-def logged_val_losses(checkpoints: list[Path]) -> dict[int, float]:
-    """Step -> val loss the trainer logged (step 0 = the base, via eval_on_start). The last
-    checkpoint's trainer_state.json holds the whole log history."""
-    history = log_history(checkpoints)
-    return {e["step"]: round(e["eval_loss"], 4) for e in history if "eval_loss" in e}
+def with_val_losses(log_history: list[dict], reports: list[dict]) -> list[dict]:
+    """The trainer's log history (train loss) with the val loss eval measured for the base
+    (step 0) and each SFT checkpoint added as `eval_loss` entries, as a trainer's own val
+    passes would log them: the loss curves of the diagnosis and the report read both."""
+    val = [
+        {"step": r["step"], "eval_loss": r["val_loss"]}
+        for r in reports
+        if r.get("val_loss") is not None and r["role"] != "fewshot" and r.get("stage") != "dpo"
+    ]
+    return sorted([*log_history, *val], key=lambda entry: entry["step"])
 
 
 def plot_rows(reports: list[dict]) -> list[dict]:

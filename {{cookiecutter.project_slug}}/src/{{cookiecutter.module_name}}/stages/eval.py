@@ -17,7 +17,6 @@ from ..evaluation.evaluator import (
     fewshot_requests,
     generator_factory,
     load_general_items,
-    logged_val_losses,
     plot_rows,
     print_summary,
     report_path,
@@ -52,7 +51,11 @@ def main() -> None:
         )
     tokenizer = load_tokenizer()
     eval_set = build_eval_set(
-        tokenizer, read_jsonl(VAL_SPLIT), load_general_items(params.eval), params.eval
+        tokenizer,
+        read_jsonl(VAL_SPLIT),
+        load_general_items(params.eval),
+        params.eval,
+        loss_rows=(params.train.assistant_turns, params.train.max_length),
     )
     fewshot = fewshot_requests(tokenizer, eval_set.rows, read_jsonl(TRAIN_SPLIT), params)
     cache = GenerationCache(EVAL_CACHE_DIR if params.eval.cache else None)
@@ -65,14 +68,12 @@ def main() -> None:
 
         # the harness loads one adapter on the base: DPO checkpoints (two stacked) are skipped
         add_lm_eval([r for r in reports if r.get("stage") != "dpo"], params.eval)
-    val_losses = logged_val_losses(checkpoints)
     EVAL_DIR.mkdir(parents=True, exist_ok=True)
     for stale in EVAL_DIR.glob("*.json"):
         stale.unlink()
     for report in reports:
         report["split"] = "val"
-        sft_loss = report["role"] != "fewshot" and report.get("stage") != "dpo"
-        report["val_loss"] = val_losses.get(report["step"]) if sft_loss else None
+        report.setdefault("val_loss", None)  # the few-shot baseline has none
         write_json(report_path(report["model"]), report)
         print_summary(report)
     write_json(EVAL_PLOT, plot_rows(reports))

@@ -30,6 +30,7 @@ from ..evaluation.evaluator import (
     load_reports,
     score_on_test,
     task_requests,
+    with_val_losses,
 )
 from ..io import read_json, read_jsonl, write_json
 from ..params import load_params
@@ -54,6 +55,7 @@ from ..selection.comparison import (
     difference_text,
     headline_intervals,
     paired_metrics,
+    suite_sizes,
     test_items,
 )
 from ..selection.diagnose import diagnose
@@ -93,7 +95,10 @@ def main() -> None:
     # absent only where splits were made by hand: the diagnosis then skips the data checks
     curate, split = (read_json(p) if p.exists() else {} for p in (CURATE_REPORT, SPLIT_REPORT))
     sft_last = manifest_checkpoints(CHECKPOINTS_MANIFEST, verify=False)[-1]
-    history = log_history([verify_checkpoint(CHECKPOINTS_MANIFEST, sft_last)])  # the SFT run's
+    # the SFT run's train loss, and the val loss eval measured for the base and each checkpoint
+    history = with_val_losses(
+        log_history([verify_checkpoint(CHECKPOINTS_MANIFEST, sft_last)]), reports
+    )
     findings = diagnose(reports, selected, history, curate, split, test, params)
     overall = verdict(
         findings,
@@ -105,6 +110,7 @@ def main() -> None:
     )
     boot = bootstrap_settings(params)
     intervals = headline_intervals(selected, base_val, test, boot)
+    sizes = suite_sizes(selected, base_val, test, base_test, params.select)
     comparisons = [
         compare(test, baseline, metric, boot)
         for baseline in (base_test, fewshot_test)
@@ -120,6 +126,7 @@ def main() -> None:
         findings,
         intervals,
         comparisons,
+        sizes,
     )
     write_json(METRICS, metrics)
     findings_out = [{**asdict(finding), "command": finding.command} for finding in findings]
@@ -156,6 +163,8 @@ def main() -> None:
         ranking=ranking_metric(params.task),
         overall=overall,
         scoring=curate.get("scoring"),
+        sizes=sizes,
+        rules=params.select,
     )
     write_report(blocks)
     export(

@@ -1,10 +1,11 @@
-"""Stage `train`: TRL SFTTrainer + PEFT on the train split, val loss logged, checkpoints kept.
+"""Stage `train`: TRL SFTTrainer + PEFT on the train split, checkpoints kept.
 
 Loss is computed on the completion (the assistant turn) only. A checkpoint is written every
 `train.save_steps` steps under models/checkpoints (a DVC `persist` output): after a crash,
 `dvc repro` resumes from the last complete checkpoint when the training params and data are
-unchanged, and starts clean when they are not. Train and val loss go to reports/train via
-transformers' built-in dvclive integration."""
+unchanged, and starts clean when they are not. Train loss goes to reports/train via
+transformers' built-in dvclive integration; eval measures every checkpoint's val loss (with
+its task scores), so training runs no val passes."""
 
 import os
 import time
@@ -18,9 +19,7 @@ from ..paths import (
     TRAIN_LOG_DIR,
     TRAIN_SPLIT,
     TRAIN_STATS,
-    VAL_SPLIT,
 )
-from ..training.base_loss import base_loss_callback, base_loss_key, cached_base_loss
 from ..training.checkpoints import write_manifest
 from ..training.guards import LossGuard
 from ..training.trainer import (
@@ -41,26 +40,12 @@ def main() -> None:
     if command:  # this process becomes `accelerate launch`, which starts the workers
         print(f"train: accelerate launch {' '.join(command[3:])}", flush=True)
         os.execv(command[0], command)
-    train_rows, val_rows = read_jsonl(TRAIN_SPLIT), read_jsonl(VAL_SPLIT)
+    train_rows = read_jsonl(TRAIN_SPLIT)
     run = start_run("train", CHECKPOINTS_DIR, TRAIN_LOG_DIR, fingerprint(params))
-    key = base_loss_key(params.train)
-    base_loss = cached_base_loss(key) if run.resume_from is None else None
-    base_val_loss = base_loss_callback(key, base_loss)
     guard = LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike)
     trainer = build_trainer(
-        params,
-        train_rows,
-        val_rows,
-        CHECKPOINTS_DIR,
-        callbacks=[*run.callbacks, guard, base_val_loss],
-        eval_on_start=run.resume_from is None and base_loss is None,
+        params, train_rows, None, CHECKPOINTS_DIR, callbacks=[*run.callbacks, guard]
     )
-    base_val_loss.attach(trainer)
-    if base_loss is not None and run.main_process:
-        print(
-            f"train: the base's val loss {base_loss:.4f} is cached (.cache/base_loss): "
-            "no step-0 pass"
-        )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=run.resume_arg)
     seconds = time.perf_counter() - started

@@ -26,7 +26,6 @@ from ..paths import (
     ACCELERATE_MULTI_NODE_CONFIG,
     BASE_MODEL_DIR,
     TRAIN_SPLIT,
-    VAL_SPLIT,
 )
 from .checkpoints import AtomicCheckpoints, checkpoint_step, complete_checkpoints, remove_partial
 from .modeling import (
@@ -117,7 +116,6 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
     settings: dict[str, Any] = {
         "output_dir": str(output_dir),
         "per_device_train_batch_size": train.batch_size,
-        "per_device_eval_batch_size": train.batch_size,
         "gradient_accumulation_steps": train.grad_accum,
         "learning_rate": train.learning_rate,
         "num_train_epochs": train.num_epochs,
@@ -140,9 +138,10 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
         "logging_nan_inf_filter": False,
         "save_strategy": "steps",
         "save_steps": train.save_steps,
-        "eval_strategy": "steps",
-        "eval_steps": train.save_steps,
-        "eval_on_start": True,  # val loss of the base model: step 0 of the loss curve
+        # no val passes while training: eval measures the val loss of the base and of every
+        # checkpoint on the model it loads to generate (evaluation/val_loss.py)
+        "eval_strategy": "no",
+        "per_device_eval_batch_size": max(train.batch_size, 16),  # smoke's before/after passes
         "seed": seed,
         "data_seed": seed,
         "report_to": "none",
@@ -192,8 +191,6 @@ def build_trainer(
     check_method_supported(train)  # imports unsloth, when asked for, before TRL
     from trl import SFTTrainer
 
-    if val_rows is None:
-        overrides.setdefault("eval_strategy", "no")
     args = sft_config(train, output_dir, params.seed, **overrides)
     if train.backend == "unsloth":
         model, peft_config = unsloth_model(train, params.seed), None
@@ -240,7 +237,6 @@ def fingerprint(params: Params) -> dict[str, str]:
             {"train": params.train.model_dump(exclude={"max_loss_spike"}), "seed": params.seed}
         ),
         "train_data": file_hash(TRAIN_SPLIT),
-        "val_data": file_hash(VAL_SPLIT),
     }
 
 
@@ -385,7 +381,7 @@ def skip_checkpoint_near_the_end():
     class SkipCheckpointNearTheEnd(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if 0 < state.max_steps - state.global_step < args.save_steps / 2:
-                control.should_save = control.should_evaluate = False
+                control.should_save = False
             return control
 
     return SkipCheckpointNearTheEnd()
