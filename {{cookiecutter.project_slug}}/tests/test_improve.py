@@ -23,6 +23,7 @@ from {{ cookiecutter.module_name }}.improve import (
     plan,
     render,
     suggestions,
+    verdict_note,
 )
 
 EXP_SHOW = json.loads((Path(__file__).parent / "fixtures" / "exp_show.json").read_text())
@@ -65,6 +66,61 @@ def test_one_experiment_per_distinct_suggestion() -> None:
     assert found[0].set_args() == ["-S", "train.num_epochs=1.5", "-S", "train.lora_r=4"]
     assert [f["mode"] for f in advice_only] == ["contamination"]
     assert suggestions({"findings": []}) == ([], [])
+
+
+def verdict(try_params: dict, replaces: list[str]) -> dict:
+    """A reports/diagnosis.json `verdict` as select writes it (selection/verdict.as_dict)."""
+    sets = " ".join(f"-S {key}={value}" for key, value in try_params.items())
+    return {
+        "summary": "the fine-tune does not help",
+        "evidence": ["underfitting: numbers", "forgetting: numbers"],
+        "advice": "prompt the base with solved examples",
+        "try_params": try_params,
+        "command": f"dvc exp run {sets}" if sets else "",
+        "replaces": replaces,
+    }
+
+
+def contradicting_findings() -> list[dict]:
+    return [
+        finding("underfitting", {"train.lora_r": 16, "train.num_epochs": 2.0}),
+        finding("forgetting", {"train.lora_r": 4}),
+        finding("format_drift", {"curate.format_audit": "quarantine"}),  # not replaced
+        finding("contamination", {}),
+    ]
+
+
+def test_a_verdict_replaces_the_findings_it_names_with_its_own_run() -> None:
+    diagnosis = {
+        "findings": contradicting_findings(),
+        "verdict": verdict({"eval.fewshot_k": 3}, ["underfitting", "forgetting"]),
+    }
+    found, advice_only = suggestions(diagnosis)
+    # underfitting's larger rank and forgetting's smaller one are not tried: the verdict's is
+    assert [(s.name, s.modes, s.try_params) for s in found] == [
+        ("fix-underfitting-forgetting", ("underfitting", "forgetting"), {"eval.fewshot_k": 3}),
+        ("fix-format-drift", ("format_drift",), {"curate.format_audit": "quarantine"}),
+    ]
+    assert [f["mode"] for f in advice_only] == ["contamination"]
+    assert verdict_note(diagnosis) == (
+        "The diagnosis's verdict replaces underfitting and forgetting: trying "
+        "`dvc exp run -S eval.fewshot_k=3` instead (the fine-tune does not help)."
+    )
+    assert verdict_note({"findings": [], "verdict": None}) is None
+
+
+def test_a_verdict_without_a_command_leaves_its_findings_untried() -> None:
+    diagnosis = {
+        "findings": contradicting_findings(),
+        "verdict": verdict({}, ["underfitting", "forgetting"]),
+    }
+    found, advice_only = suggestions(diagnosis)
+    assert [s.name for s in found] == ["fix-format-drift"]
+    assert [f["mode"] for f in advice_only] == ["contamination"]
+    assert verdict_note(diagnosis) == (
+        "The diagnosis's verdict replaces underfitting and forgetting: nothing to try, the "
+        "fine-tune does not help. Instead: prompt the base with solved examples."
+    )
 
 
 def test_parse_exp_show_reads_dvc_3_json() -> None:
@@ -158,6 +214,12 @@ def test_summary_names_the_winner_its_test_score_and_the_command() -> None:
     assert "0.510 [0.400, 0.600]" in text  # test task_accuracy with its interval
     assert "**Best: fix-overfitting** (val task_accuracy 0.520 vs the baseline's 0.450" in text
     assert text.rstrip().endswith("dvc exp apply fix-overfitting")
+
+
+def test_summary_says_what_the_verdict_replaced() -> None:
+    note = "The diagnosis's verdict replaces underfitting and forgetting: trying `x` instead (y)."
+    text = render(summary(run(BASELINE, 0.45, 1.0), run("fix-a", 0.5, 1.0), note=note))
+    assert f"\n\n{note}\n" in text
 
 
 def test_summary_says_when_a_tie_was_decided_by_val_loss() -> None:
@@ -323,6 +385,22 @@ def test_no_suggestion_runs_nothing_and_says_so(
     assert "suggests no experiment: nothing to run" in out
     assert "contamination: no params to try; fix contamination." in out
     assert "nothing to run" in (tmp_path / "reports" / "improve.md").read_text()
+
+
+def test_a_verdict_with_nothing_to_try_runs_nothing_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    findings = [f for f in contradicting_findings() if f["mode"] != "format_drift"]
+    diagnosis = {"findings": findings, "verdict": verdict({}, ["underfitting", "forgetting"])}
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "diagnosis.json").write_text(json.dumps(diagnosis))
+    main([])  # the replaced findings' params are not queued: nothing reaches DVC
+    out = capsys.readouterr().out
+    assert "suggests no experiment: nothing to run" in out
+    assert "verdict replaces underfitting and forgetting: nothing to try, the fine-tune" in out
+    assert "no params to try" in out and "underfitting: no params" not in out
+    assert "Instead: prompt the base" in (tmp_path / "reports" / "improve.md").read_text()
 
 
 def test_without_a_diagnosis_it_says_to_run_the_pipeline(

@@ -1,6 +1,8 @@
 """`make improve`: run the diagnosis's suggestions as DVC experiments and name the run to keep.
 
-select writes reports/diagnosis.json: each finding with the params to try. This queues one
+select writes reports/diagnosis.json: each finding with the params to try, and a verdict
+where findings with opposite fixes fire together (underfitting with forgetting or
+overfitting): the verdict's params replace those findings'. This queues one
 experiment per distinct suggestion (`dvc exp run --queue -n fix-<mode> -S key=value ...`), runs
 the queue with `dvc exp run --run-all -j N` (DVC's own blocking run of every queued
 experiment; the experiments run in temporary copies, so the workspace is untouched), then reads
@@ -33,7 +35,7 @@ from .cli import run_stage
 from .errors import StageError
 from .io import read_json, read_json_at
 from .params import flatten, load_params
-from .paths import BASE_LOSS_CACHE_DIR, DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR, TEST_ITEMS
+from .paths import DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR, TEST_ITEMS
 from .selection.comparison import BINARY, bootstrap_settings
 from .selection.experiments import noise_report, versus_rest
 from .selection.guardrails import ranking_metric
@@ -82,10 +84,20 @@ def experiment_name(modes: Iterable[str]) -> str:
 
 def suggestions(diagnosis: dict) -> tuple[list[Suggestion], list[dict]]:
     """(one suggestion per distinct try_params, the findings that have none to try). Findings
-    asking for the same params share one experiment, named after all of them."""
+    asking for the same params share one experiment, named after all of them. A verdict
+    (selection/verdict.py: findings whose fixes contradict each other) stands in for the
+    findings it replaces: theirs are not tried, its own try_params (if any) are, named after
+    them."""
+    overall = diagnosis.get("verdict") or {}
+    replaced = set(overall.get("replaces") or ())
     grouped: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    if overall.get("try_params"):
+        key = json.dumps(overall["try_params"], sort_keys=True)
+        grouped[key] = (list(overall["replaces"]), overall["try_params"])
     advice_only = []
     for finding in diagnosis.get("findings", []):
+        if finding["mode"] in replaced:
+            continue
         if not finding.get("try_params"):
             advice_only.append(finding)
             continue
@@ -96,6 +108,24 @@ def suggestions(diagnosis: dict) -> tuple[list[Suggestion], list[dict]]:
         for modes, try_params in grouped.values()
     ]
     return found, advice_only
+
+
+def and_list(words: Iterable[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    *rest, last = words
+    return f"{', '.join(rest)} and {last}" if rest else last
+
+
+def verdict_note(diagnosis: dict) -> str | None:
+    """What the diagnosis's verdict does to the suggestions: the findings it replaces and the
+    one run it tries instead, or that it leaves nothing to try, and why; None without one."""
+    overall = diagnosis.get("verdict")
+    if not overall:
+        return None
+    head = f"The diagnosis's verdict replaces {and_list(overall['replaces'])}"
+    if overall.get("command"):
+        return f"{head}: trying `{overall['command']}` instead ({overall['summary']})."
+    return f"{head}: nothing to try, {overall['summary']}. Instead: {overall['advice']}."
 
 
 def _run(name: str, rev: str, state: str, data: dict, error: dict | None) -> Run:
@@ -226,6 +256,7 @@ class Summary:
     # name -> the selected model's per-item test scores (test_items.json's `selected`)
     tests: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # comparison.bootstrap_settings
+    note: str | None = None  # verdict_note: the diagnosis's verdict and what it replaced
 
 
 def status(run: Run) -> str:
@@ -258,6 +289,8 @@ def render(summary: Summary) -> str:
             f"| {number(m.get('val_loss'))} | {status(run)} | {number(m.get(metric), m, metric)} "
             f"| {m.get('diagnosis', '')} |"
         )
+    if summary.note:
+        lines += ["", summary.note]
     for finding in summary.advice_only:
         lines += ["", f"{finding['mode']}: no params to try; {finding['fix']}."]
     for run in runs:
@@ -426,10 +459,9 @@ def collect_tests(runs: list[Run]) -> dict[str, dict]:
 
 
 def copy_caches() -> list[str]:
-    """`-C <dir>` per local cache: untracked, so copied in, each experiment reuses the
-    baseline's base-model work."""
-    caches = [path for path in (EVAL_CACHE_DIR, BASE_LOSS_CACHE_DIR) if path.is_dir()]
-    return [arg for path in caches for arg in ("-C", path.as_posix())]
+    """`-C <dir>` for the eval cache (generations and val losses): untracked, so copied in,
+    each experiment reuses the baseline's base-model work."""
+    return ["-C", EVAL_CACHE_DIR.as_posix()] if EVAL_CACHE_DIR.is_dir() else []
 
 
 def warn_uncommitted(label: str) -> None:
@@ -460,7 +492,11 @@ def queue_and_run(planned: list[tuple[Suggestion, bool]], existing: list[Run], j
 
 
 def collect(
-    planned: list[tuple[Suggestion, bool]], metric: str, advice_only: list, settings: dict
+    planned: list[tuple[Suggestion, bool]],
+    metric: str,
+    advice_only: list,
+    settings: dict,
+    note: str | None = None,
 ) -> Summary:
     """The summary of the baseline and the planned experiments, as DVC has them now."""
     baseline, experiments = exp_show()
@@ -489,6 +525,7 @@ def collect(
         advice_only=advice_only,
         tests=collect_tests([run for run in [baseline, *runs] if run is not None]),
         settings=settings,
+        note=note,
     )
 
 
@@ -498,22 +535,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not DIAGNOSIS.exists():
         raise StageError(f"no {DIAGNOSIS}: run the pipeline first (`make repro`)")
-    found, advice_only = suggestions(read_json(DIAGNOSIS))
+    diagnosis = read_json(DIAGNOSIS)
+    found, advice_only = suggestions(diagnosis)
+    note = verdict_note(diagnosis)
     if not found:
         lines = [f"The diagnosis ({DIAGNOSIS}) suggests no experiment: nothing to run."]
+        lines += [note] if note else []
         lines += [f"- {f['mode']}: no params to try; {f['fix']}." for f in advice_only]
         IMPROVE_REPORT.write_text("# make improve\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
         print("\n".join(f"improve: {line}" for line in lines))
         return
     params = load_params()
     metric = ranking_metric(params.task)
+    if note:
+        print(f"improve: {note}")
     for finding in advice_only:
         print(f"improve: {finding['mode']}: no params to try; {finding['fix']}")
     warn_uncommitted("improve")
     _, existing = exp_show()
     planned = plan(found, existing)
     queue_and_run(planned, existing, args.jobs)
-    text = render(collect(planned, metric, advice_only, bootstrap_settings(params)))
+    text = render(collect(planned, metric, advice_only, bootstrap_settings(params), note))
     IMPROVE_REPORT.write_text(text, encoding="utf-8")
     print(text, end="")
     print(f"improve: written to {IMPROVE_REPORT}")
