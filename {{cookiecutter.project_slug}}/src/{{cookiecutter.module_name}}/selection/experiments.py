@@ -4,8 +4,10 @@ An experiment is a DVC experiment name (`dvc exp ls`), any git revision (HEAD, a
 commit) or `workspace` (the files on disk). Its commit holds, git-tracked (cache: false in
 dvc.yaml), reports/test_items.json (select: the selected model's per-item test scores) and
 reports/eval/<selected>.json (eval: its general-suite items). B minus A is paired on the
-items both were scored on, with a bootstrap interval and McNemar's exact p-value, and called
-better or worse only when the interval excludes 0; otherwise "no difference detectable".
+items both were scored on, with an interval (Tango's score interval for 0/1 scores, the
+paired bootstrap for graded ones) and McNemar's exact p-value (0/1 scores), and called better
+or worse only when the interval excludes 0 (and, for 0/1 scores, McNemar's p is under
+1 - select.confidence); otherwise "no difference detectable".
 
 `make improve` and `make sweep` use the same records to ask whether the run they pick is
 ahead of the others beyond the noise (versus_rest): the winner minus every other finished run
@@ -127,8 +129,9 @@ def render(names: tuple[str, str], models: tuple[str, str], rows: list[Row], set
     level = f"{settings['confidence']:.0%}"
     lines = [
         f"B = {names[1]} ({models[1]}) minus A = {names[0]} ({models[0]}), paired on the items "
-        f"both were scored on; {level} bootstrap intervals ({settings['samples']} resamples, "
-        f"seed {settings['seed']}), McNemar's exact p for 0/1 items",
+        f"both were scored on; {level} intervals: Tango's score interval and McNemar's exact p "
+        f"for 0/1 items, the paired bootstrap ({settings['samples']} resamples, seed "
+        f"{settings['seed']}) for graded ones",
         "",
         f"{'metric':<19} {'set':<7} {'items':>5} {'A':>6} {'B':>6}  "
         f"{'B - A [' + level + ' interval]':<26} {'p':>7}  verdict",
