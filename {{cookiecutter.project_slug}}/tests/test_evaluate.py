@@ -250,6 +250,9 @@ def test_fewshot_examples_are_seeded_and_bounded() -> None:
     assert len(picked) == 3 and picked == evaluator.fewshot_examples(rows[::-1], 3, seed=1)
     assert picked != evaluator.fewshot_examples(rows, 3, seed=2)
     assert len(evaluator.fewshot_examples(rows[:2], 3, seed=1)) == 2
+    replay = [{"id": f"replay-{i}", "origin": "replay"} for i in range(20)]
+    picked = evaluator.fewshot_examples(rows[:2] + replay, 3, seed=1)
+    assert sorted(row["id"] for row in picked) == ["r0", "r1"]  # task rows only
 
 
 # ------------------------------------------------------------------- optional backends

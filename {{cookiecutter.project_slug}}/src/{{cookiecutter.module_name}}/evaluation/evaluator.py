@@ -128,8 +128,10 @@ def build_eval_set(
 
 
 def fewshot_examples(train_rows: list[dict], k: int, seed: int) -> list[dict]:
-    """k train rows, the same for every val row, drawn with the run's seed."""
-    ordered = sorted(train_rows, key=lambda row: row["id"])
+    """k task rows of train (replay rows are general data, not the task), the same for
+    every val row, drawn with the run's seed."""
+    task_rows = [row for row in train_rows if row.get("origin") != "replay"]
+    ordered = sorted(task_rows, key=lambda row: row["id"])
     return random.Random(seed).sample(ordered, min(k, len(ordered)))
 
 
