@@ -1,8 +1,9 @@
 """End to end: `make improve` on a baked project with a tiny random Llama. The baseline run's
 diagnosis (underfitting: the tiny model learns nothing) suggests more epochs and a larger
 rank; the test adds one suggestion that must fail (an invalid param) so the failure path runs
-against the real `dvc queue logs` too. Both are queued and run; the summary names the winner
-and the `dvc exp apply` command, which must then put the experiment's params in place."""
+against the real `dvc queue logs` too. Both are queued and run; the summary names the winner,
+says it is no better than the baseline beyond the noise (every test score is 0), and gives the
+`dvc exp apply` command, which must then put the experiment's params in place."""
 
 import json
 import re
@@ -61,6 +62,7 @@ def test_improve_runs_the_suggestions_and_names_the_one_to_apply(project: Path) 
     diagnosis = json.loads((project / "reports/diagnosis.json").read_text())
     suggested = {f["mode"]: f["try_params"] for f in diagnosis["findings"] if f["try_params"]}
     assert "underfitting" in suggested, diagnosis  # the tiny model learns nothing
+    assert diagnosis["verdict"] is None, diagnosis  # nothing contradicts it: its fix is tried
     expected = suggested["underfitting"]
 
     result = run(project, "make", "improve", "VENV=")
@@ -81,6 +83,12 @@ def test_improve_runs_the_suggestions_and_names_the_one_to_apply(project: Path) 
     assert "No run passes the guardrails" not in out, out
     commands = re.findall(r"^\s+(dvc exp apply \S+)$", out, re.MULTILINE)
     assert commands == ["dvc exp apply fix-underfitting"], out
+    # every test score of the tiny model is 0: the val pick is no better than the baseline
+    # beyond the noise (the failed experiment has no test items: one comparison)
+    assert (
+        "fix-underfitting is not detectably better than the baseline (McNemar p 1, "
+        "Holm-adjusted 1, 1 comparison): the ranking between them is noise." in out
+    ), out
     dvc(project, *commands[0].split()[1:])
     params = yaml.safe_load((project / "params.yaml").read_text())
     for key, value in expected.items():
