@@ -140,6 +140,7 @@ def test_dvc_yaml_has_the_expected_stages() -> None:
         "check_params",
         "base",
         "curate",
+        "replay",
         "split",
         "smoke",
         "train",

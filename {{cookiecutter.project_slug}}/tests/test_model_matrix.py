@@ -31,6 +31,7 @@ from {{ cookiecutter.module_name }}.stages import check_params as check_params_s
 from {{ cookiecutter.module_name }}.stages import curate as curate_stage
 from {{ cookiecutter.module_name }}.stages import eval as eval_stage
 from {{ cookiecutter.module_name }}.stages import export as export_stage
+from {{ cookiecutter.module_name }}.stages import replay as replay_stage
 from {{ cookiecutter.module_name }}.stages import select as select_stage
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 from {{ cookiecutter.module_name }}.stages import split as split_stage
@@ -55,6 +56,7 @@ STAGES = {
     "check_params": check_params_stage,
     "base": base_stage,
     "curate": curate_stage,
+    "replay": replay_stage,
     "split": split_stage,
     "smoke": smoke_stage,
     "train": train_stage,
@@ -84,7 +86,13 @@ def matrix_params(base_dir: Path) -> dict:
         "base": {"model": str(base_dir), "revision": None},
         "task": {"target_format": "json", "fields": fields, "score_fields": fields[:3]},
         "curate": {"max_reject_fraction": 0.5},
-        "split": {"val_fraction": 0.15, "test_fraction": 0.15, "replay_fraction": 0.0},
+        # the replay stage generates with each family's template (few tiny answers finish)
+        "split": {
+            "val_fraction": 0.15,
+            "test_fraction": 0.15,
+            "replay_fraction": 0.1,
+            "replay_max_new_tokens": 4,
+        },
         "smoke": {"fraction": 0.1, "max_steps": 2, "min_rows": 4},
         "train": {
             "method": "lora",

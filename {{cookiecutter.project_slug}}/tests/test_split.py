@@ -315,7 +315,7 @@ def test_stage_mixes_tagged_replay_rows_into_train_only(
         }
         for i in range(50)
     ]
-    write_jsonl(tmp_path / "data" / "replay" / "general_instructions.jsonl", replay)
+    write_jsonl(tmp_path / "data" / "replay_rows.jsonl", replay)  # the replay stage's output
     report = run_stage(tmp_path, monkeypatch, stage_rows(100), replay_fraction=0.2)
     train = read_jsonl(Path("data/splits/train.jsonl"))
     origins = Counter(row["origin"] for row in train)

@@ -197,6 +197,14 @@ class SplitParams(Section):
     ngram: int = Field(8, ge=4, le=64, description="words per n-gram of the overlap check")
     min_overlap: float = Field(0.7, gt=0, le=1, description="share of an item's n-grams")
     replay_fraction: float = Field(0.0, ge=0, lt=0.5, description="share of train from replay")
+    replay_answers: Literal["base", "data"] = Field(
+        "base",
+        description="base: the base model's own answers to the replay prompts (self-"
+        "distillation, the `replay` stage); data: data/replay's answers as written",
+    )
+    replay_max_new_tokens: int = Field(
+        192, ge=1, description="the base's answer budget; an unfinished answer is dropped"
+    )
     fraction_tolerance: float = Field(
         0.05,
         ge=0,

@@ -12,6 +12,7 @@ SUITES_DIR = Path("data/suites")
 GENERAL_QA_SUITE = SUITES_DIR / "general_qa.jsonl"
 INSTRUCTION_SUITE = SUITES_DIR / "instruction_follow.jsonl"
 REPLAY = Path("data/replay/general_instructions.jsonl")
+REPLAY_ROWS = Path("data/replay_rows.jsonl")  # what split mixes in: the base's answers by default
 LM_EVAL_TASKS_DIR = Path("data/lm_eval")
 
 CURATED_DIR = Path("data/curated")
@@ -46,6 +47,7 @@ TOKEN_PLOT = FIGURES_DIR / "token_lengths.png"
 TARGET_PLOT = FIGURES_DIR / "targets.png"
 DATA_REPORT = REPORTS_DIR / "data.md"
 SPLIT_REPORT = REPORTS_DIR / "split.json"
+REPLAY_REPORT = REPORTS_DIR / "replay.json"
 SMOKE_REPORT = REPORTS_DIR / "smoke.json"
 SMOKE_PASSED = REPORTS_DIR / "smoke_passed.json"
 TRAINING_EXAMPLE = REPORTS_DIR / "training_example.html"

@@ -9,8 +9,9 @@ contamination check and the optional replay mix.
   `auto` picks the most imbalanced of `task.score_fields` (none for text targets).
 - Contamination: a train row that contains most of a val/test row or an eval-suite item is
   removed (or reported, or fails the stage: `split.contamination`).
-- Replay: `split.replay_fraction` of the train split comes from data/replay, tagged
-  `origin: replay`; replay rows only ever go to train."""
+- Replay: `split.replay_fraction` of the train split comes from the replay rows (the `replay`
+  stage: data/replay's prompts with the base's own answers, by default), tagged `origin:
+  replay`; replay rows only ever go to train."""
 
 from ..cli import run_stage
 from ..data.data_report import write_data_report
@@ -21,7 +22,7 @@ from ..paths import (
     CURATE_REPORT,
     CURATED,
     PREFERENCES,
-    REPLAY,
+    REPLAY_ROWS,
     SPLIT_REPORT,
     SPLITS_DIR,
     TEST_SPLIT,
@@ -35,7 +36,7 @@ def main() -> None:
     cfg = params.split
     rows = [row | {"origin": "task"} for row in read_jsonl(CURATED)]
     pairs = read_jsonl(PREFERENCES) if PREFERENCES.exists() else []
-    result = make_splits(rows, pairs, REPLAY, params.seed, cfg, params.task.score_fields)
+    result = make_splits(rows, pairs, REPLAY_ROWS, params.seed, cfg, params.task.score_fields)
 
     outputs = {"train": TRAIN_SPLIT, "val": VAL_SPLIT, "test": TEST_SPLIT}
     for name, path in outputs.items():

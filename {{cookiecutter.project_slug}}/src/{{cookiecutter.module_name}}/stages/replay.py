@@ -1,0 +1,68 @@
+"""Stage `replay`: the replay rows split mixes into train (split.replay_fraction), with the
+base model's own answers (split.replay_answers: base, the default) or data/replay's as written
+(data). Writes data/replay_rows.jsonl and reports/replay.json (rows kept, dropped, seconds).
+
+Greedy generation with eval's generator, once per base and replay data: DVC reruns the stage
+only when the base, data/replay or these params change. With replay off it writes an empty
+file without loading a model."""
+
+import time
+
+import torch
+
+from ..cli import run_stage
+from ..data.chat import prompt_token_ids
+from ..data.replay import replay_prompt, with_answers
+from ..evaluation.generation import HFGenerator, Request
+from ..io import read_jsonl, write_json, write_jsonl
+from ..params import load_params
+from ..paths import REPLAY, REPLAY_REPORT, REPLAY_ROWS
+from ..training.modeling import load_model_with_adapter, load_tokenizer, use_bf16
+
+
+def base_answers(rows: list[dict], params) -> list[str | None]:
+    """The base's greedy answer to each row's prompt; None where it did not stop in budget."""
+    tokenizer = load_tokenizer()
+    budget = params.split.replay_max_new_tokens
+    requests = [Request(tuple(prompt_token_ids(tokenizer, replay_prompt(r))), budget) for r in rows]
+    model = load_model_with_adapter(None).eval()  # the base, in eval's precision
+    model = model.to(torch.bfloat16) if use_bf16(params.eval.bf16) else model
+    generator = HFGenerator(model, tokenizer, params.eval.batch_size)
+    generated = generator.token_ids(requests, "replay: the base's answers")
+    return [
+        generator.decode(tokens) if tokens and tokens[-1] in generator.stops else None
+        for tokens in generated
+    ]
+
+
+def main() -> None:
+    params = load_params()
+    split = params.split
+    rows = read_jsonl(REPLAY) if split.replay_fraction > 0 and REPLAY.exists() else []
+    started = time.perf_counter()
+    if rows and split.replay_answers == "base":
+        kept = with_answers(rows, base_answers(rows, params))
+    else:
+        kept = rows
+    write_jsonl(REPLAY_ROWS, kept)
+    report = {
+        "answers": split.replay_answers if rows else None,
+        "rows": len(rows),
+        "kept": len(kept),
+        "dropped_unfinished": len(rows) - len(kept),
+        "max_new_tokens": split.replay_max_new_tokens,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json(REPLAY_REPORT, report)
+    if not rows:
+        print("replay: off (split.replay_fraction is 0): no replay rows")
+        return
+    print(
+        f"replay: {len(kept)} of {len(rows)} rows with {split.replay_answers} answers "
+        f"({report['dropped_unfinished']} unfinished in {report['max_new_tokens']} tokens "
+        f"dropped) in {report['seconds']}s"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("replay", main)
