@@ -2,9 +2,11 @@
 base model's own answers (split.replay_answers: base, the default) or data/replay's as written
 (data). Writes data/replay_rows.jsonl and reports/replay.json (rows kept, dropped, seconds).
 
-Greedy generation with eval's generator, once per base and replay data: DVC reruns the stage
-only when the base, data/replay or these params change. With replay off it writes an empty
-file without loading a model."""
+Greedy generation with eval's generator, in train.bf16's precision and batches of BATCH_SIZE
+(eval's settings would retrain on a change of eval.batch_size), once per base and replay data:
+DVC reruns the stage only when the base, data/replay or these params change. The rows are a
+DVC output, so another machine (another precision) reuses them rather than generate its own.
+With replay off it writes an empty file without loading a model."""
 
 import time
 
@@ -19,15 +21,17 @@ from ..params import load_params
 from ..paths import REPLAY, REPLAY_REPORT, REPLAY_ROWS
 from ..training.modeling import load_model_with_adapter, load_tokenizer, use_bf16
 
+BATCH_SIZE = 64
+
 
 def base_answers(rows: list[dict], params) -> list[str | None]:
     """The base's greedy answer to each row's prompt; None where it did not stop in budget."""
     tokenizer = load_tokenizer()
     budget = params.split.replay_max_new_tokens
     requests = [Request(tuple(prompt_token_ids(tokenizer, replay_prompt(r))), budget) for r in rows]
-    model = load_model_with_adapter(None).eval()  # the base, in eval's precision
-    model = model.to(torch.bfloat16) if use_bf16(params.eval.bf16) else model
-    generator = HFGenerator(model, tokenizer, params.eval.batch_size)
+    model = load_model_with_adapter(None).eval()
+    model = model.to(torch.bfloat16) if use_bf16(params.train.bf16) else model
+    generator = HFGenerator(model, tokenizer, BATCH_SIZE)
     generated = generator.token_ids(requests, "replay: the base's answers")
     return [
         generator.decode(tokens) if tokens and tokens[-1] in generator.stops else None
