@@ -67,6 +67,8 @@ import json
 
 diagnosis = json.load(open("reports/diagnosis.json"))
 print("guardrails passed:", diagnosis["guardrails_passed"])
+if diagnosis.get("verdict"):
+    print(f"verdict: {diagnosis['verdict'].get('summary', '')}")
 for finding in diagnosis["findings"] or [{"mode": "none"}]:
     print(f"- {finding['mode']}: {finding.get('evidence', '')}")
     if finding.get("command") or finding.get("fix"):
