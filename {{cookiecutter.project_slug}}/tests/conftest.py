@@ -35,7 +35,7 @@ TINY_PARAMS: dict[str, Any] = {
     "base": {"model": "models/base", "revision": None},
     "task": {"target_format": "json", "fields": FIELDS, "score_fields": FIELDS[:3]},
     "curate": {"max_reject_fraction": 0.5},
-    "split": {"val_fraction": 0.15, "test_fraction": 0.15},
+    "split": {"val_fraction": 0.15, "test_fraction": 0.15, "replay_fraction": 0.0},
     "smoke": {"fraction": 0.1, "max_steps": 3, "min_rows": 4},
     "train": {
         "method": "lora",

@@ -22,7 +22,7 @@ from {{ cookiecutter.module_name }}.environment import (
 PROJECT = Path(__file__).parents[1]
 SOURCES = Path(package.__file__).parent
 TESTS = Path(__file__).parent
-DEV_TOOLS = {"pytest", "ruff", "pre-commit", "cruft"}
+DEV_TOOLS = {"pytest", "ruff", "pre-commit", "cruft", "scipy"}  # scipy: the interval tests
 # An extra's module whose distribution has another name, for where the extra is not installed.
 DISTRIBUTION_OF = {"mlflow": "mlflow-skinny"}
 LLAMA_CPP_MODULES = {"convert_hf_to_gguf"}

@@ -20,7 +20,7 @@ from {{ cookiecutter.module_name }}.selection.diagnose import (
 )
 
 # the customer-support preset (lr 2e-4, 2 epochs, rank 8, alpha 16) and select's defaults
-PARAMS = Params(train={"preset": "customer-support"})
+PARAMS = Params(train={"preset": "customer-support"}, split={"replay_fraction": 0.0})
 STEPS = [20, 40, 60, 80, 100]
 BASE_QA = 0.6
 TASK_ITEMS = 100  # val task rows: enough that the thresholds below are outside the noise
@@ -170,12 +170,13 @@ def test_forgetting_names_the_score_and_the_general_qa_drop() -> None:
 
 
 def test_forgetting_at_rank_4_asks_for_replay_then_a_lower_learning_rate() -> None:
-    rank_4 = Params(train={"preset": "style-format"})  # rank 4, alpha 8, lr 2e-4
+    no_replay = {"replay_fraction": 0.0}
+    rank_4 = Params(train={"preset": "style-format"}, split=no_replay)  # rank 4, alpha 8, lr 2e-3
     (finding,) = run(last={"forgetting_score": 0.35}, params=rank_4)
     assert finding.try_params == {"split.replay_fraction": 0.1}
     most_replay = Params(train={"preset": "style-format"}, split={"replay_fraction": 0.4})
     (finding,) = run(last={"forgetting_score": 0.35}, params=most_replay)
-    assert finding.try_params == {"train.learning_rate": 1e-4}
+    assert finding.try_params == {"train.learning_rate": 1e-3}
 
 
 def test_forgetting_by_the_last_checkpoint_is_reported_when_an_earlier_one_was_selected() -> None:

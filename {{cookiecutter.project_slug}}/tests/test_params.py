@@ -150,7 +150,7 @@ def test_params_are_frozen() -> None:
         ("customer-support", (8, 16, 2e-4, 2)),
         ("code-generation", (64, 128, 1e-4, 3)),
         ("general", (16, 32, 1e-4, 2)),
-        ("style-format", (4, 8, 2e-4, 2)),
+        ("style-format", (4, 8, 2e-3, 3)),
         ("domain-knowledge", (32, 64, 1e-4, 2)),
     ],
 )

@@ -257,7 +257,8 @@ def test_pipeline_then_crash_and_resume(project: Path) -> None:
     state = read_json(last / "trainer_state.json")
     assert state["global_step"] == 6
     for path in loss_plot_sources():
-        steps = [int(row["step"]) for row in read_tsv(Path(path))]
+        rows = read_json(Path(path)) if path.endswith(".json") else read_tsv(Path(path))
+        steps = [int(row["step"]) for row in rows]
         assert steps == sorted(set(steps)), f"{path}: steps {steps} after the resume"
     stats = read_json(paths.TRAIN_STATS)
     assert stats["global_step"] == 6

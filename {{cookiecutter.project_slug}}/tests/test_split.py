@@ -122,7 +122,7 @@ def test_growing_val_fraction_only_moves_rows_out_of_train() -> None:
 def test_stage_writes_splits_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(
-        "seed: 3\nsplit: {val_fraction: 0.2, test_fraction: 0.2}\n"
+        "seed: 3\nsplit: {val_fraction: 0.2, test_fraction: 0.2, replay_fraction: 0.0}\n"
     )
     write_jsonl(Path("data/curated/train_pool.jsonl"), rows(ids(200)))
     split_stage.main()
@@ -219,7 +219,12 @@ def test_stage_reports_the_field_auto_resolved_to(
     params = {
         "seed": 3,
         "task": {"target_format": "json", "fields": ["category"], "score_fields": ["category"]},
-        "split": {"val_fraction": 0.1, "test_fraction": 0.1, "fraction_tolerance": 0.5},
+        "split": {
+            "val_fraction": 0.1,
+            "test_fraction": 0.1,
+            "fraction_tolerance": 0.5,
+            "replay_fraction": 0.0,
+        },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_jsonl(Path("data/curated/train_pool.jsonl"), data)
@@ -257,7 +262,8 @@ def stage_rows(n: int) -> list[dict]:
 
 def run_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: list[dict], **extra) -> dict:
     monkeypatch.chdir(tmp_path)
-    params = {"seed": 3, "split": {"val_fraction": 0.2, "test_fraction": 0.2, **extra}}
+    split = {"val_fraction": 0.2, "test_fraction": 0.2, "replay_fraction": 0.0, **extra}
+    params = {"seed": 3, "split": split}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_jsonl(Path("data/curated/train_pool.jsonl"), data)
     split_stage.main()

@@ -166,7 +166,7 @@ def splits_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_fingerprint_tracks_train_params_seed_and_data(splits_dir: Path) -> None:
     params = parse_params({})
     stamp = trainer.fingerprint(params)
-    assert set(stamp) == {"params", "train_data", "val_data"}
+    assert set(stamp) == {"params", "train_data"}  # eval, not train, reads val
     assert trainer.fingerprint(parse_params({})) == stamp
     # a train param or the seed changes the fingerprint; other sections do not
     assert trainer.fingerprint(parse_params({"train": {"lora_r": 16}}))["params"] != stamp["params"]
@@ -176,7 +176,8 @@ def test_fingerprint_tracks_train_params_seed_and_data(splits_dir: Path) -> None
     write_jsonl(Path("data/splits/train.jsonl"), [{"id": "a"}])
     changed = trainer.fingerprint(params)
     assert changed["train_data"] != stamp["train_data"]
-    assert changed["val_data"] == stamp["val_data"]
+    write_jsonl(Path("data/splits/val.jsonl"), [{"id": "d"}])
+    assert trainer.fingerprint(params) == changed  # a checkpoint does not depend on val
 
 
 def make_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path:

@@ -19,7 +19,7 @@ from {{ cookiecutter.module_name }} import tracking
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, load_params, parse_params
-from {{ cookiecutter.module_name }}.paths import METRICS, TRACKING, TRAIN_LOG_DIR
+from {{ cookiecutter.module_name }}.paths import EVAL_PLOT, METRICS, TRACKING, TRAIN_LOG_DIR
 from {{ cookiecutter.module_name }}.stages import track as track_stage
 from {{ cookiecutter.module_name }}.training import trainer
 
@@ -210,6 +210,20 @@ def tsv_points(path: Path) -> list[tuple[int, float]]:
     return [(int(step), float(value)) for step, value in (row.split("\t") for row in rows)]
 
 
+# the val loss eval measures for the base (step 0) and each checkpoint (reports/eval_by_step.json)
+VAL_LOSSES = [
+    {"step": 0, "val_loss": 3.25},
+    {"step": 4, "val_loss": 2.5},
+    {"step": 6, "val_loss": 2.0},
+]
+
+
+def logged_curves() -> dict[str, list[tuple[int, float]]]:
+    """What a tracker gets: dvclive's train loss and eval's val loss (as `eval/loss`)."""
+    val = [(row["step"], row["val_loss"]) for row in VAL_LOSSES]
+    return {"loss": tsv_points(TRAIN_LOG_DIR / "plots/metrics/loss.tsv"), "eval/loss": val}
+
+
 def decoded(text: str) -> Any:
     """An MLflow param back to its value: JSON, or the string itself (tracking.param_text)."""
     try:
@@ -272,6 +286,7 @@ def tracked(project: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     from {{ cookiecutter.module_name }}.stages import train as train_stage
 
     train_stage.main()
+    write_json(EVAL_PLOT, VAL_LOSSES)
     write_json(METRICS, HEADLINE)
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["track"] = {"mlflow": {"enabled": True}, "wandb": {"enabled": True, "mode": "offline"}}
@@ -302,10 +317,10 @@ def test_mlflow_run_equals_params_losses_and_metrics(project: Path, tracked: dic
     assert {key: decoded(logged[f"train.{key}"]) for key in train} == train
     assert decoded(logged["seed"]) == load_params().seed
     assert not any(key.startswith("track") for key in logged)
-    for curve in ("loss", "eval/loss"):
+    for curve, expected in logged_curves().items():
         history = client.get_metric_history(run.info.run_id, curve)
         points = sorted((m.step, m.value) for m in history)
-        assert points == tsv_points(TRAIN_LOG_DIR / "plots/metrics" / f"{curve}.tsv")
+        assert points == expected
         assert len(points) >= 2
     numbers = {k: v for k, v in HEADLINE.items() if isinstance(v, int | float)}
     assert {key: run.data.metrics[key] for key in numbers} == numbers
@@ -326,9 +341,9 @@ def test_wandb_offline_run_equals_params_losses_and_metrics(project: Path, track
     assert config["train"] == params.train.model_dump(mode="json")
     assert config["seed"] == params.seed
     assert "track" not in config
-    for curve in ("loss", "eval/loss"):
+    for curve, expected in logged_curves().items():
         points = [(row["_step"], row[curve]) for row in history if curve in row]
-        assert points == tsv_points(TRAIN_LOG_DIR / "plots/metrics" / f"{curve}.tsv")
+        assert points == expected
         assert len(points) >= 2
     assert {key: summary[key] for key in HEADLINE} == HEADLINE
 

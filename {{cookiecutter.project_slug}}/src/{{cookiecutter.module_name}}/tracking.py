@@ -26,7 +26,7 @@ from typing import Any
 from .errors import StageError
 from .io import read_json
 from .params import MlflowParams, Params, WandbParams, flatten
-from .paths import DPO_LOG_DIR, METRICS, TRAIN_LOG_DIR
+from .paths import DPO_LOG_DIR, EVAL_PLOT, METRICS, TRAIN_LOG_DIR
 
 MLFLOW_STORE = "mlflow.db"
 """The local MLflow store (SQLite) under the project root, when track.mlflow.tracking_uri is
@@ -101,7 +101,18 @@ def collect(params: Params) -> RunData:
     curves: dict[str, list[tuple[int, float]]] = {}
     for prefix, log_dir in LOG_DIRS.items():
         curves |= read_curves(log_dir, prefix)
+    curves |= val_loss_curve(EVAL_PLOT)
     return RunData(tracked_params(params), curves, read_json(METRICS))
+
+
+def val_loss_curve(eval_plot: Path) -> dict[str, list[tuple[int, float]]]:
+    """The val loss eval measured (step 0 = the base), under the name a trainer's val passes
+    log it with (`eval/loss`)."""
+    if not eval_plot.exists():
+        return {}
+    rows = read_json(eval_plot)
+    points = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"] is not None]
+    return {"eval/loss": sorted(points)} if points else {}
 
 
 def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:

@@ -300,10 +300,12 @@ def evaluate_model(run: ModelRun, eval_set: EvalSet, task: TaskParams) -> dict:
     items.update(score_general(eval_set, general_outputs))
     report = {"model": name, "role": "checkpoint" if run.checkpoint else "base"}
     report["step"] = model_step(run.checkpoint)
-    if run.checkpoint is not None and is_dpo(run.checkpoint):
+    dpo = run.checkpoint is not None and is_dpo(run.checkpoint)
+    if dpo:
         report["stage"] = "dpo"
     report["items"] = items
-    report["val_loss"] = run.val_loss(eval_set.val)
+    # a DPO checkpoint's loss (a preference loss) is not comparable with SFT's val loss
+    report["val_loss"] = None if dpo else run.val_loss(eval_set.val)
     return run.stamp(report)
 
 
