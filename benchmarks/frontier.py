@@ -99,7 +99,7 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10.5, 4.5), dpi=110)
     for result in results:
         points = [p for p in result["checkpoints"] if p["step"] > 0]
         xs = [p["forgetting_score"] for p in points]
@@ -116,7 +116,7 @@ def plot(results: list[dict], path: Path) -> None:
         title="Task accuracy vs forgetting per checkpoint (marker size: train minutes)",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

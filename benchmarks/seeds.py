@@ -34,6 +34,15 @@ HEADLINE = (
 )
 
 
+SUMMARISED = (
+    "task_accuracy",
+    "val_task_accuracy",
+    "general_qa",
+    "forgetting_score",
+    "format_correct",
+)
+
+
 def headline(metrics: dict) -> dict:
     found = {key: metrics.get(key) for key in HEADLINE}
     base_qa = metrics.get("base_general_qa") or metrics.get("general_qa_base")
@@ -62,11 +71,19 @@ def main() -> None:
             check=True,
         )
         minutes = round((time.perf_counter() - started) / 60, 1)
-        runs.append({"seed": seed, "minutes": minutes, **headline(json.loads(metrics_path.read_text()))})
+        runs.append(
+            {"seed": seed, "minutes": minutes, **headline(json.loads(metrics_path.read_text()))}
+        )
         args.out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     subprocess.run(["dvc", "checkout", "--force"], cwd=project, check=False)
     summary = {}
-    for key in ("task_accuracy", "val_task_accuracy", "general_qa", "forgetting_score", "format_correct"):
+    for key in (
+        "task_accuracy",
+        "val_task_accuracy",
+        "general_qa",
+        "forgetting_score",
+        "format_correct",
+    ):
         values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
         if values:
             summary[key] = {

@@ -180,7 +180,9 @@ def main() -> None:
     results: dict[str, object] = {"params": params.train.model_dump(include={"batch_size"})}
     with tempfile.TemporaryDirectory(prefix="minutes-") as tmp:
         if args.only in (None, "val_loss"):
-            results["val_loss"] = val_loss_pass(params, read_jsonl(VAL_SPLIT), args.pairs, Path(tmp))
+            results["val_loss"] = val_loss_pass(
+                params, read_jsonl(VAL_SPLIT), args.pairs, Path(tmp)
+            )
             print(json.dumps(results["val_loss"]), flush=True)
         if args.only in (None, "general"):
             results["general_suite"] = general_suite(params, args.pairs)
