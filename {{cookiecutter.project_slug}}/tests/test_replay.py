@@ -71,7 +71,7 @@ def test_stage_keeps_the_written_answers_or_writes_nothing_when_off(
     def no_model(*args, **kwargs):
         raise AssertionError("no model is loaded for written answers or with replay off")
 
-    monkeypatch.setattr(replay_stage, "load_model_with_adapter", no_model)
+    monkeypatch.setattr(replay_stage, "load_for_inference", no_model)
     set_split(replay_fraction=0.2, replay_answers="data")
     replay_stage.main()
     assert read_jsonl(REPLAY_ROWS) == read_jsonl(REPLAY)

@@ -7,7 +7,6 @@ what curate found about the targets (reports/curate.json `scoring.free_text`), s
 `task.scorer` resolves to the same scorer in every stage (TaskParams.resolved_scorer).
 """
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import (
 )
 
 from .errors import StageError
+from .io import read_json
 from .paths import CURATE_REPORT, PARAMS
 
 
@@ -232,7 +232,7 @@ PRESETS: dict[str, dict[str, float]] = {
     # "rank 4-8 for style/format fine-tuning"; the default. On the support-triage demo (JSON
     # labels + a one-line reply), with 40 % replay of the base's own answers, lr 2e-3 x 3 epochs
     # learns the task (test 0.71) where 2e-4 x 2 stopped while still learning (0.17), and rank 4
-    # forgets less than 8 (template docs/benchmarks.md, "Recipe")
+    # forgets less than 8 (template docs/benchmarks.md, "A fine-tune worth shipping")
     "style-format": {"lora_r": 4, "lora_alpha": 8, "learning_rate": 2e-3, "num_epochs": 3},
     # "rank 16-64 for domain knowledge"
     "domain-knowledge": {"lora_r": 32, "lora_alpha": 64, "learning_rate": 1e-4, "num_epochs": 2},
@@ -493,8 +493,7 @@ def curated_free_text(path: Path) -> bool:
     before curate has run)."""
     if not path.exists():
         return False
-    report = json.loads(path.read_text(encoding="utf-8"))
-    return bool(report.get("scoring", {}).get("free_text", False))
+    return bool(read_json(path).get("scoring", {}).get("free_text", False))
 
 
 def load_params(path: Path = PARAMS, curate_report: Path | None = CURATE_REPORT) -> Params:

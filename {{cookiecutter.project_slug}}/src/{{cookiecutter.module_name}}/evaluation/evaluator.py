@@ -11,8 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..data.chat import fewshot_prompt, prompt_token_ids, target_text, user_prompt
 from ..data.masking import AssistantTurns, ChatEncoder, Encoded
 from ..errors import StageError
@@ -33,7 +31,7 @@ from ..training.modeling import (
     SFT_POINTER,
     adapter_stack,
     has_gpu,
-    load_model_with_adapter,
+    load_for_inference,
     use_bf16,
 )
 from .cache import GenerationCache, cache_key, loss_key, weights_digest
@@ -223,9 +221,7 @@ class ModelRun:
         if cached is not None:
             return cached
         started = time.perf_counter()
-        if self.generator is None:
-            self.generator = self.generator_for(self.checkpoint)
-        outputs = self.generator(requests, desc)
+        outputs = self.built()(requests, desc)
         self.seconds += time.perf_counter() - started
         self.generated += len(requests)
         self.cache.put(key, outputs)
@@ -241,15 +237,20 @@ class ModelRun:
         if cached is not None:
             return cached[0]
         started = time.perf_counter()
-        if self.generator is None:
-            self.generator = self.generator_for(self.checkpoint)
-        model = getattr(self.generator, "model", None)
+        generator = self.built()
+        model = getattr(generator, "model", None)
         if model is None:
             return None
-        loss = val_loss(model, rows, self.generator.pad_id)
+        loss = val_loss(model, rows, generator.pad_id)
         self.seconds += time.perf_counter() - started
         self.cache.put(key, [loss])
         return loss
+
+    def built(self) -> Generator:
+        """The model's generator, built (the model loaded) on the first cache miss."""
+        if self.generator is None:
+            self.generator = self.generator_for(self.checkpoint)
+        return self.generator
 
     def stamp(self, report: dict) -> dict:
         """Record the generation time and count since the last stamp."""
@@ -320,8 +321,7 @@ def evaluate_fewshot(run: ModelRun, eval_set: EvalSet, requests: list[Request], 
 
 def load_for_generation(checkpoint: Path | None, params: EvalParams):
     """The base (None) or a checkpoint, merged, in eval mode and the eval precision."""
-    model = load_model_with_adapter(checkpoint).eval()
-    return model.to(torch.bfloat16) if use_bf16(params.bf16) else model
+    return load_for_inference(checkpoint, params.bf16)
 
 
 def check_backend(params: EvalParams) -> None:

@@ -10,8 +10,6 @@ With replay off it writes an empty file without loading a model."""
 
 import time
 
-import torch
-
 from ..cli import run_stage
 from ..data.chat import prompt_token_ids
 from ..data.replay import replay_prompt, with_answers
@@ -19,7 +17,7 @@ from ..evaluation.generation import HFGenerator, Request
 from ..io import read_jsonl, write_json, write_jsonl
 from ..params import load_params
 from ..paths import REPLAY, REPLAY_REPORT, REPLAY_ROWS
-from ..training.modeling import load_model_with_adapter, load_tokenizer, use_bf16
+from ..training.modeling import load_for_inference, load_tokenizer
 
 BATCH_SIZE = 64
 
@@ -29,8 +27,7 @@ def base_answers(rows: list[dict], params) -> list[str | None]:
     tokenizer = load_tokenizer()
     budget = params.split.replay_max_new_tokens
     requests = [Request(tuple(prompt_token_ids(tokenizer, replay_prompt(r))), budget) for r in rows]
-    model = load_model_with_adapter(None).eval()
-    model = model.to(torch.bfloat16) if use_bf16(params.train.bf16) else model
+    model = load_for_inference(None, params.train.bf16)
     generator = HFGenerator(model, tokenizer, BATCH_SIZE)
     generated = generator.token_ids(requests, "replay: the base's answers")
     return [

@@ -172,6 +172,13 @@ def adapter_stack(checkpoint: Path | None) -> list[Path]:
     return [*adapter_stack(below), checkpoint] if below else [checkpoint]
 
 
+def load_for_inference(checkpoint: Path | None, bf16: str | bool):
+    """The base (None) or a checkpoint, merged (load_model_with_adapter), in eval mode, cast
+    to bf16 where `bf16` (a params bf16 setting: auto, true, false) resolves to it."""
+    model = load_model_with_adapter(checkpoint).eval()
+    return model.to(torch.bfloat16) if use_bf16(bf16) else model
+
+
 def load_model_with_adapter(
     checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR, quantization: Any = None
 ):
