@@ -19,6 +19,7 @@ minutes) from the JSON, so a plot can be redrawn without training (`--from-json`
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -50,7 +51,7 @@ def run_stage(project: Path, stage: str, log: Path) -> float:
         subprocess.run(
             [sys.executable, "-m", f"support_triage_finetune.stages.{stage}"],
             cwd=project,
-            env={**__import__("os").environ, "PYTHONPATH": str(project / "src")},
+            env={**os.environ, "PYTHONPATH": str(project / "src")},
             stdout=handle,
             stderr=subprocess.STDOUT,
             check=True,

@@ -25,7 +25,6 @@ HEADLINE = (
     "task_accuracy_hi",
     "val_task_accuracy",
     "general_qa",
-    "general_qa_ratio",
     "forgetting_score",
     "format_correct",
     "guardrails_passed",
@@ -44,11 +43,7 @@ SUMMARISED = (
 
 
 def headline(metrics: dict) -> dict:
-    found = {key: metrics.get(key) for key in HEADLINE}
-    base_qa = metrics.get("base_general_qa") or metrics.get("general_qa_base")
-    if found["general_qa_ratio"] is None and base_qa:
-        found["general_qa_ratio"] = round(metrics["general_qa"] / base_qa, 3)
-    return found
+    return {key: metrics.get(key) for key in HEADLINE}
 
 
 def main() -> None:
