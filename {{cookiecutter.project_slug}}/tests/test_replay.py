@@ -1,6 +1,7 @@
 """The replay stage: data/replay's prompts answered by the base itself (self-distillation),
 unfinished answers dropped, nothing loaded when replay is off."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import yaml
 
 from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids
 from {{ cookiecutter.module_name }}.data.replay import replay_prompt, with_answers
+from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.evaluation.generation import HFGenerator, Request
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl
 from {{ cookiecutter.module_name }}.paths import PARAMS, REPLAY, REPLAY_REPORT, REPLAY_ROWS
@@ -61,6 +63,17 @@ def test_stage_answers_with_the_base_and_keeps_only_finished_answers(project: Pa
     answered = {row["id"]: row["messages"][-1]["content"] for row in kept}
     assert {k: answered[k] for k in answered.keys() & {r["id"] for r in rows[:8]}} == expected
     assert all(row["answered_by"] == "base" for row in kept)
+
+
+def test_stage_stops_naming_a_missing_file_or_a_bad_row(project: Path) -> None:
+    set_split(replay_fraction=0.2, replay_answers="data")
+    with pytest.raises(StageError, match="does not exist: add it"):
+        replay_stage.main()
+    REPLAY.parent.mkdir(parents=True)
+    REPLAY.write_text(json.dumps(CHAT) + "\n" + json.dumps({"id": "q", "messages": []}) + "\n")
+    with pytest.raises(StageError, match=f"{REPLAY}:2: not a chat ending in an assistant"):
+        replay_stage.main()
+    assert not REPLAY_ROWS.exists()  # nothing written from a file the stage rejected
 
 
 def test_stage_keeps_the_written_answers_or_writes_nothing_when_off(

@@ -13,6 +13,7 @@ import time
 from ..cli import run_stage
 from ..data.chat import prompt_token_ids
 from ..data.replay import replay_prompt, with_answers
+from ..errors import StageError
 from ..evaluation.generation import HFGenerator, Request
 from ..io import read_jsonl, write_json, write_jsonl
 from ..params import load_params
@@ -36,10 +37,32 @@ def base_answers(rows: list[dict], params) -> list[str | None]:
     ]
 
 
+def replay_chats(fraction: float) -> list[dict]:
+    """data/replay's chats (none when replay is off); a missing file or a row without a final
+    assistant answer stops the stage, naming it."""
+    if fraction == 0:
+        return []
+    if not REPLAY.exists():
+        raise StageError(
+            f"split.replay_fraction is {fraction} but {REPLAY} does not exist: add it (README "
+            "of data/replay) or set split.replay_fraction=0"
+        )
+    rows = read_jsonl(REPLAY)
+    for line, row in enumerate(rows, start=1):
+        try:
+            replay_prompt(row)
+        except (KeyError, TypeError, ValueError) as error:
+            raise StageError(
+                f"{REPLAY}:{line}: not a chat ending in an assistant answer ({error!r}): "
+                '{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}'
+            ) from None
+    return rows
+
+
 def main() -> None:
     params = load_params()
     split = params.split
-    rows = read_jsonl(REPLAY) if split.replay_fraction > 0 and REPLAY.exists() else []
+    rows = replay_chats(split.replay_fraction)
     started = time.perf_counter()
     if rows and split.replay_answers == "base":
         kept = with_answers(rows, base_answers(rows, params))
