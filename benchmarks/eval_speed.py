@@ -59,7 +59,7 @@ def main() -> None:
     evaluate = importlib.import_module(f"{package}.evaluation.evaluator")
     generation = importlib.import_module(f"{package}.evaluation.generation")
     jsonio = importlib.import_module(f"{package}.io")
-    modeling = importlib.import_module(f"{package}.training.modeling")
+    modeling = importlib.import_module(f"{package}.models.loading")
     params = importlib.import_module(f"{package}.params").load_params()
     paths = importlib.import_module(f"{package}.paths")
 

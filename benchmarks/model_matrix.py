@@ -36,7 +36,7 @@ from transformers import AutoModelForCausalLM
 from {module}.data.chat import folds_system
 from {module}.io import read_json
 from {module}.paths import EXPORT_REPORT, MERGED_EXPORT, SELECTED_DIR
-from {module}.training.modeling import load_base_model, load_model_with_adapter, load_tokenizer
+from {module}.models.loading import load_base_model, load_model_with_adapter, load_tokenizer
 
 family, work = sys.argv[1], Path(sys.argv[2])
 torch.set_num_threads(1)

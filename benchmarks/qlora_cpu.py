@@ -70,7 +70,7 @@ def worker(project: Path, method: str, steps: int) -> dict:
     (package,) = [p.name for p in (project / "src").iterdir() if (p / "training").is_dir()]
     params_mod = __import__(f"{package}.params", fromlist=["load_params"])
     train_mod = __import__(f"{package}.training.trainer", fromlist=["build_trainer"])
-    modeling = __import__(f"{package}.training.modeling", fromlist=["cpu_has_fast_bf16"])
+    modeling = __import__(f"{package}.models.loading", fromlist=["cpu_has_fast_bf16"])
     jsonio = __import__(f"{package}.io", fromlist=["read_jsonl"])
 
     import torch

@@ -67,7 +67,7 @@ def make_base(gguf: Path, out_dir: Path, project: Path) -> Path:
     no chat template)."""
     code = (
         "import sys; from pathlib import Path;"
-        "from gemma3_stdlib.training.base_model import materialise_gguf;"
+        "from gemma3_stdlib.models.hub import materialise_gguf;"
         "materialise_gguf(Path(sys.argv[1]), Path(sys.argv[2]))"
     )
     env = {**os.environ, "PYTHONPATH": str(project / "src")}

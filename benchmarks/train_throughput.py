@@ -151,7 +151,7 @@ def main() -> None:
     sys.path.insert(0, str(project / "src"))
     params_mod = __import__(f"{module}.params", fromlist=["load_params"])
     train_mod = __import__(f"{module}.training.trainer", fromlist=["build_trainer"])
-    modeling = __import__(f"{module}.training.modeling", fromlist=["use_bf16"])
+    modeling = __import__(f"{module}.models.loading", fromlist=["use_bf16"])
     jsonio = __import__(f"{module}.io", fromlist=["read_jsonl"])
 
     import torch

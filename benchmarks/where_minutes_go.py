@@ -89,7 +89,7 @@ def val_loss_pass(params, val_rows: list[dict], pairs: int, tmp: Path) -> dict:
     from support_triage_finetune.data.masking import ChatEncoder
     from support_triage_finetune.evaluation.evaluator import load_for_generation
     from support_triage_finetune.evaluation.val_loss import cut, val_loss
-    from support_triage_finetune.training.modeling import load_tokenizer
+    from support_triage_finetune.models.loading import load_tokenizer
     from support_triage_finetune.training.trainer import build_trainer
 
     trainer = build_trainer(
@@ -134,7 +134,7 @@ def general_suite(params, pairs: int) -> dict:
         generator_factory,
         load_general_items,
     )
-    from support_triage_finetune.training.modeling import load_tokenizer
+    from support_triage_finetune.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer()
     generate = generator_factory(params.eval, tokenizer)(None)

@@ -155,7 +155,7 @@ def test_editing_one_stage_library_reruns_only_that_stage(project: Path) -> None
     """An edit to advise.py (used by smoke only) re-runs smoke; smoke's report changes (it
     holds timings) but its gate does not, so train, eval and select do not run again."""
     dvc(project, "repro")
-    advise = next(project.glob("src/*/training/advise.py"))
+    advise = next(project.glob("src/*/commands/advise.py"))
     original = advise.read_text()
     advise.write_text(original + "\n# an edit\n")
     try:

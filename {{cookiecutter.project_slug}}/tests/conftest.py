@@ -18,8 +18,8 @@ from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids
 from {{ cookiecutter.module_name }}.data.curation import curate_rows, read_raw
 from {{ cookiecutter.module_name }}.data.splitting import split_rows
 from {{ cookiecutter.module_name }}.io import write_jsonl
+from {{ cookiecutter.module_name }}.models.loading import load_tokenizer
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams
-from {{ cookiecutter.module_name }}.training.modeling import load_tokenizer
 
 PROJECT = Path(__file__).parents[1]
 SHIPPED_DATA = PROJECT / "data" / "raw" / "support_tickets.jsonl"

@@ -5,12 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }}.io import read_json
-from {{ cookiecutter.module_name }}.params import TrainParams, parse_params
-from {{ cookiecutter.module_name }}.paths import SMOKE_REPORT
-from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
-from {{ cookiecutter.module_name }}.training import advise
-from {{ cookiecutter.module_name }}.training.advise import (
+from {{ cookiecutter.module_name }}.commands import advise
+from {{ cookiecutter.module_name }}.commands.advise import (
     GIB,
     MAX_BATCH,
     DataFacts,
@@ -18,7 +14,11 @@ from {{ cookiecutter.module_name }}.training.advise import (
     Measured,
     ModelSize,
 )
-from {{ cookiecutter.module_name }}.training.modeling import QLORA_EXTRA
+from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.models.loading import QLORA_EXTRA
+from {{ cookiecutter.module_name }}.params import TrainParams, parse_params
+from {{ cookiecutter.module_name }}.paths import SMOKE_REPORT
+from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 
 # Llama-style shapes: (layers, hidden, intermediate, vocab, heads, kv heads, tied)
 SHAPES = {

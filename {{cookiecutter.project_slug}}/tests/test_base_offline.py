@@ -18,7 +18,7 @@ from huggingface_hub import constants
 
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json
-from {{ cookiecutter.module_name }}.training.base_model import is_transport_error, materialise
+from {{ cookiecutter.module_name }}.models.hub import is_transport_error, materialise
 
 HUB_ID = "org/name"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import GenerationConfig
 
-from {{ cookiecutter.module_name }}.data.chat import (
-    SYSTEM_FOLDING,
-    fold_system_if_needed,
-    folds_system,
-    has_system_role,
-    prompt_token_ids,
-    to_prompt_completion,
-)
+from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids, to_prompt_completion
 from {{ cookiecutter.module_name }}.data.curate_report import ReportBuilder
 from {{ cookiecutter.module_name }}.data.curation import (
     ALL_REASONS,
@@ -36,6 +29,13 @@ from {{ cookiecutter.module_name }}.data.masking import (
 )
 from {{ cookiecutter.module_name }}.document import to_markdown
 from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.models.chat_template import (
+    SYSTEM_FOLDING,
+    fold_system_if_needed,
+    folds_system,
+    has_system_role,
+)
+from {{ cookiecutter.module_name }}.models.loading import load_tokenizer
 from {{ cookiecutter.module_name }}.params import (
     CurateParams,
     QualityParams,
@@ -44,7 +44,6 @@ from {{ cookiecutter.module_name }}.params import (
     load_params,
 )
 from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR
-from {{ cookiecutter.module_name }}.training.modeling import load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 from tiny_model import FAMILIES, build_tiny_model
 

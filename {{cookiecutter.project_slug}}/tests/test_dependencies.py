@@ -12,10 +12,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import {{ cookiecutter.module_name }} as package
-from {{ cookiecutter.module_name }}.environment import (
+from {{ cookiecutter.module_name }}.commands.lock import (
     installed_closure,
     installed_from_directory,
     lock_text,
+)
+from {{ cookiecutter.module_name }}.models.versions import (
     resolved_versions,
 )
 

@@ -19,6 +19,14 @@ from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.data.curation import curate_rows, read_raw
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
+from {{ cookiecutter.module_name }}.models.loading import (
+    SFT_EXPORT,
+    SFT_POINTER,
+    adapter_stack,
+    load_base_model,
+    load_model_with_adapter,
+    load_tokenizer,
+)
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
@@ -35,14 +43,6 @@ from {{ cookiecutter.module_name }}.stages import select as select_stage
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import dpo
 from {{ cookiecutter.module_name }}.training.checkpoints import complete_checkpoints, write_manifest
-from {{ cookiecutter.module_name }}.training.modeling import (
-    SFT_EXPORT,
-    SFT_POINTER,
-    adapter_stack,
-    load_base_model,
-    load_model_with_adapter,
-    load_tokenizer,
-)
 
 PROJECT = Path(__file__).parents[1]
 RAW = PROJECT / "data" / "raw"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.module_name }}.commands.improve import BASELINE, Run, collect_tests
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.improve import BASELINE, Run, collect_tests
+from {{ cookiecutter.module_name }}.experiments.compare import main, resolve, versus_rest
 from {{ cookiecutter.module_name }}.io import write_json
 from {{ cookiecutter.module_name }}.paths import EVAL_DIR, TEST_ITEMS
-from {{ cookiecutter.module_name }}.selection.experiments import main, resolve, versus_rest
 
 PROJECT = Path(__file__).parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

@@ -22,7 +22,9 @@ PACKAGE = next(
     init.parent.name for init in (Path(__file__).parents[1] / "src").glob("*/__init__.py")
 )
 StageError = importlib.import_module(f"{PACKAGE}.errors").StageError
-fold_system_if_needed = importlib.import_module(f"{PACKAGE}.data.chat").fold_system_if_needed
+fold_system_if_needed = importlib.import_module(
+    f"{PACKAGE}.models.chat_template"
+).fold_system_if_needed
 gguf_export = importlib.import_module(f"{PACKAGE}.export.gguf")
 chat_metadata, write_gguf, write_ggufs = (
     gguf_export.chat_metadata,

@@ -26,10 +26,10 @@ from safetensors.torch import load_file
 from {{ cookiecutter.module_name }}.evaluation import lmeval
 from {{ cookiecutter.module_name }}.evaluation.generation import vllm_engine_args
 from {{ cookiecutter.module_name }}.io import read_json, write_json
+from {{ cookiecutter.module_name }}.models.loading import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, SMOKE_REPORT
 from {{ cookiecutter.module_name }}.stages import base as base_stage
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
-from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
 from tiny_model import build_tiny_model
 
 HUB_ID = "stub-org/tiny-model"

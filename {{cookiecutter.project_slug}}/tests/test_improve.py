@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.improve import (
+from {{ cookiecutter.module_name }}.commands.improve import (
     BASELINE,
     Run,
     Suggestion,
@@ -25,6 +24,7 @@ from {{ cookiecutter.module_name }}.improve import (
     suggestions,
     verdict_note,
 )
+from {{ cookiecutter.module_name }}.errors import StageError
 
 EXP_SHOW = json.loads((Path(__file__).parent / "fixtures" / "exp_show.json").read_text())
 METRIC = "task_accuracy"

@@ -23,6 +23,7 @@ from {{ cookiecutter.module_name }}.data.masking import (
     trainable_tokens,
 )
 from {{ cookiecutter.module_name }}.document import to_html, to_markdown
+from {{ cookiecutter.module_name }}.models.loading import load_tokenizer
 from {{ cookiecutter.module_name }}.params import (
     CurateParams,
     Params,
@@ -38,7 +39,6 @@ from {{ cookiecutter.module_name }}.training.example import (
     training_example,
     visible,
 )
-from {{ cookiecutter.module_name }}.training.modeling import load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 MAX_LENGTH = 96  # train.max_length

@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }}.data.chat import folds_system
 from {{ cookiecutter.module_name }}.data.masking import ChatEncoder
 from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.models.chat_template import folds_system
+from {{ cookiecutter.module_name }}.models.loading import (
+    load_base_model,
+    load_model_with_adapter,
+    load_tokenizer,
+)
 from {{ cookiecutter.module_name }}.paths import (
     CURATE_REPORT,
     DATA_REPORT,
@@ -36,11 +41,6 @@ from {{ cookiecutter.module_name }}.stages import select as select_stage
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 from {{ cookiecutter.module_name }}.stages import split as split_stage
 from {{ cookiecutter.module_name }}.stages import train as train_stage
-from {{ cookiecutter.module_name }}.training.modeling import (
-    load_base_model,
-    load_model_with_adapter,
-    load_tokenizer,
-)
 from tiny_model import FAMILIES, build_tiny_model
 
 pytestmark = pytest.mark.e2e

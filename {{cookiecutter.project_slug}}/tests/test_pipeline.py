@@ -11,6 +11,7 @@ from huggingface_hub import ModelCard
 
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.io import read_json
+from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter
 from {{ cookiecutter.module_name }}.paths import (
     CHECKPOINTS_DIR,
     DIAGNOSIS,
@@ -37,7 +38,6 @@ from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import trainer
 from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints
-from {{ cookiecutter.module_name }}.training.modeling import load_model_with_adapter
 
 pytestmark = pytest.mark.e2e
 

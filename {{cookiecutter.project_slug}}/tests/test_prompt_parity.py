@@ -20,10 +20,10 @@ from {{ cookiecutter.module_name }}.data.chat import (
 from {{ cookiecutter.module_name }}.evaluation import generation
 from {{ cookiecutter.module_name }}.export.merged import write_merged
 from {{ cookiecutter.module_name }}.io import read_jsonl
+from {{ cookiecutter.module_name }}.models.loading import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.params import load_params
 from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.selection.export import export
-from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 

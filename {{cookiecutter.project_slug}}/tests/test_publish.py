@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from huggingface_hub import ModelCard
 
+from {{ cookiecutter.module_name }}.commands import publish
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.export import publish
 from {{ cookiecutter.module_name }}.io import write_json
 from {{ cookiecutter.module_name }}.selection.modelcard import CardFacts, model_card
 
-MODULE = "{{ cookiecutter.module_name }}.export.publish"
+MODULE = "{{ cookiecutter.module_name }}.commands.publish"
 SRC = Path(__file__).parents[1] / "src"
 TOKEN = "hf_stubTokenThatMustNeverLeak0123456789"
 REPO = "someone/triage-model"

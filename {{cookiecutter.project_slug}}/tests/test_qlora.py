@@ -10,14 +10,15 @@ import torch
 import yaml
 
 from {{ cookiecutter.module_name }}.io import read_jsonl
-from {{ cookiecutter.module_name }}.params import Params, parse_params
-from {{ cookiecutter.module_name }}.training import modeling, smoke, trainer
-from {{ cookiecutter.module_name }}.training.modeling import (
+from {{ cookiecutter.module_name }}.models import loading as modeling
+from {{ cookiecutter.module_name }}.models.loading import (
     BITSANDBYTES_MIN,
     QLORA_EXTRA,
     load_model_with_adapter,
     quantization_config,
 )
+from {{ cookiecutter.module_name }}.params import Params, parse_params
+from {{ cookiecutter.module_name }}.training import smoke, trainer
 
 bnb = pytest.importorskip(
     "bitsandbytes",

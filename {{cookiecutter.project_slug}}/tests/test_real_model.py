@@ -18,10 +18,10 @@ from conftest import TINY_PARAMS
 from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids, user_prompt
 from {{ cookiecutter.module_name }}.evaluation.generation import HFGenerator, Request
 from {{ cookiecutter.module_name }}.io import read_json, write_jsonl
+from {{ cookiecutter.module_name }}.models.loading import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, SMOKE_REPORT, TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.stages import base as base_stage
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
-from {{ cookiecutter.module_name }}.training.modeling import load_base_model, load_tokenizer
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 SMOKE_ROWS = 4

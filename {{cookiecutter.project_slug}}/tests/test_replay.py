@@ -13,9 +13,9 @@ from {{ cookiecutter.module_name }}.data.replay import replay_prompt, with_answe
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.evaluation.generation import HFGenerator, Request
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl
+from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter, load_tokenizer
 from {{ cookiecutter.module_name }}.paths import PARAMS, REPLAY, REPLAY_REPORT, REPLAY_ROWS
 from {{ cookiecutter.module_name }}.stages import replay as replay_stage
-from {{ cookiecutter.module_name }}.training.modeling import load_model_with_adapter, load_tokenizer
 
 SHIPPED = Path(__file__).parents[1] / "data" / "replay"
 CHAT = {

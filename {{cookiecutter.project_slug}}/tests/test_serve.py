@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.module_name }}.commands import chat, serve
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.export import chat, serve
-from {{ cookiecutter.module_name }}.training import modeling
+from {{ cookiecutter.module_name }}.models import loading as modeling
 
 PROJECT = Path(__file__).parents[1]
 SERVER_PACKAGES = ("fastapi", "uvicorn", "openai")  # transformers serve's `serving` extra
@@ -224,7 +224,7 @@ def test_serve_answers_chat_completions(
     port = free_port()
     log = tmp_path / "server.log"
     env = {**os.environ, "PYTHONPATH": str(PROJECT / "src"), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "{{ cookiecutter.module_name }}.export.serve"]
+    command = [sys.executable, "-m", "{{ cookiecutter.module_name }}.commands.serve"]
     command += ["--model", str(model), "--port", str(port), "--backend", "transformers"]
     with log.open("w") as out:
         server = subprocess.Popen(

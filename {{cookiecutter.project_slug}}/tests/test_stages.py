@@ -22,6 +22,12 @@ from {{ cookiecutter.module_name }}.evaluation.evaluator import (
 from {{ cookiecutter.module_name }}.evaluation.scoring import task_metrics
 from {{ cookiecutter.module_name }}.evaluation.uncertainty import Interval
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
+from {{ cookiecutter.module_name }}.models import hub as base_model
+from {{ cookiecutter.module_name }}.models.loading import (
+    BITSANDBYTES_MIN,
+    QLORA_EXTRA,
+    load_tokenizer,
+)
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.selection.comparison import HEADLINE_INTERVALS, compare
 from {{ cookiecutter.module_name }}.selection.guardrails import (
@@ -31,13 +37,8 @@ from {{ cookiecutter.module_name }}.selection.guardrails import (
 )
 from {{ cookiecutter.module_name }}.selection.report import HEADLINE, build_blocks, headline
 from {{ cookiecutter.module_name }}.stages import train as train_stage
-from {{ cookiecutter.module_name }}.training import base_model, guards, smoke, trainer
+from {{ cookiecutter.module_name }}.training import guards, smoke, trainer
 from {{ cookiecutter.module_name }}.training.checkpoints import checkpoint_step, complete_checkpoints
-from {{ cookiecutter.module_name }}.training.modeling import (
-    BITSANDBYTES_MIN,
-    QLORA_EXTRA,
-    load_tokenizer,
-)
 
 # ------------------------------------------------------------------------------- smoke
 

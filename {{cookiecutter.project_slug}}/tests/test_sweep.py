@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import sweep
-from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.improve import Run, worker_threads
-from {{ cookiecutter.module_name }}.sweep import (
+from {{ cookiecutter.module_name }}.commands import sweep
+from {{ cookiecutter.module_name }}.commands.improve import Run, worker_threads
+from {{ cookiecutter.module_name }}.commands.sweep import (
     Point,
     check,
     exp_show_args,
@@ -27,6 +26,7 @@ from {{ cookiecutter.module_name }}.sweep import (
     summarise,
     with_point,
 )
+from {{ cookiecutter.module_name }}.errors import StageError
 
 PARAMS = Path(__file__).parents[1] / "params.yaml"
 

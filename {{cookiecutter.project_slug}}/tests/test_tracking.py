@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from {{ cookiecutter.module_name }} import tracking
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, load_params, parse_params
 from {{ cookiecutter.module_name }}.paths import EVAL_PLOT, METRICS, TRACKING, TRAIN_LOG_DIR
 from {{ cookiecutter.module_name }}.stages import track as track_stage
+from {{ cookiecutter.module_name }}.tracking import trackers as tracking
 from {{ cookiecutter.module_name }}.training import trainer
 
 PROJECT = Path(__file__).parents[1]

@@ -10,9 +10,9 @@ from {{ cookiecutter.module_name }}.evaluation.cache import GenerationCache
 from {{ cookiecutter.module_name }}.evaluation.evaluator import ModelRun, with_val_losses
 from {{ cookiecutter.module_name }}.evaluation.val_loss import cut, token_batches, val_loss
 from {{ cookiecutter.module_name }}.io import read_jsonl
+from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter, load_tokenizer
 from {{ cookiecutter.module_name }}.params import load_params
 from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
-from {{ cookiecutter.module_name }}.training.modeling import load_model_with_adapter, load_tokenizer
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 

@@ -433,7 +433,7 @@ class WandbParams(Section):
 
 class TrackParams(Section):
     """Optional trackers next to dvclive: the `track` stage logs params, losses and the
-    headline metrics to each enabled one (tracking.py)."""
+    headline metrics to each enabled one (tracking/trackers.py)."""
 
     mlflow: MlflowParams = MlflowParams()
     wandb: WandbParams = WandbParams()

@@ -22,10 +22,11 @@ from tqdm import tqdm
 
 from ..errors import StageError
 from ..io import iter_lines
+from ..models.chat_template import folds_system
 from ..params import CurateParams, TaskParams, TrainParams
 from ..paths import BASE_MODEL_DIR, QUARANTINE
 from . import dedup, dedup_engine
-from .chat import folds_system, to_prompt_completion
+from .chat import to_prompt_completion
 from .curate_report import abridge
 from .formats import (
     FORMAT_REASONS,
@@ -498,7 +499,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(base_dir: str | None, turns: str) -> None:
-    from ..training.modeling import load_tokenizer
+    from ..models.loading import load_tokenizer
 
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the processes are the parallelism
     _WORKER["count"] = token_counter(load_tokenizer(Path(base_dir)), turns) if base_dir else None
@@ -693,7 +694,7 @@ def decide(
     """Pass 1 over the raw files (every row kept, quarantined or a duplicate), in worker
     processes when the input is large enough to pay for starting them. Rows are counted as
     training renders and masks them: cut to train.max_length, train.assistant_turns trained."""
-    from ..training.modeling import load_tokenizer
+    from ..models.loading import load_tokenizer
 
     total = sum(path.stat().st_size for path in files)
     processes = min(os.cpu_count() or 1, MAX_WORKERS)

@@ -307,6 +307,6 @@ def tokenizer_counter(
     base_dir: Path = BASE_MODEL_DIR, turns: AssistantTurns = "all"
 ) -> TokenCounter:
     """A counter with the base model's tokenizer."""
-    from ..training.modeling import load_tokenizer
+    from ..models.loading import load_tokenizer
 
     return token_counter(load_tokenizer(base_dir), turns)

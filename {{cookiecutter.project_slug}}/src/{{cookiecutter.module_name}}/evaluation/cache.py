@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..data.masking import Encoded
-from ..environment import package_versions
 from ..io import content_hash, file_digest, read_json, write_json
+from ..models.versions import package_versions
 from ..paths import EVAL_CACHE_DIR
 from .generation import Request
 

@@ -15,6 +15,13 @@ from ..data.chat import fewshot_prompt, prompt_token_ids, target_text, user_prom
 from ..data.masking import AssistantTurns, ChatEncoder, Encoded
 from ..errors import StageError
 from ..io import content_hash, read_json
+from ..models.loading import (
+    SFT_POINTER,
+    adapter_stack,
+    has_gpu,
+    load_for_inference,
+    use_bf16,
+)
 from ..params import EvalParams, Params, TaskParams
 from ..paths import (
     BASE_MODEL_DIR,
@@ -27,13 +34,6 @@ from ..paths import (
     INSTRUCTION_SUITE,
 )
 from ..training.checkpoints import checkpoint_step
-from ..training.modeling import (
-    SFT_POINTER,
-    adapter_stack,
-    has_gpu,
-    load_for_inference,
-    use_bf16,
-)
 from .cache import GenerationCache, cache_key, loss_key, weights_digest
 from .generation import (
     Generator,

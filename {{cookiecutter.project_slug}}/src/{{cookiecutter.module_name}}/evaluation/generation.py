@@ -194,7 +194,7 @@ class HFGenerator:
 def vllm_engine_args(base_dir: Path, max_lora_rank: int = 64) -> dict:
     """vLLM's engine arguments for the base: the materialised dir, or a hub id at the revision
     models/base/manifest.json pins (weights and tokenizer), with LoRA enabled."""
-    from ..training.modeling import base_source
+    from ..models.loading import base_source
 
     source, extra = base_source(base_dir)
     revision = extra.get("revision")
@@ -212,7 +212,7 @@ def base_generation_config(base_dir: Path):
     """The base model's generation config (its end-of-turn ids), from where the base lives."""
     from transformers import GenerationConfig
 
-    from ..training.modeling import base_source
+    from ..models.loading import base_source
 
     source, extra = base_source(base_dir)
     return GenerationConfig.from_pretrained(source, **extra)

@@ -10,9 +10,9 @@ be in the Hugging Face cache (or be local files referenced by your YAML tasks).
 from pathlib import Path
 
 from ..errors import StageError
+from ..models.loading import base_source, has_gpu
 from ..params import EvalParams
 from ..paths import BASE_MODEL_DIR, CHECKPOINTS_DIR, LM_EVAL_CACHE_DIR, LM_EVAL_TASKS_DIR
-from ..training.modeling import base_source, has_gpu
 from .cache import weights_digest
 
 

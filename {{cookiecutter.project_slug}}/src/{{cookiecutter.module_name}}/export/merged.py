@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..training.modeling import (
+from ..models.loading import (
     keep_sentencepiece,
     load_model_with_adapter,
     load_tokenizer,

@@ -17,9 +17,9 @@ import torch
 from ..evaluation.evaluator import score_task, task_requests
 from ..evaluation.generation import HFGenerator, Request
 from ..evaluation.scoring import task_metrics
+from ..models.loading import SAFE_LOADING
 from ..params import TaskParams
 from ..selection.guardrails import ranking_metric
-from ..training.modeling import SAFE_LOADING
 from .gguf import llama_cpp_stop_ids, transformers_config, transformers_reads_tokenizer
 
 

@@ -9,8 +9,8 @@ a few seconds in all."""
 import tempfile
 from pathlib import Path
 
-from ..data.chat import fold_system_if_needed
 from ..errors import StageError
+from ..models.chat_template import fold_system_if_needed
 from . import llama_cpp
 from .gguf import GGUF_TYPES, chat_metadata, check_gguf, converter_options, load_tokenizer
 from .ollama import ollama_chat
@@ -50,5 +50,5 @@ def export_problems(model_dir: Path, formats, gguf_types) -> list[str]:
     if not (model_dir / "config.json").exists():
         return [f"{model_dir} has no config.json: not a Hugging Face model directory"]
     tokenizer = load_tokenizer(model_dir)
-    fold_system_if_needed(tokenizer)  # as training.modeling.load_tokenizer, whose copy is exported
+    fold_system_if_needed(tokenizer)  # as models.loading.load_tokenizer, whose copy is exported
     return gguf_problems(model_dir, tokenizer)

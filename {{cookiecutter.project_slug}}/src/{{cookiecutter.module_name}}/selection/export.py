@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from ..io import write_json
-from ..training.modeling import SFT_EXPORT, SFT_POINTER, sft_checkpoint_of
+from ..models.loading import SFT_EXPORT, SFT_POINTER, sft_checkpoint_of
 
 EXPORTED_FILES = (
     "adapter_config.json",

@@ -25,7 +25,7 @@ LICENSE = "{{ cookiecutter.license }}"  # chosen at bake time, as in the project
 HUB_LICENSES = {"MIT": "mit", "Apache-2.0": "apache-2.0", "BSD-3-Clause": "bsd-3-clause"}
 """The Hub's ids of the licenses a bake offers; any other is `other`, linked to LICENSE."""
 EMBEDDED_HUB_IDS = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-"""The Hub model each embedded base (training/base_model.py) is a GGUF quantisation of."""
+"""The Hub model each embedded base (models/hub.py) is a GGUF quantisation of."""
 DATASET = f"{PROJECT}-data"
 """The card's name for this project's data (data/splits, tracked by DVC; not on the Hub)."""
 SUITES = f"{PROJECT}-general-suites"

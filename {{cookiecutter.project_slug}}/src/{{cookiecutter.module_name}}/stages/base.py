@@ -16,10 +16,10 @@ training."""
 from ..cli import run_stage
 from ..errors import StageError
 from ..export.support import export_problems
+from ..models.hub import materialise
+from ..models.loading import metadata_dir
 from ..params import load_params
 from ..paths import BASE_MODEL_DIR
-from ..training.base_model import materialise
-from ..training.modeling import metadata_dir
 
 
 def main() -> None:

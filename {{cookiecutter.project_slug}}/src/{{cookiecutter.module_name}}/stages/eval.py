@@ -23,6 +23,7 @@ from ..evaluation.evaluator import (
     run_eval,
 )
 from ..io import read_jsonl, write_json
+from ..models.loading import load_tokenizer
 from ..params import load_params
 from ..paths import (
     CHECKPOINTS_MANIFEST,
@@ -34,7 +35,6 @@ from ..paths import (
     VAL_SPLIT,
 )
 from ..training.checkpoints import manifest_checkpoints
-from ..training.modeling import load_tokenizer
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from ..export.merged import save_merged
 from ..export.ollama import model_chat, write_modelfile
 from ..export.parity import generate, load_export, parity_failures, parity_row
 from ..io import read_jsonl, write_json
+from ..models.loading import load_model_with_adapter, load_tokenizer, use_bf16
 from ..params import ExportParams, Params, load_params
 from ..paths import (
     EXPORT_DIR,
@@ -43,7 +44,6 @@ from ..paths import (
     TEST_SPLIT,
 )
 from ..selection.guardrails import ranking_metric
-from ..training.modeling import load_model_with_adapter, load_tokenizer, use_bf16
 
 GGUF_NAME = __name__.split(".")[0]  # general.name, shown by llama.cpp and Ollama
 REFERENCE = "adapter"

@@ -16,9 +16,9 @@ from ..data.replay import replay_prompt, with_answers
 from ..errors import StageError
 from ..evaluation.generation import HFGenerator, Request
 from ..io import read_jsonl, write_json, write_jsonl
+from ..models.loading import load_for_inference, load_tokenizer
 from ..params import load_params
 from ..paths import REPLAY, REPLAY_REPORT, REPLAY_ROWS
-from ..training.modeling import load_for_inference, load_tokenizer
 
 BATCH_SIZE = 64
 

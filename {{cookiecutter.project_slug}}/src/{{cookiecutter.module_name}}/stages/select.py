@@ -16,7 +16,6 @@ from dataclasses import asdict
 
 from ..cli import run_stage
 from ..document import Image
-from ..environment import resolved_versions
 from ..evaluation.cache import GenerationCache
 from ..evaluation.evaluator import (
     FEWSHOT,
@@ -33,6 +32,8 @@ from ..evaluation.evaluator import (
     with_val_losses,
 )
 from ..io import read_json, read_jsonl, write_json
+from ..models.loading import load_tokenizer
+from ..models.versions import resolved_versions
 from ..params import load_params
 from ..paths import (
     BASE_MODEL_DIR,
@@ -65,7 +66,6 @@ from ..selection.modelcard import CardFacts, model_card
 from ..selection.report import build_blocks, headline, plot_losses, plot_metrics, write_report
 from ..selection.verdict import verdict, verdict_lines
 from ..training.checkpoints import log_history, manifest_checkpoints, verify_checkpoint
-from ..training.modeling import load_tokenizer
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ reports/training_example.html shows one row as TRL tokenized it, trained tokens 
 from dataclasses import asdict
 
 from ..cli import run_stage
+from ..commands.advise import advice_from_smoke
 from ..errors import StageError
 from ..io import read_jsonl, write_json
 from ..params import load_params
 from ..paths import SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT, TRAINING_EXAMPLE
-from ..training.advise import advice_from_smoke
 from ..training.smoke import run_smoke
 
 

@@ -2,7 +2,7 @@
 
 dvclive stays the record DVC reads (reports/train, reports/metrics.json). With
 `track.mlflow.enabled` or `track.wandb.enabled` this stage also logs the params, the loss
-curves and the headline metrics to those trackers (tracking.py), and writes where it logged
+curves and the headline metrics to those trackers (tracking/trackers.py), and writes where it logged
 them to reports/tracking.json (the run ids; nulls when both are off). It reads other stages'
 outputs and writes nothing they read, so a change under `track` re-runs this stage only."""
 
@@ -10,7 +10,7 @@ from ..cli import run_stage
 from ..io import write_json
 from ..params import load_params
 from ..paths import TRACKING
-from ..tracking import track
+from ..tracking.trackers import track
 
 
 def main() -> None:

@@ -140,7 +140,7 @@ def dpo_config(params: Params, output_dir: Path, **overrides: Any):
     """DPOConfig from the dpo section; precision, checkpointing and devices as in train."""
     from trl import DPOConfig
 
-    from .modeling import has_gpu, use_bf16
+    from ..models.loading import has_gpu, use_bf16
     from .trainer import checkpointing_arg
 
     dpo = params.dpo
@@ -177,7 +177,7 @@ def build_trainer(
     the model with that adapter disabled, i.e. the SFT model, as the reference."""
     from trl import DPOTrainer
 
-    from .modeling import SFT_POINTER, load_model_with_adapter, load_tokenizer
+    from ..models.loading import SFT_POINTER, load_model_with_adapter, load_tokenizer
     from .trainer import crash_safe, lora_config
 
     pointer = sft_pointer(sft_checkpoint)

@@ -21,9 +21,9 @@ from transformers import TrainerCallback
 
 from ..data.masking import token_counter
 from ..document import write_html
+from ..models.loading import load_model_with_adapter
 from ..params import Params
 from .example import example_blocks, training_example
-from .modeling import load_model_with_adapter
 from .trainer import base_quantization, build_trainer
 
 

@@ -20,6 +20,14 @@ from typing import Any
 from ..data.masking import AssistantTurns, ChatEncoder, RowError
 from ..errors import StageError
 from ..io import content_hash, file_hash, write_json
+from ..models.loading import (
+    bitsandbytes_problem,
+    has_gpu,
+    load_base_model,
+    load_tokenizer,
+    quantization_config,
+    use_bf16,
+)
 from ..params import Params, TrainParams
 from ..paths import (
     ACCELERATE_CONFIG,
@@ -28,14 +36,6 @@ from ..paths import (
     TRAIN_SPLIT,
 )
 from .checkpoints import AtomicCheckpoints, checkpoint_step, complete_checkpoints, remove_partial
-from .modeling import (
-    bitsandbytes_problem,
-    has_gpu,
-    load_base_model,
-    load_tokenizer,
-    quantization_config,
-    use_bf16,
-)
 from .samplers import ResumableLengthGrouping
 
 RUN_FINGERPRINT = "fingerprint.json"

@@ -32,8 +32,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import HydraException
 
-from .cli import run_stage
-from .errors import StageError
+from ..cli import run_stage
+from ..errors import StageError
+from ..params import ParamsError, load_params, parse_params
+from ..paths import METRICS, PARAMS
+from ..selection.comparison import bootstrap_settings
+from ..selection.guardrails import ranking_metric
 from .improve import (
     BASELINE,
     Run,
@@ -50,10 +54,6 @@ from .improve import (
     verdict,
     warn_uncommitted,
 )
-from .params import ParamsError, load_params, parse_params
-from .paths import METRICS, PARAMS
-from .selection.comparison import bootstrap_settings
-from .selection.guardrails import ranking_metric
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def vllm_command(model_dir: Path, host: str, port: int) -> list[str]:
     if not is_adapter(model_dir):
         named = ["--served-model-name", SERVED_NAME]
         return [console_script("vllm"), "serve", str(model_dir), *address, *named]
-    from ..training.modeling import SFT_POINTER, base_source
+    from ..models.loading import SFT_POINTER, base_source
 
     if (model_dir / SFT_POINTER).exists():  # DPO on top of SFT: vLLM applies one adapter
         raise AdapterNeedsMerge(f"{model_dir} is a stack of two adapters; vLLM applies one")
@@ -130,7 +130,7 @@ def transformers_command(model_dir: Path, host: str, port: int) -> list[str]:
         raise AdapterNeedsMerge(
             f"transformers serve cannot apply the LoRA adapter in {model_dir}: {MERGE_HINT}"
         )
-    from ..training.modeling import cpu_has_fast_bf16
+    from ..models.loading import cpu_has_fast_bf16
 
     # A bf16 export on a CPU without native bf16 runs emulated, ~100x slower than float32.
     dtype = "auto" if cuda_available() or cpu_has_fast_bf16() else "float32"
@@ -146,7 +146,7 @@ def build_command(model_dir: Path, backend: str, host: str, port: int) -> list[s
 
 def merge_adapter(model_dir: Path, out_dir: Path, backend: str) -> Path:
     """The base with the adapter (stack) in `model_dir` merged in, saved to `out_dir`."""
-    from .merged import write_merged
+    from ..export.merged import write_merged
 
     dtype = "bf16" if pick_backend(backend) == "vllm" else "f32"
     log.info("merging %s into %s (%s)", model_dir, out_dir, dtype)

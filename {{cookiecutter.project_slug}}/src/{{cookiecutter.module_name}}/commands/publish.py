@@ -27,8 +27,8 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 from ..cli import run_stage
 from ..errors import StageError
 from ..io import read_json
+from ..models.hub import TRANSPORT_ERRORS
 from ..paths import CACHE_DIR, DIAGNOSIS, GGUF_EXPORT, MERGED_EXPORT, METRICS, SELECTED_DIR
-from ..training.base_model import TRANSPORT_ERRORS
 
 TOKEN_VARIABLE = "HF_TOKEN"
 CARD = "README.md"

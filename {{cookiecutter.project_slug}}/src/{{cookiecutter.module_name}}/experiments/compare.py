@@ -26,7 +26,7 @@ from ..evaluation.multiplicity import holm, p_label, paired_p
 from ..io import read_json, read_json_at
 from ..params import load_params
 from ..paths import EVAL_DIR, TEST_ITEMS
-from .comparison import (
+from ..selection.comparison import (
     BINARY,
     Comparison,
     bootstrap_settings,

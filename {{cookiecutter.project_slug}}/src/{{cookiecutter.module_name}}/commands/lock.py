@@ -1,10 +1,5 @@
-"""The versions a run resolved, and the lock file that reproduces them.
-
-`resolved_versions()` records the libraries that decide results, Python and the platform (for
-reports; the eval cache key uses `package_versions`). `python -m <package>.environment
-REQUIREMENT...` prints requirements.lock: the exact installed versions of everything those
-requirements need (`make lock` passes this project with its dev extra).
-"""
+"""`make lock`: print requirements.lock, the exact installed versions of everything the given
+requirements need (`python -m <package>.commands.lock '<project>[dev]'`)."""
 
 import importlib.metadata
 import json
@@ -12,20 +7,10 @@ import platform
 import sys
 from collections.abc import Iterable
 
-from .cli import run_stage
-from .errors import StageError
+from ..cli import run_stage
+from ..errors import StageError
+from ..models.versions import package_versions
 
-PACKAGES = (
-    "torch",
-    "transformers",
-    "trl",
-    "peft",
-    "datasets",
-    "accelerate",
-    "dvc",
-    "dvclive",
-    "bitsandbytes",
-)
 NOT_LOCKED = {"torch"}
 """Installed first and on its own (TORCH_SPEC in the Makefile: the wheel depends on the machine):
 neither pinned nor followed, so what only torch needs is left to torch's installer too."""
@@ -40,24 +25,6 @@ LOCK_HEADER = """\
 # `make setup LOCK=` installs without the lock.
 # To upgrade: pip install -U -e '.[dev]' (or edit requirements.txt), make test, make lock.
 """
-
-
-def package_versions(packages: Iterable[str] = PACKAGES) -> dict[str, str | None]:
-    """{distribution: installed version}, None for one that is not installed."""
-    versions: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def resolved_versions() -> dict[str, str]:
-    """{name: version} of the installed PACKAGES (an optional one such as bitsandbytes only
-    where installed), plus `python` and `platform`."""
-    installed = {name: version for name, version in package_versions().items() if version}
-    return {**installed, "python": platform.python_version(), "platform": platform.platform()}
 
 
 def installed_from_directory(dist: importlib.metadata.Distribution) -> bool:
@@ -116,7 +83,7 @@ def lock_text(roots: Iterable[str]) -> str:
 def main() -> None:
     roots = sys.argv[1:]
     if not roots:
-        raise StageError("usage: python -m <package>.environment REQUIREMENT... (make lock)")
+        raise StageError("usage: python -m <package>.commands.lock REQUIREMENT... (make lock)")
     sys.stdout.write(lock_text(roots))
 
 

@@ -30,9 +30,9 @@ from typing import Any, Literal
 from ..cli import run_stage
 from ..data.sizing import size_verdict
 from ..io import read_json, read_jsonl
+from ..models.loading import QLORA_EXTRA, base_source, cpu_has_fast_bf16
 from ..params import Params, TrainParams, load_params
 from ..paths import BASE_MODEL_DIR, SMOKE_REPORT, TRAIN_SPLIT
-from .modeling import QLORA_EXTRA, base_source, cpu_has_fast_bf16
 
 GIB = 1024**3
 MEMORY_FRACTION = 0.9

@@ -13,7 +13,7 @@ test score and the one command that adopts it (`dvc exp apply <name>`), or, when
 each run's guardrail failures. A failed experiment is listed with the tail of its log.
 Then whether the winner is ahead beyond the noise: its test items paired with every other
 finished run's (reports/test_items.json of each commit), Holm-adjusted over those comparisons,
-and said of the baseline and the runner-up (selection/experiments.py, noise_report).
+and said of the baseline and the runner-up (experiments/compare.py, noise_report).
 reports/improve.md gets the same text (git-ignored: it describes local experiment refs).
 
 Running it again reuses an experiment of the same baseline, name and params (queued or done)
@@ -31,14 +31,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cli import run_stage
-from .errors import StageError
-from .io import read_json, read_json_at
-from .params import flatten, load_params
-from .paths import DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR, TEST_ITEMS
-from .selection.comparison import BINARY, bootstrap_settings
-from .selection.experiments import noise_report, versus_rest
-from .selection.guardrails import ranking_metric
+from ..cli import run_stage
+from ..errors import StageError
+from ..experiments.compare import noise_report, versus_rest
+from ..io import read_json, read_json_at
+from ..params import flatten, load_params
+from ..paths import DIAGNOSIS, EVAL_CACHE_DIR, REPORTS_DIR, TEST_ITEMS
+from ..selection.comparison import BINARY, bootstrap_settings
+from ..selection.guardrails import ranking_metric
 
 # not a pipeline output (paths.py): a view of local experiment refs, git-ignored
 IMPROVE_REPORT = REPORTS_DIR / "improve.md"
@@ -325,7 +325,7 @@ def finished(run: Run) -> bool:
 
 def beyond_noise(summary: Summary, runs: list[Run], winner: Run) -> list[str]:
     """The winner against every other finished run on their test items, Holm-adjusted (see
-    selection/experiments.noise_report), and the runs left out for want of those items."""
+    experiments/compare.noise_report), and the runs left out for want of those items."""
     done = [run for run in runs if finished(run)]
     if len(done) < 2:
         return []
@@ -402,7 +402,7 @@ def run_queue(jobs: int, label: str = "improve") -> None:
     """`dvc exp run --run-all -j N`: starts N queue workers and blocks until every queued
     experiment has finished, following their logs; only the progress lines are printed. The
     workers inherit OMP_NUM_THREADS (unless set): cores / N torch threads each."""
-    from .training.advise import cpu_cores  # imports torch: only when a queue runs
+    from .advise import cpu_cores  # imports torch: only when a queue runs
 
     env = {"OMP_NUM_THREADS": str(worker_threads(jobs, cpu_cores())), **os.environ}
     threads = env["OMP_NUM_THREADS"]

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from ..data.chat import fold_system_if_needed
 from ..errors import StageError
 from ..io import read_json
 from ..paths import BASE_MODEL_DIR
+from .chat_template import fold_system_if_needed
 
 MANIFEST = "manifest.json"
 SAFE_LOADING = {"trust_remote_code": False, "use_safetensors": True}
@@ -75,7 +75,7 @@ def keep_sentencepiece(source: Path, out_dir: Path) -> None:
 
 def load_tokenizer(base_dir: Path = BASE_MODEL_DIR):
     """The base's tokenizer, the one every stage renders chats with. A chat template without a
-    system role gets data.chat.SYSTEM_FOLDING in front, so a system prompt is folded into the
+    system role gets chat_template.SYSTEM_FOLDING in front, so a system prompt is folded into the
     first user turn the same way in curate, training, eval and the exports (merged.py saves
     this tokenizer)."""
     from transformers import AutoTokenizer

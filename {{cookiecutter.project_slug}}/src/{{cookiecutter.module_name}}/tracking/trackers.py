@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StageError
-from .io import read_json
-from .params import MlflowParams, Params, WandbParams, flatten
-from .paths import DPO_LOG_DIR, EVAL_PLOT, METRICS, TRAIN_LOG_DIR
+from ..errors import StageError
+from ..io import read_json
+from ..params import MlflowParams, Params, WandbParams, flatten
+from ..paths import DPO_LOG_DIR, EVAL_PLOT, METRICS, TRAIN_LOG_DIR
 
 MLFLOW_STORE = "mlflow.db"
 """The local MLflow store (SQLite) under the project root, when track.mlflow.tracking_uri is
