@@ -14,27 +14,14 @@ the stage (or is marked, `export.on_parity_failure: mark`).
 reports/export.json holds the figures (`dvc exp show` columns) and, under `gguf`, how the GGUF
 files were written (converter, architecture, pre-tokenizer, stop tokens, Modelfile chat
 format); reports/export.md the table. The `base` stage runs export/support.py's checks on the
-base before any training."""
-
-import gc
-import shutil
-import tempfile
-from pathlib import Path
-
-import torch
+base before any training; the work is export/build.py's."""
 
 from ..cli import run_stage
-from ..document import Heading, Para, Table, write_markdown
 from ..errors import StageError
-from ..evaluation.evaluator import load_for_generation
-from ..export.gguf import write_ggufs
-from ..export.merged import save_merged
-from ..export.ollama import model_chat, write_modelfile
-from ..export.parity import generate, load_export, parity_failures, parity_row
-from ..io import read_jsonl, write_json
-from ..models.loading import load_model_with_adapter, load_tokenizer, use_bf16
-from ..params import ExportParams, Params, load_params
+from ..export.build import ExportFiles, export_selected
+from ..params import load_params
 from ..paths import (
+    BASE_MODEL_DIR,
     EXPORT_DIR,
     EXPORT_MD,
     EXPORT_REPORT,
@@ -43,131 +30,25 @@ from ..paths import (
     SELECTED_DIR,
     TEST_SPLIT,
 )
-from ..selection.guardrails import ranking_metric
 
-GGUF_NAME = __name__.split(".")[0]  # general.name, shown by llama.cpp and Ollama
-REFERENCE = "adapter"
-"""The selected model as eval and select loaded it (base + adapter, merged in memory)."""
-
-
-def write_exports(params: ExportParams, selected: Path) -> tuple[dict[str, Path], dict]:
-    """Every export `params` asks for, by its report name, and how the GGUF files were
-    written; the adapter is merged once."""
-    if not params.formats:
-        return {}, {}
-    exports, details = {}, {}
-    model = load_model_with_adapter(selected)
-    with tempfile.TemporaryDirectory() as scratch:
-        source = None
-        if "gguf" in params.formats and not ("merged" in params.formats and params.dtype == "f32"):
-            # GGUF is written from float32 weights, so f16/q8_0 round the model once, not twice
-            source = save_merged(model, Path(scratch), "f32")  # before the in-place cast below
-        if "merged" in params.formats:
-            exports[f"merged_{params.dtype}"] = save_merged(model, MERGED_EXPORT, params.dtype)
-        del model
-        if "gguf" in params.formats:
-            source = source or exports["merged_f32"]
-            paths = {quant: GGUF_EXPORT / f"model-{quant}.gguf" for quant in params.gguf_types}
-            written = write_ggufs(source, paths, name=GGUF_NAME)
-            exports |= {f"gguf_{quant}": path for quant, path in paths.items()}
-            chat = model_chat(source)
-            write_modelfile(paths[params.gguf_types[-1]], source, chat)
-            details = written.report() | {
-                "modelfile_chat_format": chat.family,
-                "modelfile_system": chat.system,
-                "modelfile_unchecked": list(chat.unchecked),
-            }
-    return exports, details
-
-
-def size_mb(path: Path) -> float:
-    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-    return round(sum(f.stat().st_size for f in files) / 2**20, 1)
-
-
-def check_parity(params: Params, exports: dict[str, Path]) -> dict:
-    """The parity figures of the reference and every export, with each export's verdict."""
-    rows = read_jsonl(TEST_SPLIT)[: params.export.parity_rows]
-    prompts = [row["prompt"] for row in rows]
-    compute = torch.bfloat16 if use_bf16(params.eval.bf16) else torch.float32
-    budget, batch = params.eval.max_new_tokens_task, params.eval.batch_size
-
-    model = load_for_generation(SELECTED_DIR, params.eval)
-    tokenizer = load_tokenizer()
-    reference = generate(model, tokenizer, prompts, budget, batch, REFERENCE)
-    architecture = (model.config, tokenizer)  # what a GGUF file is read back into
-    metric = ranking_metric(params.task)
-    figures = {REFERENCE: parity_row(rows, reference, reference, params.task)}
-    verdicts = {}
-    for name, path in exports.items():
-        del model
-        gc.collect()
-        model, export_tokenizer = load_export(path, compute, architecture)
-        run = generate(model, export_tokenizer, prompts, budget, batch, name)
-        figures[name] = parity_row(rows, run, reference, params.task)
-        tolerance = params.export.parity_tolerance
-        failures = parity_failures(figures[name], figures[REFERENCE], metric, tolerance)
-        verdicts[name] = failures
-        figures[name] |= {"passed": not failures, "size_mb": size_mb(path)}
-    return {
-        "rows": len(rows),
-        "metric": metric,
-        "tolerance": params.export.parity_tolerance,
-        "parity_passed": not any(verdicts.values()),
-        "exports": figures,
-        "failures": {name: failures for name, failures in verdicts.items() if failures},
-    }
-
-
-def report_blocks(report: dict) -> list:
-    metric = report["metric"]
-    columns = ["export", "size (MB)", metric, "stop rate", "agreement", "same prompts", "parity"]
-    table = [
-        [
-            name,
-            f"{row['size_mb']:.0f}" if "size_mb" in row else "",
-            row[metric],
-            row["stop_rate"],
-            row["agreement"],
-            row["same_prompts"],
-            "reference" if name == REFERENCE else ("pass" if row["passed"] else "FAIL"),
-        ]
-        for name, row in report["exports"].items()
-    ]
-    why = [Para(f"**{name}**: {'; '.join(fails)}") for name, fails in report["failures"].items()]
-    return [
-        Heading("Export parity", 1),
-        Para(
-            f"The first {report['rows']} test rows, greedy, each export with its own tokenizer "
-            f"and chat template; agreement = identical answers to the {REFERENCE}'s. An export "
-            f"passes within {report['tolerance']} of the {REFERENCE} in {metric} and stop rate, "
-            "with the training prompt tokens."
-        ),
-        Table(columns, table),
-        *why,
-    ]
+FILES = ExportFiles(
+    base=BASE_MODEL_DIR,
+    selected=SELECTED_DIR,
+    test_split=TEST_SPLIT,
+    root=EXPORT_DIR,
+    merged=MERGED_EXPORT,
+    gguf=GGUF_EXPORT,
+    report=EXPORT_REPORT,
+    table=EXPORT_MD,
+)
 
 
 def main() -> None:
-    params = load_params()
-    if not (SELECTED_DIR / "selection.json").exists():
-        raise StageError(f"{SELECTED_DIR} holds no selected model: run `dvc repro select` first")
-    shutil.rmtree(EXPORT_DIR, ignore_errors=True)
-    exports, gguf = write_exports(params.export, SELECTED_DIR)
-    report = check_parity(params, exports) | ({"gguf": gguf} if gguf else {})
-    write_json(EXPORT_REPORT, report)
-    write_markdown(report_blocks(report), EXPORT_MD)
-    metric = report["metric"]
-    for name, row in report["exports"].items():
-        print(
-            f"export: {name}: {metric} {row[metric]}, stop rate {row['stop_rate']}, "
-            f"agreement {row['agreement']}" + ("" if row.get("passed", True) else "  [FAIL]")
-        )
-    if report["failures"]:
-        failures = "; ".join(f"{name}: {', '.join(f)}" for name, f in report["failures"].items())
-        if params.export.on_parity_failure == "fail":
-            raise StageError(f"export parity failed ({failures}); see {EXPORT_MD}")
-        print(f"export: parity failed, marked in {EXPORT_REPORT}: {failures}")
+    exported = export_selected(load_params(), FILES)
+    for line in exported.lines:
+        print(f"export: {line}")
+    if exported.error:
+        raise StageError(exported.error)
 
 
 if __name__ == "__main__":
