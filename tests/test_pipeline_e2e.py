@@ -152,10 +152,11 @@ def test_bad_param_fails_naming_the_key_and_loses_nothing(
 
 
 def test_editing_one_stage_library_reruns_only_that_stage(project: Path) -> None:
-    """An edit to advise.py (used by smoke only) re-runs smoke; smoke's report changes (it
-    holds timings) but its gate does not, so train, eval and select do not run again."""
+    """An edit to training/advisor.py (used by smoke only) re-runs smoke; smoke's report
+    changes (it holds timings) but its gate does not, so train, eval and select do not run
+    again."""
     dvc(project, "repro")
-    advise = next(project.glob("src/*/commands/advise.py"))
+    advise = next(project.glob("src/*/training/advisor.py"))
     original = advise.read_text()
     advise.write_text(original + "\n# an edit\n")
     try:

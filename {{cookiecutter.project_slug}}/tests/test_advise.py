@@ -6,19 +6,16 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.module_name }}.commands import advise
-from {{ cookiecutter.module_name }}.commands.advise import (
-    GIB,
-    MAX_BATCH,
-    DataFacts,
-    Hardware,
-    Measured,
-    ModelSize,
-)
 from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.models.loading import QLORA_EXTRA
 from {{ cookiecutter.module_name }}.params import TrainParams, parse_params
 from {{ cookiecutter.module_name }}.paths import SMOKE_REPORT
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
+from {{ cookiecutter.module_name }}.training import advisor, memory, model_size
+from {{ cookiecutter.module_name }}.training.advisor import DataFacts, Measured
+from {{ cookiecutter.module_name }}.training.hardware import GIB, Hardware
+from {{ cookiecutter.module_name }}.training.memory import MAX_BATCH
+from {{ cookiecutter.module_name }}.training.model_size import ModelSize
 
 # Llama-style shapes: (layers, hidden, intermediate, vocab, heads, kv heads, tied)
 SHAPES = {
@@ -44,7 +41,7 @@ def llama_config(name: str) -> dict:
 
 
 def model(name: str) -> ModelSize:
-    return advise.model_size(llama_config(name), name=name)
+    return model_size.model_size(llama_config(name), name=name)
 
 
 def cpu(ram_gib: float = 24, cores: int = 2, bf16: bool = False) -> Hardware:
@@ -69,7 +66,9 @@ DATA = DataFacts(rows=2000, mean_tokens=150.0, max_tokens=300)
     [("135m", 0.1345), ("1.7b", 1.711), ("7b", 6.738), ("8b", 8.030), ("70b", 70.55)],
 )
 def test_llama_param_count_matches_published_sizes(name: str, billions: float) -> None:
-    assert advise.llama_param_count(llama_config(name)) / 1e9 == pytest.approx(billions, rel=2e-3)
+    assert model_size.llama_param_count(llama_config(name)) / 1e9 == pytest.approx(
+        billions, rel=2e-3
+    )
 
 
 def test_param_count_of_the_tiny_model_is_exact(tiny_model_dir: Path) -> None:
@@ -78,9 +77,9 @@ def test_param_count_of_the_tiny_model_is_exact(tiny_model_dir: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     expected = sum(p.numel() for p in loaded.parameters())
     config = AutoConfig.from_pretrained(tiny_model_dir)
-    assert advise.exact_param_count(config) == expected
-    assert advise.llama_param_count(advise.config_fields(config)) == expected
-    size = advise.read_model_size(tiny_model_dir)
+    assert model_size.exact_param_count(config) == expected
+    assert model_size.llama_param_count(model_size.config_fields(config)) == expected
+    size = model_size.read_model_size(tiny_model_dir)
     assert size.params == expected
     assert (size.layers, size.hidden, size.tied) == (2, 64, True)
 
@@ -89,18 +88,18 @@ def test_untied_head_and_biases_add_parameters() -> None:
     tied = llama_config("135m")
     untied = tied | {"tie_word_embeddings": False}
     biased = tied | {"attention_bias": True, "mlp_bias": True}
-    base = advise.llama_param_count(tied)
-    assert advise.llama_param_count(untied) - base == 49152 * 576
+    base = model_size.llama_param_count(tied)
+    assert model_size.llama_param_count(untied) - base == 49152 * 576
     # per layer: q, k, v, o biases (576 + 2 x 192 + 576) and gate, up, down (2 x 1536 + 576)
-    assert advise.llama_param_count(biased) - base == 30 * (1536 + 3648)
+    assert model_size.llama_param_count(biased) - base == 30 * (1536 + 3648)
 
 
 def test_lora_adapter_size() -> None:
     size = model("135m")
     # all-linear, r 8: 8 x (in + out) summed over q, k, v, o, gate, up, down, 30 layers
     per_layer = 8 * ((576 + 576) * 2 + (576 + 192) * 2 + (576 + 1536) * 3)
-    assert advise.adapter_params(size, 8, "all-linear") == 30 * per_layer
-    assert advise.adapter_params(size, 8, ["q_proj", "v_proj"]) == 30 * 8 * (1152 + 768)
+    assert memory.adapter_params(size, 8, "all-linear") == 30 * per_layer
+    assert memory.adapter_params(size, 8, ["q_proj", "v_proj"]) == 30 * 8 * (1152 + 768)
 
 
 # ---------------------------------------------------------------- the decision tree
@@ -119,7 +118,7 @@ def test_lora_adapter_size() -> None:
     ],
 )
 def test_data_verdict(rows: int | None, verdict: str) -> None:
-    assert advise.data_verdict(rows)[0] == verdict
+    assert advisor.data_verdict(rows)[0] == verdict
 
 
 @pytest.mark.parametrize(
@@ -134,11 +133,11 @@ def test_data_verdict(rows: int | None, verdict: str) -> None:
     ],
 )
 def test_seed_tier(hw: Hardware, words: str) -> None:
-    assert words in advise.seed_tier(hw)
+    assert words in advisor.seed_tier(hw)
 
 
 def test_small_model_on_a_cpu_gets_lora_on_the_cpu() -> None:
-    advice = advise.advise(model("135m"), cpu(24, cores=2), DATA, train(method="lora"))
+    advice = advisor.advise(model("135m"), cpu(24, cores=2), DATA, train(method="lora"))
     assert advice.recommended == "lora"
     assert "on the CPU" in advice.recommendation
     assert advice.configured_fits
@@ -147,7 +146,7 @@ def test_small_model_on_a_cpu_gets_lora_on_the_cpu() -> None:
 
 
 def test_qlora_configured_on_a_cpu_fits_and_is_not_flagged() -> None:
-    advice = advise.advise(model("135m"), cpu(), DATA, train(method="qlora"))
+    advice = advisor.advise(model("135m"), cpu(), DATA, train(method="qlora"))
     assert advice.configured_fits
     assert advice.recommended == "lora"
     assert not any("CUDA" in note for note in advice.notes)
@@ -155,14 +154,14 @@ def test_qlora_configured_on_a_cpu_fits_and_is_not_flagged() -> None:
     assert advice.max_batch_size >= 1
 
 
-def estimate(advice: advise.Advice, method: str) -> advise.MethodEstimate:
+def estimate(advice: advisor.Advice, method: str) -> memory.MethodEstimate:
     return next(e for e in advice.estimates if e.method == method)
 
 
 def test_a_2b_model_on_an_8gb_laptop_gets_qlora_on_the_cpu() -> None:
     """SmolLM2-1.7B: a float32 base alone is ~6.4 GiB, over the 7.2 GiB budget with the
     runtime; in 4 bits (embeddings kept in float32) the whole run needs ~4 GiB."""
-    advice = advise.advise(model("1.7b"), cpu(8), DATA, train(method="lora"))
+    advice = advisor.advise(model("1.7b"), cpu(8), DATA, train(method="lora"))
     assert advice.recommended == "qlora"
     assert "QLoRA SFT" in advice.recommendation and "on the CPU" in advice.recommendation
     assert f"pip install -e '.[{QLORA_EXTRA}]'" in advice.recommendation
@@ -179,19 +178,19 @@ def test_the_4bit_base_is_what_shrinks() -> None:
     """QLoRA's saving is the quantised linear layers: 4 -> 0.55 bytes per parameter; the
     embeddings stay float32 and the adapters cost the same."""
     size, params = model("1.7b"), train()
-    saved = advise.static_bytes("lora", size, params) - advise.static_bytes("qlora", size, params)
-    assert saved == pytest.approx(size.linear_params * (4 - advise.NF4_BYTES_PER_PARAM), abs=1)
+    saved = memory.static_bytes("lora", size, params) - memory.static_bytes("qlora", size, params)
+    assert saved == pytest.approx(size.linear_params * (4 - memory.NF4_BYTES_PER_PARAM), abs=1)
     assert size.linear_params > 0.9 * size.params - size.embedding_params
 
 
 @pytest.mark.parametrize(("ram_gib", "expected"), [(2, "api"), (8, "qlora"), (16, "lora")])
 def test_the_cpu_method_follows_the_ram(ram_gib: float, expected: str) -> None:
-    advice = advise.advise(model("1.7b"), cpu(ram_gib), DATA, train())
+    advice = advisor.advise(model("1.7b"), cpu(ram_gib), DATA, train())
     assert advice.recommended == expected
 
 
 def test_8b_on_a_12gb_gpu_gets_qlora() -> None:
-    advice = advise.advise(model("8b"), gpu(12), DATA, train(method="lora", max_length=512))
+    advice = advisor.advise(model("8b"), gpu(12), DATA, train(method="lora", max_length=512))
     assert advice.recommended == "qlora"
     assert not advice.configured_fits
     assert any("set train.method=qlora" in note for note in advice.notes)
@@ -199,19 +198,19 @@ def test_8b_on_a_12gb_gpu_gets_qlora() -> None:
 
 def test_checkpointing_is_advised_when_only_it_fits() -> None:
     """8B QLoRA on 12 GB: the weights fit, 512-token activations only when recomputed."""
-    advice = advise.advise(model("8b"), gpu(12), DATA, train(method="qlora", max_length=512))
+    advice = advisor.advise(model("8b"), gpu(12), DATA, train(method="qlora", max_length=512))
     qlora = next(e for e in advice.estimates if e.method == "qlora")
     assert qlora.fits and qlora.needs_checkpointing
     assert "gradient_checkpointing: true" in advice.recommendation
     assert "fits with gradient checkpointing" in advice.summary
-    on = advise.advise(
+    on = advisor.advise(
         model("8b"), gpu(12), DATA, train(method="qlora", gradient_checkpointing=True)
     )
     assert not next(e for e in on.estimates if e.method == "qlora").needs_checkpointing
 
 
 def test_70b_on_80gb_gets_qlora() -> None:
-    advice = advise.advise(model("70b"), gpu(80), DATA, train(method="qlora"))
+    advice = advisor.advise(model("70b"), gpu(80), DATA, train(method="qlora"))
     assert advice.recommended == "qlora"
     assert advice.configured_fits
     lora = next(e for e in advice.estimates if e.method == "lora")
@@ -219,28 +218,28 @@ def test_70b_on_80gb_gets_qlora() -> None:
 
 
 def test_7b_on_80gb_gets_lora_or_full() -> None:
-    advice = advise.advise(model("7b"), gpu(80), DATA, train(method="lora"))
+    advice = advisor.advise(model("7b"), gpu(80), DATA, train(method="lora"))
     assert advice.recommended in ("lora", "full")
     assert advice.configured_fits
     assert "qlora" in advice.alternatives
 
 
 def test_nothing_fits_means_api_fine_tuning() -> None:
-    advice = advise.advise(model("70b"), gpu(6), DATA, train(method="qlora"))
+    advice = advisor.advise(model("70b"), gpu(6), DATA, train(method="qlora"))
     assert advice.recommended == "api"
     assert "API fine-tuning" in advice.recommendation
     assert advice.max_batch_size == 0
 
 
 def test_50_rows_advise_few_shot_prompting() -> None:
-    advice = advise.advise(model("135m"), cpu(), DataFacts(rows=50), train())
+    advice = advisor.advise(model("135m"), cpu(), DataFacts(rows=50), train())
     assert advice.data_verdict == "few-shot"
     assert advice.summary.startswith("few-shot prompting instead")
     assert "few-shot" in advise.render(advice)
 
 
 def test_many_epochs_on_little_data_warn_of_overfitting() -> None:
-    advice = advise.advise(model("135m"), cpu(), DataFacts(rows=500), train(num_epochs=10))
+    advice = advisor.advise(model("135m"), cpu(), DataFacts(rows=500), train(num_epochs=10))
     assert any("overfitting" in note for note in advice.notes)
 
 
@@ -249,27 +248,27 @@ def test_many_epochs_on_little_data_warn_of_overfitting() -> None:
 
 def test_max_batch_size_is_monotone_in_memory_and_capped() -> None:
     per_sequence, fixed = GIB // 4, 2 * GIB
-    batches = [advise.max_batch_size(gib * GIB, fixed, per_sequence) for gib in range(1, 64)]
+    batches = [memory.max_batch_size(gib * GIB, fixed, per_sequence) for gib in range(1, 64)]
     assert batches == sorted(batches)
     assert batches[0] == 0  # 1 GiB holds not even the weights
-    assert advise.max_batch_size(3 * GIB, fixed, per_sequence) == 4
+    assert memory.max_batch_size(3 * GIB, fixed, per_sequence) == 4
     assert max(batches) == MAX_BATCH
 
 
 def test_batch_estimate_grows_with_vram_and_shrinks_with_length() -> None:
     size = model("8b")
     params = train(method="qlora", gradient_checkpointing=True)
-    batches = [advise.advise(size, gpu(v), DATA, params).max_batch_size for v in (12, 24, 48, 80)]
+    batches = [advisor.advise(size, gpu(v), DATA, params).max_batch_size for v in (12, 24, 48, 80)]
     assert batches == sorted(batches) and batches[0] < batches[-1]
-    short = advise.advise(size, gpu(48), DATA, train(method="qlora", max_length=256))
-    long = advise.advise(size, gpu(48), DATA, train(method="qlora", max_length=2048))
+    short = advisor.advise(size, gpu(48), DATA, train(method="qlora", max_length=256))
+    long = advisor.advise(size, gpu(48), DATA, train(method="qlora", max_length=2048))
     assert short.max_batch_size > long.max_batch_size
 
 
 def test_gradient_checkpointing_shrinks_activations() -> None:
     size = model("8b")
-    plain = advise.activation_bytes_per_token(size, 2, checkpointing=False)
-    checkpointed = advise.activation_bytes_per_token(size, 2, checkpointing=True)
+    plain = memory.activation_bytes_per_token(size, 2, checkpointing=False)
+    checkpointed = memory.activation_bytes_per_token(size, 2, checkpointing=True)
     # the documented formula: layers x 34 x hidden (bf16) + vocab x 8; checkpointed, each
     # layer keeps only its input (2 x hidden) and one layer is recomputed at a time
     assert plain == 32 * 34 * 4096 + 128256 * 8
@@ -278,7 +277,7 @@ def test_gradient_checkpointing_shrinks_activations() -> None:
 
 
 def test_a_batch_above_the_estimate_suggests_grad_accum() -> None:
-    advice = advise.advise(model("8b"), gpu(24), DATA, train(method="qlora", batch_size=64))
+    advice = advisor.advise(model("8b"), gpu(24), DATA, train(method="qlora", batch_size=64))
     assert advice.max_batch_size < 64
     note = next(n for n in advice.notes if "train.batch_size=64" in n)
     assert "grad_accum" in note and "gradient_checkpointing" in note
@@ -289,7 +288,7 @@ def test_a_batch_above_the_estimate_suggests_grad_accum() -> None:
 
 def test_measured_time_is_used_and_labelled() -> None:
     measured = Measured(seconds_per_step=3.0, steps=200)
-    advice = advise.advise(model("135m"), cpu(), DATA, train(), measured)
+    advice = advisor.advise(model("135m"), cpu(), DATA, train(), measured)
     assert advice.time_source == "measured"
     assert advice.minutes == pytest.approx(10.0)
     assert "measured" in advise.render(advice)
@@ -298,16 +297,16 @@ def test_measured_time_is_used_and_labelled() -> None:
 def test_estimated_time_from_flops() -> None:
     hw = Hardware("cpu", "test CPU", 24 * GIB, matmul_flops=1e11)
     data = DataFacts(rows=1000, mean_tokens=200.0)
-    lora = advise.advise(model("135m"), hw, data, train(method="lora", num_epochs=2))
-    full = advise.advise(model("135m"), hw, data, train(method="full", num_epochs=2))
-    expected = 4 * lora.params * 1000 * 2 * 200 / (1e11 * advise.ACHIEVABLE_FRACTION) / 60
+    lora = advisor.advise(model("135m"), hw, data, train(method="lora", num_epochs=2))
+    full = advisor.advise(model("135m"), hw, data, train(method="full", num_epochs=2))
+    expected = 4 * lora.params * 1000 * 2 * 200 / (1e11 * advisor.ACHIEVABLE_FRACTION) / 60
     assert lora.time_source == "estimated"
     assert lora.minutes == pytest.approx(expected, abs=0.1)
     assert full.minutes == pytest.approx(expected * 6 / 4, abs=0.1)
 
 
 def test_no_rate_no_rows_no_time() -> None:
-    advice = advise.advise(model("135m"), cpu(), DataFacts(rows=None), train())
+    advice = advisor.advise(model("135m"), cpu(), DataFacts(rows=None), train())
     assert advice.minutes is None and advice.time_source == "unknown"
     assert "dvc repro split" in advice.data_advice
 
@@ -316,13 +315,13 @@ def test_stale_smoke_report_is_ignored(tmp_path: Path) -> None:
     report = tmp_path / "smoke.json"
     report.write_text('{"seconds_per_step": 2.0, "full_run_steps": 50}')
     params = train(batch_size=4, grad_accum=1, num_epochs=2)
-    assert advise.read_measured(report, 100, params) == Measured(2.0, 50)
-    assert advise.read_measured(report, 101, params) is None  # 52 steps now
-    assert advise.read_measured(tmp_path / "missing.json", 100, params) is None
+    assert advisor.read_measured(report, 100, params) == Measured(2.0, 50)
+    assert advisor.read_measured(report, 101, params) is None  # 52 steps now
+    assert advisor.read_measured(tmp_path / "missing.json", 100, params) is None
 
 
 def test_render_names_every_method_and_the_summary_is_one_line() -> None:
-    advice = advise.advise(model("8b"), gpu(24), DATA, train(method="qlora"))
+    advice = advisor.advise(model("8b"), gpu(24), DATA, train(method="qlora"))
     text = advise.render(advice)
     for method in ("lora", "qlora", "full"):
         assert f"  {method} " in text

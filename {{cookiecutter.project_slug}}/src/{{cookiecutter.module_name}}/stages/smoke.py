@@ -9,11 +9,11 @@ reports/training_example.html shows one row as TRL tokenized it, trained tokens 
 from dataclasses import asdict
 
 from ..cli import run_stage
-from ..commands.advise import advice_from_smoke
 from ..errors import StageError
 from ..io import read_jsonl, write_json
 from ..params import load_params
-from ..paths import SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT, TRAINING_EXAMPLE
+from ..paths import BASE_MODEL_DIR, SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT, TRAINING_EXAMPLE
+from ..training.advisor import advice_from_smoke
 from ..training.smoke import run_smoke
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     params = load_params()
     train_rows = read_jsonl(TRAIN_SPLIT)
     report = run_smoke(params, train_rows, TRAINING_EXAMPLE)
-    advice = advice_from_smoke(params, train_rows, report)
+    advice = advice_from_smoke(params, train_rows, report, BASE_MODEL_DIR)
     report["advice"] = asdict(advice)
     write_json(SMOKE_REPORT, report)
     print(
