@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.module_name }}.commands.improve import BASELINE, Run, collect_tests
+from {{ cookiecutter.module_name }}.commands.compare_exps import main
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.experiments.compare import main, resolve, versus_rest
+from {{ cookiecutter.module_name }}.experiments.compare import resolve
+from {{ cookiecutter.module_name }}.experiments.noise import versus_rest
+from {{ cookiecutter.module_name }}.experiments.runs import BASELINE, Run, collect_tests
 from {{ cookiecutter.module_name }}.io import write_json
 from {{ cookiecutter.module_name }}.paths import EVAL_DIR, TEST_ITEMS
 
@@ -148,7 +150,7 @@ def test_improve_reads_each_runs_committed_test_items(repo: Path) -> None:
         Run("broken", refs[0], "failed"),  # its commit holds old files: never read
         Run("waiting", refs[0], "queued"),
     ]
-    tests = collect_tests(runs)
+    tests = collect_tests(runs, TEST_ITEMS)
     assert set(tests) == {BASELINE, "high-lr"}
     assert (
         tests[BASELINE]["model"] == "checkpoint-4" and tests["high-lr"]["model"] == "checkpoint-6"

@@ -11,20 +11,19 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.module_name }}.commands.improve import (
-    BASELINE,
-    Run,
     Suggestion,
     Summary,
-    log_tail,
     main,
-    parse_exp_show,
-    pick_winner,
     plan,
     render,
     suggestions,
     verdict_note,
 )
 from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.experiments.formatting import log_tail
+from {{ cookiecutter.module_name }}.experiments.ranking import pick_winner
+from {{ cookiecutter.module_name }}.experiments.runs import BASELINE, Run, parse_exp_show
+from {{ cookiecutter.module_name }}.paths import TEST_ITEMS
 
 EXP_SHOW = json.loads((Path(__file__).parent / "fixtures" / "exp_show.json").read_text())
 METRIC = "task_accuracy"
@@ -200,6 +199,7 @@ def summary(*runs: Run, **extra) -> Summary:
     return Summary(
         metric=METRIC,
         baseline=baseline,
+        test_items=TEST_ITEMS,
         runs=experiments,
         changes={r.name: "train.lora_r=4" for r in experiments},
         modes={r.name: ("overfitting",) for r in experiments},
@@ -340,6 +340,7 @@ def test_graded_scores_are_compared_by_a_paired_permutation_test() -> None:
     graded = Summary(
         metric="task_score",
         baseline=runs[0],
+        test_items=TEST_ITEMS,
         runs=runs[1:],
         changes={},
         modes={},

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from {{ cookiecutter.module_name }}.commands import sweep
-from {{ cookiecutter.module_name }}.commands.improve import Run, worker_threads
 from {{ cookiecutter.module_name }}.commands.sweep import (
     Point,
     check,
@@ -27,6 +26,8 @@ from {{ cookiecutter.module_name }}.commands.sweep import (
     with_point,
 )
 from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.experiments.queue import worker_threads
+from {{ cookiecutter.module_name }}.experiments.runs import Run
 
 PARAMS = Path(__file__).parents[1] / "params.yaml"
 
@@ -176,9 +177,9 @@ def test_summary_says_whether_the_best_point_is_ahead_beyond_the_noise(
 
     monkeypatch.setattr(sweep, "dvc", fake_dvc)
     monkeypatch.setattr(sweep, "exp_show", lambda: (finished("baseline", 0.4), runs))
-    monkeypatch.setattr(sweep, "guardrail_failures_at", lambda run: [])
+    monkeypatch.setattr(sweep, "guardrail_failures_at", lambda run, diagnosis: [])
     monkeypatch.setattr(
-        sweep, "collect_tests", lambda found: {r.name: tests[r.name] for r in found}
+        sweep, "collect_tests", lambda found, _: {r.name: tests[r.name] for r in found}
     )
     planned = plan(grid(["train.lora_r=4,8,16"]), None, [], "sweep")
     settings = {"samples": 200, "confidence": 0.95, "seed": 0}

@@ -5,12 +5,12 @@
 `key=a,b`, `key=range(1,4)`, `key=choice(a,b)`). Every point of the grid is checked against
 the params schema before any is queued (a typo'd key or a bad value fails naming the key).
 Each point becomes one experiment, `<name>-<i>` (i: its place in the grid), queued with
-`dvc exp run --queue -n <name>-<i> -S key=value ...` and run by improve's `run_queue`
+`dvc exp run --queue -n <name>-<i> -S key=value ...` and run by experiments/queue.py's `run_queue`
 (`dvc exp run --run-all -j N`, each worker with cores / N torch threads). Then it prints
 `dvc exp show` sorted by the val ranking metric, best first, each failed point with the end
 of `dvc queue logs` and the command that re-queues it, and the best run that passes the
 guardrails with its `dvc exp apply` and whether it is ahead of the runner-up and the baseline
-beyond the noise (improve's verdict: paired test items, Holm-adjusted over every finished
+beyond the noise (experiments/verdict.py: paired test items, Holm-adjusted over every finished
 run). It exits 1 when a point failed.
 
 Running it again reuses a point's experiment (done, queued or running) made from the same
@@ -34,26 +34,22 @@ from hydra.errors import HydraException
 
 from ..cli import run_stage
 from ..errors import StageError
-from ..params import ParamsError, load_params, parse_params
-from ..paths import METRICS, PARAMS
-from ..selection.comparison import bootstrap_settings
-from ..selection.guardrails import ranking_metric
-from .improve import (
-    BASELINE,
-    Run,
-    Summary,
-    collect_tests,
+from ..experiments.formatting import log_tail
+from ..experiments.queue import (
     copy_caches,
     dvc,
     exp_show,
-    flatten,
-    guardrail_failures_at,
-    log_tail,
-    run_queue,
-    val_key,
-    verdict,
+    queue,
+    run_if_waiting,
     warn_uncommitted,
 )
+from ..experiments.ranking import val_key
+from ..experiments.runs import Run, collect_tests, finished, guardrail_failures_at
+from ..experiments.verdict import Outcome, verdict
+from ..params import ParamsError, flatten, load_params, parse_params
+from ..paths import DIAGNOSIS, EVAL_CACHE_DIR, METRICS, PARAMS, TEST_ITEMS
+from ..selection.comparison import bootstrap_settings
+from ..selection.guardrails import ranking_metric
 
 
 @dataclass(frozen=True)
@@ -208,16 +204,14 @@ def failure_report(name: str, point: Point, log: list[str]) -> list[str]:
 
 
 def queue_and_run(planned: list[tuple[Point, str, bool]], existing: list[Run], jobs: int) -> None:
-    copy_args = copy_caches()
+    copy_args = copy_caches(EVAL_CACHE_DIR)
     for point, name, reused in planned:
         if reused:
             print(f"sweep: point {point.index} ({point.changes()}): reusing {name}")
             continue
-        dvc("exp", "run", "--queue", "-n", name, *point.set_args(), *copy_args)
+        queue(name, point.set_args(), copy_args)
         print(f"sweep: queued {name}: {point.changes()}")
-    waiting = [run for run in existing if run.state in ("queued", "running")]
-    if waiting or not all(reused for _, _, reused in planned):
-        run_queue(jobs, "sweep")
+    run_if_waiting(existing, not all(reused for _, _, reused in planned), jobs, "sweep")
 
 
 def summarise(
@@ -248,21 +242,17 @@ def summarise(
     if baseline is not None and not baseline.metrics:
         baseline = None  # the workspace has not been run: nothing to compare with
     ranked = ([baseline] if baseline else []) + found
-    summary = Summary(
+    outcome = Outcome(
         metric=metric,
         baseline=baseline,
-        runs=found,
-        changes={name: point.changes() for point, name, _ in planned},
-        modes={},
+        test_items=TEST_ITEMS,
         failures={
-            run.name: guardrail_failures_at(run) or []
-            for run in ranked
-            if not run.failed and run.state in (BASELINE, "success")
+            run.name: guardrail_failures_at(run, DIAGNOSIS) or [] for run in ranked if finished(run)
         },
-        tests=collect_tests(ranked),
+        tests=collect_tests(ranked, TEST_ITEMS),
         settings=settings,
     )
-    print("\n".join(verdict(summary, ranked)))
+    print("\n".join(verdict(outcome, ranked)))
     return len(failed)
 
 

@@ -1,4 +1,4 @@
-"""`make compare-exps A=<exp> B=<exp>`: two experiments compared item by item.
+"""Two experiments compared item by item (`make compare-exps A=<exp> B=<exp>`).
 
 An experiment is a DVC experiment name (`dvc exp ls`), any git revision (HEAD, a branch, a
 commit) or `workspace` (the files on disk). Its commit holds, git-tracked (cache: false in
@@ -8,28 +8,18 @@ items both were scored on, with an interval (Tango's score interval for 0/1 scor
 paired bootstrap for graded ones) and McNemar's exact p-value (0/1 scores), and called better
 or worse only when the interval excludes 0 (and, for 0/1 scores, McNemar's p is under
 1 - select.confidence); otherwise "no difference detectable".
-
-`make improve` and `make sweep` use the same records to ask whether the run they pick is
-ahead of the others beyond the noise (versus_rest): the winner minus every other finished run
-on the test items, Holm-adjusted over all those comparisons.
+experiments/noise.py asks of the same records whether the run `make improve` or `make sweep`
+picks is ahead of the others beyond the noise.
 """
 
-import argparse
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cli import run_stage
 from ..errors import StageError
-from ..evaluation.multiplicity import holm, p_label, paired_p
 from ..io import read_json, read_json_at
-from ..params import load_params
-from ..paths import EVAL_DIR, TEST_ITEMS
 from ..selection.comparison import (
-    BINARY,
     Comparison,
-    bootstrap_settings,
     compare,
     item_values,
     p_text,
@@ -95,12 +85,12 @@ def read_at(name: str, rev: str, path: Path) -> Any:
     return found
 
 
-def load(name: str) -> dict[str, dict]:
-    """An experiment's per-item records: its selected model on test and on the general
-    suites (its eval report)."""
+def load(name: str, test_items: Path, eval_dir: Path) -> dict[str, dict]:
+    """An experiment's per-item records: its selected model on test (select's `test_items`)
+    and on the general suites (its eval report in `eval_dir`)."""
     rev = resolve(name)
-    selected = read_at(name, rev, TEST_ITEMS)["selected"]
-    general = read_at(name, rev, EVAL_DIR / f"{selected['model']}.json")
+    selected = read_at(name, rev, test_items)["selected"]
+    general = read_at(name, rev, eval_dir / f"{selected['model']}.json")
     return {"test": selected, "general": general}
 
 
@@ -144,161 +134,3 @@ def render(names: tuple[str, str], models: tuple[str, str], rows: list[Row], set
             f"{with_interval(comparison.diff, signed=True):<26} {p:>7}  {comparison.verdict}"
         )
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Versus:
-    """The winner minus one other run on a metric, paired on the test items both have; `p`
-    is Holm-adjusted over all the winner's comparisons into `adjusted`."""
-
-    other: str
-    n: int  # items in common
-    diff: float  # the winner's mean minus the other's, on those items
-    p: float
-    adjusted: float
-    alpha: float  # 1 - select.confidence
-
-    @property
-    def detectable(self) -> bool:
-        return self.n > 0 and self.adjusted < self.alpha
-
-    @property
-    def better(self) -> bool:
-        return self.detectable and self.diff > 0
-
-    @property
-    def worse(self) -> bool:
-        return self.detectable and self.diff < 0
-
-    @property
-    def verdict(self) -> str:
-        if not self.n:
-            return "no items in common"
-        if not self.detectable:
-            return "no difference detectable"
-        return "better" if self.better else "worse"
-
-
-def versus_rest(winner: str, reports: dict[str, dict], metric: str, settings: dict) -> list[Versus]:
-    """`winner` against every other run in `reports` (run name -> its test_items.json
-    `selected` entry), each paired on the items both have (McNemar's exact p for 0/1 items,
-    a paired permutation p for graded ones), the p-values Holm-adjusted together."""
-    mine = item_values(reports[winner], metric)
-    raw = []
-    for name, report in reports.items():
-        if name == winner:
-            continue
-        theirs = item_values(report, metric)
-        common = sorted(mine.keys() & theirs.keys())
-        a, b = [mine[i] for i in common], [theirs[i] for i in common]
-        diff = (sum(a) - sum(b)) / len(common) if common else 0.0
-        p = paired_p(a, b, metric in BINARY, samples=settings["samples"], seed=settings["seed"])
-        raw.append((name, len(common), diff, p))
-    adjusted = holm([p for *_, p in raw])
-    alpha = round(1 - settings["confidence"], 10)
-    return [
-        Versus(name, n, diff, p, adj, alpha)
-        for (name, n, diff, p), adj in zip(raw, adjusted, strict=True)
-    ]
-
-
-def comparisons(m: int) -> str:
-    return f"{m} comparison{'' if m == 1 else 's'}"
-
-
-def noise_sentence(winner: str, focus: list[tuple[str, Versus]], m: int, test: str) -> str:
-    """Whether `winner` (a name, or "the baseline") is ahead of the runs in `focus` ((label,
-    comparison): the baseline, the
-    runner-up) beyond the noise, e.g. "fix-a is detectably better than the baseline (McNemar
-    p 0.003, Holm-adjusted 0.009, 3 comparisons) but not than the runner-up fix-b (McNemar p
-    0.21, Holm-adjusted 0.41): the ranking between them is noise."; `m` comparisons were made
-    in all, `test` names the p."""
-    count = [comparisons(m)]
-
-    def clause(label: str, versus: Versus) -> str:
-        stats = [f"{test} p {p_text(versus.p)}", f"Holm-adjusted {p_text(versus.adjusted)}"]
-        stats += count[:1]
-        count.clear()  # the number of comparisons is said once, in the first clause
-        return f"{label} ({', '.join(stats)})"
-
-    better = [clause(*pair) for pair in focus if pair[1].better]
-    level = [clause(*pair) for pair in focus if not pair[1].detectable]
-    worse = [clause(*pair) for pair in focus if pair[1].worse]
-    sentences = []
-    first = winner[:1].upper() + winner[1:] if winner.startswith("the ") else winner
-    if better:
-        text = f"{first} is detectably better than " + " and than ".join(better)
-        if level:
-            text += " but not than " + " nor than ".join(level)
-            text += ": the ranking between them is noise"
-        sentences.append(text + ".")
-    elif level:
-        text = f"{first} is not detectably better than " + " nor than ".join(level)
-        sentences.append(text + ": the ranking between them is noise.")
-    sentences += [
-        f"On test {winner} is detectably worse than {against}: its lead on val did not hold up."
-        for against in worse
-    ]
-    return " ".join(sentences)
-
-
-def noise_report(
-    winner: str,
-    versus: list[Versus],
-    metric: str,
-    binary: bool,
-    runner_up: str | None = None,
-    baseline: str | None = None,
-) -> list[str]:
-    """Markdown: every comparison of the winner as a table, then noise_sentence on the two
-    that matter: against the baseline (the run the experiments started from) and against the
-    runner-up (the next best val score)."""
-    test = p_label(binary)
-    me = "the baseline" if winner == baseline else winner
-    lines = [
-        f"Beyond the noise? The winner ({me}) minus each other finished run, on the test items "
-        f"both were scored on ({test} p, Holm-adjusted over {comparisons(len(versus))}; "
-        f"detectable under {versus[0].alpha:g}). Test played no part in the pick (val did), "
-        "so this is a fair check of it; on the val items it was picked on, the winner would "
-        "look better than it is.",
-        "",
-        f"| minus | items | test {metric} difference | p | Holm-adjusted p | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    roles = {
-        name: role for name, role in ((baseline, "baseline"), (runner_up, "runner-up")) if name
-    }
-    for found in versus:
-        role = roles.get(found.other)
-        name = f"{found.other} ({role})" if role and role != found.other else found.other
-        lines.append(
-            f"| {name} | {found.n} | {found.diff:+.3f} | {p_text(found.p)} "
-            f"| {p_text(found.adjusted)} | {found.verdict} |"
-        )
-    by_name = {found.other: found for found in versus}
-    focus = [("the baseline", by_name[baseline])] if baseline in by_name else []
-    if runner_up in by_name and runner_up != baseline:
-        focus.append((f"the runner-up {runner_up}", by_name[runner_up]))
-    sentence = noise_sentence(me, focus, len(versus), test)
-    return [*lines, "", sentence] if sentence else lines
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="experiment A: a `dvc exp ls` name, a git revision or workspace")
-    parser.add_argument("b", help="experiment B (the difference is B minus A)")
-    args = parser.parse_args(argv)
-    settings = bootstrap_settings(load_params())
-    a, b = load(args.a), load(args.b)
-    models = (a["test"]["model"], b["test"]["model"])
-    print(render((args.a, args.b), models, compare_experiments(a, b, settings), settings))
-    ids = [set(item_values(x["test"], "task_accuracy")) for x in (a, b)]
-    if ids[0] != ids[1]:
-        print(
-            f"note: the test splits differ (A {len(ids[0])} items, B {len(ids[1])}): only the "
-            f"{len(ids[0] & ids[1])} in both are compared"
-        )
-
-
-if __name__ == "__main__":
-    run_stage("compare-exps", main)
