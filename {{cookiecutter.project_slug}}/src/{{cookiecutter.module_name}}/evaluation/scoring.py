@@ -14,6 +14,7 @@ from typing import Any
 from ..data.schemas import json_target_status, parse_leading_json
 from ..errors import StageError
 from ..params import TaskParams
+from .metric_names import EXACT_MATCH, FORMAT_CORRECT, FORMAT_DRIFT, TASK_ACCURACY, TASK_SCORE
 from .suites import canonical_answer, failed_checks, score_general_qa
 
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
@@ -155,11 +156,11 @@ def mean(values: Sequence[float]) -> float:
 
 # Each task metric is the mean of one per-item field (selection/comparison.py resamples them).
 TASK_ITEM_FIELDS = {
-    "task_accuracy": "correct",
-    "task_score": "score",
-    "exact_match": "exact",
-    "format_correct": "format_ok",
-    "format_drift": "drift",
+    TASK_ACCURACY: "correct",
+    TASK_SCORE: "score",
+    EXACT_MATCH: "exact",
+    FORMAT_CORRECT: "format_ok",
+    FORMAT_DRIFT: "drift",
 }
 
 

@@ -14,6 +14,17 @@ call a difference). `suite_sizes` says how large a difference each suite can det
 from dataclasses import dataclass
 from typing import Any
 
+from ..evaluation.metric_names import (
+    EXACT_MATCH,
+    FORGETTING_SCORE,
+    FORMAT_CORRECT,
+    FORMAT_DRIFT,
+    GENERAL_QA,
+    GENERAL_SUITES,
+    INSTRUCTION_FOLLOW,
+    TASK_ACCURACY,
+    TASK_SCORE,
+)
 from ..evaluation.scoring import TASK_ITEM_FIELDS, lost_items
 from ..evaluation.uncertainty import (
     Interval,
@@ -27,26 +38,25 @@ from ..evaluation.uncertainty import (
 from ..params import Params, SelectParams, TaskParams
 from .guardrails import ranking_metric
 
-GENERAL_SUITES = ("general_qa", "instruction_follow")
 # per-item values that are 0/1 (McNemar's exact test applies); task_score is graded
-BINARY = {"task_accuracy", "exact_match", "format_correct", "format_drift", *GENERAL_SUITES}
+BINARY = {TASK_ACCURACY, EXACT_MATCH, FORMAT_CORRECT, FORMAT_DRIFT, *GENERAL_SUITES}
 # reports/metrics.json name -> (split, metric) of the selected model's intervals
 HEADLINE_INTERVALS = {
-    "task_accuracy": ("test", "task_accuracy"),
-    "task_score": ("test", "task_score"),
-    "format_correct": ("test", "format_correct"),
-    "val_task_accuracy": ("val", "task_accuracy"),
-    "val_task_score": ("val", "task_score"),
-    "general_qa": ("val", "general_qa"),
-    "instruction_follow": ("val", "instruction_follow"),
-    "forgetting_score": ("val", "forgetting_score"),
+    TASK_ACCURACY: ("test", TASK_ACCURACY),
+    TASK_SCORE: ("test", TASK_SCORE),
+    FORMAT_CORRECT: ("test", FORMAT_CORRECT),
+    "val_task_accuracy": ("val", TASK_ACCURACY),
+    "val_task_score": ("val", TASK_SCORE),
+    GENERAL_QA: ("val", GENERAL_QA),
+    INSTRUCTION_FOLLOW: ("val", INSTRUCTION_FOLLOW),
+    FORGETTING_SCORE: ("val", FORGETTING_SCORE),
 }
 # suite -> (split, 0/1 metric) whose items the selected model and the base are paired on
 SUITES = {
-    "val_task": ("val", "task_accuracy"),
-    "test_task": ("test", "task_accuracy"),
-    "general_qa": ("val", "general_qa"),
-    "instruction_follow": ("val", "instruction_follow"),
+    "val_task": ("val", TASK_ACCURACY),
+    "test_task": ("test", TASK_ACCURACY),
+    GENERAL_QA: ("val", GENERAL_QA),
+    INSTRUCTION_FOLLOW: ("val", INSTRUCTION_FOLLOW),
 }
 
 
@@ -81,7 +91,7 @@ def interval(report: dict, metric: str, settings: dict, base: dict | None = None
     graded ones); forgetting_score needs the `base` report (its items are the general items
     the base gets right, each 1 when lost)."""
     confidence = settings.get("confidence", 0.95)
-    if metric == "forgetting_score":
+    if metric == FORGETTING_SCORE:
         assert base is not None, "forgetting_score is measured against the base report"
         lost = lost_items(general_correct(base), general_correct(report))
         return binary_mean([float(x) for x in lost], confidence=confidence)
@@ -179,9 +189,9 @@ def guardrail_margins(
     Wilson interval holding the threshold."""
     metrics, settings = selected_val["metrics"], {"confidence": rules.confidence}
     notes = []
-    size, base_qa = sizes.get("general_qa"), base_val["metrics"]["general_qa"]
+    size, base_qa = sizes.get(GENERAL_QA), base_val["metrics"][GENERAL_QA]
     floor = round(base_qa * rules.min_general_qa_ratio, 4)
-    gap = metrics["general_qa"] - floor
+    gap = metrics[GENERAL_QA] - floor
     if size is not None and size.n and floor > 0 and abs(gap) < size.mdd:
         notes.append(
             f"general QA {metrics['general_qa']:.3f} vs its guardrail {floor:.3f} "
@@ -191,8 +201,8 @@ def guardrail_margins(
             f"smallest detectable difference of {size.mdd:.3f} ({size.n} items)"
         )
     shares = {
-        "format_correct": ("min_format_correct", rules.min_format_correct, True),
-        "forgetting_score": ("max_forgetting", rules.max_forgetting, False),
+        FORMAT_CORRECT: ("min_format_correct", rules.min_format_correct, True),
+        FORGETTING_SCORE: ("max_forgetting", rules.max_forgetting, False),
     }
     for metric, (name, threshold, at_least) in shares.items():
         found = interval(selected_val, metric, settings, base_val)
@@ -209,7 +219,7 @@ def guardrail_margins(
 def paired_metrics(task: TaskParams) -> tuple[str, ...]:
     """The metrics the selected model is compared on: task accuracy, and the ranking metric
     where it differs (task_score under a graded scorer)."""
-    return tuple(dict.fromkeys(("task_accuracy", ranking_metric(task))))
+    return tuple(dict.fromkeys((TASK_ACCURACY, ranking_metric(task))))
 
 
 def headline_intervals(
@@ -234,7 +244,7 @@ def metric_keys(
     keys: dict[str, Any] = {f"{suite}_mdd": size.mdd for suite, size in (sizes or {}).items()}
     for name, found in intervals.items():
         keys |= {f"{name}_lo": found.lo, f"{name}_hi": found.hi}
-    keys["test_items"] = intervals["task_accuracy"].n
+    keys["test_items"] = intervals[TASK_ACCURACY].n
     keys["val_items"] = intervals["val_task_accuracy"].n
     for comparison in comparisons:
         prefix = f"vs_{comparison.against}_{comparison.metric}_diff"

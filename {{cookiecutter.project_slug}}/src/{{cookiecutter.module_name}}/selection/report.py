@@ -10,9 +10,19 @@ from typing import Any
 
 from ..data.data_report import funnel_blocks, target_finding_blocks, trainable_summary
 from ..document import Block, Bullets, Heading, Image, Para, Table, write_html, write_markdown
+from ..evaluation.metric_names import (
+    EXACT_MATCH,
+    FORGETTING_SCORE,
+    FORMAT_CORRECT,
+    FORMAT_DRIFT,
+    GENERAL_QA,
+    INSTRUCTION_FOLLOW,
+    TASK_ACCURACY,
+    TASK_SCORE,
+    VAL_LOSS,
+)
 from ..evaluation.uncertainty import Interval
 from ..params import SelectParams
-from ..paths import DATA_REPORT, REPORT_HTML, REPORT_MD, TRAINING_EXAMPLE
 from .comparison import (
     Comparison,
     SuiteSize,
@@ -27,28 +37,28 @@ from .diagnose import Finding, loss_curves
 from .verdict import Verdict
 
 HEADLINE = (
-    "task_accuracy",
-    "format_correct",
-    "general_qa",
-    "instruction_follow",
-    "forgetting_score",
+    TASK_ACCURACY,
+    FORMAT_CORRECT,
+    GENERAL_QA,
+    INSTRUCTION_FOLLOW,
+    FORGETTING_SCORE,
 )
 # test-split columns: the first ones with their intervals
-INTERVAL_COLUMNS = ("task_accuracy", "task_score", "format_correct")
-TEST_COLUMNS = (*INTERVAL_COLUMNS, "exact_match", "format_drift")
+INTERVAL_COLUMNS = (TASK_ACCURACY, TASK_SCORE, FORMAT_CORRECT)
+TEST_COLUMNS = (*INTERVAL_COLUMNS, EXACT_MATCH, FORMAT_DRIFT)
 VAL_INTERVALS = (
     "val_task_accuracy",
     "val_task_score",
-    "general_qa",
-    "instruction_follow",
-    "forgetting_score",
+    GENERAL_QA,
+    INSTRUCTION_FOLLOW,
+    FORGETTING_SCORE,
 )
-CURVE_METRICS = ("task_accuracy", "format_correct", "general_qa", "forgetting_score")
+CURVE_METRICS = (TASK_ACCURACY, FORMAT_CORRECT, GENERAL_QA, FORGETTING_SCORE)
 SUITE_NAMES = {
     "val_task": "val task",
     "test_task": "test task",
-    "general_qa": "general QA",
-    "instruction_follow": "instruction following",
+    GENERAL_QA: "general QA",
+    INSTRUCTION_FOLLOW: "instruction following",
 }
 
 
@@ -107,7 +117,7 @@ def headline_rows(tests: dict[str, dict], settings: dict) -> list[list[Any]]:
         rows.append(
             [
                 name,
-                found["task_accuracy"].n,
+                found[TASK_ACCURACY].n,
                 *(with_interval(found[key]) for key in INTERVAL_COLUMNS),
                 *(report["metrics"].get(key) for key in TEST_COLUMNS[len(INTERVAL_COLUMNS) :]),
             ]
@@ -126,7 +136,7 @@ def comparison_blocks(comparisons: list[Comparison], level: str) -> list[Block]:
     summary = "; ".join(
         f"vs {c.against}: **{c.verdict}** ({difference_text(c)})"
         for c in comparisons
-        if c.metric == "task_accuracy"
+        if c.metric == TASK_ACCURACY
     )
     return [
         Heading("Against the baselines (test, paired)"),
@@ -220,11 +230,13 @@ def build_blocks(
     comparisons: list[Comparison],
     bootstrap: dict,
     versions: dict[str, str] | None = None,
-    ranking: str = "task_accuracy",
+    ranking: str = TASK_ACCURACY,
     overall: Verdict | None = None,
     scoring: dict | None = None,
     sizes: dict[str, SuiteSize] | None = None,
     rules: SelectParams | None = None,
+    data_report: Path,
+    training_example: Path,
 ) -> list[Block]:
     """The whole report: verdict, headline on test with intervals, the paired comparisons
     with the baselines, diagnosis, curves, checkpoints, data, and the software versions the
@@ -233,8 +245,9 @@ def build_blocks(
     metrics.json name; `bootstrap` the bootstrap settings. `ranking` is the val metric the
     checkpoint was chosen by (task_score under a graded scorer); `overall` the verdict on
     contradicting findings (selection/verdict.py), `scoring` curate's scorer resolution;
-    `sizes` each suite's smallest detectable difference (comparison.suite_sizes) and `rules`
-    the guardrails whose verdicts it may leave undecided."""
+    `sizes` each suite's smallest detectable difference (comparison.suite_sizes), `rules`
+    the guardrails whose verdicts it may leave undecided, and `data_report` and
+    `training_example` the data reports the data section points to."""
     level = f"{bootstrap['confidence']:.0%}"
     verdict = (
         f"Selected **{selected['model']}** (step {selected['step']}) by val "
@@ -251,8 +264,8 @@ def build_blocks(
             r["model"] + (" ←" if r["model"] == selected["model"] else ""),
             r["step"],
             *(r["metrics"].get(k) for k in HEADLINE),
-            r["metrics"].get("task_score"),
-            r.get("val_loss"),
+            r["metrics"].get(TASK_SCORE),
+            r.get(VAL_LOSS),
         ]
         for r in reports
     ]
@@ -300,12 +313,12 @@ def build_blocks(
         ),
         Table(["metric", f"value [{level} interval]", "items"], val_interval_rows(intervals)),
         Para("Forgetting is measured against the base; the few-shot row has task metrics only."),
-        Table(["model", "step", *HEADLINE, "task_score", "val_loss"], checkpoint_rows),
+        Table(["model", "step", *HEADLINE, TASK_SCORE, VAL_LOSS], checkpoint_rows),
         Para(
             f"Regressions of the selected checkpoint vs base: {len(selected['regressions'])}"
             + (f" ({', '.join(selected['regressions'][:10])})" if selected["regressions"] else "")
         ),
-        *data_blocks(curate, split),
+        *data_blocks(curate, split, data_report, training_example),
         *software_blocks(versions or {}),
     ]
 
@@ -326,8 +339,11 @@ def software_blocks(versions: dict[str, str]) -> list[Block]:
     ]
 
 
-def data_blocks(curate: dict, split: dict) -> list[Block]:
-    """The curate funnel, when the curate and split reports exist."""
+def data_blocks(
+    curate: dict, split: dict, data_report: Path, training_example: Path
+) -> list[Block]:
+    """The curate funnel, when the curate and split reports exist, pointing to the data
+    report and the rendered training example for the details."""
     if not (curate and split):
         return []
     return [
@@ -336,9 +352,9 @@ def data_blocks(curate: dict, split: dict) -> list[Block]:
         *target_finding_blocks(curate),
         *trainable_summary(curate),
         Para(
-            f"Details: {DATA_REPORT} (quarantine reasons, duplicates, targets, format audit, "
+            f"Details: {data_report} (quarantine reasons, duplicates, targets, format audit, "
             f"trainable tokens per row); what the model is trained on, token by token: "
-            f"{TRAINING_EXAMPLE}."
+            f"{training_example}."
         ),
     ]
 
@@ -362,34 +378,34 @@ def headline(
     each suite's smallest detectable difference (`<suite>_mdd`)."""
     val = selected["metrics"]
     metrics = {
-        "task_accuracy": test["task_accuracy"],
-        "task_score": test["task_score"],
-        "exact_match": test["exact_match"],
-        "format_correct": test["format_correct"],
-        "format_drift": test["format_drift"],
-        "general_qa": val["general_qa"],
-        "instruction_follow": val["instruction_follow"],
-        "forgetting_score": val["forgetting_score"],
+        TASK_ACCURACY: test[TASK_ACCURACY],
+        TASK_SCORE: test[TASK_SCORE],
+        EXACT_MATCH: test[EXACT_MATCH],
+        FORMAT_CORRECT: test[FORMAT_CORRECT],
+        FORMAT_DRIFT: test[FORMAT_DRIFT],
+        GENERAL_QA: val[GENERAL_QA],
+        INSTRUCTION_FOLLOW: val[INSTRUCTION_FOLLOW],
+        FORGETTING_SCORE: val[FORGETTING_SCORE],
         "selected_step": selected["step"],
         "selected": selected["model"],
-        "val_loss": selected.get("val_loss"),
-        "val_task_accuracy": val["task_accuracy"],
-        "val_task_score": val["task_score"],
+        VAL_LOSS: selected.get(VAL_LOSS),
+        "val_task_accuracy": val[TASK_ACCURACY],
+        "val_task_score": val[TASK_SCORE],
         "guardrails_passed": passed,
-        "base_task_accuracy": base_test["task_accuracy"],
-        "base_task_score": base_test["task_score"],
-        "base_format_correct": base_test["format_correct"],
+        "base_task_accuracy": base_test[TASK_ACCURACY],
+        "base_task_score": base_test[TASK_SCORE],
+        "base_format_correct": base_test[FORMAT_CORRECT],
     }
     if fewshot_test is not None:
-        metrics["fewshot_task_accuracy"] = fewshot_test["task_accuracy"]
-        metrics["fewshot_task_score"] = fewshot_test["task_score"]
-        metrics["fewshot_format_correct"] = fewshot_test["format_correct"]
+        metrics["fewshot_task_accuracy"] = fewshot_test[TASK_ACCURACY]
+        metrics["fewshot_task_score"] = fewshot_test[TASK_SCORE]
+        metrics["fewshot_format_correct"] = fewshot_test[FORMAT_CORRECT]
     metrics["diagnosis"] = ", ".join(f.mode for f in findings) or "none"
     if intervals:
         metrics |= metric_keys(intervals, comparisons or [], sizes)
     return metrics
 
 
-def write_report(blocks: list[Block]) -> None:
-    write_markdown(blocks, REPORT_MD)
-    write_html(blocks, REPORT_HTML, "Fine-tune report")
+def write_report(blocks: list[Block], markdown: Path, html: Path) -> None:
+    write_markdown(blocks, markdown)
+    write_html(blocks, html, "Fine-tune report")
