@@ -1,4 +1,4 @@
-"""The training advisor: seed 001's decision tree on synthetic hardware and model sizes, the
+"""The training advisor: the decision tree (data size, memory) on synthetic hardware and model sizes, the
 parameter count against transformers, and the advice the smoke stage stores."""
 
 from pathlib import Path
@@ -132,8 +132,8 @@ def test_data_verdict(rows: int | None, verdict: str) -> None:
         (gpu(80), "LoRA or full"),
     ],
 )
-def test_seed_tier(hw: Hardware, words: str) -> None:
-    assert words in advisor.seed_tier(hw)
+def test_hardware_tier(hw: Hardware, words: str) -> None:
+    assert words in advisor.hardware_tier(hw)
 
 
 def test_small_model_on_a_cpu_gets_lora_on_the_cpu() -> None:
@@ -171,7 +171,7 @@ def test_a_2b_model_on_an_8gb_laptop_gets_qlora_on_the_cpu() -> None:
     assert not advice.configured_fits
     assert any("set train.method=qlora" in note for note in advice.notes)
     assert advice.max_batch_size >= 1  # qlora's batch
-    assert "QLoRA (4-bit base)" in advice.seed_tier
+    assert "QLoRA (4-bit base)" in advice.hardware_tier
 
 
 def test_the_4bit_base_is_what_shrinks() -> None:

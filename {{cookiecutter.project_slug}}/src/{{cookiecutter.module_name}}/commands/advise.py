@@ -24,7 +24,7 @@ def render(advice: Advice) -> str:
     lines = [
         f"Training advice for {advice.model} ({advice.params / 1e6:,.1f}M parameters)",
         f"  hardware  {advice.hardware}",
-        f"  seed 001  {advice.seed_tier}",
+        f"  by memory {advice.hardware_tier}",
         f"  data      {advice.data_advice}",
         f"  memory    per device, {advice.budget_gib:.1f} GiB budget "
         f"({MEMORY_FRACTION:.0%} of {advice.memory_gib:.1f} GiB), max_length {advice.max_length}:",

@@ -1,6 +1,6 @@
 """What `curate` reports: counts and examples (reports/curate.json), token-length statistics,
 the tokens each kept row trains on, the histogram for `dvc plots` and its image, the
-seeds' dataset-size advice, and how the task will be scored (`scoring`: a null task.scorer
+data-size advice (data/sizing.py), and how the task will be scored (`scoring`: a null task.scorer
 on free-text targets means chrF, read back by params.load_params for every later stage)."""
 
 from array import array
@@ -27,7 +27,7 @@ LABEL_IMBALANCE = 0.8  # a score field whose most common value has this share is
 MIN_FREE_TEXT_WORDS = 4  # median words per target
 MIN_FREE_TEXT_CHARS = 32  # or median characters (scripts written without spaces)
 IMBALANCE_ADVICE = (
-    "diversity across task variants and edge cases matters as much as volume (seed 000): add "
+    "diversity across task variants and edge cases matters as much as volume: add "
     "examples of the rarer values, or a model that always answers the common one scores well"
 )
 
@@ -126,7 +126,7 @@ def plot_token_lengths(lengths: list[int], max_tokens: int | None, path: Path) -
 
 def label_imbalance(labels: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     """Score fields whose most common value holds LABEL_IMBALANCE of the rows or more:
-    reported with the seeds' advice, never quarantined (the labels may be the truth)."""
+    reported with IMBALANCE_ADVICE, never quarantined (the labels may be the truth)."""
     found = []
     for name, counts in labels.items():
         total = sum(counts.values())

@@ -1,5 +1,13 @@
-"""The seeds' data-size table (seed 001): how many examples call for which approach. curate
-reports it for the rows it kept; `make advise` for the train split."""
+"""How many training examples call for which approach: the data-size table curate reports for
+the rows it kept and `make advise` for the train split.
+
+The bands are a rule of thumb, not a measurement of this project: under 100 examples, few-shot
+prompting usually does as well as fine-tuning (the eval stage's few-shot baseline measures it
+on your data); 100-1,000 train a LoRA adapter that starts to overfit within a few epochs, so val
+loss picks the checkpoint; 1,000-10,000 is the range where LoRA SFT gains most; from 10,000,
+preference tuning (the dpo stage) or full fine-tuning are worth a run against LoRA. Where the
+bands come from: docs/decisions.md.
+"""
 
 
 def size_verdict(rows: int) -> tuple[str, str]:

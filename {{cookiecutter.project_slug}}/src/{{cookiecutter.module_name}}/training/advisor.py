@@ -1,8 +1,8 @@
 """Which method, batch size and run time suit this model, data and machine: the advice
 `make advise` prints and the smoke stage stores in reports/smoke.json.
 
-Seed 001's decision tree (data size, then VRAM) combined with estimates for the actual base
-model: memory per method (training/memory.py), the largest batch that fits, and the time of
+A rule-of-thumb decision tree (the data-size table of data/sizing.py, then the memory of the
+device) combined with estimates for the actual base model: memory per method (training/memory.py), the largest batch that fits, and the time of
 the full run (measured by the smoke stage when reports/smoke.json is current, estimated from
 FLOPs otherwise).
 """
@@ -27,7 +27,7 @@ LONG_RUN_HOURS = 24
 # Preference when several methods fit: LoRA keeps the base in full precision at the least
 # compute; QLoRA when only a 4-bit base fits (on a GPU slower per step; a little less exact,
 # and eval merges the adapter into the float base it was not trained on); full fine-tuning is
-# listed as an alternative when it fits (seed 001: for 10,000+ rows).
+# listed as an alternative when it fits (worth a run from 10,000 rows: data/sizing.py).
 PREFERENCE = ("lora", "qlora", "full")
 
 
@@ -53,7 +53,7 @@ class Advice:
     hardware: str
     memory_gib: float
     budget_gib: float
-    seed_tier: str
+    hardware_tier: str  # which methods this much memory usually allows
     rows: int | None
     # few-shot | lora-watch-overfitting | lora-optimal | sft-dpo-or-full | no-data
     data_verdict: str
@@ -75,14 +75,15 @@ class Advice:
 
 
 def data_verdict(rows: int | None) -> tuple[str, str]:
-    """Seed 001's data-size table for the train split: (verdict, advice)."""
+    """The data-size table (data/sizing.py) for the train split: (verdict, advice)."""
     if rows is None:
         return "no-data", "no data/splits/train.jsonl yet: run `dvc repro split`"
     return size_verdict(rows)
 
 
-def seed_tier(hw: Hardware) -> str:
-    """Seed 001's VRAM tree, as a rule of thumb; the estimates below are for this model."""
+def hardware_tier(hw: Hardware) -> str:
+    """Which methods and model sizes this much VRAM usually allows, as a rule of thumb (the
+    estimates of `advise` are for this model)."""
     if hw.kind == "cpu":
         return (
             "no GPU: API fine-tuning (OpenAI, Together AI); a small model that fits in RAM "
@@ -182,7 +183,7 @@ def advise(
     if minutes is not None and minutes > LONG_RUN_HOURS * 60:
         notes.append(
             f"~{minutes / 60:.0f} h is a long run: use a GPU, a smaller base model, or fewer "
-            "rows/epochs (the seed: hours, not days)"
+            "rows/epochs (a fine-tune should take hours, not days)"
         )
     if hw.devices > 1:
         notes.append(
@@ -195,7 +196,7 @@ def advise(
         hardware=describe_hardware(hw),
         memory_gib=round(hw.memory_bytes / GIB, 1),
         budget_gib=round(budget_gib, 1),
-        seed_tier=seed_tier(hw),
+        hardware_tier=hardware_tier(hw),
         rows=data.rows,
         data_verdict=verdict,
         data_advice=data_advice,
@@ -253,7 +254,7 @@ def data_notes(verdict: str, train: TrainParams, full_fits: bool) -> list[str]:
     if verdict in ("few-shot", "lora-watch-overfitting") and train.num_epochs > 3:
         notes.append(
             f"train.num_epochs={train.num_epochs:g} on under 1,000 rows risks overfitting: "
-            "the seeds say 1-3 epochs, picked by val loss"
+            "1-3 epochs, picked by val loss, is the usual range"
         )
     if verdict == "sft-dpo-or-full" and full_fits:
         notes.append("full fine-tuning fits in memory: worth a run against LoRA at this size")
