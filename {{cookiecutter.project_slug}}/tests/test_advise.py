@@ -1,5 +1,5 @@
-"""The training advisor: the decision tree (data size, memory) on synthetic hardware and model sizes, the
-parameter count against transformers, and the advice the smoke stage stores."""
+"""The training advisor: the decision tree (data size, memory) on synthetic hardware and model
+sizes, the parameter count against transformers, and the advice the smoke stage stores."""
 
 from pathlib import Path
 

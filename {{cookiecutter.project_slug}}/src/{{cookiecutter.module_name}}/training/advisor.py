@@ -2,9 +2,9 @@
 `make advise` prints and the smoke stage stores in reports/smoke.json.
 
 A rule-of-thumb decision tree (the data-size table of data/sizing.py, then the memory of the
-device) combined with estimates for the actual base model: memory per method (training/memory.py), the largest batch that fits, and the time of
-the full run (measured by the smoke stage when reports/smoke.json is current, estimated from
-FLOPs otherwise).
+device) combined with estimates for the actual base model: memory per method
+(training/memory.py), the largest batch that fits, and the time of the full run (measured by
+the smoke stage when reports/smoke.json is current, estimated from FLOPs otherwise).
 """
 
 import math
