@@ -17,10 +17,14 @@ import yaml
 
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, write_json, write_jsonl
-from {{ cookiecutter.module_name }}.params import ParamsError, load_params, parse_params
+from {{ cookiecutter.module_name }}.params import ParamsError, flatten, load_params, parse_params
 from {{ cookiecutter.module_name }}.paths import EVAL_PLOT, METRICS, TRACKING, TRAIN_LOG_DIR
 from {{ cookiecutter.module_name }}.stages import track as track_stage
-from {{ cookiecutter.module_name }}.tracking import trackers as tracking
+from {{ cookiecutter.module_name }}.tracking.context import Context, context, project_name
+from {{ cookiecutter.module_name }}.tracking.mlflow_logger import param_text, split_metrics
+from {{ cookiecutter.module_name }}.tracking.run_data import read_curves, tracked_params
+from {{ cookiecutter.module_name }}.tracking.track import track
+from {{ cookiecutter.module_name }}.tracking.wandb_logger import by_step
 from {{ cookiecutter.module_name }}.training import trainer
 
 PROJECT = Path(__file__).parents[1]
@@ -85,7 +89,7 @@ def test_only_the_track_stage_reads_track(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_track_declares_every_section_it_logs() -> None:
-    logged = set(tracking.tracked_params(parse_params({})))
+    logged = set(tracked_params(parse_params({})))
     assert logged == set(DVC_YAML["stages"]["track"]["params"]) - {"track"}
 
 
@@ -94,17 +98,17 @@ def test_track_declares_every_section_it_logs() -> None:
 
 def test_flatten_names_params_as_dvc_does() -> None:
     nested = {"seed": 1, "train": {"lora_r": 8, "target_modules": ["q_proj"]}, "curate": {}}
-    flat = tracking.flatten(nested)
+    flat = flatten(nested)
     assert flat == {"seed": 1, "train.lora_r": 8, "train.target_modules": ["q_proj"], "curate": {}}
-    texts = {key: tracking.param_text(value) for key, value in flat.items()}
+    texts = {key: param_text(value) for key, value in flat.items()}
     assert texts == {
         "seed": "1",
         "train.lora_r": "8",
         "train.target_modules": '["q_proj"]',
         "curate": "{}",
     }
-    assert tracking.param_text("all-linear") == "all-linear"
-    assert tracking.param_text(None) == "null"
+    assert param_text("all-linear") == "all-linear"
+    assert param_text(None) == "null"
 
 
 def write_tsv(path: Path, column: str, points: list[tuple[int, float]]) -> None:
@@ -116,25 +120,25 @@ def write_tsv(path: Path, column: str, points: list[tuple[int, float]]) -> None:
 def test_read_curves_keeps_dvclive_names(tmp_path: Path) -> None:
     write_tsv(tmp_path / "plots/metrics/loss.tsv", "loss", [(1, 2.5), (2, 2.25)])
     write_tsv(tmp_path / "plots/metrics/eval/loss.tsv", "loss", [(0, 3.0)])
-    assert tracking.read_curves(tmp_path) == {
+    assert read_curves(tmp_path) == {
         "eval/loss": [(0, 3.0)],
         "loss": [(1, 2.5), (2, 2.25)],
     }
-    assert set(tracking.read_curves(tmp_path, "dpo/")) == {"dpo/loss", "dpo/eval/loss"}
-    assert tracking.read_curves(tmp_path / "absent") == {}
+    assert set(read_curves(tmp_path, "dpo/")) == {"dpo/loss", "dpo/eval/loss"}
+    assert read_curves(tmp_path / "absent") == {}
 
 
 def test_split_metrics_numbers_and_texts() -> None:
     metrics = {"task_accuracy": 0.5, "test_items": 6, "guardrails_passed": False}
     metrics |= {"diagnosis": "none", "val_loss": None}
-    numbers, texts = tracking.split_metrics(metrics)
+    numbers, texts = split_metrics(metrics)
     assert numbers == {"task_accuracy": 0.5, "test_items": 6.0, "guardrails_passed": 0.0}
     assert texts == {"diagnosis": "none"}
 
 
 def test_by_step_merges_curves_in_step_order() -> None:
     curves = {"loss": [(1, 2.0), (2, 1.5)], "eval/loss": [(0, 3.0), (2, 1.8)]}
-    assert tracking.by_step(curves) == [
+    assert by_step(curves) == [
         (0, {"eval/loss": 3.0}),
         (1, {"loss": 2.0}),
         (2, {"loss": 1.5, "eval/loss": 1.8}),
@@ -143,10 +147,10 @@ def test_by_step_merges_curves_in_step_order() -> None:
 
 def test_context_comes_from_dvc(tmp_path: Path) -> None:
     environ = {"DVC_ROOT": str(tmp_path), "DVC_EXP_NAME": "fix-overfitting"}
-    where = tracking.context(environ | {"DVC_EXP_BASELINE_REV": "abc123"})
-    assert where == tracking.Context(tmp_path.resolve(), "fix-overfitting", "abc123")
-    assert tracking.context({}).run_name is None
-    assert tracking.context({}).root == Path.cwd()
+    where = context(environ | {"DVC_EXP_BASELINE_REV": "abc123"})
+    assert where == Context(tmp_path.resolve(), "fix-overfitting", "abc123")
+    assert context({}).run_name is None
+    assert context({}).root == Path.cwd()
 
 
 # ------------------------------------------------------------------ the stage, offline
@@ -168,14 +172,14 @@ def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, tracker: str)
     monkeypatch.setitem(sys.modules, tracker, None)
     params = parse_params({"track": {tracker: {"enabled": True}}})
     with pytest.raises(StageError, match=rf"pip install -e '\.\[{tracker}\]'"):
-        tracking.track(params, {})
+        track(params, track_stage.SOURCES, {})
 
 
 def test_online_w_and_b_needs_the_key_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wandb", types.ModuleType("wandb"))
     params = parse_params({"track": {"wandb": {"enabled": True, "mode": "online"}}})
     with pytest.raises(StageError, match="WANDB_API_KEY is not set"):
-        tracking.track(params, {})
+        track(params, track_stage.SOURCES, {})
 
 
 def test_a_tracker_without_metrics_names_the_stage(
@@ -185,7 +189,7 @@ def test_a_tracker_without_metrics_names_the_stage(
     monkeypatch.setitem(sys.modules, "wandb", types.ModuleType("wandb"))
     params = parse_params({"track": {"wandb": {"enabled": True}}})
     with pytest.raises(StageError, match=f"{METRICS} not found"):
-        tracking.track(params, {})
+        track(params, track_stage.SOURCES, {})
 
 
 # ------------------------------------------------- a real train run, logged for real
@@ -225,7 +229,7 @@ def logged_curves() -> dict[str, list[tuple[int, float]]]:
 
 
 def decoded(text: str) -> Any:
-    """An MLflow param back to its value: JSON, or the string itself (tracking.param_text)."""
+    """An MLflow param back to its value: JSON, or the string itself (param_text)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -307,7 +311,7 @@ def test_mlflow_run_equals_params_losses_and_metrics(project: Path, tracked: dic
     from mlflow import MlflowClient
 
     assert tracked["mlflow"]["tracking_uri"] == "sqlite:///mlflow.db"
-    assert tracked["mlflow"]["experiment"] == tracking.project_name()
+    assert tracked["mlflow"]["experiment"] == project_name()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     run = client.get_run(tracked["mlflow"]["run_id"])
     assert run.info.run_name == "tiny-tracked"

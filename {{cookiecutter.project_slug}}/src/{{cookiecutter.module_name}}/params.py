@@ -433,7 +433,7 @@ class WandbParams(Section):
 
 class TrackParams(Section):
     """Optional trackers next to dvclive: the `track` stage logs params, losses and the
-    headline metrics to each enabled one (tracking/trackers.py)."""
+    headline metrics to each enabled one (tracking/track.py)."""
 
     mlflow: MlflowParams = MlflowParams()
     wandb: WandbParams = WandbParams()
