@@ -18,7 +18,7 @@ from huggingface_hub import constants
 
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json
-from {{ cookiecutter.module_name }}.models.hub import is_transport_error, materialise
+from {{ cookiecutter.module_name }}.models.hub import hub_error, is_transport_error, materialise
 
 HUB_ID = "org/name"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -204,3 +204,53 @@ def test_no_answer_from_the_server_is_a_transport_error(error: Exception) -> Non
 def test_an_answer_is_not_a_transport_error() -> None:
     assert not is_transport_error(ValueError("bad json"))
     assert not is_transport_error(KeyError("sha"))
+
+
+def map_hub_error(error: BaseException) -> str | None:
+    """hub_error's message as `make publish` asks for it (None: not the Hub's error)."""
+    failure = hub_error(
+        error,
+        doing="publish org/name",
+        refused="the token in HF_TOKEN",
+        token_fix="it needs write access to org/name",
+        offline_fix="check the network",
+    )
+    return None if failure is None else str(failure)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [e for e in client_errors() if "Timeout" in type(e).__name__],
+    ids=lambda e: f"{type(e).__module__}.{type(e).__name__}",
+)
+def test_a_timeout_of_each_client_maps_to_cannot_reach_the_hub(error: Exception) -> None:
+    """base and `make publish` share the mapper: the builtins', httpx's and requests' timeout
+    classes (Timeout, TimeoutException, TimeoutError) are one "cannot reach" line."""
+    message = map_hub_error(error)
+    assert message is not None
+    assert message.startswith(f"cannot reach the Hugging Face Hub ({constants.ENDPOINT})")
+    assert f"({type(error).__name__}: " in message and message.endswith(": check the network")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, "the Hugging Face Hub refused the token in HF_TOKEN (401): it needs write access"),
+        (403, "the Hugging Face Hub refused the token in HF_TOKEN (403)"),
+        (503, "the Hugging Face Hub answered 503 to publish org/name"),
+    ],
+)
+def test_an_error_answer_maps_by_its_status(status: int, expected: str) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    client = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
+    request = client.Request("GET", f"{constants.ENDPOINT}/api/models/org/name")
+    error = HfHubHTTPError("error", response=client.Response(status, request=request))
+    message = map_hub_error(error)
+    assert message is not None and message.startswith(expected)
+    assert "cannot reach" not in message
+
+
+def test_an_error_that_is_not_the_hubs_is_not_mapped() -> None:
+    assert map_hub_error(ValueError("bad json")) is None
+    assert map_hub_error(KeyError("sha")) is None

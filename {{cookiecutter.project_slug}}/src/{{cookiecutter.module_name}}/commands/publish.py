@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, constants
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from ..cli import run_stage
 from ..errors import StageError
 from ..io import read_json
-from ..models.hub import TRANSPORT_ERRORS
+from ..models.hub import hub_error
 from ..paths import CACHE_DIR, DIAGNOSIS, GGUF_EXPORT, MERGED_EXPORT, METRICS, SELECTED_DIR
 
 TOKEN_VARIABLE = "HF_TOKEN"
@@ -197,22 +197,21 @@ def hub_errors(repo_id: str) -> Iterator[None]:
     answer, a model card the Hub rejects, no answer at all."""
     try:
         yield
-    except HfHubHTTPError as error:
-        status = getattr(error.response, "status_code", None)
-        if status in (401, 403):
-            raise StageError(
-                f"the Hugging Face Hub refused the token in {TOKEN_VARIABLE} ({status}): it "
-                f"needs write access to {repo_id}"
-            ) from None
-        raise StageError(f"the Hugging Face Hub answered {status} for {repo_id}: {error}") from None
     except ValueError as error:  # upload_folder has the Hub validate the card's metadata
         if CARD not in str(error):
             raise
         raise StageError(f"the Hub rejected the model card: {error}") from None
     except Exception as error:
-        if not {cls.__name__ for cls in type(error).__mro__} & TRANSPORT_ERRORS:
+        failure = hub_error(
+            error,
+            doing=f"publish {repo_id}",
+            refused=f"the token in {TOKEN_VARIABLE}",
+            token_fix=f"it needs write access to {repo_id}",
+            offline_fix="check the network (or HF_ENDPOINT) and run it again",
+        )
+        if failure is None:
             raise
-        raise StageError(f"no answer from {constants.ENDPOINT}: {error!r}") from None
+        raise failure from None
 
 
 def upload(plan: Plan, token: str, private: bool, revision: str | None, message: str) -> str:

@@ -90,6 +90,35 @@ def is_transport_error(error: BaseException) -> bool:
     return any(cls.__name__ in TRANSPORT_ERRORS for cls in type(error).__mro__)
 
 
+def hub_error(
+    error: BaseException, *, doing: str, refused: str, token_fix: str, offline_fix: str
+) -> StageError | None:
+    """The StageError a failed Hub request means, worded alike for every command that talks
+    to the Hub; None for an error that is not the Hub's (re-raise it). `doing`: what was asked
+    ("resolve base.model 'org/name'"); `refused` and `token_fix`: whose access the Hub refused
+    (401, 403) and what to do; `offline_fix`: what to do when no answer came at all."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        status = getattr(error.response, "status_code", None)
+        if status in (401, 403):
+            message = f"the Hugging Face Hub refused {refused} ({status}): {token_fix}"
+        else:
+            message = (
+                f"the Hugging Face Hub answered {status or 'an error'} to {doing} ({error}): "
+                "try again later"
+            )
+    elif is_transport_error(error):
+        message = (
+            f"cannot reach the Hugging Face Hub ({constants.ENDPOINT}) to {doing} "
+            f"({type(error).__name__}: {error}): {offline_fix}"
+        )
+    else:
+        return None
+    return StageError(" ".join(message.split()))
+
+
 def download_hint(hub_id: str, offline: bool) -> str:
     """What to do without network: a local directory, or the model in the local HF cache."""
     from huggingface_hub import constants
@@ -133,7 +162,6 @@ def hub_revision(hub_id: str, revision: str | None) -> str:
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import (
         GatedRepoError,
-        HfHubHTTPError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -153,21 +181,17 @@ def hub_revision(hub_id: str, revision: str | None) -> str:
         )
     except RevisionNotFoundError:
         message = f"base.model {hub_id!r} has no revision {revision!r} (base.revision)"
-    except HfHubHTTPError as error:
-        status = getattr(error.response, "status_code", "an error")
-        message = (
-            f"the Hugging Face Hub refused access to {hub_id!r} ({status}): check your token "
-            "(HF_TOKEN, or `hf auth login`)"
-            if status in (401, 403)
-            else f"the Hugging Face Hub answered {status} for {hub_id!r}: try again later"
-        )
     except Exception as error:
-        if not is_transport_error(error):
-            raise
-        message = (
-            f"cannot reach the Hugging Face Hub to resolve base.model {hub_id!r} "
-            f"({type(error).__name__}: {error}): {download_hint(hub_id, False)}"
+        failure = hub_error(
+            error,
+            doing=f"resolve base.model {hub_id!r}",
+            refused=f"access to {hub_id!r}",
+            token_fix="check your token (HF_TOKEN, or `hf auth login`)",
+            offline_fix=download_hint(hub_id, False),
         )
+        if failure is None:
+            raise
+        raise failure from None
     raise StageError(" ".join(message.split()))
 
 
