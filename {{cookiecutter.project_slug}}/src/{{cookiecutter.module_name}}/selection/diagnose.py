@@ -1,4 +1,5 @@
-"""The four failures of seed 000, read from the evidence a run leaves behind, each with the fix.
+"""The four classic failures of a fine-tune, read from the evidence a run leaves behind, each
+with the fix.
 
 - overfitting: val loss rising while train loss falls, or val task accuracy peaking early;
 - catastrophic forgetting: forgetting score over the alert level, or general QA down vs base;
@@ -6,13 +7,13 @@
 - contamination: train rows that overlap held-out data, or test far above val.
 
 A fifth check keeps the fixes honest: a fine-tune that has not learned the task (val task
-accuracy no better than the base or the few-shot baseline) is underfitting, and seed 000's
+accuracy no better than the base or the few-shot baseline) is underfitting, and the
 advice for it ("not learning enough: increase rank") is the opposite of forgetting's
 (lower the learning rate), so when both show, forgetting's fix becomes replay data only.
 
 Every function here is pure: it takes the eval reports, the trainer's log history and the
 curate/split reports as plain data and returns findings. Treating overfitting as forgetting
-makes it worse (seed 000), so each check looks only at the signal that defines its failure.
+makes it worse, so each check looks only at the signal that defines its failure.
 
 Noise is an extra condition, never a looser threshold. A rule that claims a share is too high
 (the forgetting score: general items the base got right and the model lost; the share of
@@ -44,6 +45,14 @@ from .comparison import (
 from .guardrails import ranking_metric
 
 Curve = list[tuple[int, float]]
+
+# The fix ladder (forgetting_fix; overfitting's rank cut too): halve the LoRA rank and alpha
+# while the rank is above RANK_FLOOR, then add REPLAY_STEP of replay up to REPLAY_CAP, then
+# halve the learning rate down to MIN_LEARNING_RATE. docs/ quote these (tests/test_fix_ladder.py).
+RANK_FLOOR = 4
+REPLAY_STEP = 0.1
+REPLAY_CAP = 0.4
+MIN_LEARNING_RATE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,7 @@ def overfitting(
     try_params: dict[str, object] = {}
     if epochs < train.num_epochs:
         try_params["train.num_epochs"] = epochs
-    if train.method != "full" and train.lora_r > 4:
+    if train.method != "full" and train.lora_r > RANK_FLOOR:
         try_params["train.lora_r"] = train.lora_r // 2
     return Finding(
         mode="overfitting",
@@ -194,8 +203,8 @@ def underfitting(selected: dict, baselines: list[dict], params: Params) -> Findi
             f"nor detectably above it (paired difference {difference_text(gain)})"
         ),
         fix=(
-            "the model is not learning the task enough: increase the rank and train longer "
-            "(seed 000), check the targets are learnable, and do not lower the learning rate "
+            "the model is not learning the task enough: increase the rank and train longer, "
+            "check the targets are learnable, and do not lower the learning rate "
             "further"
         ),
         try_params=try_params,
@@ -229,23 +238,24 @@ def forgetting(
 
 
 def forgetting_fix(params: Params, learning: bool) -> dict[str, object]:
-    """One lever at a time, the one measured to help first (template docs/benchmarks.md,
-    "Does the advice work?"). On the demo, halving rank and alpha (8/16 -> 4/8) kept the task
-    gain and brought general QA back within its guardrail; a halved learning rate (rank 8),
-    half an epoch fewer (rank 4) and rank 2 each lost the task gain, and the three levers at
-    once stopped it. So the rank comes down to 4; at 4 and below (and for a run that is not
-    learning the task, or a full fine-tune) the lever is general replay data, the seeds'
-    mixture training, which leaves the task's own training untouched; past 40 % replay, the
+    """One lever at a time, the one measured to help first (docs/decisions.md, "The 0.19
+    forgetting alert and the forgetting fix"). On the demo, halving rank and alpha (8/16 -> 4/8)
+    kept the task gain and brought general QA back within its guardrail; a halved learning rate
+    (rank 8), half an epoch fewer (rank 4) and rank 2 each lost the task gain, and the three
+    levers at once stopped it. So the rank comes down to RANK_FLOOR; at and below it (and for a
+    run that is not learning the task, or a full fine-tune) the lever is general replay data
+    (mixture training), which leaves the task's own training untouched; past REPLAY_CAP, the
     learning rate."""
     train, split = params.train, params.split
-    if learning and train.method != "full" and train.lora_r > 4:
+    if learning and train.method != "full" and train.lora_r > RANK_FLOOR:
         return {
             "train.lora_r": train.lora_r // 2,
             "train.lora_alpha": max(1, train.lora_alpha // 2),
         }
-    if split.replay_fraction < 0.4:
-        return {"split.replay_fraction": round(min(0.4, split.replay_fraction + 0.1), 2)}
-    return {"train.learning_rate": halved(train.learning_rate, 1e-6)}
+    if split.replay_fraction < REPLAY_CAP:
+        replay = min(REPLAY_CAP, split.replay_fraction + REPLAY_STEP)
+        return {"split.replay_fraction": round(replay, 2)}
+    return {"train.learning_rate": halved(train.learning_rate, MIN_LEARNING_RATE)}
 
 
 def drift_share(report: dict, params: Params):
@@ -359,8 +369,9 @@ def diagnose(
     test_report: dict | None,
     params: Params,
 ) -> list[Finding]:
-    """Every failure the evidence shows, in seed 000's order. The reports carry per-item
-    records (`test_report`: the selected checkpoint on test, as select builds it)."""
+    """Every failure the evidence shows, in the order overfitting, forgetting, format drift,
+    contamination, underfitting. The reports carry per-item records (`test_report`: the
+    selected checkpoint on test, as select builds it)."""
     # the loss curves are the SFT run's: DPO checkpoints do not belong on them
     checkpoints = [r for r in reports if r["role"] == "checkpoint" and r.get("stage") != "dpo"]
     base = next(r for r in reports if r["role"] == "base")
