@@ -7,7 +7,9 @@ from {{ cookiecutter.module_name }}.data.data_report import (
     render,
 )
 from {{ cookiecutter.module_name }}.document import Table
+from {{ cookiecutter.module_name }}.paths import DATA_REPORT, TRAINING_EXAMPLE
 from {{ cookiecutter.module_name }}.selection.report import data_blocks
+from {{ cookiecutter.module_name }}.stages.split import DATA_FILES
 
 CURATE = {
     "rows_in": 100,
@@ -82,7 +84,7 @@ def test_funnel_steps_add_up() -> None:
 
 
 def test_render_has_every_section() -> None:
-    text = render(CURATE, SPLIT)
+    text = render(CURATE, SPLIT, DATA_FILES)
     for heading in (
         "## Funnel",
         "## Quarantined rows by reason",
@@ -114,7 +116,7 @@ def test_render_without_rejections_or_clusters() -> None:
         "examples": {},
         "near_duplicate_examples": [],
     }
-    text = render(clean, SPLIT)
+    text = render(clean, SPLIT, DATA_FILES)
     assert "No row was quarantined." in text and "None above the threshold." in text
 
 
@@ -123,7 +125,7 @@ def test_raw_text_cannot_break_the_markdown() -> None:
         "examples": {"not_json": [{"file": "a.jsonl", "line": 1, "raw": "x`y|z"}]},
         "reason_details": {"not_json": "a | b"},
     }
-    text = render(curate, SPLIT)
+    text = render(curate, SPLIT, DATA_FILES)
     assert "a.jsonl:1 `x'y|z`" in text  # a backtick would end the code span
     assert "| `not_json` | 2 | a \\| b |" in text  # a pipe would end the table cell
 
@@ -134,8 +136,14 @@ def test_the_select_report_shows_the_same_funnel_and_advice() -> None:
     blocks = build_blocks(CURATE, SPLIT)
     start = blocks.index(section[0])
     assert blocks[start : start + len(section)] == section
-    assert data_blocks(CURATE, SPLIT)[1:-1] == section
-    assert data_blocks({}, SPLIT) == []  # splits made by hand: no data section
+    details = data_blocks(CURATE, SPLIT, DATA_REPORT, TRAINING_EXAMPLE)
+    assert details[1:-1] == section
+    assert (
+        f"Details: {DATA_REPORT} (" in details[-1].text
+        and str(TRAINING_EXAMPLE) in details[-1].text
+    )
+    # splits made by hand: no data section
+    assert data_blocks({}, SPLIT, DATA_REPORT, TRAINING_EXAMPLE) == []
 
 
 TARGETS = {
@@ -172,7 +180,7 @@ def test_render_shows_the_targets_and_what_curate_did() -> None:
     }
     rows = {label: n for label, n, _ in funnel(curate, SPLIT)}
     assert rows["quality filters"] == 88 - 87  # a placeholder target is a quality finding
-    text = render(curate, SPLIT)
+    text = render(curate, SPLIT, DATA_FILES)
     assert "## Targets" in text and "![most frequent targets](figures/targets.png)" in text
     assert "| `n/a` (placeholder) | 90 | 90.0% |" in text
     assert "`we refunded the \\| charge`" in text
@@ -180,14 +188,17 @@ def test_render_shows_the_targets_and_what_curate_did() -> None:
     assert "all but the first 3 copies quarantined" in text
     assert "| `category` | billing | 85 | 85.0% |" in text
     assert "**Imbalanced:** `category` is `billing` in 85% of the rows" in text
-    assert "## Targets" not in render(CURATE, SPLIT)  # reports from before the check
+    assert "## Targets" not in render(CURATE, SPLIT, DATA_FILES)  # reports from before the check
 
 
 def test_the_select_report_names_the_target_findings() -> None:
     curate = CURATE | {"targets": TARGETS}
-    text = "\n".join(getattr(block, "text", "") for block in data_blocks(curate, SPLIT))
+    blocks = data_blocks(curate, SPLIT, DATA_REPORT, TRAINING_EXAMPLE)
+    text = "\n".join(getattr(block, "text", "") for block in blocks)
     assert "**placeholder_target**: `n/a` answers 90.0% of the rows" in text
-    assert "placeholder_target" not in str(data_blocks(CURATE, SPLIT))
+    assert "placeholder_target" not in str(
+        data_blocks(CURATE, SPLIT, DATA_REPORT, TRAINING_EXAMPLE)
+    )
 
 
 def test_render_shows_asked_and_realised_fractions_and_the_largest_groups() -> None:
@@ -198,8 +209,10 @@ def test_render_shows_asked_and_realised_fractions_and_the_largest_groups() -> N
             {"group": "g1", "rows": 3, "share": 0.0385, "example": "Reset my password"}
         ],
     }
-    text = render(CURATE, split)
+    text = render(CURATE, split, DATA_FILES)
     assert "## Split sizes" in text
     assert "val 12.8% (asked 15%), test 10.3% (asked 15%)" in text
     assert "| g1 | 3 | 3.9% | `Reset my password` |" in text
-    assert "## Split sizes" not in render(CURATE, SPLIT)  # reports from before the check
+    assert "## Split sizes" not in render(
+        CURATE, SPLIT, DATA_FILES
+    )  # reports from before the check

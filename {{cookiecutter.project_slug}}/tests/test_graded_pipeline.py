@@ -19,6 +19,7 @@ from {{ cookiecutter.module_name }}.paths import (
     METRICS,
     REPORT_MD,
 )
+from {{ cookiecutter.module_name }}.selection import run as select_run
 from {{ cookiecutter.module_name }}.selection.diagnose import Finding
 from {{ cookiecutter.module_name }}.selection.guardrails import guardrail_failures
 from {{ cookiecutter.module_name }}.stages import eval as eval_stage
@@ -46,13 +47,13 @@ def test_a_graded_text_task_runs_through_eval_and_select(
     scoring = scoring_report(TaskParams(**TEXT_TASK), targets, [20] * 24, [120] * 24)
     write_json(CURATE_REPORT, {"scoring": scoring})
     assert scoring["scorer"] == "chrf" and load_params().task.resolved_scorer == "chrf"
-    real_diagnose = select_stage.diagnose
+    real_diagnose = select_run.diagnose
 
     def diagnose(*args, **kwargs) -> list[Finding]:
         found = real_diagnose(*args, **kwargs)
         return [f for f in found if f.mode not in ("forgetting", "underfitting")] + CONTRADICTING
 
-    monkeypatch.setattr(select_stage, "diagnose", diagnose)
+    monkeypatch.setattr(select_run, "diagnose", diagnose)
     train_stage.main()
     eval_stage.main()
     select_stage.main()

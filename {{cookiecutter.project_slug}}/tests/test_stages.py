@@ -13,12 +13,8 @@ import yaml
 from {{ cookiecutter.module_name }}.cli import run_stage
 from {{ cookiecutter.module_name }}.document import Image, to_html, to_markdown
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.evaluation.evaluator import (
-    load_reports,
-    plot_rows,
-    report_path,
-    summarise,
-)
+from {{ cookiecutter.module_name }}.evaluation.model_report import summarise
+from {{ cookiecutter.module_name }}.evaluation.reports import load_reports, plot_rows, report_path
 from {{ cookiecutter.module_name }}.evaluation.scoring import task_metrics
 from {{ cookiecutter.module_name }}.evaluation.uncertainty import Interval
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
@@ -29,6 +25,7 @@ from {{ cookiecutter.module_name }}.models.loading import (
     load_tokenizer,
 )
 from {{ cookiecutter.module_name }}.params import ParamsError, TaskParams, parse_params
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, EVAL_DIR, TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.selection.comparison import HEADLINE_INTERVALS, compare
 from {{ cookiecutter.module_name }}.selection.guardrails import (
     choose,
@@ -166,19 +163,24 @@ def splits_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_fingerprint_tracks_train_params_seed_and_data(splits_dir: Path) -> None:
     params = parse_params({})
-    stamp = trainer.fingerprint(params)
+    stamp = trainer.fingerprint(params, TRAIN_SPLIT)
     assert set(stamp) == {"params", "train_data"}  # eval, not train, reads val
-    assert trainer.fingerprint(parse_params({})) == stamp
+    assert trainer.fingerprint(parse_params({}), TRAIN_SPLIT) == stamp
     # a train param or the seed changes the fingerprint; other sections do not
-    assert trainer.fingerprint(parse_params({"train": {"lora_r": 16}}))["params"] != stamp["params"]
-    assert trainer.fingerprint(parse_params({"seed": 7}))["params"] != stamp["params"]
-    assert trainer.fingerprint(parse_params({"eval": {"batch_size": 2}})) == stamp
+    assert (
+        trainer.fingerprint(parse_params({"train": {"lora_r": 16}}), TRAIN_SPLIT)["params"]
+        != stamp["params"]
+    )
+    assert trainer.fingerprint(parse_params({"seed": 7}), TRAIN_SPLIT)["params"] != stamp["params"]
+    assert trainer.fingerprint(parse_params({"eval": {"batch_size": 2}}), TRAIN_SPLIT) == stamp
     # so does the data
     write_jsonl(Path("data/splits/train.jsonl"), [{"id": "a"}])
-    changed = trainer.fingerprint(params)
+    changed = trainer.fingerprint(params, TRAIN_SPLIT)
     assert changed["train_data"] != stamp["train_data"]
     write_jsonl(Path("data/splits/val.jsonl"), [{"id": "d"}])
-    assert trainer.fingerprint(params) == changed  # a checkpoint does not depend on val
+    assert (
+        trainer.fingerprint(params, TRAIN_SPLIT) == changed
+    )  # a checkpoint does not depend on val
 
 
 def make_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path:
@@ -487,6 +489,8 @@ def report_text(selected: dict, passed: bool, failures: list[str], tmp_path: Pat
         comparisons=[compare(TEST, BASE_TEST, metric, BOOTSTRAP) for metric in PAIRED],
         bootstrap=BOOTSTRAP,
         versions={"transformers": "5.0.0", "python": "3.11.7"},
+        data_report=tmp_path / "data.md",
+        training_example=tmp_path / "training_example.html",
     )
     html = to_html(blocks, "Fine-tune report")
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
@@ -584,19 +588,24 @@ def test_plot_rows_start_at_step_zero(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     base = summarise(eval_report("base", {"q1": True}, {"i1": True}), TEXT_TASK, None)
     later = {"model": "checkpoint-10", "role": "checkpoint", "step": 10}
-    write_json(report_path("checkpoint-10"), base | later)
-    write_json(report_path("base"), base)
+    write_json(report_path("checkpoint-10", EVAL_DIR), base | later)
+    write_json(report_path("base", EVAL_DIR), base)
     fewshot = {"model": "fewshot", "role": "fewshot", "step": 0, "val_loss": None}
-    write_json(report_path("fewshot"), fewshot | {"metrics": base["metrics"]})
+    write_json(report_path("fewshot", EVAL_DIR), fewshot | {"metrics": base["metrics"]})
     tuned = summarise(eval_report("checkpoint-9", {"q1": False}, {"i1": True}), TEXT_TASK, base)
-    write_json(report_path("checkpoint-9"), tuned)
-    rows = plot_rows(load_reports())
+    write_json(report_path("checkpoint-9", EVAL_DIR), tuned)
+    rows = plot_rows(load_reports(EVAL_DIR))
     assert [row["step"] for row in rows] == [0, 9, 10]
     assert rows[0]["forgetting_score"] == 0.0
     assert rows[1]["forgetting_score"] == 0.5  # checkpoint-9 forgot q1
     expected = {"step", "val_loss", "format_drift", "task_score", *HEADLINE}
     assert set(rows[0]) == expected  # no few-shot row
-    assert [r["role"] for r in load_reports()] == ["base", "fewshot", "checkpoint", "checkpoint"]
+    assert [r["role"] for r in load_reports(EVAL_DIR)] == [
+        "base",
+        "fewshot",
+        "checkpoint",
+        "checkpoint",
+    ]
 
 
 # -------------------------------------------------------------------------------- base
@@ -722,8 +731,14 @@ def test_the_spike_threshold_does_not_invalidate_checkpoints(
     base = parse_params({})
     changed = parse_params({"train": {"max_loss_spike": 10.0}})
     lr = parse_params({"train": {"learning_rate": 1e-4}})
-    assert trainer.fingerprint(base)["params"] == trainer.fingerprint(changed)["params"]
-    assert trainer.fingerprint(base)["params"] != trainer.fingerprint(lr)["params"]
+    assert (
+        trainer.fingerprint(base, TRAIN_SPLIT)["params"]
+        == trainer.fingerprint(changed, TRAIN_SPLIT)["params"]
+    )
+    assert (
+        trainer.fingerprint(base, TRAIN_SPLIT)["params"]
+        != trainer.fingerprint(lr, TRAIN_SPLIT)["params"]
+    )
 
 
 def test_the_guard_stops_a_real_training_run(project: Path, tmp_path: Path) -> None:
@@ -734,6 +749,7 @@ def test_the_guard_stops_a_real_training_run(project: Path, tmp_path: Path) -> N
     guard = guards.LossGuard(out, max_spike=0.5)
     sft_trainer = trainer.build_trainer(
         parse_params(yaml.safe_load(Path("params.yaml").read_text())),
+        BASE_MODEL_DIR,
         rows,
         read_jsonl(Path("data/splits/val.jsonl")),
         out,

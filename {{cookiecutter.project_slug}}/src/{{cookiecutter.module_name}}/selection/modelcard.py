@@ -11,13 +11,13 @@ in the body's metrics table."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..document import Block, Bullets, Code, Heading, Para, Table, to_markdown
-from ..paths import SELECTED_DIR, SPLIT_REPORT
 from .diagnose import Finding
 
 PROJECT = "{{ cookiecutter.project_slug }}"
@@ -176,7 +176,7 @@ def verdict_blocks(passed: bool, failures: Sequence[str], findings: list[Finding
 class CardFacts:
     """What the card states: `base` is the base stage's manifest (model id, revision) over
     `base.model`; `failures` are the guardrails the selected checkpoint broke; `exports` the
-    export stage's formats."""
+    export stage's formats; `split_report` the file `data_hashes` were read from."""
 
     base: dict[str, Any]
     selected: dict
@@ -186,6 +186,7 @@ class CardFacts:
     findings: list[Finding]
     exports: Sequence[str] = ()
     failures: Sequence[str] = ()
+    split_report: Path | None = None
 
 
 def body_blocks(facts: CardFacts) -> list[Block]:
@@ -234,7 +235,10 @@ def body_blocks(facts: CardFacts) -> list[Block]:
         Para(f"`{DATASET}`: this project's data/splits, versioned with DVC (not on the Hub)."),
         Bullets([f"{name}: `{digest}`" for name, digest in data_hashes.items()])
         if data_hashes
-        else Para(f"No {SPLIT_REPORT}: the splits were not made by the `split` stage."),
+        else Para(
+            f"No {facts.split_report or 'split report'}: the splits were not made by the "
+            "`split` stage."
+        ),
         Heading("Limitations"),
         Bullets(KNOWN_LIMITS),
     ]
@@ -244,4 +248,5 @@ def model_card(facts: CardFacts) -> ModelCard:
     """The card (`.save(path)` writes it)."""
     data = card_data(facts.base, facts.headline, facts.train_params, facts.data_hashes)
     body = body_blocks(facts)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{to_markdown(body, SELECTED_DIR)}")
+    # the body holds no images, so no path in it is relative to where the card is saved
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{to_markdown(body, Path())}")
