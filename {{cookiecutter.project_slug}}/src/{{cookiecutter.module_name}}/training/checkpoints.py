@@ -118,6 +118,35 @@ def remove_partial(output_dir: Path) -> None:
         shutil.rmtree(partial)
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+UNORDERED_KEYS = ("target_modules", "exclude_modules")
+"""adapter_config.json lists that PEFT keeps as sets and writes in the set's order, which
+changes from process to process (string hashing is randomised per process)."""
+
+
+def sort_adapter_config(directory: Path) -> None:
+    """Rewrite `directory`'s adapter_config.json, if any, with its module lists sorted, in
+    PEFT's own layout (indent 2, sorted keys), so identical runs write identical bytes."""
+    path = directory / ADAPTER_CONFIG
+    if not path.exists():
+        return
+    config = json.loads(path.read_text())
+    for key in UNORDERED_KEYS:
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+class SortedAdapterConfig:
+    """Trainer mixin: every adapter the trainer saves, each checkpoint's included (Trainer
+    saves those through save_model), has a byte-reproducible adapter_config.json."""
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            sort_adapter_config(Path(output_dir or self.args.output_dir))
+
+
 class AtomicCheckpoints:
     """Trainer mixin: each checkpoint is written to `<output_dir>/.staging/checkpoint-N` and
     renamed to `<output_dir>/checkpoint-N` only when every file (weights, optimizer, RNG

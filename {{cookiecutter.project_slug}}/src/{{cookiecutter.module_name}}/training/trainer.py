@@ -35,7 +35,13 @@ from ..paths import (
     BASE_MODEL_DIR,
     TRAIN_SPLIT,
 )
-from .checkpoints import AtomicCheckpoints, checkpoint_step, complete_checkpoints, remove_partial
+from .checkpoints import (
+    AtomicCheckpoints,
+    SortedAdapterConfig,
+    checkpoint_step,
+    complete_checkpoints,
+    remove_partial,
+)
 from .samplers import ResumableLengthGrouping
 
 RUN_FINGERPRINT = "fingerprint.json"
@@ -43,9 +49,9 @@ RUN_FINGERPRINT = "fingerprint.json"
 
 @functools.cache
 def crash_safe(trainer_class: type) -> type:
-    """`trainer_class` (SFTTrainer, DPOTrainer, ...) with atomic checkpoints and a
-    resumable data order mixed in."""
-    mixins = (AtomicCheckpoints, ResumableLengthGrouping)
+    """`trainer_class` (SFTTrainer, DPOTrainer, ...) with atomic, byte-reproducible
+    checkpoints and a resumable data order mixed in."""
+    mixins = (AtomicCheckpoints, SortedAdapterConfig, ResumableLengthGrouping)
     return type(trainer_class.__name__, (*mixins, trainer_class), {})
 
 
