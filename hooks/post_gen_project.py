@@ -307,9 +307,9 @@ def template_origin(git: str, repo_dir: Path, in_place: bool) -> tuple[str, str,
 
 def link_template(project_dir: Path) -> None:
     """Write .cruft.json so `cruft check` and `cruft update` can bring template changes in
-    (README "Keeping up with the template"); skip it, with a hint, when the template is not a
-    git checkout. Under `cruft create` this writes what cruft writes after the hook, so the
-    initial commit already holds it."""
+    (the project's docs/teams-and-scale.md, "Keeping up with the template"); skip it, with a
+    hint, when the template is not a git checkout. Under `cruft create` this writes what cruft
+    writes after the hook, so the initial commit already holds it."""
     if CRUFT_COMMIT:  # cruft create or cruft update rendering
         context = cruft_context(CONTEXT_JSON, CONTEXT_KEYS, TEMPLATE, CRUFT_COMMIT)
         text = cruft_json(TEMPLATE, CRUFT_COMMIT, "", context, "")

@@ -1,5 +1,5 @@
 """Template updates: a baked project carries .cruft.json, and `cruft update` brings a later
-template change into it without losing the user's edits (README "Keeping up with the template").
+template change into it without losing the user's edits (the generated docs/teams-and-scale.md).
 
 Each test copies the template into its own git repository, bakes it, and changes it there.
 """

@@ -225,20 +225,20 @@ Preset = Literal[
 ]
 
 PRESETS: dict[str, dict[str, float]] = {
-    # seed 000: "start with rank=16, alpha=32, learning rate=0.0001, 2 epochs"
+    # a conventional starting point: rank 16, alpha 32, learning rate 1e-4, 2 epochs
     "general": {"lora_r": 16, "lora_alpha": 32, "learning_rate": 1e-4, "num_epochs": 2},
     "customer-support": {"lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-4, "num_epochs": 2},
     "code-generation": {"lora_r": 64, "lora_alpha": 128, "learning_rate": 1e-4, "num_epochs": 3},
     # "rank 4-8 for style/format fine-tuning"; the default. On the support-triage demo (JSON
     # labels + a one-line reply), with 40 % replay of the base's own answers, lr 2e-3 x 3 epochs
     # learns the task (test 0.71) where 2e-4 x 2 stopped while still learning (0.17), and rank 4
-    # forgets less than 8 (template docs/benchmarks.md, "A fine-tune worth shipping")
+    # forgets less than 8 (docs/decisions.md, "The style-format preset")
     "style-format": {"lora_r": 4, "lora_alpha": 8, "learning_rate": 2e-3, "num_epochs": 3},
     # "rank 16-64 for domain knowledge"
     "domain-knowledge": {"lora_r": 32, "lora_alpha": 64, "learning_rate": 1e-4, "num_epochs": 2},
 }
-"""The seeds' LoRA starting points per task type; `train.preset` picks one, and any of these
-keys set (not null) in params.yaml overrides the preset's value."""
+"""LoRA starting points per task type (docs/decisions.md); `train.preset` picks one, and any of
+these keys set (not null) in params.yaml overrides the preset's value."""
 
 
 def apply_preset(raw: object, default: str) -> object:
@@ -252,7 +252,7 @@ def apply_preset(raw: object, default: str) -> object:
 
 
 class TrainParams(Section):
-    preset: Preset = Field("style-format", description="LoRA starting point (seed 000)")
+    preset: Preset = Field("style-format", description="LoRA starting point (PRESETS)")
     method: Literal["lora", "qlora", "full"] = "lora"
     backend: Literal["trl", "unsloth"] = Field(
         "trl", description="unsloth: CUDA and the unsloth extra (faster kernels, less memory)"
@@ -283,7 +283,7 @@ class TrainParams(Section):
         False, description="concatenate each batch without padding (position ids mark rows)"
     )
     save_steps: int = Field(
-        50, ge=1, description="the seeds say 500 for real runs; the demo keeps 5 checkpoints"
+        50, ge=1, description="a few hundred for runs of thousands of steps; the demo keeps 5"
     )
     logging_steps: int = Field(8, ge=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -350,7 +350,9 @@ class SelectParams(Section):
         0.8, ge=0, le=1, description="general QA at least this share of the base's"
     )
     # diagnosis: when a failure mode is reported
-    forgetting_alert: float = Field(0.19, ge=0, le=1, description="seed 000: 0.19 needs a look")
+    forgetting_alert: float = Field(
+        0.19, ge=0, le=1, description="forgetting score that needs a look (docs/decisions.md)"
+    )
     max_format_drift: float = Field(0.05, ge=0, le=1, description="share of drifting outputs")
     overfit_tolerance: float = Field(
         0.05, ge=0, le=1, description="val loss rise (relative) / accuracy drop that counts"

@@ -5,6 +5,8 @@ stage runs; the numbers in it always match the JSON reports. The funnel (`funnel
 also the data section of the select report.
 """
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..document import (
@@ -18,18 +20,23 @@ from ..document import (
     to_markdown,
     write_markdown,
 )
-from ..paths import (
-    CURATE_REPORT,
-    DATA_REPORT,
-    DUPLICATES,
-    QUARANTINE,
-    SPLIT_REPORT,
-    TARGET_PLOT,
-    TOKEN_PLOT,
-    TRAINING_EXAMPLE,
-)
 from .quality import QUALITY_REASONS
 from .schemas import target_schema
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """Where the page is written, and the files it names or shows."""
+
+    page: Path
+    curate_report: Path
+    split_report: Path
+    quarantine: Path
+    duplicates: Path
+    target_plot: Path
+    token_plot: Path
+    training_example: Path
+
 
 # Reason codes by funnel step; every other code is a schema failure ("valid" step). Derived
 # from the checks themselves, so a new filter or audit check is counted in the right step.
@@ -101,7 +108,7 @@ def _code_span(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def quarantine_blocks(curate: dict[str, Any]) -> list[Block]:
+def quarantine_blocks(curate: dict[str, Any], files: DataFiles) -> list[Block]:
     if not curate["reasons"]:
         return [Para("No row was quarantined.")]
     details = curate.get("reason_details", {})
@@ -115,7 +122,7 @@ def quarantine_blocks(curate: dict[str, Any]) -> list[Block]:
             [[f"`{code}`", n, details.get(code, "")] for code, n in curate["reasons"].items()],
         ),
         Para(
-            f"Every rejected line is in {QUARANTINE}, verbatim, with its file and line."
+            f"Every rejected line is in {files.quarantine}, verbatim, with its file and line."
             + (" Examples:" if examples else "")
         ),
         *([Bullets(examples)] if examples else []),
@@ -128,7 +135,7 @@ def audit_blocks(curate: dict[str, Any]) -> list[Block]:
         return []
     return [
         Para(
-            "Format audit of JSON targets (the seed's format-drift root cause): "
+            "Format audit of JSON targets (the root cause of format drift): "
             f"{curate.get('format_audit_share', 0):.1%} of rows flagged: "
             + ", ".join(f"`{code}` {n}" for code, n in audit.items())
             + "."
@@ -136,7 +143,7 @@ def audit_blocks(curate: dict[str, Any]) -> list[Block]:
     ]
 
 
-def duplicate_blocks(curate: dict[str, Any]) -> list[Block]:
+def duplicate_blocks(curate: dict[str, Any], files: DataFiles) -> list[Block]:
     clusters = [
         Item(
             f"kept {cluster['kept']}: {cluster['text']}",
@@ -156,7 +163,7 @@ def duplicate_blocks(curate: dict[str, Any]) -> list[Block]:
             Para(
                 f"{conflicts} near duplicate(s) answer differently from the row kept: the same "
                 "input with two labels is label noise or a distinction the kept row loses. "
-                f"Review them in {DUPLICATES} (`same_target: false`):"
+                f"Review them in {files.duplicates} (`same_target: false`):"
             )
         )
         pairs = curate.get("near_duplicate_conflict_examples", [])
@@ -165,7 +172,7 @@ def duplicate_blocks(curate: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def target_blocks(curate: dict[str, Any]) -> list[Block]:
+def target_blocks(curate: dict[str, Any], files: DataFiles) -> list[Block]:
     """The most frequent targets, what curate did about a dominant or placeholder one, and the
     label distribution of each JSON score field."""
     targets = curate.get("targets") or {}
@@ -178,7 +185,7 @@ def target_blocks(curate: dict[str, Any]) -> list[Block]:
     )
     blocks: list[Block] = [
         Heading("Targets"),
-        Image(TARGET_PLOT, "most frequent targets"),
+        Image(files.target_plot, "most frequent targets"),
         Para(
             f"{targets['rows']} rows with {targets['distinct']} distinct normalised targets "
             f"({kind}). Most frequent:"
@@ -238,12 +245,12 @@ def target_finding_blocks(curate: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def token_blocks(tokens: dict[str, Any]) -> list[Block]:
+def token_blocks(tokens: dict[str, Any], files: DataFiles) -> list[Block]:
     if not tokens.get("rows"):
         return []
     return [
         Heading("Token lengths"),
-        Image(TOKEN_PLOT, "token lengths"),
+        Image(files.token_plot, "token lengths"),
         Para(
             f"{tokens['rows']} rows: mean {tokens['mean']}, median {tokens['p50']}, p95 "
             f"{tokens['p95']}, max {tokens['max']} tokens; {tokens['over_max']} "
@@ -253,7 +260,7 @@ def token_blocks(tokens: dict[str, Any]) -> list[Block]:
     ]
 
 
-def trainable_blocks(curate: dict[str, Any]) -> list[Block]:
+def trainable_blocks(curate: dict[str, Any], files: DataFiles) -> list[Block]:
     """What the kept rows train on: the completion tokens left after the chat template and the
     cut to train.max_length, as TRL masks them, and a link to one row shown token by token."""
     stats = curate.get("trainable") or {}
@@ -281,7 +288,7 @@ def trainable_blocks(curate: dict[str, Any]) -> list[Block]:
             f"{dropped} rows had no trainable token left and were quarantined as "
             "`no_trainable_tokens` (TRL would have dropped them silently)."
         )
-    page = TRAINING_EXAMPLE.relative_to(DATA_REPORT.parent).as_posix()
+    page = files.training_example.relative_to(files.page.parent).as_posix()
     return [
         Heading("Trainable tokens"),
         Para(
@@ -298,7 +305,7 @@ def trainable_blocks(curate: dict[str, Any]) -> list[Block]:
         Bullets(notes),
         Para(
             f"One train row as TRL tokenized it, trained tokens highlighted, and its prompt as "
-            f"the model sees it: [{TRAINING_EXAMPLE}]({page}) (written by the `smoke` stage)."
+            f"the model sees it: [{files.training_example}]({page}) (written by the `smoke` stage)."
         ),
     ]
 
@@ -390,30 +397,30 @@ def split_blocks(split: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def build_blocks(curate: dict[str, Any], split: dict[str, Any]) -> list[Block]:
+def build_blocks(curate: dict[str, Any], split: dict[str, Any], files: DataFiles) -> list[Block]:
     """reports/data.md: funnel, quarantine, duplicates, targets, token lengths, trainable
     tokens, contamination, strata."""
     return [
         Heading("Data report", 1),
-        Para(f"Written by the `split` stage from {CURATE_REPORT} and {SPLIT_REPORT}."),
+        Para(f"Written by the `split` stage from {files.curate_report} and {files.split_report}."),
         Heading("Funnel"),
         *funnel_blocks(curate, split),
         Heading("Quarantined rows by reason"),
-        *quarantine_blocks(curate),
+        *quarantine_blocks(curate, files),
         *audit_blocks(curate),
         Heading("Near-duplicate clusters"),
-        *duplicate_blocks(curate),
-        *target_blocks(curate),
-        *token_blocks(curate.get("tokens", {})),
+        *duplicate_blocks(curate, files),
+        *target_blocks(curate, files),
+        *token_blocks(curate.get("tokens", {}), files),
         *template_blocks(curate),
-        *trainable_blocks(curate),
+        *trainable_blocks(curate, files),
         *split_blocks(split),
     ]
 
 
-def render(curate: dict[str, Any], split: dict[str, Any]) -> str:
-    return to_markdown(build_blocks(curate, split), DATA_REPORT.parent)
+def render(curate: dict[str, Any], split: dict[str, Any], files: DataFiles) -> str:
+    return to_markdown(build_blocks(curate, split, files), files.page.parent)
 
 
-def write_data_report(curate: dict[str, Any], split: dict[str, Any]) -> None:
-    write_markdown(build_blocks(curate, split), DATA_REPORT)
+def write_data_report(curate: dict[str, Any], split: dict[str, Any], files: DataFiles) -> None:
+    write_markdown(build_blocks(curate, split, files), files.page)

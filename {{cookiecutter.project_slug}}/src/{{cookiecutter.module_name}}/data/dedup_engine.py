@@ -12,8 +12,7 @@ duplicate records as curate.engine: local.
 The texts are spilled under tempfile's directory ($TMPDIR): on a cluster of several machines,
 point TMPDIR at storage every worker reads, and install the project on the workers.
 datatrove's MinhashDedup would not give these decisions (other shingles, hashes and
-normalisation, no verification of candidates, transitive clusters): docs/benchmarks.md in the
-template, "Dedup on one machine vs Spark".
+normalisation, no verification of candidates, transitive clusters).
 """
 
 import importlib

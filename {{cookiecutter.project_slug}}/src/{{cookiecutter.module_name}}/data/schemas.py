@@ -91,7 +91,7 @@ def json_target_status(text: str, fields: list[str]) -> str:
 
 
 def target_schema(fields: list[str]) -> pa.DataFrameSchema:
-    """Format audit for JSON targets: the seed's 'starts as JSON then drifts into prose'."""
+    """Format audit for JSON targets: targets that start as JSON then drift into prose."""
     checks = [
         element_check(
             code,

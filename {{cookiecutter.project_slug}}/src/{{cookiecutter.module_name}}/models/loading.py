@@ -13,7 +13,6 @@ import torch
 
 from ..errors import StageError
 from ..io import read_json
-from ..paths import BASE_MODEL_DIR
 from .chat_template import fold_system_if_needed
 
 MANIFEST = "manifest.json"
@@ -37,7 +36,7 @@ the CPU with 0.46.1, 0.47.0, 0.48.2, 0.49.2 and 0.50.2; under bf16 autocast one 
 forward + backward took ~2x as long on 0.46.1 as on 0.49.2."""
 
 
-def base_source(base_dir: Path = BASE_MODEL_DIR) -> tuple[str, dict[str, Any]]:
+def base_source(base_dir: Path) -> tuple[str, dict[str, Any]]:
     """Where to load the base model from: the materialised dir, or a pinned hub id."""
     manifest_path = base_dir / MANIFEST
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
@@ -53,7 +52,7 @@ METADATA_FILES = ["*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt"]
 SENTENCEPIECE = "tokenizer.model"
 
 
-def metadata_dir(base_dir: Path = BASE_MODEL_DIR) -> Path:
+def metadata_dir(base_dir: Path) -> Path:
     """A local directory with the base's config and tokenizer files: models/base, or for a
     hub base those files of its pinned revision (downloaded into, or with HF_HUB_OFFLINE=1
     read from, the Hugging Face cache; the weights are fetched later, by the first loader)."""
@@ -73,7 +72,7 @@ def keep_sentencepiece(source: Path, out_dir: Path) -> None:
         shutil.copyfile(source / SENTENCEPIECE, out_dir / SENTENCEPIECE)
 
 
-def load_tokenizer(base_dir: Path = BASE_MODEL_DIR):
+def load_tokenizer(base_dir: Path):
     """The base's tokenizer, the one every stage renders chats with. A chat template without a
     system role gets chat_template.SYSTEM_FOLDING in front, so a system prompt is folded into the
     first user turn the same way in curate, training, eval and the exports (merged.py saves
@@ -90,7 +89,7 @@ def load_tokenizer(base_dir: Path = BASE_MODEL_DIR):
     return tokenizer
 
 
-def load_base_model(base_dir: Path = BASE_MODEL_DIR, dtype: torch.dtype = torch.float32, **kw):
+def load_base_model(base_dir: Path, dtype: torch.dtype = torch.float32, **kw):
     """The base model; `quantization_config=quantization_config(...)` loads it in 4 bits."""
     from transformers import AutoModelForCausalLM
 
@@ -134,9 +133,9 @@ def bitsandbytes_problem(device: str) -> str | None:
 
 
 def quantization_config(bf16: bool):
-    """Seed 001's QLoRA base: nf4 weights with double quantisation, computing in bf16 where
-    the hardware runs it natively (`use_bf16`), else in float32 (emulated bf16 on an
-    AVX2-only CPU is ~100x slower)."""
+    """The QLoRA paper's base (Dettmers et al. 2023): nf4 weights with double quantisation,
+    computing in bf16 where the hardware runs it natively (`use_bf16`), else in float32
+    (emulated bf16 on an AVX2-only CPU is ~100x slower)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -172,16 +171,14 @@ def adapter_stack(checkpoint: Path | None) -> list[Path]:
     return [*adapter_stack(below), checkpoint] if below else [checkpoint]
 
 
-def load_for_inference(checkpoint: Path | None, bf16: str | bool):
+def load_for_inference(checkpoint: Path | None, base_dir: Path, bf16: str | bool):
     """The base (None) or a checkpoint, merged (load_model_with_adapter), in eval mode, cast
     to bf16 where `bf16` (a params bf16 setting: auto, true, false) resolves to it."""
-    model = load_model_with_adapter(checkpoint).eval()
+    model = load_model_with_adapter(checkpoint, base_dir).eval()
     return model.to(torch.bfloat16) if use_bf16(bf16) else model
 
 
-def load_model_with_adapter(
-    checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR, quantization: Any = None
-):
+def load_model_with_adapter(checkpoint: Path | None, base_dir: Path, quantization: Any = None):
     """Base model with a LoRA checkpoint merged in (or a full checkpoint, or the base alone).
     A DPO checkpoint is rebuilt as base -> SFT merged in -> DPO adapter merged in.
 

@@ -1,6 +1,6 @@
 """Stage `dpo` (optional, off by default): direct preference optimisation after SFT.
 
-Seed 001's "SFT + DPO" step: start from the last complete SFT checkpoint (its LoRA adapter
+The "SFT + DPO" recipe: start from the last complete SFT checkpoint (its LoRA adapter
 merged into the base, or a full checkpoint as is), train a fresh LoRA adapter on curate's
 preference pairs with TRL's DPOTrainer, and use the SFT model itself as the reference (TRL
 disables the new adapter to get it, so no second copy of the model is held). Pairs whose
@@ -8,7 +8,7 @@ prompt is a val or test row's are dropped first: those rows pick and score the c
 
 Checkpoints go to models/dpo/checkpoint-N (written atomically, resumed after a crash when the
 fingerprint matches, as in train), each with sft_checkpoint.json naming the SFT checkpoint
-below it, so `training.modeling.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
+below it, so `models.loading.load_model_with_adapter` rebuilds base -> SFT -> DPO. eval scores
 them as `dpo-checkpoint-N` next to the SFT checkpoints, and select may pick one.
 
 With `dpo.enabled: false` the stage only writes empty outputs (DVC needs them) and loads
@@ -17,16 +17,43 @@ are imported inside the functions that run only when DPO does."""
 
 from ..cli import run_stage
 from ..params import load_params
-from ..training.dpo import HOW_TO_ENABLE, run, write_disabled
+from ..paths import (
+    BASE_MODEL_DIR,
+    CHECKPOINTS_MANIFEST,
+    DPO_DIR,
+    DPO_DISABLED_MARKER,
+    DPO_LOG_DIR,
+    DPO_MANIFEST,
+    DPO_STATS,
+    PREFERENCES,
+    RAW_DIR,
+    TEST_SPLIT,
+    VAL_SPLIT,
+)
+from ..training.dpo import HOW_TO_ENABLE, DpoFiles, run, write_disabled
+
+FILES = DpoFiles(
+    base=BASE_MODEL_DIR,
+    sft_manifest=CHECKPOINTS_MANIFEST,
+    preferences=PREFERENCES,
+    raw_dir=RAW_DIR,
+    val_split=VAL_SPLIT,
+    test_split=TEST_SPLIT,
+    checkpoints=DPO_DIR,
+    manifest=DPO_MANIFEST,
+    log_dir=DPO_LOG_DIR,
+    stats=DPO_STATS,
+    disabled_marker=DPO_DISABLED_MARKER,
+)
 
 
 def main() -> None:
     params = load_params()
     if not params.dpo.enabled:
-        write_disabled()
+        write_disabled(FILES)
         print(f"dpo: off (dpo.enabled is false), nothing trained; turn it on: {HOW_TO_ENABLE}")
         return
-    run(params)
+    run(params, FILES)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,6 @@ from ..models.loading import (
     use_bf16,
 )
 from ..params import Params, TrainParams
-from ..paths import (
-    ACCELERATE_CONFIG,
-    ACCELERATE_MULTI_NODE_CONFIG,
-    BASE_MODEL_DIR,
-    TRAIN_SPLIT,
-)
 from .checkpoints import (
     AtomicCheckpoints,
     SortedAdapterConfig,
@@ -162,12 +156,12 @@ def sft_config(train: TrainParams, output_dir: Path, seed: int, **overrides: Any
 UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def unsloth_model(train: TrainParams, seed: int):
+def unsloth_model(train: TrainParams, seed: int, base_dir: Path):
     """Base model and LoRA adapters from Unsloth's patched loader (CUDA only)."""
     from unsloth import FastLanguageModel
 
     model, _ = FastLanguageModel.from_pretrained(
-        model_name=str(BASE_MODEL_DIR),
+        model_name=str(base_dir),
         max_seq_length=train.max_length,
         load_in_4bit=train.method == "qlora",
         dtype=None,
@@ -186,24 +180,26 @@ def unsloth_model(train: TrainParams, seed: int):
 
 def build_trainer(
     params: Params,
+    base_dir: Path,
     train_rows: list[dict],
     val_rows: list[dict] | None,
     output_dir: Path,
     callbacks: list | None = None,
     **overrides: Any,
 ):
-    """The one place a trainer is built: train and smoke both call it."""
+    """The one place a trainer is built, on the base in `base_dir`: train and smoke both call
+    it."""
     train = params.train
     check_method_supported(train)  # imports unsloth, when asked for, before TRL
     from trl import SFTTrainer
 
     args = sft_config(train, output_dir, params.seed, **overrides)
     if train.backend == "unsloth":
-        model, peft_config = unsloth_model(train, params.seed), None
+        model, peft_config = unsloth_model(train, params.seed, base_dir), None
     else:
-        model = load_base_model(quantization_config=base_quantization(train, args.bf16))
+        model = load_base_model(base_dir, quantization_config=base_quantization(train, args.bf16))
         peft_config = None if train.method == "full" else lora_config(train)
-    tokenizer, turns = load_tokenizer(), train.assistant_turns
+    tokenizer, turns = load_tokenizer(base_dir), train.assistant_turns
     sft_trainer = crash_safe(SFTTrainer)(
         model=model,
         args=args,
@@ -235,14 +231,15 @@ def adapters_in_float32(model) -> None:
             param.data = param.data.float()
 
 
-def fingerprint(params: Params) -> dict[str, str]:
-    """What a checkpoint depends on; resuming is only safe when all of it is unchanged."""
+def fingerprint(params: Params, train_split: Path) -> dict[str, str]:
+    """What a checkpoint depends on (the params and the train split's content); resuming is
+    only safe when all of it is unchanged."""
     return {
         # the spike threshold only decides when to stop, not what a checkpoint holds
         "params": content_hash(
             {"train": params.train.model_dump(exclude={"max_loss_spike"}), "seed": params.seed}
         ),
-        "train_data": file_hash(TRAIN_SPLIT),
+        "train_data": file_hash(train_split),
     }
 
 
@@ -274,13 +271,17 @@ def prepare_run(output_dir: Path, expected: dict[str, str]) -> Path | None:
 
 
 def launch_command(
-    processes: int, machines: int = 1, environ: Mapping[str, str] = os.environ
+    processes: int,
+    machines: int = 1,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    configs: tuple[Path, Path],
 ) -> list[str] | None:
     """The `accelerate launch` that runs this stage on `processes` processes per machine (DDP)
     on `machines` machines, or None when this process trains itself: one process on one
-    machine, or a launcher (accelerate, torchrun) already started it. On several machines
-    this machine's rank and the main machine's address come from the environment
-    (machine_args)."""
+    machine, or a launcher (accelerate, torchrun) already started it. `configs`: accelerate's
+    config files for one machine and for several. On several machines this machine's rank and
+    the main machine's address come from the environment (machine_args)."""
     launched = environ.get("LOCAL_WORLD_SIZE")  # set by torchrun, which accelerate uses
     if launched is not None:
         if int(launched) != processes:
@@ -292,7 +293,7 @@ def launch_command(
         return None
     if processes * machines == 1:
         return None
-    config = ACCELERATE_CONFIG if machines == 1 else ACCELERATE_MULTI_NODE_CONFIG
+    config = configs[0] if machines == 1 else configs[1]
     if not config.exists():
         setting = f"train.processes={processes}" if machines == 1 else f"train.machines={machines}"
         raise StageError(f"{setting} needs {config} in the repo")
@@ -315,7 +316,7 @@ def machine_args(machines: int, environ: Mapping[str, str]) -> list[str]:
     option names, upper-cased): MACHINE_RANK and MAIN_PROCESS_IP, both required;
     MAIN_PROCESS_PORT overrides the config's port; NUM_MACHINES, when set, must equal
     train.machines (a rendezvous short of machines would wait, not fail)."""
-    where = '(README: "Past one machine")'
+    where = "(docs/teams-and-scale.md)"
     missing = sorted({"MACHINE_RANK", "MAIN_PROCESS_IP"} - {k for k, v in environ.items() if v})
     if missing:
         raise StageError(
