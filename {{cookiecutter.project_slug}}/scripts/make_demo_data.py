@@ -54,12 +54,10 @@ import json
 import random
 from pathlib import Path
 
-# Short, since it is repeated in every row and every prompt token costs training time on a
-# CPU, but it names the allowed values: a small model then learns to choose among them.
-SYSTEM = (
-    "Triage the ticket. Reply with JSON only: category (billing|technical|account|shipping|"
-    "product), priority (low|medium|high), needs_human (true|false), reply (one sentence)."
-)
+# The system prompt of every row, in its own file because `make chat` sends it too. Short,
+# since it is repeated in every row and every prompt token costs training time on a CPU, but
+# it names the allowed values: a small model then learns to choose among them.
+SYSTEM = (Path(__file__).parent / "demo_system_prompt.txt").read_text(encoding="utf-8").strip()
 
 CATEGORIES = ("billing", "technical", "account", "shipping", "product")
 
