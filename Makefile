@@ -42,7 +42,7 @@ LINT_OUT := build/lint
 help: ## Show this help
 	@echo "Targets:"
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
-		| awk 'BEGIN {FS = ":.*## "} {printf "  %-8s %s\n", $$1, $$2}'
+		| awk 'BEGIN {FS = ":.*## "} {printf "  %-22s %s\n", $$1, $$2}'
 	@echo "Variables: VENV=$(VENV)"
 	@echo "           TORCH_SPEC=$(TORCH_SPEC)"
 
@@ -84,3 +84,125 @@ format: $(STAMP) ## Auto-fix lint and format hooks, tests and benchmarks
 
 clean: ## Remove build outputs (the cached venv is kept: see VENV below)
 	rm -rf build
+
+# Benchmarks: one target per section of docs/benchmarks.md, each running one script of
+# benchmarks/ with the arguments that produced the section's figures (docs/benchmarks.md names
+# the target; tests/test_benchmarks_doc.py checks that it exists). Most run in a project where
+# `make demo` has run (BENCH_PROJECT); results go under BENCH_OUT. They take minutes to hours:
+# none is part of `make test`. `make bench-tiny` bakes a project on the tests' tiny model, on
+# which the experiment targets run in minutes (BENCH_PROJECT=$(BENCH_TINY) BENCH_QUICK=--quick:
+# a check that the command works, not a measurement).
+BENCH_PROJECT ?= $(DEMO_OUT)/support-triage-finetune
+BENCH_OUT ?= build/bench
+BENCH_TINY ?= $(BENCH_OUT)/tiny/support-triage-finetune
+BENCH_QUICK ?=
+BENCH_ENV = mkdir -p '$(BENCH_OUT)' && PATH='$(abspath $(VENV))/bin':"$$PATH" DVC_NO_ANALYTICS=1 TOKENIZERS_PARALLELISM=false
+BENCH_PY = $(BENCH_ENV) '$(VENV)/bin/python'
+# The recipe the frontier's variants changed (the demo's default before them).
+FRONTIER_BASE ?= train.lora_r=4,train.lora_alpha=8,train.num_epochs=2,train.save_steps=20,split.replay_fraction=0,split.replay_answers=base
+SERVE_MODEL ?=
+LLAMA_CPP_BIN ?=
+STDLIB_KIND ?= summaries
+
+.PHONY: bench-tiny bench-demo bench-edit-repro bench-eval-speed bench-train-throughput \
+	bench-crash-safety bench-dpo bench-curate-scale bench-dedup bench-noop-repro bench-qlora \
+	bench-stdlib-task bench-gguf-export bench-export-parity bench-serve bench-model-matrix \
+	bench-llama-cpp bench-real-family bench-push-pull bench-sweep bench-judgement \
+	bench-frontier bench-where-minutes bench-seeds bench-recipe bench-diagnosis-fixes
+
+bench-tiny: $(STAMP) ## Bake a project on the tests' tiny model, baseline committed (BENCH_TINY)
+	@test -d '$(BENCH_TINY)' || $(BENCH_PY) benchmarks/tiny_project.py '$(dir $(BENCH_TINY))'
+
+bench-demo: ## Benchmark: `make demo`'s phases from this clone (build/demo/timings.txt)
+	bash benchmarks/demo_phases.sh
+
+bench-edit-repro: $(STAMP) ## Benchmark: what dvc repro re-runs after a library or params edit
+	$(BENCH_ENV) bash benchmarks/edit_repro.sh '$(BENCH_PROJECT)'
+
+bench-eval-speed: $(STAMP) ## Benchmark: batched vs one-by-one generation (eval's requests)
+	$(BENCH_PY) benchmarks/eval_speed.py --project '$(BENCH_PROJECT)' --out '$(BENCH_OUT)/eval_speed.json'
+
+bench-train-throughput: $(STAMP) ## Benchmark: train stage vs a plain TRL script, tokens/s and MFU
+	$(BENCH_PY) benchmarks/train_throughput.py --project '$(BENCH_PROJECT)' --steps 8 --pairs 2 \
+		--out '$(BENCH_OUT)/train_throughput.json'
+
+bench-crash-safety: $(STAMP) ## Benchmark: the baked resume (kill -9) and 2-process DDP tests
+	$(BENCH_ENV) OUT='$(abspath $(BENCH_OUT))/baked-tests' bash benchmarks/baked_tests.sh \
+		tests/test_resume.py tests/test_distributed.py
+
+bench-dpo: $(STAMP) ## Benchmark: one SFT epoch then DPO, as a dvc experiment
+	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set dpo $(BENCH_QUICK) \
+		--out '$(BENCH_OUT)/dpo.json'
+
+bench-curate-scale: $(STAMP) ## Benchmark: curate at 100k and 1M generated rows
+	$(BENCH_PY) benchmarks/curate_scale.py --bake '$(BENCH_OUT)/curate-scale' --rows 100000,1000000 \
+		--out '$(BENCH_OUT)/curate_scale.json'
+
+bench-dedup: $(STAMP) ## Benchmark: curate's dedup, local vs Spark, at 100k, 300k and 1M rows
+	$(BENCH_PY) benchmarks/dedup_engines.py --bake '$(BENCH_OUT)/dedup' --rows 100000,300000,1000000 \
+		--out '$(BENCH_OUT)/dedup_engines.json'
+
+bench-noop-repro: $(STAMP) ## Benchmark: a no-op dvc repro, 5 runs
+	$(BENCH_ENV) bash benchmarks/noop_repro.sh '$(BENCH_PROJECT)' 5
+
+bench-qlora: $(STAMP) ## Benchmark: LoRA vs QLoRA on the CPU (bitsandbytes)
+	$(BENCH_PY) benchmarks/qlora_cpu.py --project '$(BENCH_PROJECT)' --steps 10 --repeats 2 \
+		--out '$(BENCH_OUT)/qlora_cpu.json'
+
+bench-stdlib-task: $(STAMP) ## Benchmark: a custom bake on stdlib code (STDLIB_KIND=summaries|scraped|auto)
+	VENV='$(abspath $(VENV))' OUT='$(abspath $(BENCH_OUT))/stdlib-task' \
+		bash benchmarks/stdlib_task.sh $(STDLIB_KIND)
+
+bench-gguf-export: $(STAMP) ## Benchmark: GGUF conversion per type [LLAMA_CPP_BIN=<llama.cpp bin/>]
+	$(BENCH_PY) benchmarks/gguf_export.py --project '$(BENCH_PROJECT)' \
+		--work '$(BENCH_OUT)/gguf-export' --out '$(BENCH_OUT)/gguf_export.json' \
+		$(if $(LLAMA_CPP_BIN),--llama-cpp '$(LLAMA_CPP_BIN)')
+
+bench-export-parity: $(STAMP) ## Benchmark: the export stage's parity, every GGUF type + merged bf16
+	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set export-types \
+		$(BENCH_QUICK) --out '$(BENCH_OUT)/export_types.json'
+
+bench-serve: $(STAMP) ## Benchmark: make serve start-up and first answer [SERVE_MODEL=<dir>]
+	$(BENCH_PY) benchmarks/serve_latency.py --project '$(BENCH_PROJECT)' \
+		$(if $(SERVE_MODEL),--model '$(SERVE_MODEL)') --out '$(BENCH_OUT)/serve.json'
+
+bench-model-matrix: $(STAMP) ## Benchmark: every stage and export on a tiny model of each family
+	$(BENCH_PY) benchmarks/model_matrix.py --out '$(BENCH_OUT)/model-matrix'
+
+bench-llama-cpp: $(STAMP) ## Benchmark: llama.cpp itself on every tiny family's GGUF files
+	$(BENCH_PY) benchmarks/llama_cpp_families.py --project '$(BENCH_PROJECT)' \
+		--out '$(BENCH_OUT)/llama_cpp_families.json'
+
+bench-real-family: $(STAMP) ## Benchmark: Gemma 3 270M (PyPI GGUF) on stdlib code, every stage
+	$(BENCH_PY) benchmarks/real_family.py --out '$(BENCH_OUT)/real-family'
+
+bench-push-pull: $(STAMP) ## Benchmark: dvc push, git clone + dvc pull, dvc status
+	$(BENCH_ENV) bash benchmarks/push_pull.sh '$(BENCH_PROJECT)' '$(abspath $(BENCH_OUT))/push-pull'
+
+bench-sweep: bench-tiny ## Benchmark: make sweep, workers x threads, on the tiny-model project
+	$(BENCH_ENV) bash benchmarks/sweep_workers.sh '$(BENCH_TINY)' 3
+
+bench-judgement: $(STAMP) ## Benchmark: the rank-8 baseline and each candidate fix, with intervals
+	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set judgement \
+		$(BENCH_QUICK) --out '$(BENCH_OUT)/judgement.json'
+
+bench-frontier: $(STAMP) ## Benchmark: task accuracy vs forgetting vs minutes per recipe, and its plot
+	$(BENCH_PY) benchmarks/frontier.py --project '$(BENCH_PROJECT)' --base '$(FRONTIER_BASE)' \
+		--variants-from benchmarks/results/frontier.json --out '$(BENCH_OUT)/frontier.json' \
+		--plot '$(BENCH_OUT)/frontier.png'
+
+bench-where-minutes: $(STAMP) ## Benchmark: before/after pairs of the demo's speed changes
+	$(BENCH_PY) benchmarks/where_minutes_go.py --project '$(BENCH_PROJECT)' --steps 8 --pairs 2 \
+		--out '$(BENCH_OUT)/where_minutes_go.json'
+
+bench-seeds: $(STAMP) ## Benchmark: the demo's headline at seeds 7 and 1234
+	$(BENCH_PY) benchmarks/seeds.py --project '$(BENCH_PROJECT)' --seeds 7 1234 \
+		--out '$(BENCH_OUT)/seeds.json'
+
+bench-recipe: $(STAMP) ## Benchmark: the recipe curve (rank, epochs, lr, replay) of the old default
+	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set recipe \
+		$(BENCH_QUICK) --out '$(BENCH_OUT)/recipe.json'
+
+bench-diagnosis-fixes: $(STAMP) ## Benchmark: each failure induced, its suggested fix run
+	$(BENCH_PY) benchmarks/diagnosis_fixes.py --project '$(BENCH_PROJECT)' \
+		--out '$(BENCH_OUT)/diagnosis_fixes.json'

@@ -10,9 +10,9 @@ venv on PATH:
 
 Every experiment is `dvc exp run -n <set>-<name> -S key=value ...`: the set's common params
 (the recipe the section measured, set explicitly, so today's defaults do not leak in), then the
-experiment's own. Each starts from the committed params.yaml; its reports/metrics.json is read from the
-workspace right after the run and one table row printed. The project must have no uncommitted
-changes: its workspace is reset to HEAD at the end (`dvc exp` keeps every run).
+experiment's own. Each starts from the committed params.yaml; its reports/metrics.json is read
+from the workspace right after the run and one table row printed. The project must have no
+uncommitted changes: its workspace is reset to HEAD at the end (`dvc exp` keeps every run).
 `--quick` drops the set's common params and keeps the workspace's (e.g. the tiny model of
 benchmarks/tiny_project.py): it checks that the command runs, it measures nothing.
 """

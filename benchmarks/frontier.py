@@ -9,23 +9,27 @@ Run inside a baked project where `dvc repro split` has run (e.g. after `make dem
         --out frontier.json --plot docs/frontier.png
 
 Each variant sets params (dotted keys, YAML values, comma-separated) over the project's
-params.yaml, runs the split, train and eval stages' main() in a subprocess each (no DVC, no
-smoke), and records per checkpoint: the step, val task accuracy (and task score), general QA,
-instruction following, forgetting score, and the train stage's seconds up to that checkpoint
-(its share of the steps) plus eval's seconds. params.yaml is restored afterwards. `--plot`
-draws every variant's checkpoints (x: forgetting score, y: val task accuracy, marker size:
-minutes) from the JSON, so a plot can be redrawn without training (`--from-json`).
+params.yaml (after `--base`'s, the recipe the variants change), runs the replay, split, train
+and eval stages' main() in a subprocess each (no DVC, no smoke), and records per checkpoint:
+the step, val task accuracy (and task score), general QA, instruction following, forgetting
+score, and the train stage's seconds up to that checkpoint (its share of the steps) plus eval's
+seconds. params.yaml is restored afterwards. `--plot` draws every variant's checkpoints (x:
+forgetting score, y: val task accuracy, marker size: minutes) from the JSON, so a plot can be
+redrawn without training (`--from-json`).
+`--variants-from benchmarks/results/frontier.json` reruns the recorded variants
+(`make bench-frontier`).
 """
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-STAGES = ("split", "train", "eval")
+STAGES = ("replay", "split", "train", "eval")  # replay: its rows depend on split.replay_*
 METRICS = ("task_accuracy", "task_score", "general_qa", "instruction_follow", "forgetting_score")
 
 
@@ -35,7 +39,8 @@ def set_params(raw: dict, overrides: str) -> dict:
     import yaml
 
     params = copy.deepcopy(raw)
-    for pair in filter(None, overrides.split(",")):
+    # a comma starts a new pair only before `key=`: list values ([q_proj,k_proj]) keep theirs
+    for pair in filter(None, re.split(r",(?=[\w.]+=)", overrides)):
         key, value = pair.split("=", 1)
         *path, last = key.strip().split(".")
         node = params
@@ -45,11 +50,15 @@ def set_params(raw: dict, overrides: str) -> dict:
     return params
 
 
+def package_of(project: Path) -> str:
+    return next(p.parent.parent.name for p in (project / "src").glob("*/stages/train.py"))
+
+
 def run_stage(project: Path, stage: str, log: Path) -> float:
     started = time.perf_counter()
     with log.open("a") as handle:
         subprocess.run(
-            [sys.executable, "-m", f"support_triage_finetune.stages.{stage}"],
+            [sys.executable, "-m", f"{package_of(project)}.stages.{stage}"],
             cwd=project,
             env={**os.environ, "PYTHONPATH": str(project / "src")},
             stdout=handle,
@@ -59,17 +68,18 @@ def run_stage(project: Path, stage: str, log: Path) -> float:
     return time.perf_counter() - started
 
 
-def run_variant(project: Path, name: str, overrides: str, logs: Path) -> dict:
+def run_variant(project: Path, name: str, overrides: str, logs: Path, base: str = "") -> dict:
     import yaml
 
     params_path = project / "params.yaml"
     original = params_path.read_text()
     try:
-        params_path.write_text(yaml.safe_dump(set_params(yaml.safe_load(original), overrides)))
+        params = set_params(yaml.safe_load(original), f"{base},{overrides}")
+        params_path.write_text(yaml.safe_dump(params))
         seconds = {stage: run_stage(project, stage, logs / f"{name}.log") for stage in STAGES}
     finally:
         params_path.write_text(original)
-    stats = json.loads((project / "reports/train_stats.json").read_text())
+    stats = json.loads((project / "reports/train/stats.json").read_text())
     reports = [json.loads(p.read_text()) for p in (project / "reports/eval").glob("*.json")]
     last = max(stats["global_step"], 1)
     points = [
@@ -128,6 +138,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", type=Path)
     parser.add_argument("--variant", action="append", default=[], help="name:key=value,...")
+    parser.add_argument(
+        "--variants-from", type=Path, help="also run every variant (name, overrides) of a JSON"
+    )
+    parser.add_argument("--base", default="", help="key=value,... set before every variant")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--from-json", action="store_true", help="only redraw --plot from --out")
@@ -139,10 +153,13 @@ def main() -> None:
         logs = args.out.with_suffix(".logs")
         logs.mkdir(parents=True, exist_ok=True)
         results = json.loads(args.out.read_text()) if args.out.exists() else []
-        for spec in args.variant:
-            name, _, overrides = spec.partition(":")
+        variants = [spec.partition(":")[::2] for spec in args.variant]
+        if args.variants_from:
+            recorded = json.loads(args.variants_from.read_text())
+            variants += [(r["name"], r["overrides"]) for r in recorded]
+        for name, overrides in variants:
             results = [r for r in results if r["name"] != name]
-            results.append(run_variant(project, name, overrides, logs))
+            results.append(run_variant(project, name, overrides, logs, args.base))
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             print(json.dumps(results[-1]["checkpoints"][-1]), flush=True)
     if args.plot:

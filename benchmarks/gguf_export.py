@@ -21,15 +21,20 @@ tokens), llama.cpp itself also loads every file: its token ids for the HF-render
 and its greedy answer (llama-simple: greedy, stops at an end-of-generation token) against the
 merged model's.
 
-Run with the project's interpreter on a baked project's src (the package is found there):
-    python benchmarks/gguf_export.py --src /tmp/bake/support-triage-finetune/src \\
-        --merged build/demo/support-triage-finetune/models/export/merged \\
-        --rows build/demo/support-triage-finetune/data/splits/test.jsonl --out /tmp/gguf.json \\
-        [--llama-cpp /path/to/llama.cpp/build/bin]
+Run with the project's interpreter, in a project where select has run (e.g. after `make
+demo`; `make bench-gguf-export` runs this):
+    python benchmarks/gguf_export.py --project build/demo/support-triage-finetune \\
+        --out /tmp/gguf.json [--llama-cpp /path/to/llama.cpp/build/bin]
+The merged model is the selected model (models/selected: the adapter on models/base) merged
+and saved in float32 by the project's own `export.merged.write_merged` into --work (the export
+stage writes models/export/merged in `export.dtype`, f16 by default; the figures are of the
+float32 merge). --src, --merged and --rows override the project's package, merged model and
+test split.
 """
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -45,6 +50,13 @@ from pathlib import Path
 write_gguf = import_module(sys.argv[2] + ".export.gguf").write_gguf
 write_gguf(Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
 """
+MERGE = """
+import sys
+from importlib import import_module
+from pathlib import Path
+write_merged = import_module(sys.argv[1] + ".export.merged").write_merged
+write_merged(Path("models/selected"), Path(sys.argv[2]), "f32", Path("models/base"))
+"""
 GENERAL_PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 MAX_NEW_TOKENS = 96  # task answers are ~45 tokens (eval.max_new_tokens_task is 56)
 
@@ -54,6 +66,15 @@ def package_in(src: Path) -> str:
     if len(found) != 1:
         sys.exit(f"{src} holds no (or several) packages with export/gguf.py: {found}")
     return found[0]
+
+
+def merge_selected(project: Path, src: Path, package: str, out: Path) -> Path:
+    """The project's selected model merged into its base (by `package` in `src`), saved in
+    float32 into `out`."""
+    command = [sys.executable, "-c", MERGE, package, str(out)]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    subprocess.run(command, cwd=project, env=env, check=True)
+    return out
 
 
 def timed_conversion(src: Path, package: str, merged: Path, out: Path, quant: str) -> dict:
@@ -133,8 +154,9 @@ def llama_cpp_answers(binaries: Path, path: Path, tokenizer, prompts: list, refe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--src", type=Path, required=True, help="a baked project's src/")
-    parser.add_argument("--merged", type=Path, required=True, help="models/selected/merged")
+    parser.add_argument("--project", type=Path, help="a project where select has run")
+    parser.add_argument("--src", type=Path, help="a baked project's src/ (default: the project's)")
+    parser.add_argument("--merged", type=Path, help="a merged model dir (default: see above)")
     parser.add_argument("--rows", type=Path, help="a test split: its first 2 prompts are used")
     parser.add_argument("--types", default="f16,q8_0,q4_0")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gguf-export-bench"))
@@ -146,15 +168,23 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if args.project is None and (args.src is None or args.merged is None):
+        parser.error("give --project, or --src and --merged")
+    project = args.project.resolve() if args.project else None
+    args.src = (args.src or project / "src").resolve()
+    if args.rows is None and project is not None:
+        args.rows = project / "data" / "splits" / "test.jsonl"
+    args.work.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(args.src))
     package = package_in(args.src)
+    if args.merged is None:
+        args.merged = merge_selected(project, args.src, package, args.work.resolve() / "merged-f32")
     write_modelfile = import_module(f"{package}.export.ollama").write_modelfile
     export_gguf = import_module(f"{package}.export.gguf")
     prompts = [GENERAL_PROMPT]
     if args.rows:
         lines = args.rows.read_text().splitlines()[:2]
         prompts = [json.loads(line)["prompt"] for line in lines] + prompts
-    args.work.mkdir(parents=True, exist_ok=True)
 
     merged = AutoModelForCausalLM.from_pretrained(args.merged, dtype=torch.float32).eval()
     merged_tokenizer = AutoTokenizer.from_pretrained(args.merged)

@@ -156,7 +156,7 @@ def export_source(tests: Path, package: str, family: str, work: Path) -> Path:
 
     sys.path.insert(0, str(tests))
     build_tiny_model = import_module("tiny_model").build_tiny_model
-    fold = import_module(f"{package}.data.chat").fold_system_if_needed
+    fold = import_module(f"{package}.models.chat_template").fold_system_if_needed
     base = build_tiny_model(work / family / "base", family=family)
     tokenizer = AutoTokenizer.from_pretrained(base)
     fold(tokenizer)

@@ -33,9 +33,9 @@ import test_model_matrix as matrix
 from tiny_model import build_tiny_model
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
-from {module}.data.chat import folds_system
+from {module}.models.chat_template import folds_system
 from {module}.io import read_json
-from {module}.paths import EXPORT_REPORT, MERGED_EXPORT, SELECTED_DIR
+from {module}.paths import BASE_MODEL_DIR, EXPORT_REPORT, MERGED_EXPORT, SELECTED_DIR
 from {module}.models.loading import load_base_model, load_model_with_adapter, load_tokenizer
 
 family, work = sys.argv[1], Path(sys.argv[2])
@@ -55,15 +55,16 @@ for name, stage in matrix.STAGES.items():
         break
     row["stages"][name] = round(time.perf_counter() - started, 1)
 if "stopped" not in row:
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
     row["system_folded"] = folds_system(tokenizer)
     config = read_json(SELECTED_DIR / "adapter_config.json")
     row["lora_modules"] = sorted({{m.rsplit(".", 1)[-1] for m in config["target_modules"]}})
     ids = torch.tensor([tokenizer("billing refund order 4411")["input_ids"]])
     with torch.no_grad():
-        adapter = PeftModel.from_pretrained(load_base_model(), str(SELECTED_DIR)).eval()
+        base = load_base_model(BASE_MODEL_DIR)
+        adapter = PeftModel.from_pretrained(base, str(SELECTED_DIR)).eval()
         reference = adapter(ids).logits
-        merged = load_model_with_adapter(SELECTED_DIR)(ids).logits
+        merged = load_model_with_adapter(SELECTED_DIR, BASE_MODEL_DIR)(ids).logits
         exported = AutoModelForCausalLM.from_pretrained(MERGED_EXPORT, dtype=torch.float32)
         exported = exported(ids).logits
     scale = reference.abs().max().item()
