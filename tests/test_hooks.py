@@ -219,8 +219,10 @@ def test_default_bake_layout(default_project: Path) -> None:
     assert default_project.name == DEFAULT_SLUG
     missing = [name for name in TOP_LEVEL_FILES if not (default_project / name).is_file()]
     assert not missing, f"missing top-level files: {missing}"
-    for directory in (f"src/{DEFAULT_MODULE}", "data", "data/raw", "data/suites", "tests"):
+    for directory in (f"src/{DEFAULT_MODULE}", "data", "data/raw", "data/suites", "docs", "tests"):
         assert (default_project / directory).is_dir(), directory
+    # the README's next steps are pages of the bake
+    assert (default_project / "docs/decisions.md").is_file()
     assert (default_project / "data/raw/support_tickets.jsonl").is_file()
 
 
