@@ -1,8 +1,11 @@
 """Export parity: how an export's answers are compared with the model eval scored."""
 
+from pathlib import Path
+
 import pytest
 
 from {{ cookiecutter.module_name }}.evaluation.generation import Request
+from {{ cookiecutter.module_name }}.export.build import ExportFiles, summary
 from {{ cookiecutter.module_name }}.export.parity import (
     Generations,
     gguf_tokenizer,
@@ -83,3 +86,36 @@ def test_a_gguf_tokenizer_transformers_cannot_rebuild_falls_back_to_the_training
     assert gguf_tokenizer(tmp_path / "model-f16.gguf", {}, fallback=training) is training
     with pytest.raises(Exception, match="out of vocabulary"):
         gguf_tokenizer(tmp_path / "model-f16.gguf", {})
+
+
+def parity_report(failures: dict[str, list[str]]) -> dict:
+    rows = {"stop_rate": 1.0, "agreement": 1.0, "task_accuracy": 0.75}
+    return {
+        "metric": "task_accuracy",
+        "exports": {
+            "adapter": rows,
+            "merged_f16": rows | {"passed": "merged_f16" not in failures},
+            "gguf_q8_0": rows | {"passed": "gguf_q8_0" not in failures},
+        },
+        "failures": failures,
+    }
+
+
+NAMES = ["base", "sel", "test", "root", "merged", "gguf", "export.json", "export.md"]
+FILES = ExportFiles(*(Path(name) for name in NAMES))
+
+
+def test_a_parity_failure_stops_the_stage_or_is_marked_after_every_export_is_printed() -> None:
+    failing = parity_report({"gguf_q8_0": ["stop rate 0.5 is 0.500 below"]})
+    stopped = summary(failing, "fail", FILES)
+    assert len(stopped.lines) == 3 and stopped.lines[-1].endswith("agreement 1.0  [FAIL]")
+    assert stopped.lines[0] == "adapter: task_accuracy 0.75, stop rate 1.0, agreement 1.0"
+    assert stopped.error == (
+        "export parity failed (gguf_q8_0: stop rate 0.5 is 0.500 below); see export.md"
+    )
+    marked = summary(failing, "mark", FILES)
+    assert marked.error is None and marked.lines[:3] == stopped.lines
+    marked_line = "parity failed, marked in export.json: gguf_q8_0: stop rate 0.5 is 0.500 below"
+    assert marked.lines[3] == marked_line
+    passing = summary(parity_report({}), "fail", FILES)
+    assert passing.error is None and not any("FAIL" in line for line in passing.lines)

@@ -2,8 +2,11 @@
 against forgetting's smaller rank, or overfitting's fewer epochs) become one verdict with the
 evidence of both and one command; findings that agree get none."""
 
+from pathlib import Path
+
 from {{ cookiecutter.module_name }}.params import parse_params
 from {{ cookiecutter.module_name }}.selection.diagnose import Finding
+from {{ cookiecutter.module_name }}.selection.run import summary_lines
 from {{ cookiecutter.module_name }}.selection.verdict import verdict, verdict_lines
 
 PARAMS = parse_params({"train": {"lora_r": 8, "num_epochs": 2}})
@@ -64,3 +67,31 @@ def test_overfitting_and_underfitting_take_the_shorter_run() -> None:
 def test_findings_that_agree_get_no_verdict() -> None:
     for findings in ([FORGETTING], [UNDERFITTING], [FORGETTING, OVERFITTING], []):
         assert verdict(findings, SELECTED, BASE, FEWSHOT, "task_score", PARAMS) is None
+
+
+def test_select_prints_the_verdict_instead_of_the_findings_it_replaces() -> None:
+    found = verdict([FORGETTING, UNDERFITTING], SELECTED, BASE, FEWSHOT, "task_score", PARAMS)
+    assert found is not None
+    selected = {"model": "checkpoint-8", "metrics": {"task_accuracy": 0.5}}
+    metrics = {"task_accuracy": 0.02, "task_accuracy_lo": 0.0, "task_accuracy_hi": 0.1}
+    metrics |= {"test_items": 50, "format_correct": 1.0, "diagnosis": "forgetting, underfitting"}
+    tests = ({}, {"metrics": BASE}, None)
+    scoring = {"warning": "chrf on short targets"}
+    for passed in (True, False):
+        lines = summary_lines(
+            selected,
+            metrics | {"guardrails_passed": passed},
+            tests,
+            [],
+            [FORGETTING, UNDERFITTING, OVERFITTING],
+            found,
+            scoring,
+            Path("reports/report.md"),
+        )
+        assert lines[0].startswith("checkpoint-8 (val task 0.50); test task 0.02 [0.00, 0.10]")
+        assert lines[0].endswith("see reports/report.md]") is not passed
+        assert [line.split(":")[0] for line in lines[1:]] == [
+            "overfitting",
+            *(line.split(":")[0] for line in verdict_lines(found)),
+            "WARNING",
+        ]
