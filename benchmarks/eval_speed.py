@@ -56,23 +56,27 @@ def main() -> None:
     os.chdir(project)
     sys.path.insert(0, str(project / "src"))
     (package,) = [p.name for p in (project / "src").iterdir() if (p / "evaluation").is_dir()]
-    evaluate = importlib.import_module(f"{package}.evaluation.evaluator")
+    backend = importlib.import_module(f"{package}.evaluation.backend")
+    evaluate = importlib.import_module(f"{package}.evaluation.eval_set")
     generation = importlib.import_module(f"{package}.evaluation.generation")
     jsonio = importlib.import_module(f"{package}.io")
     modeling = importlib.import_module(f"{package}.models.loading")
     params = importlib.import_module(f"{package}.params").load_params()
     paths = importlib.import_module(f"{package}.paths")
 
-    tokenizer = modeling.load_tokenizer()
+    tokenizer = modeling.load_tokenizer(paths.BASE_MODEL_DIR)
     rows = jsonio.read_jsonl(paths.VAL_SPLIT)
     eval_set = evaluate.build_eval_set(
-        tokenizer, rows, evaluate.load_general_items(params.eval), params.eval
+        tokenizer,
+        rows,
+        evaluate.load_general_items(params.eval, paths.GENERAL_QA_SUITE, paths.INSTRUCTION_SUITE),
+        params.eval,
     )
     # the stage's two generation calls: the task rows, then the general items
     suites = [eval_set.task[: args.limit], eval_set.general[: args.limit]]
     requests = [request for suite in suites for request in suite]
     checkpoint = paths.CHECKPOINTS_DIR / args.checkpoint if args.checkpoint else None
-    model = evaluate.load_for_generation(checkpoint, params.eval)
+    model = backend.load_for_generation(checkpoint, paths.BASE_MODEL_DIR, params.eval)
     batched = generation.HFGenerator(model, tokenizer, params.eval.batch_size)
 
     result = {

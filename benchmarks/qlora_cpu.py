@@ -91,6 +91,7 @@ def worker(project: Path, method: str, steps: int) -> dict:
     clock = Clock()
     trainer = train_mod.build_trainer(
         params,
+        Path("models/base"),
         rows,
         None,
         Path(f"/tmp/qlora-cpu-{method}"),

@@ -179,6 +179,7 @@ def main() -> None:
     def stage_trainer(steps: int):
         return train_mod.build_trainer(
             params,
+            Path("models/base"),
             rows,
             None,
             tmp / "stage",

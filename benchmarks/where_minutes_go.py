@@ -35,6 +35,7 @@ def timed(function) -> tuple[float, object]:
 
 def batching(params, rows: list[dict], steps: int, pairs: int, tmp: Path) -> dict:
     """Seconds per step, tokens/s and mean train loss for each batching setting."""
+    from support_triage_finetune.paths import BASE_MODEL_DIR
     from support_triage_finetune.training.trainer import build_trainer
 
     variants = {
@@ -47,6 +48,7 @@ def batching(params, rows: list[dict], steps: int, pairs: int, tmp: Path) -> dic
         train = params.train.model_copy(update=variants[name])
         trainer = build_trainer(
             params.model_copy(update={"train": train}),
+            BASE_MODEL_DIR,
             rows,
             None,
             tmp / name,
@@ -87,23 +89,25 @@ def batching(params, rows: list[dict], steps: int, pairs: int, tmp: Path) -> dic
 def val_loss_pass(params, val_rows: list[dict], pairs: int, tmp: Path) -> dict:
     """The trainer's val pass against eval's forward pass, on the base model."""
     from support_triage_finetune.data.masking import ChatEncoder
-    from support_triage_finetune.evaluation.evaluator import load_for_generation
+    from support_triage_finetune.evaluation.backend import load_for_generation
     from support_triage_finetune.evaluation.val_loss import cut, val_loss
     from support_triage_finetune.models.loading import load_tokenizer
+    from support_triage_finetune.paths import BASE_MODEL_DIR
     from support_triage_finetune.training.trainer import build_trainer
 
     trainer = build_trainer(
         params,
+        BASE_MODEL_DIR,
         val_rows[:8],
         val_rows,
         tmp / "val",
         per_device_eval_batch_size=params.train.batch_size,  # as the train stage had it
         disable_tqdm=True,
     )
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
     encoder = ChatEncoder(tokenizer, params.train.assistant_turns)
     encoded = cut(encoder([r["prompt"] + r["completion"] for r in val_rows]), 10**9)
-    model = load_for_generation(None, params.eval)
+    model = load_for_generation(None, BASE_MODEL_DIR, params.eval)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     old = lambda: trainer.evaluate()["eval_loss"]  # noqa: E731
     new = lambda: val_loss(model, encoded, pad)  # noqa: E731
@@ -129,19 +133,18 @@ def val_loss_pass(params, val_rows: list[dict], pairs: int, tmp: Path) -> dict:
 
 def general_suite(params, pairs: int) -> dict:
     """Generation seconds for the first 32 general-QA items vs all of them, on the base."""
-    from support_triage_finetune.evaluation.evaluator import (
-        build_eval_set,
-        generator_factory,
-        load_general_items,
-    )
+    from support_triage_finetune.evaluation.backend import generator_factory
+    from support_triage_finetune.evaluation.eval_set import build_eval_set, load_general_items
     from support_triage_finetune.models.loading import load_tokenizer
+    from support_triage_finetune.paths import BASE_MODEL_DIR, GENERAL_QA_SUITE, INSTRUCTION_SUITE
 
-    tokenizer = load_tokenizer()
-    generate = generator_factory(params.eval, tokenizer)(None)
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    generate = generator_factory(params.eval, tokenizer, BASE_MODEL_DIR)(None)
     sets = {}
     for limit in (32, None):
         eval_params = params.eval.model_copy(update={"general_qa_limit": limit})
-        items = [i for i in load_general_items(eval_params) if i[0] == "general_qa"]
+        suites = (GENERAL_QA_SUITE, INSTRUCTION_SUITE)
+        items = [i for i in load_general_items(eval_params, *suites) if i[0] == "general_qa"]
         sets[limit] = build_eval_set(tokenizer, [], items, eval_params).general
     generate(sets[32], "warm-up")
     times: dict[object, list[float]] = {32: [], None: []}

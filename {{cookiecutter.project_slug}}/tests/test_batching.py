@@ -9,7 +9,7 @@ import yaml
 
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import load_params
-from {{ cookiecutter.module_name }}.paths import PARAMS, TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, PARAMS, TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 
@@ -21,7 +21,7 @@ def val_loss(tmp_path: Path, **train_overrides) -> float:
     params = load_params()
     rows = read_jsonl(TRAIN_SPLIT)[:8]
     trainer = build_trainer(
-        params, rows, rows, tmp_path / "run", eval_strategy="no", disable_tqdm=True
+        params, BASE_MODEL_DIR, rows, rows, tmp_path / "run", eval_strategy="no", disable_tqdm=True
     )
     return trainer.evaluate()["eval_loss"]
 

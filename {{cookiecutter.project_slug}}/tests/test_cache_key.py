@@ -34,7 +34,7 @@ def test_the_output_sources_include_generation_and_exist() -> None:
     assert all(path.is_file() for path in cache.OUTPUT_SOURCES.values())
 
 
-@pytest.mark.parametrize("module", ["evaluation.generation", "training.modeling"])
+@pytest.mark.parametrize("module", ["evaluation.generation", "models.loading"])
 def test_the_key_changes_when_the_generation_code_changes(
     sources: dict[str, Path], module: str
 ) -> None:

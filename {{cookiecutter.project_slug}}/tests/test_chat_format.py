@@ -11,15 +11,10 @@ from pathlib import Path
 import pytest
 from transformers import GenerationConfig
 
+from curating import curate_counted, curate_lines
 from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids, to_prompt_completion
-from {{ cookiecutter.module_name }}.data.curate_report import ReportBuilder
-from {{ cookiecutter.module_name }}.data.curation import (
-    ALL_REASONS,
-    Curator,
-    curate_rows,
-    decide,
-    worker_pool,
-)
+from {{ cookiecutter.module_name }}.data.curation import token_counting
+from {{ cookiecutter.module_name }}.data.curator import Curator
 from {{ cookiecutter.module_name }}.data.data_report import SYSTEM_FOLDED, template_blocks
 from {{ cookiecutter.module_name }}.data.masking import (
     ChatEncoder,
@@ -27,6 +22,7 @@ from {{ cookiecutter.module_name }}.data.masking import (
     token_counter,
     trainable_tokens,
 )
+from {{ cookiecutter.module_name }}.data.workers import worker_pool
 from {{ cookiecutter.module_name }}.document import to_markdown
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.models.chat_template import (
@@ -106,7 +102,7 @@ def raw(*chats: list[dict], file: str = "data/raw/a.jsonl") -> list[tuple[str, i
 
 def curate(chats: list[list[dict]], count) -> list[dict]:
     cfg = CurateParams(quality=QualityParams(scripts=["latin"]))
-    result = curate_rows(raw(*chats), TaskParams(), cfg, count, MAX_LENGTH, MAX_LENGTH)
+    result = curate_lines(raw(*chats), TaskParams(), cfg, count, MAX_LENGTH, MAX_LENGTH)
     assert not result.quarantined and not result.duplicates
     return result.kept
 
@@ -183,10 +179,12 @@ def test_curate_reports_the_folding_in_data_md(
     path = tmp_path / "a.jsonl"
     path.write_text("".join(json.dumps({"messages": c}) + "\n" for c in CHATS.values()))
     cfg = CurateParams(quality=QualityParams(scripts=["latin"]))
-    decisions = decide([path], TaskParams(), cfg, MAX_LENGTH, TrainParams.model_validate({}))
-    assert decisions.chat == {"assistant_turns": "all", "system_folded": True}
-    assert not decisions.reasons  # the system rows render, folded
-    report = ReportBuilder(decisions, ALL_REASONS).report(MAX_LENGTH, 0.5, MAX_LENGTH)
+    train = TrainParams.model_validate({})
+    with token_counting([path], BASE_MODEL_DIR, train, MAX_LENGTH) as counting:
+        result = curate_counted([path], TaskParams(), cfg, counting)
+    report = result.report
+    assert report["chat"] == {"assistant_turns": "all", "system_folded": True}
+    assert not result.decisions.reasons  # the system rows render, folded
     markdown = to_markdown(template_blocks(report), tmp_path)
     assert markdown.strip() == SYSTEM_FOLDED
     assert "has no system role: system prompts are folded into the first user turn" in markdown
@@ -202,7 +200,7 @@ def test_a_row_the_template_rejects_stops_curate_naming_it(tokenizer) -> None:
     bad = [user("Hello?"), user("Anyone there?"), assistant("Yes, how can I help?")]
     rows = raw(CHATS["system"], bad, CHATS["no_system"])
     with pytest.raises(StageError) as caught:
-        curate_rows(rows, TaskParams(), CurateParams(), token_counter(tokenizer), 512, 512)
+        curate_lines(rows, TaskParams(), CurateParams(), token_counter(tokenizer), 512, 512)
     message = str(caught.value)
     assert message == (
         "data/raw/a.jsonl:2: the chat template rejects it: Conversation roles must alternate "
@@ -260,7 +258,7 @@ def test_trl_trains_what_the_audit_counts(
     includes a stop token; eval's prompt is the training prefix of the final answer."""
     shutil.rmtree(BASE_MODEL_DIR)
     shutil.copytree(family_models[family], BASE_MODEL_DIR)
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
     assert folds_system(tokenizer) == (family in FOLDING)
     rendered = tokenizer.apply_chat_template(CHATS["system"], tokenize=False)
     assert "Answer briefly and politely." in rendered
@@ -273,7 +271,7 @@ def test_trl_trains_what_the_audit_counts(
     params = params.model_copy(
         update={"train": params.train.model_copy(update={"max_length": MAX_LENGTH})}
     )
-    sft = build_trainer(params, kept, None, project / "run")
+    sft = build_trainer(params, BASE_MODEL_DIR, kept, None, project / "run")
     examples = [sft.train_dataset[k] for k in range(len(sft.train_dataset))]
     assert len(examples) == len(kept)
     batch = sft.data_collator(examples)

@@ -22,6 +22,7 @@ from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.paths import CHECKPOINTS_DIR, TRAIN_LOG_DIR, TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.stages.train import LAUNCH_CONFIGS
 from {{ cookiecutter.module_name }}.training import trainer
 from {{ cookiecutter.module_name }}.training.checkpoints import STAGING_DIR, complete_checkpoints
 
@@ -174,13 +175,13 @@ def test_two_processes_train_then_crash_and_resume(project: Path) -> None:
 
 
 def test_one_process_trains_in_this_process() -> None:
-    assert trainer.launch_command(1, environ={}) is None
+    assert trainer.launch_command(1, environ={}, configs=LAUNCH_CONFIGS) is None
 
 
 def test_more_processes_relaunch_with_accelerate(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("accelerate.yaml").touch()
-    command = trainer.launch_command(4, environ={})
+    command = trainer.launch_command(4, environ={}, configs=LAUNCH_CONFIGS)
     assert command is not None and command[0] == sys.executable
     assert command[1:] == [
         "-m",
@@ -195,18 +196,20 @@ def test_more_processes_relaunch_with_accelerate(tmp_path: Path, monkeypatch) ->
 
 
 def test_a_launched_worker_does_not_relaunch() -> None:
-    assert trainer.launch_command(2, environ={"LOCAL_WORLD_SIZE": "2"}) is None
+    assert (
+        trainer.launch_command(2, environ={"LOCAL_WORLD_SIZE": "2"}, configs=LAUNCH_CONFIGS) is None
+    )
 
 
 def test_launched_processes_must_match_the_param() -> None:
     with pytest.raises(StageError, match=r"set train\.processes=4"):
-        trainer.launch_command(2, environ={"LOCAL_WORLD_SIZE": "4"})
+        trainer.launch_command(2, environ={"LOCAL_WORLD_SIZE": "4"}, configs=LAUNCH_CONFIGS)
 
 
 def test_relaunch_needs_the_accelerate_config(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError, match="accelerate.yaml"):
-        trainer.launch_command(2, environ={})
+        trainer.launch_command(2, environ={}, configs=LAUNCH_CONFIGS)
 
 
 def test_shipped_accelerate_config_launches_workers() -> None:

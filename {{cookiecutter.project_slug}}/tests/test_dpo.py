@@ -15,8 +15,9 @@ import pytest
 import torch
 import yaml
 
+from curating import curate_files, curate_lines
 from {{ cookiecutter.module_name }} import paths
-from {{ cookiecutter.module_name }}.data.curation import curate_rows, read_raw
+from {{ cookiecutter.module_name }}.data.curation import raw_files
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.models.loading import (
@@ -29,6 +30,7 @@ from {{ cookiecutter.module_name }}.models.loading import (
 )
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams, parse_params
 from {{ cookiecutter.module_name }}.paths import (
+    BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
     DPO_DIR,
     DPO_LOG_DIR,
@@ -94,7 +96,7 @@ def test_no_held_out_rows_drop_nothing() -> None:
 
 def test_too_few_pairs_says_how_many_where_from_and_what_to_do() -> None:
     with pytest.raises(StageError) as info:
-        dpo.check_enough(found=3, min_pairs=8, dropped=2)
+        dpo.check_enough(found=3, min_pairs=8, dropped=2, files=dpo_stage.FILES)
     message = str(info.value)
     for needed in (
         "3 usable preference pairs",
@@ -110,9 +112,9 @@ def test_too_few_pairs_says_how_many_where_from_and_what_to_do() -> None:
 
 
 def test_enough_pairs_pass_and_no_overlap_is_not_mentioned() -> None:
-    assert dpo.check_enough(found=8, min_pairs=8, dropped=0) is None
+    assert dpo.check_enough(found=8, min_pairs=8, dropped=0, files=dpo_stage.FILES) is None
     with pytest.raises(StageError) as info:
-        dpo.check_enough(found=0, min_pairs=1, dropped=0)
+        dpo.check_enough(found=0, min_pairs=1, dropped=0, files=dpo_stage.FILES)
     assert "dropped" not in str(info.value)
 
 
@@ -228,7 +230,7 @@ def test_curate_deduplicates_preference_pairs_only_among_themselves() -> None:
     pairs = [pair(short, system=None), pair(short, system=None), pair(long + "!", system=None)]
     rows = [raw_line(p, "data/raw/a_pairs.jsonl", n) for n, p in enumerate(pairs, start=1)]
     rows += [raw_line(r, "data/raw/b_chat.jsonl", n) for n, r in enumerate(sft_rows, start=1)]
-    result = curate_rows(rows, TaskParams(), CurateParams())
+    result = curate_lines(rows, TaskParams(), CurateParams())
     # the SFT rows survive although pairs come first and share (exactly, nearly) their text
     assert [row["prompt"][-1]["content"] for row in result.kept] == [short, long]
     assert [row["source"] for row in result.preferences] == [
@@ -302,11 +304,8 @@ def test_shipped_pairs_are_the_generators_and_leave_the_sft_rows_alone() -> None
         fields=["category", "priority", "needs_human", "reply"],
         score_fields=["category"],
     )
-    raw = read_raw(RAW)
-    both = curate_rows(raw, task, CurateParams())
-    chat_only = curate_rows(
-        [r for r in raw if r[0].endswith(SHIPPED_CHAT.name)], task, CurateParams()
-    )
+    both = curate_files(raw_files(RAW), task, CurateParams())
+    chat_only = curate_files([RAW / SHIPPED_CHAT.name], task, CurateParams())
     assert both.kept == chat_only.kept
     assert len(both.preferences) == 60
 
@@ -390,13 +389,13 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     assert len(read_tsv(DPO_LOG_DIR / "plots/metrics/rewards/accuracies.tsv")) == 3
 
     # base -> SFT merged -> DPO merged: differs from the SFT model and from DPO on the bare base
-    ids = torch.tensor([load_tokenizer()("billing refund password")["input_ids"]])
-    stacked = logits(load_model_with_adapter(checkpoints[-1]), ids)
-    sft = logits(load_model_with_adapter(sft_last), ids)
+    ids = torch.tensor([load_tokenizer(BASE_MODEL_DIR)("billing refund password")["input_ids"]])
+    stacked = logits(load_model_with_adapter(checkpoints[-1], BASE_MODEL_DIR), ids)
+    sft = logits(load_model_with_adapter(sft_last, BASE_MODEL_DIR), ids)
     from peft import PeftModel
 
     unstacked = PeftModel.from_pretrained(
-        load_base_model(), str(checkpoints[-1])
+        load_base_model(BASE_MODEL_DIR), str(checkpoints[-1])
     ).merge_and_unload()
     assert not torch.allclose(stacked, sft, atol=1e-5)
     assert not torch.allclose(stacked, logits(unstacked, ids), atol=1e-5)
@@ -422,7 +421,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     shutil.copytree(SELECTED_DIR, moved)
     CHECKPOINTS_DIR.rename(tmp_path / "aside")  # the export loads without the SFT checkpoints
     try:
-        exported = logits(load_model_with_adapter(moved), ids)
+        exported = logits(load_model_with_adapter(moved, BASE_MODEL_DIR), ids)
     finally:
         (tmp_path / "aside").rename(CHECKPOINTS_DIR)
     assert torch.allclose(exported, stacked, atol=1e-5)

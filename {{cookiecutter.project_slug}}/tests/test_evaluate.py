@@ -12,9 +12,10 @@ import pytest
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.data.chat import fewshot_prompt
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.evaluation import evaluator, lmeval
+from {{ cookiecutter.module_name }}.evaluation import backend, eval_set, lmeval
 from {{ cookiecutter.module_name }}.evaluation.cache import GenerationCache, cache_key, weights_digest
-from {{ cookiecutter.module_name }}.evaluation.evaluator import EvalSet, run_eval
+from {{ cookiecutter.module_name }}.evaluation.checkpoint_eval import run_eval
+from {{ cookiecutter.module_name }}.evaluation.eval_set import EvalSet
 from {{ cookiecutter.module_name }}.evaluation.generation import Request, VLLMGenerator
 from {{ cookiecutter.module_name }}.params import parse_params
 
@@ -113,7 +114,9 @@ def run(cache: GenerationCache, log: list) -> dict[str, dict]:
     def generator_for(checkpoint):
         return FakeGenerator(checkpoint.name if checkpoint else "base", log)
 
-    reports = run_eval(PARAMS, EVAL_SET, FEWSHOT, CHECKPOINTS, generator_for, cache)
+    reports = run_eval(
+        PARAMS, EVAL_SET, FEWSHOT, CHECKPOINTS, paths.BASE_MODEL_DIR, generator_for, cache
+    )
     return {report["model"]: report for report in reports}
 
 
@@ -246,12 +249,12 @@ def test_fewshot_prompt_puts_the_examples_before_the_row() -> None:
 
 def test_fewshot_examples_are_seeded_and_bounded() -> None:
     rows = [{"id": f"r{i}"} for i in range(20)]
-    picked = evaluator.fewshot_examples(rows, 3, seed=1)
-    assert len(picked) == 3 and picked == evaluator.fewshot_examples(rows[::-1], 3, seed=1)
-    assert picked != evaluator.fewshot_examples(rows, 3, seed=2)
-    assert len(evaluator.fewshot_examples(rows[:2], 3, seed=1)) == 2
+    picked = eval_set.fewshot_examples(rows, 3, seed=1)
+    assert len(picked) == 3 and picked == eval_set.fewshot_examples(rows[::-1], 3, seed=1)
+    assert picked != eval_set.fewshot_examples(rows, 3, seed=2)
+    assert len(eval_set.fewshot_examples(rows[:2], 3, seed=1)) == 2
     replay = [{"id": f"replay-{i}", "origin": "replay"} for i in range(20)]
-    picked = evaluator.fewshot_examples(rows[:2] + replay, 3, seed=1)
+    picked = eval_set.fewshot_examples(rows[:2] + replay, 3, seed=1)
     assert sorted(row["id"] for row in picked) == ["r0", "r1"]  # task rows only
 
 
@@ -279,23 +282,26 @@ def test_lm_eval_runs_a_local_task_on_the_tiny_model(project: Path) -> None:
     )
     params = parse_params({"eval": {"lm_eval_tasks": ["tiny_mc"], "batch_size": 4}}).eval
     reports = [{"model": "base", "role": "base", "metrics": {"task_accuracy": 0.0}}]
-    lmeval.add_lm_eval(reports, params)
+    dirs = lmeval.LmEvalDirs(
+        paths.BASE_MODEL_DIR, paths.CHECKPOINTS_DIR, tasks, paths.LM_EVAL_CACHE_DIR
+    )
+    lmeval.add_lm_eval(reports, params, dirs)
     assert set(reports[0]["lm_eval"]) == {"lm_eval/tiny_mc/acc"}
     assert 0.0 <= reports[0]["metrics"]["lm_eval/tiny_mc/acc"] <= 1.0
     assert reports[0]["metrics"]["task_accuracy"] == 0.0
 
 
 def test_vllm_without_a_gpu_fails_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluator, "has_gpu", lambda: False)
+    monkeypatch.setattr(backend, "has_gpu", lambda: False)
     with pytest.raises(StageError, match="needs a CUDA GPU; use eval.backend: hf"):
-        evaluator.check_backend(parse_params({"eval": {"backend": "vllm"}}).eval)
+        backend.check_backend(parse_params({"eval": {"backend": "vllm"}}).eval)
 
 
 def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluator.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(StageError, match=r"pip install -e '\.\[lm-eval\]'"):
-        evaluator.check_backend(parse_params({"eval": {"lm_eval_tasks": ["arc_easy"]}}).eval)
-    evaluator.check_backend(parse_params({}).eval)  # the default path needs neither
+        backend.check_backend(parse_params({"eval": {"lm_eval_tasks": ["arc_easy"]}}).eval)
+    backend.check_backend(parse_params({}).eval)  # the default path needs neither
 
 
 def test_lm_eval_results_become_flat_metrics() -> None:

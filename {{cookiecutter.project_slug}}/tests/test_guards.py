@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import Params, parse_params
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR
 from {{ cookiecutter.module_name }}.training import dpo, trainer
 from {{ cookiecutter.module_name }}.training.guards import LossGuard
 
@@ -48,6 +49,7 @@ def test_nan_loss_stops_a_real_sft_run(project: Path, tmp_path: Path) -> None:
     guard = LossGuard(out, params.train.max_loss_spike)
     sft_trainer = trainer.build_trainer(
         params,
+        BASE_MODEL_DIR,
         read_jsonl(Path("data/splits/train.jsonl")),
         None,
         out,
@@ -74,6 +76,7 @@ def test_a_checkpoint_saved_after_the_last_good_log_is_not_named(
     out = tmp_path / "run"
     sft_trainer = trainer.build_trainer(
         project_params(),
+        BASE_MODEL_DIR,
         read_jsonl(Path("data/splits/train.jsonl")),
         None,
         out,
@@ -108,7 +111,7 @@ def test_nan_loss_stops_a_real_dpo_run(project: Path, tmp_path: Path) -> None:
     out = tmp_path / "dpo"
     guard = LossGuard(out, None)
     dpo_trainer = dpo.build_trainer(
-        params, pairs, sft_checkpoint, out, callbacks=[guard, NanFromStep(4)]
+        params, BASE_MODEL_DIR, pairs, sft_checkpoint, out, callbacks=[guard, NanFromStep(4)]
     )
     stop = r"step 4: loss is nan\. Last good checkpoint: checkpoint-2\."
     with pytest.raises(StageError, match=stop):

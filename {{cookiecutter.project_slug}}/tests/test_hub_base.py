@@ -262,9 +262,9 @@ def test_a_hub_base_pins_its_commit_trains_and_works_offline(
     assert read_json(BASE_MODEL_DIR / "manifest.json") == manifest
     assert [p.name for p in BASE_MODEL_DIR.iterdir()] == ["manifest.json"]  # weights stay out
 
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
     expected = load_file(tiny_model_dir / "model.safetensors")[WEIGHT]
-    assert torch.equal(embeddings(load_base_model()), expected)
+    assert torch.equal(embeddings(load_base_model(BASE_MODEL_DIR)), expected)
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
     smoke_stage.main()  # the real smoke stage: a few LoRA steps, loss falls, adapter reloads
     report = read_json(SMOKE_REPORT)
@@ -277,8 +277,8 @@ def test_a_hub_base_pins_its_commit_trains_and_works_offline(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # peft reads the environment
     base_stage.main()
     assert read_json(BASE_MODEL_DIR / "manifest.json") == manifest
-    assert torch.equal(embeddings(load_base_model()), expected)
-    assert load_tokenizer().chat_template == tokenizer.chat_template
+    assert torch.equal(embeddings(load_base_model(BASE_MODEL_DIR)), expected)
+    assert load_tokenizer(BASE_MODEL_DIR).chat_template == tokenizer.chat_template
 
 
 def test_loads_use_the_pinned_commit_after_main_moves(
@@ -292,7 +292,7 @@ def test_loads_use_the_pinned_commit_after_main_moves(
 
     newer = hub.push(read_files(build_tiny_model(tmp_path / "newer", seed=1)))
     hub.requests.clear()
-    tokenizer, model = load_tokenizer(), load_base_model()
+    tokenizer, model = load_tokenizer(BASE_MODEL_DIR), load_base_model(BASE_MODEL_DIR)
     expected = load_file(tiny_model_dir / "model.safetensors")[WEIGHT]
     assert torch.equal(embeddings(model), expected)
     assert tokenizer.chat_template

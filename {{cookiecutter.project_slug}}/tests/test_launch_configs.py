@@ -21,6 +21,7 @@ import yaml
 
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.paths import ACCELERATE_CONFIG, ACCELERATE_MULTI_NODE_CONFIG
+from {{ cookiecutter.module_name }}.stages.train import LAUNCH_CONFIGS
 from {{ cookiecutter.module_name }}.training import trainer
 
 PROJECT = Path(__file__).parents[1]
@@ -86,7 +87,7 @@ def test_the_two_configs_differ_only_in_the_machine_settings() -> None:
 
 
 def multi_node_command(processes: int, machines: int, **environ: str) -> list[str]:
-    command = trainer.launch_command(processes, machines, environ=environ)
+    command = trainer.launch_command(processes, machines, environ=environ, configs=LAUNCH_CONFIGS)
     assert command is not None
     return command
 
@@ -143,7 +144,7 @@ def test_one_process_per_machine_still_launches(monkeypatch) -> None:
 def test_one_machine_keeps_the_single_machine_config(monkeypatch) -> None:
     monkeypatch.chdir(PROJECT)
     environ = {"MACHINE_RANK": "0", "MAIN_PROCESS_IP": MAIN_IP}  # ignored with one machine
-    command = trainer.launch_command(2, 1, environ=environ)
+    command = trainer.launch_command(2, 1, environ=environ, configs=LAUNCH_CONFIGS)
     assert command is not None
     assert command[command.index("--config_file") + 1] == str(ACCELERATE_CONFIG)
     assert "--num_machines" not in command
@@ -167,17 +168,22 @@ def test_a_machine_without_its_settings_stops_with_a_message(
 ) -> None:
     monkeypatch.chdir(PROJECT)
     with pytest.raises(StageError, match=message):
-        trainer.launch_command(4, 2, environ=environ)
+        trainer.launch_command(4, 2, environ=environ, configs=LAUNCH_CONFIGS)
 
 
 def test_several_machines_need_the_multi_node_config(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError, match=str(ACCELERATE_MULTI_NODE_CONFIG)):
-        trainer.launch_command(4, 2, environ={"MACHINE_RANK": "0", "MAIN_PROCESS_IP": MAIN_IP})
+        trainer.launch_command(
+            4, 2, environ={"MACHINE_RANK": "0", "MAIN_PROCESS_IP": MAIN_IP}, configs=LAUNCH_CONFIGS
+        )
 
 
 def test_a_launched_worker_on_any_machine_does_not_relaunch() -> None:
-    assert trainer.launch_command(4, 2, environ={"LOCAL_WORLD_SIZE": "4"}) is None
+    assert (
+        trainer.launch_command(4, 2, environ={"LOCAL_WORLD_SIZE": "4"}, configs=LAUNCH_CONFIGS)
+        is None
+    )
 
 
 def test_dvc_tracks_the_multi_node_config() -> None:
@@ -240,7 +246,9 @@ def test_two_machines_rendezvous_through_the_multi_node_config(tmp_path: Path) -
     env |= {"PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
     launches = []
     for rank in ("0", "1"):
-        command = trainer.launch_command(1, 2, environ=environ | {"MACHINE_RANK": rank})
+        command = trainer.launch_command(
+            1, 2, environ=environ | {"MACHINE_RANK": rank}, configs=LAUNCH_CONFIGS
+        )
         assert command is not None and command[-2:] == ["-m", f"{PACKAGE}.stages.train"]
         launches.append(
             subprocess.Popen(
@@ -392,7 +400,7 @@ def test_sky_settings_make_the_launch_of_each_node(tmp_path: Path, monkeypatch) 
     around node 0's address."""
     environ = run_sky_script(tmp_path, rank=1)[1]["env"]
     monkeypatch.chdir(PROJECT)
-    args, _ = torchrun_args(trainer.launch_command(8, 2, environ=environ))
+    args, _ = torchrun_args(trainer.launch_command(8, 2, environ=environ, configs=LAUNCH_CONFIGS))
     assert (args.nnodes, args.node_rank, args.rdzv_endpoint) == ("2", 1, f"{MAIN_IP}:29500")
 
 

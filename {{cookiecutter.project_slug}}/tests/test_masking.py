@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from curating import CurateResult, curate_lines
 from {{ cookiecutter.module_name }}.data.chat import to_prompt_completion
-from {{ cookiecutter.module_name }}.data.curate_report import ReportBuilder
-from {{ cookiecutter.module_name }}.data.curation import ALL_REASONS, CurateResult, curate_rows
 from {{ cookiecutter.module_name }}.data.data_report import trainable_blocks
 from {{ cookiecutter.module_name }}.data.masking import (
     ChatEncoder,
@@ -31,8 +30,16 @@ from {{ cookiecutter.module_name }}.params import (
     TaskParams,
     load_params,
 )
-from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, DATA_REPORT
+from {{ cookiecutter.module_name }}.paths import (
+    BASE_MODEL_DIR,
+    CURATE_REPORT,
+    DATA_REPORT,
+    TRAIN_SPLIT,
+    TRAINING_EXAMPLE,
+)
+from {{ cookiecutter.module_name }}.stages.split import DATA_FILES
 from {{ cookiecutter.module_name }}.training.example import (
+    ExamplePage,
     example_blocks,
     token_pieces,
     trained_tokens,
@@ -40,6 +47,8 @@ from {{ cookiecutter.module_name }}.training.example import (
     visible,
 )
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
+
+SMOKE_PAGE = ExamplePage(TRAINING_EXAMPLE, TRAIN_SPLIT, CURATE_REPORT)
 
 MAX_LENGTH = 96  # train.max_length
 MAX_TOKENS = 200  # curate.max_tokens above it: a long row is cut, not quarantined as too_long
@@ -96,7 +105,7 @@ def raw_lines() -> list[tuple[str, int, bytes]]:
 
 def curate(tiny_model_dir: Path) -> CurateResult:
     count = tokenizer_counter(tiny_model_dir)
-    return curate_rows(raw_lines(), TaskParams(), CurateParams(), count, MAX_TOKENS, MAX_LENGTH)
+    return curate_lines(raw_lines(), TaskParams(), CurateParams(), count, MAX_TOKENS, MAX_LENGTH)
 
 
 def params(**train: object) -> Params:
@@ -196,7 +205,7 @@ def test_curate_counts_what_trl_trains_on(project: Path, template: str) -> None:
     assert [(r["line"], r["reason"]) for r in result.quarantined] == [(5, "no_trainable_tokens")]
     assert len(result.kept) == 4
     dropped = to_prompt_completion(CHATS["prompt_fills"])
-    sft = build_trainer(params(), [*result.kept, dropped], None, project / "run")
+    sft = build_trainer(params(), BASE_MODEL_DIR, [*result.kept, dropped], None, project / "run")
     dataset = sft.train_dataset
     assert len(dataset) == len(result.kept)  # TRL dropped the row curate quarantined
     counts = [sum(trained_tokens(example)[1]) for example in dataset]
@@ -208,7 +217,7 @@ def test_the_end_of_turn_token_is_trained(project: Path) -> None:
     """The completion TRL trains on ends with the template's end-of-turn token (and the
     newline after it): a model that never learns it does not stop."""
     row = to_prompt_completion(CHATS["single"])
-    sft = build_trainer(params(), [row], None, project / "run")
+    sft = build_trainer(params(), BASE_MODEL_DIR, [row], None, project / "run")
     ids, trained = trained_tokens(sft.train_dataset[0])
     tokenizer = sft.processing_class
     target = tokenizer.decode([i for i, on in zip(ids, trained, strict=True) if on])
@@ -219,13 +228,15 @@ def test_the_end_of_turn_token_is_trained(project: Path) -> None:
 
 def test_a_multi_turn_row_trains_every_answer(project: Path) -> None:
     row = to_prompt_completion(CHATS["multi_turn"])
-    sft = build_trainer(params(), [row], None, project / "run")
+    sft = build_trainer(params(), BASE_MODEL_DIR, [row], None, project / "run")
     assert trained_text(sft) == "Paris.<|im_end|>\nIt jumps over the lazy dog.<|im_end|>\n"
 
 
 def test_assistant_turns_last_trains_the_final_answer_only(project: Path) -> None:
     row = to_prompt_completion(CHATS["multi_turn"])
-    sft = build_trainer(params(assistant_turns="last"), [row], None, project / "run")
+    sft = build_trainer(
+        params(assistant_turns="last"), BASE_MODEL_DIR, [row], None, project / "run"
+    )
     assert trained_text(sft) == "It jumps over the lazy dog.<|im_end|>\n"
     ids, _ = trained_tokens(sft.train_dataset[0])
     assert "Paris." in sft.processing_class.decode(ids)  # the earlier answer: context
@@ -235,12 +246,7 @@ def test_assistant_turns_last_trains_the_final_answer_only(project: Path) -> Non
 
 def test_the_report_counts_trainable_tokens(tiny_model_dir: Path) -> None:
     result = curate(tiny_model_dir)
-    builder = ReportBuilder(result.decisions, ALL_REASONS)
-    for record in result.kept:
-        builder.add("kept", record)
-    for record in result.quarantined:
-        builder.add("quarantined", record)
-    report = builder.report(MAX_TOKENS, 0.5, MAX_LENGTH)
+    report = result.report
     stats = report["trainable"]
     counts = sorted(row["trainable_tokens"] for row in result.kept)
     assert stats["rows"] == 4 and stats["min"] == counts[0] and stats["max"] == counts[-1]
@@ -250,7 +256,7 @@ def test_the_report_counts_trainable_tokens(tiny_model_dir: Path) -> None:
     assert stats["trained_share"] == round(sum(counts) / sequence, 4)
     assert stats["multi_turn"] == 1 and stats["truncated"] == 1
     assert report["reasons"] == {"no_trainable_tokens": 1}
-    markdown = to_markdown(trainable_blocks(report), DATA_REPORT.parent)
+    markdown = to_markdown(trainable_blocks(report, DATA_FILES), DATA_REPORT.parent)
     assert f"median {stats['p50']}" in markdown and "`no_trainable_tokens`" in markdown
     assert "(training_example.html)" in markdown
 
@@ -260,7 +266,7 @@ def test_preference_rows_are_not_masked_or_quarantined(tiny_model_dir: Path) -> 
     rows = [("data/raw/p.jsonl", 1, json.dumps(pair).encode())]
     count = tokenizer_counter(tiny_model_dir)
     cfg = CurateParams(quality=QualityParams(scripts=["latin"]))  # one row: no majority to read
-    result = curate_rows(rows, TaskParams(), cfg, count, MAX_TOKENS, MAX_LENGTH)
+    result = curate_lines(rows, TaskParams(), cfg, count, MAX_TOKENS, MAX_LENGTH)
     assert len(result.preferences) == 1 and result.decisions.trainable == {}
 
 
@@ -270,12 +276,12 @@ def test_preference_rows_are_not_masked_or_quarantined(tiny_model_dir: Path) -> 
 def test_the_example_page_shows_what_trl_trains_on(project: Path) -> None:
     rows = [to_prompt_completion(CHATS[name]) for name in ("multi_turn", "single")]
     rows[0]["source"] = "data/raw/a.jsonl:3"
-    sft = build_trainer(params(), rows, None, project / "run")
+    sft = build_trainer(params(), BASE_MODEL_DIR, rows, None, project / "run")
     example = training_example(sft, rows, MAX_LENGTH, tokenizer_counter(BASE_MODEL_DIR))
     assert example is not None and example.row is rows[0] and example.matches is True
     assert example.summary()["source"] == "data/raw/a.jsonl:3"
     tokenizer = sft.processing_class
-    page = to_html(example_blocks(tokenizer, example), "example")
+    page = to_html(example_blocks(tokenizer, example, SMOKE_PAGE), "example")
     assert page.count('<span class="t"') == example.n_trained
     assert page.count('<span class="c"') == len(example.ids) - example.n_trained
     prompt = tokenizer.apply_chat_template(

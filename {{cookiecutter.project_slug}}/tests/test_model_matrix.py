@@ -22,6 +22,7 @@ from {{ cookiecutter.module_name }}.models.loading import (
     load_tokenizer,
 )
 from {{ cookiecutter.module_name }}.paths import (
+    BASE_MODEL_DIR,
     CURATE_REPORT,
     DATA_REPORT,
     EXPORT_DIR,
@@ -202,7 +203,7 @@ def test_select_and_export_for_the_family(pipeline: dict) -> None:
 def test_every_assistant_turn_is_trained_and_system_prompts_reach_the_model(
     pipeline: dict,
 ) -> None:
-    tokenizer = load_tokenizer()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
     assert folds_system(tokenizer) is (pipeline["family"] in NO_SYSTEM_ROLE)
     chat = MULTI_TURN["messages"]
     (encoded,) = ChatEncoder(tokenizer, "all")([chat])
@@ -227,13 +228,13 @@ def test_lora_reaches_every_linear_and_the_merge_keeps_the_logits(pipeline: dict
     config = read_json(SELECTED_DIR / "adapter_config.json")
     adapted = {name.rsplit(".", 1)[-1] for name in config["target_modules"]}
     assert adapted == FUSED.get(family, SEPARATE)
-    ids = torch.tensor([load_tokenizer()("billing refund order 4411")["input_ids"]])
+    ids = torch.tensor([load_tokenizer(BASE_MODEL_DIR)("billing refund order 4411")["input_ids"]])
     with torch.no_grad():
-        base = load_base_model()
+        base = load_base_model(BASE_MODEL_DIR)
         base_logits = base(ids).logits
         adapter = PeftModel.from_pretrained(base, str(SELECTED_DIR)).eval()
         adapter_logits = adapter(ids).logits
-        merged = load_model_with_adapter(SELECTED_DIR)
+        merged = load_model_with_adapter(SELECTED_DIR, BASE_MODEL_DIR)
         exported = AutoModelForCausalLM.from_pretrained(MERGED_EXPORT, dtype=torch.float32)
         merged_logits, exported_logits = merged(ids).logits, exported(ids).logits
     assert not torch.allclose(adapter_logits, base_logits, atol=1e-4), "the adapter is a no-op"

@@ -13,6 +13,7 @@ from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter
 from {{ cookiecutter.module_name }}.paths import (
+    BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
     DIAGNOSIS,
     EVAL_DIR,
@@ -221,8 +222,8 @@ def check_merged_equals_adapter(merged: Path, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     exported = load_file(merged / "model.safetensors")
-    expected = load_model_with_adapter(checkpoint).state_dict()
-    base = load_model_with_adapter(None).state_dict()
+    expected = load_model_with_adapter(checkpoint, BASE_MODEL_DIR).state_dict()
+    base = load_model_with_adapter(None, BASE_MODEL_DIR).state_dict()
     changed = 0
     for name, tensor in exported.items():
         assert tensor.dtype == torch.float16, name

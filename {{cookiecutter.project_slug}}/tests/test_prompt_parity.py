@@ -22,7 +22,7 @@ from {{ cookiecutter.module_name }}.export.merged import write_merged
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.models.loading import load_base_model, load_tokenizer
 from {{ cookiecutter.module_name }}.params import load_params
-from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.selection.export import export
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
@@ -39,7 +39,9 @@ def completion_mask(example: dict) -> list[int]:
 def trained_on(project: Path, tmp_path: Path):
     """(tokenizer, rows, tokenized training examples) from the train stage's own trainer."""
     rows = read_jsonl(TRAIN_SPLIT)[:4]
-    trainer = build_trainer(load_params(), rows, None, tmp_path / "out", max_steps=1)
+    trainer = build_trainer(
+        load_params(), BASE_MODEL_DIR, rows, None, tmp_path / "out", max_steps=1
+    )
     dataset = trainer.train_dataset
     # every row survives tokenization (none is dropped as fully masked), in order
     assert len(dataset) == len(rows)
@@ -75,11 +77,13 @@ def test_the_end_of_turn_token_after_the_answer_is_trained(project: Path, tmp_pa
     long_rows = params.train.model_copy(update={"max_length": 4096})
     params = params.model_copy(update={"train": long_rows})
     rows = read_jsonl(TRAIN_SPLIT)[:4]
-    trainer = build_trainer(params, rows, None, tmp_path / "out", max_steps=1)
+    trainer = build_trainer(params, BASE_MODEL_DIR, rows, None, tmp_path / "out", max_steps=1)
     tokenizer = trainer.processing_class
     examples = [trainer.train_dataset[i] for i in range(len(rows))]
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert end_of_turn in generation.stop_token_ids(load_base_model().generation_config, tokenizer)
+    assert end_of_turn in generation.stop_token_ids(
+        load_base_model(BASE_MODEL_DIR).generation_config, tokenizer
+    )
     for row, example in zip(rows, examples, strict=True):
         _, completion = training_prefix(example)
         target = tokenizer(target_text(row), add_special_tokens=False)["input_ids"]
@@ -95,10 +99,12 @@ def test_the_exported_model_renders_the_training_prompt(trained_on, tmp_path: Pa
 
     tokenizer, rows, examples = trained_on
     checkpoint = tmp_path / "checkpoint"
-    trainer = build_trainer(load_params(), rows, None, tmp_path / "run", max_steps=1)
+    trainer = build_trainer(
+        load_params(), BASE_MODEL_DIR, rows, None, tmp_path / "run", max_steps=1
+    )
     trainer.save_model(str(checkpoint))
     export(checkpoint, tmp_path / "selected", {"checkpoint": "checkpoint"})
-    merged = write_merged(tmp_path / "selected", tmp_path / "merged", "bf16")
+    merged = write_merged(tmp_path / "selected", tmp_path / "merged", "bf16", BASE_MODEL_DIR)
     end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
     for exported in (tmp_path / "selected", merged):
         exported_tokenizer = AutoTokenizer.from_pretrained(exported, trust_remote_code=False)
@@ -168,8 +174,8 @@ def requests_for(tokenizer, prompts: list, budget: int = 5) -> list[generation.R
 def test_generate_feeds_exactly_the_prompt_token_ids(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tokenizer = load_tokenizer()
-    model = load_base_model().eval()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    model = load_base_model(BASE_MODEL_DIR).eval()
     rows = read_jsonl(TRAIN_SPLIT)[:3]
     prompts = [rows[0]["prompt"], user_prompt("Hi"), rows[1]["prompt"], user_prompt("Paris?")]
     fed: list[list[int]] = []
@@ -202,8 +208,8 @@ def test_generate_feeds_exactly_the_prompt_token_ids(
 def test_greedy_decode_matches_transformers_generate(project: Path) -> None:
     """Dropping finished rows from the batch changes no token: each row equals
     `model.generate` run on it alone with the same budget."""
-    tokenizer = load_tokenizer()
-    model = load_base_model().eval()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    model = load_base_model(BASE_MODEL_DIR).eval()
     prompts = [row["prompt"] for row in read_jsonl(TRAIN_SPLIT)[:3]] + [user_prompt("Hi")]
     requests = [
         generation.Request(tuple(prompt_token_ids(tokenizer, p)), budget)
@@ -237,8 +243,8 @@ def test_shared_prefix_length() -> None:
 def test_prefix_sharing_gives_the_same_next_token_scores(project: Path) -> None:
     """The shared system prompt's KV cache, copied to every row with the rows' own tokens
     padded after it, must give the logits that each row gives run alone."""
-    tokenizer = load_tokenizer()
-    model = load_base_model().eval()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    model = load_base_model(BASE_MODEL_DIR).eval()
     prompts = [prompt_token_ids(tokenizer, row["prompt"]) for row in read_jsonl(TRAIN_SPLIT)[:4]]
     generator = generation.HFGenerator(model, tokenizer, batch_size=4)
     input_ids, attention, shared = generator.batch_inputs(prompts)
@@ -260,8 +266,8 @@ def test_prefix_sharing_gives_the_same_next_token_scores(project: Path) -> None:
 def test_each_request_stops_at_its_own_budget(project: Path) -> None:
     """Greedy output is prefix-consistent: a 2-token request batched with 8-token ones gives
     the first 2 tokens of what it would give with 8."""
-    tokenizer = load_tokenizer()
-    model = load_base_model().eval()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    model = load_base_model(BASE_MODEL_DIR).eval()
     prompts = [user_prompt("Hi"), user_prompt("What is 2 + 2?"), user_prompt("Name a colour.")]
     long = requests_for(tokenizer, prompts, budget=8)
     mixed = [long[0], generation.Request(long[1].prompt_ids, 2), long[2]]
@@ -275,8 +281,8 @@ def test_each_request_stops_at_its_own_budget(project: Path) -> None:
 
 
 def test_generate_runs_on_the_tiny_model(project: Path) -> None:
-    tokenizer = load_tokenizer()
-    model = load_base_model().eval()
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    model = load_base_model(BASE_MODEL_DIR).eval()
     requests = requests_for(tokenizer, [user_prompt("Hi"), user_prompt("What is 2 + 2?")], 4)
     outputs = generation.HFGenerator(model, tokenizer, batch_size=2)(requests, "tiny")
     assert len(outputs) == 2

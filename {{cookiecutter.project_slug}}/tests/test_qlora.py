@@ -18,6 +18,7 @@ from {{ cookiecutter.module_name }}.models.loading import (
     quantization_config,
 )
 from {{ cookiecutter.module_name }}.params import Params, parse_params
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR
 from {{ cookiecutter.module_name }}.training import smoke, trainer
 
 bnb = pytest.importorskip(
@@ -42,7 +43,9 @@ def train_rows() -> list[dict]:
 
 def build(params: Params, out: Path, **overrides: object):
     settings = {"save_strategy": "no", "eval_on_start": False, "disable_tqdm": True}
-    return trainer.build_trainer(params, train_rows(), None, out, **(settings | overrides))
+    return trainer.build_trainer(
+        params, BASE_MODEL_DIR, train_rows(), None, out, **(settings | overrides)
+    )
 
 
 def four_bit_layers(model) -> list:
@@ -80,11 +83,13 @@ def test_qlora_trains_on_the_cpu_and_its_adapter_reloads(project: Path, tmp_path
     sft_trainer.save_model(str(saved))
     ids = torch.tensor([sft_trainer.processing_class("billing refund password")["input_ids"]])
     trained = logits(sft_trainer.model, ids)
-    reloaded = load_model_with_adapter(saved, quantization=quantization_config(False))
+    reloaded = load_model_with_adapter(
+        saved, BASE_MODEL_DIR, quantization=quantization_config(False)
+    )
     assert len(four_bit_layers(reloaded)) == TINY_LINEAR_LAYERS
     assert torch.allclose(logits(reloaded, ids), trained, atol=1e-5)
     # eval merges the adapter into the float base: the 4-bit rounding of the base shows
-    merged = logits(load_model_with_adapter(saved), ids)
+    merged = logits(load_model_with_adapter(saved, BASE_MODEL_DIR), ids)
     assert not torch.allclose(merged, trained, atol=1e-3)
     assert (merged - trained).abs().max() < 0.1 * trained.abs().max()
 
@@ -97,7 +102,7 @@ def test_an_eval_before_training_keeps_the_gradient_through_4bit_layers(
     for the training that follows. Elsewhere the kernel is never used and this holds anyway."""
     rows = train_rows()
     sft_trainer = trainer.build_trainer(
-        qlora_params(), rows, rows[:4], tmp_path / "run", eval_on_start=False
+        qlora_params(), BASE_MODEL_DIR, rows, rows[:4], tmp_path / "run", eval_on_start=False
     )
     model = sft_trainer.model
     batch = next(iter(sft_trainer.get_train_dataloader()))
@@ -149,6 +154,6 @@ def test_smoke_passes_with_qlora(project: Path, bf16: bool) -> None:
     the trained model (nf4 quantisation is deterministic), which the float base would not."""
     if bf16 and not modeling.cpu_has_fast_bf16() and not torch.cuda.is_available():
         pytest.skip("emulated bf16 on this CPU: too slow for a test")
-    report = smoke.run_smoke(qlora_params(bf16=bf16), train_rows())
+    report = smoke.run_smoke(qlora_params(bf16=bf16), BASE_MODEL_DIR, train_rows())
     assert report["reload_matches"], report
     assert report["passed"], report["problems"]

@@ -69,8 +69,8 @@ def test_the_real_base_trains_a_few_steps_and_answers(real_project: Path) -> Non
     assert report["passed"] and report["reload_matches"], report["problems"]
     assert report["loss_after"] < report["loss_before"]
 
-    tokenizer = load_tokenizer()
-    generator = HFGenerator(load_base_model().eval(), tokenizer, batch_size=1)
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    generator = HFGenerator(load_base_model(BASE_MODEL_DIR).eval(), tokenizer, batch_size=1)
     prompt = user_prompt("What is the capital of France? Answer with one word.")
     budget = 16
     (tokens,) = generator.token_ids([Request(tuple(prompt_token_ids(tokenizer, prompt)), budget)])

@@ -11,10 +11,11 @@ import yaml
 from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids
 from {{ cookiecutter.module_name }}.data.replay import replay_prompt, with_answers
 from {{ cookiecutter.module_name }}.errors import StageError
+from {{ cookiecutter.module_name }}.evaluation import replay_answers
 from {{ cookiecutter.module_name }}.evaluation.generation import HFGenerator, Request
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl
 from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter, load_tokenizer
-from {{ cookiecutter.module_name }}.paths import PARAMS, REPLAY, REPLAY_REPORT, REPLAY_ROWS
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, PARAMS, REPLAY, REPLAY_REPORT, REPLAY_ROWS
 from {{ cookiecutter.module_name }}.stages import replay as replay_stage
 
 SHIPPED = Path(__file__).parents[1] / "data" / "replay"
@@ -52,8 +53,8 @@ def test_stage_answers_with_the_base_and_keeps_only_finished_answers(project: Pa
     assert report["rows"] == len(rows) and report["kept"] == len(kept)
     assert report["kept"] + report["dropped_unfinished"] == len(rows)
     # what the base itself generates for the first rows, finished or not
-    tokenizer = load_tokenizer()
-    generator = HFGenerator(load_model_with_adapter(None).eval(), tokenizer, 8)
+    tokenizer = load_tokenizer(BASE_MODEL_DIR)
+    generator = HFGenerator(load_model_with_adapter(None, BASE_MODEL_DIR).eval(), tokenizer, 8)
     prompts = [Request(tuple(prompt_token_ids(tokenizer, replay_prompt(r))), 6) for r in rows[:8]]
     expected = {
         row["id"]: generator.decode(tokens)
@@ -84,7 +85,7 @@ def test_stage_keeps_the_written_answers_or_writes_nothing_when_off(
     def no_model(*args, **kwargs):
         raise AssertionError("no model is loaded for written answers or with replay off")
 
-    monkeypatch.setattr(replay_stage, "load_for_inference", no_model)
+    monkeypatch.setattr(replay_answers, "load_for_inference", no_model)
     set_split(replay_fraction=0.2, replay_answers="data")
     replay_stage.main()
     assert read_jsonl(REPLAY_ROWS) == read_jsonl(REPLAY)

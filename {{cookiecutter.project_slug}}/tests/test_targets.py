@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from curating import CurateResult, curate_lines
 from {{ cookiecutter.module_name }}.data.curate_report import plot_targets, target_report
-from {{ cookiecutter.module_name }}.data.curation import CurateResult, curate_rows
 from {{ cookiecutter.module_name }}.data.data_report import target_blocks
 from {{ cookiecutter.module_name }}.data.quality import is_placeholder
 from {{ cookiecutter.module_name }}.document import to_markdown
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams
+from {{ cookiecutter.module_name }}.stages.split import DATA_FILES
 
 TEXT_TASK = TaskParams()
 FIELDS = ["category", "priority"]
@@ -40,7 +41,7 @@ def rows_with(targets: list[str], seed: int = 0) -> list[tuple[str, int, bytes]]
 
 
 def curate(targets: list[str], task: TaskParams = TEXT_TASK, **cfg) -> CurateResult:
-    return curate_rows(rows_with(targets), task, CurateParams(**cfg))
+    return curate_lines(rows_with(targets), task, CurateParams(**cfg))
 
 
 def report(result: CurateResult) -> dict:
@@ -119,7 +120,7 @@ def test_warn_keeps_every_row_and_reports() -> None:
     assert result.quarantined == [] and len(result.kept) == 100
     (finding,) = result.decisions.targets["findings"]
     assert finding["share"] == 0.9
-    text = to_markdown(target_blocks({"targets": report(result)}), Path("reports"))
+    text = to_markdown(target_blocks({"targets": report(result)}, DATA_FILES), Path("reports"))
     assert "placeholder_target" in text and "`n/a`" in text and "90.0%" in text
 
 
@@ -152,7 +153,7 @@ def test_json_score_field_labels_and_imbalance_are_reported_not_quarantined() ->
     assert targets_report["label_imbalance"] == [
         {"field": "category", "value": "billing", "share": 0.85}
     ]
-    text = to_markdown(target_blocks({"targets": targets_report}), Path("reports"))
+    text = to_markdown(target_blocks({"targets": targets_report}, DATA_FILES), Path("reports"))
     assert "Imbalanced" in text and "`billing`" in text
 
 

@@ -18,7 +18,7 @@ import yaml
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, write_json, write_jsonl
 from {{ cookiecutter.module_name }}.params import ParamsError, flatten, load_params, parse_params
-from {{ cookiecutter.module_name }}.paths import EVAL_PLOT, METRICS, TRACKING, TRAIN_LOG_DIR
+from {{ cookiecutter.module_name }}.paths import EVAL_PLOT, METRICS, TRACKING, TRAIN_LOG_DIR, TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.stages import track as track_stage
 from {{ cookiecutter.module_name }}.tracking.context import Context, context, project_name
 from {{ cookiecutter.module_name }}.tracking.mlflow_logger import param_text, split_metrics
@@ -85,7 +85,9 @@ def test_only_the_track_stage_reads_track(tmp_path: Path, monkeypatch: pytest.Mo
     write_jsonl(Path("data/splits/train.jsonl"), [{"id": "a"}])
     write_jsonl(Path("data/splits/val.jsonl"), [{"id": "b"}])
     on = {"mlflow": {"enabled": True, "experiment": "x"}, "wandb": {"enabled": True}}
-    assert trainer.fingerprint(parse_params({"track": on})) == trainer.fingerprint(parse_params({}))
+    assert trainer.fingerprint(parse_params({"track": on}), TRAIN_SPLIT) == trainer.fingerprint(
+        parse_params({}), TRAIN_SPLIT
+    )
 
 
 def test_track_declares_every_section_it_logs() -> None:

@@ -7,18 +7,19 @@ import pytest
 
 from {{ cookiecutter.module_name }}.data.masking import ChatEncoder, Encoded
 from {{ cookiecutter.module_name }}.evaluation.cache import GenerationCache
-from {{ cookiecutter.module_name }}.evaluation.evaluator import ModelRun, with_val_losses
+from {{ cookiecutter.module_name }}.evaluation.model_run import ModelRun
+from {{ cookiecutter.module_name }}.evaluation.reports import with_val_losses
 from {{ cookiecutter.module_name }}.evaluation.val_loss import cut, token_batches, val_loss
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter, load_tokenizer
 from {{ cookiecutter.module_name }}.params import load_params
-from {{ cookiecutter.module_name }}.paths import TRAIN_SPLIT
+from {{ cookiecutter.module_name }}.paths import BASE_MODEL_DIR, TRAIN_SPLIT
 from {{ cookiecutter.module_name }}.training.trainer import build_trainer
 
 
 def encoded_rows(rows: list[dict], max_length: int) -> list[Encoded]:
     params = load_params()
-    encoder = ChatEncoder(load_tokenizer(), params.train.assistant_turns)
+    encoder = ChatEncoder(load_tokenizer(BASE_MODEL_DIR), params.train.assistant_turns)
     return cut(encoder([r["prompt"] + r["completion"] for r in rows]), max_length)
 
 
@@ -36,11 +37,13 @@ def test_cut_keeps_the_start_and_the_spans_inside() -> None:
 def test_val_loss_is_the_trainers_eval_loss(project: Path, tmp_path: Path) -> None:
     params = load_params()
     rows = read_jsonl(TRAIN_SPLIT)[:8]
-    trainer = build_trainer(params, rows, rows, tmp_path / "run", disable_tqdm=True)
+    trainer = build_trainer(params, BASE_MODEL_DIR, rows, rows, tmp_path / "run", disable_tqdm=True)
     expected = trainer.evaluate()["eval_loss"]  # one batch of 8 (eval batch >= 16)
-    model = load_model_with_adapter(None).eval()  # LoRA starts at B = 0: the base's loss
+    model = load_model_with_adapter(
+        None, BASE_MODEL_DIR
+    ).eval()  # LoRA starts at B = 0: the base's loss
     encoded = encoded_rows(rows, params.train.max_length)
-    pad = load_tokenizer().pad_token_id
+    pad = load_tokenizer(BASE_MODEL_DIR).pad_token_id
     measured = val_loss(model, encoded, pad)
     assert measured == pytest.approx(expected, abs=2e-4)
     assert val_loss(model, encoded, pad, max_tokens=1) == pytest.approx(measured, abs=2e-4)
@@ -55,11 +58,15 @@ def test_a_models_val_loss_is_cached(project: Path, tmp_path: Path) -> None:
         from {{ cookiecutter.module_name }}.evaluation.generation import HFGenerator
 
         built.append(checkpoint)
-        return HFGenerator(load_model_with_adapter(checkpoint).eval(), load_tokenizer(), 8)
+        return HFGenerator(
+            load_model_with_adapter(checkpoint, BASE_MODEL_DIR).eval(),
+            load_tokenizer(BASE_MODEL_DIR),
+            8,
+        )
 
     cache = GenerationCache(tmp_path / "cache")
-    first = ModelRun(None, generator_for, cache, {"bf16": False}).val_loss(rows)
-    second = ModelRun(None, generator_for, cache, {"bf16": False}).val_loss(rows)
+    first = ModelRun(None, BASE_MODEL_DIR, generator_for, cache, {"bf16": False}).val_loss(rows)
+    second = ModelRun(None, BASE_MODEL_DIR, generator_for, cache, {"bf16": False}).val_loss(rows)
     assert isinstance(first, float) and second == first
     assert len(built) == 1  # the second run loaded no model
 

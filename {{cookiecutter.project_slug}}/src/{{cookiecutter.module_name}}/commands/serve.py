@@ -151,7 +151,7 @@ def merge_adapter(model_dir: Path, out_dir: Path, backend: str) -> Path:
     dtype = "bf16" if pick_backend(backend) == "vllm" else "f32"
     log.info("merging %s into %s (%s)", model_dir, out_dir, dtype)
     started = time.monotonic()
-    write_merged(model_dir, out_dir, dtype)
+    write_merged(model_dir, out_dir, dtype, BASE_MODEL_DIR)
     log.info("merged in %.1f s", time.monotonic() - started)
     return out_dir
 

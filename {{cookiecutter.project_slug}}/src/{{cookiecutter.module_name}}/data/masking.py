@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from ..errors import StageError
-from ..paths import BASE_MODEL_DIR
 from .chat import Messages
 
 AssistantTurns = Literal["all", "last"]
@@ -303,9 +302,7 @@ def token_counter(tokenizer, turns: AssistantTurns = "all") -> TokenCounter:
     return count
 
 
-def tokenizer_counter(
-    base_dir: Path = BASE_MODEL_DIR, turns: AssistantTurns = "all"
-) -> TokenCounter:
+def tokenizer_counter(base_dir: Path, turns: AssistantTurns = "all") -> TokenCounter:
     """A counter with the base model's tokenizer."""
     from ..models.loading import load_tokenizer
 

@@ -7,7 +7,10 @@ style pull the model away from the base a second way. An answer the base did not
 split.replay_max_new_tokens is dropped: training on it would teach stopping mid-sentence."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
+from ..errors import StageError
+from ..io import read_jsonl
 from .chat import Messages
 
 
@@ -28,3 +31,25 @@ def with_answers(rows: Sequence[dict], answers: Sequence[str | None]) -> list[di
         for row, answer in zip(rows, answers, strict=True)
         if answer
     ]
+
+
+def replay_chats(path: Path, fraction: float) -> list[dict]:
+    """The chats of `path` (none when replay is off); a missing file or a row without a final
+    assistant answer stops the stage, naming it."""
+    if fraction == 0:
+        return []
+    if not path.exists():
+        raise StageError(
+            f"split.replay_fraction is {fraction} but {path} does not exist: add it (README "
+            "of data/replay) or set split.replay_fraction=0"
+        )
+    rows = read_jsonl(path)
+    for line, row in enumerate(rows, start=1):
+        try:
+            replay_prompt(row)
+        except (KeyError, TypeError, ValueError) as error:
+            raise StageError(
+                f"{path}:{line}: not a chat ending in an assistant answer ({error!r}): "
+                '{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}'
+            ) from None
+    return rows

@@ -14,11 +14,6 @@ from typing import Any
 from ..errors import StageError
 from ..io import read_jsonl
 from ..params import SplitParams
-from ..paths import (
-    GENERAL_QA_SUITE,
-    INSTRUCTION_SUITE,
-    SPLIT_REPORT,
-)
 from .chat import to_prompt_completion
 from .contamination import OverlapIndex
 from .formats import to_messages
@@ -161,15 +156,17 @@ def check_fractions(splits: dict[str, list[dict]], rows: list[dict], cfg: SplitP
     )
 
 
-def eval_items(val: list[dict], test: list[dict]) -> list[tuple[str, str]]:
+def eval_items(
+    val: list[dict], test: list[dict], suites: tuple[Path, Path]
+) -> list[tuple[str, str]]:
     """(label, text) of everything the model is evaluated on: the inputs of val and test rows
-    and the questions/prompts of the eval suites."""
+    and the questions/prompts of the eval `suites` (general QA, instruction following)."""
     items = [
         (f"{name}:{row['source']}", input_text(row))
         for name, rows in (("val", val), ("test", test))
         for row in rows
     ]
-    for path, key in ((GENERAL_QA_SUITE, "question"), (INSTRUCTION_SUITE, "prompt")):
+    for path, key in zip(suites, ("question", "prompt"), strict=True):
         if path.exists():
             items += [(f"suite:{path.stem}:{item['id']}", item[key]) for item in read_jsonl(path)]
     return items
@@ -243,10 +240,21 @@ class SplitResult:
     stratify_by: str | None  # the field used (`auto` resolved)
 
 
+@dataclass(frozen=True)
+class SplitSources:
+    """The files split reads besides the curated rows: the replay rows, the eval suites
+    (general QA, instruction following) train is checked against, and the split report a
+    contamination failure points to."""
+
+    replay_rows: Path
+    suites: tuple[Path, Path]
+    report: Path
+
+
 def make_splits(
     rows: list[dict],
     preference_rows: list[dict],
-    replay_path: Path,
+    sources: SplitSources,
     seed: int,
     cfg: SplitParams,
     score_fields: list[str] = (),
@@ -263,14 +271,15 @@ def make_splits(
         raise StageError(f"{len(rows)} curated rows are too few to fill the {empty} split(s)")
     check_fractions(splits, rows, cfg)
     splits["train"] += replay_rows(
-        replay_path, replay_count(len(splits["train"]), cfg.replay_fraction), seed
+        sources.replay_rows, replay_count(len(splits["train"]), cfg.replay_fraction), seed
     )
-    overlaps = find_contamination(splits["train"], eval_items(splits["val"], splits["test"]), cfg)
+    items = eval_items(splits["val"], splits["test"], sources.suites)
+    overlaps = find_contamination(splits["train"], items, cfg)
     contaminated = {record["train"] for record in overlaps}
     if overlaps and cfg.contamination == "fail":
         raise StageError(
             f"{len(contaminated)} train rows overlap val/test or an eval suite "
-            f"(split.contamination=fail); see {SPLIT_REPORT}"
+            f"(split.contamination=fail); see {sources.report}"
         )
     if cfg.contamination == "remove":
         splits["train"] = [row for row in splits["train"] if row["source"] not in contaminated]

@@ -19,7 +19,6 @@ from pathlib import Path
 from ..data.masking import Encoded
 from ..io import content_hash, file_digest, read_json, write_json
 from ..models.versions import package_versions
-from ..paths import EVAL_CACHE_DIR
 from .generation import Request
 
 WEIGHT_FILES = {
@@ -36,7 +35,7 @@ WEIGHT_FILES = {
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 OUTPUT_SOURCES = {
     name: PACKAGE_DIR.joinpath(*name.split(".")).with_suffix(".py")
-    for name in ("evaluation.generation", "training.modeling")
+    for name in ("evaluation.generation", "models.loading")
 }
 """Modules whose code decides the generated text: decoding, and loading/merging the model."""
 OUTPUT_LIBRARIES = ("torch", "transformers", "peft", "vllm")
@@ -82,7 +81,7 @@ def loss_key(model_digest: str, rows: Sequence[Encoded], settings: dict) -> str:
 
 
 class GenerationCache:
-    def __init__(self, directory: Path | None = EVAL_CACHE_DIR):
+    def __init__(self, directory: Path | None):
         self.directory = directory
 
     def get(self, key: str, expected: int) -> list | None:

@@ -7,16 +7,26 @@ The harness reads task data through `datasets`: on an offline machine the data m
 be in the Hugging Face cache (or be local files referenced by your YAML tasks).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StageError
 from ..models.loading import base_source, has_gpu
 from ..params import EvalParams
-from ..paths import BASE_MODEL_DIR, CHECKPOINTS_DIR, LM_EVAL_CACHE_DIR, LM_EVAL_TASKS_DIR
 from .cache import weights_digest
 
 
-def model_args(checkpoint: Path | None, base_dir: Path = BASE_MODEL_DIR) -> str:
+@dataclass(frozen=True)
+class LmEvalDirs:
+    """Where the harness finds the models and your YAML tasks, and caches its model calls."""
+
+    base: Path
+    checkpoints: Path
+    tasks: Path
+    cache: Path
+
+
+def model_args(checkpoint: Path | None, base_dir: Path) -> str:
     """The harness's `hf` model: the base (the materialised dir, or a hub id at its pinned
     revision) with the LoRA adapter on top, safe loading."""
     source, extra = base_source(base_dir)
@@ -39,7 +49,7 @@ def flat_metrics(results: dict) -> dict[str, float]:
     return flat
 
 
-def run_tasks(checkpoint: Path | None, params: EvalParams) -> dict[str, float]:
+def run_tasks(checkpoint: Path | None, params: EvalParams, dirs: LmEvalDirs) -> dict[str, float]:
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager
@@ -47,27 +57,27 @@ def run_tasks(checkpoint: Path | None, params: EvalParams) -> dict[str, float]:
         raise StageError(
             "eval.lm_eval_tasks needs the lm-eval extra: pip install -e '.[lm-eval]'"
         ) from None
-    include = str(LM_EVAL_TASKS_DIR) if LM_EVAL_TASKS_DIR.is_dir() else None
-    parts = [BASE_MODEL_DIR] + ([checkpoint] if checkpoint else [])
+    include = str(dirs.tasks) if dirs.tasks.is_dir() else None
+    parts = [dirs.base] + ([checkpoint] if checkpoint else [])
     output = lm_eval.simple_evaluate(
         model="hf",
-        model_args=model_args(checkpoint),
+        model_args=model_args(checkpoint, dirs.base),
         tasks=list(params.lm_eval_tasks),
         limit=params.lm_eval_limit,
         batch_size=params.batch_size,
         device="cuda" if has_gpu() else "cpu",  # the harness assumes CUDA otherwise
-        use_cache=str(LM_EVAL_CACHE_DIR / weights_digest(parts)[:16]),
+        use_cache=str(dirs.cache / weights_digest(parts)[:16]),
         task_manager=TaskManager(include_path=include),
     )
     return flat_metrics(output["results"])
 
 
-def add_lm_eval(reports: list[dict], params: EvalParams) -> None:
+def add_lm_eval(reports: list[dict], params: EvalParams, dirs: LmEvalDirs) -> None:
     """Run the harness for the base and each checkpoint report (not the few-shot one)."""
     for report in reports:
         if report["role"] == "fewshot":
             continue
-        checkpoint = CHECKPOINTS_DIR / report["model"] if report["role"] == "checkpoint" else None
-        scores = run_tasks(checkpoint, params)
+        checkpoint = dirs.checkpoints / report["model"] if report["role"] == "checkpoint" else None
+        scores = run_tasks(checkpoint, params, dirs)
         report["lm_eval"] = scores
         report["metrics"].update(scores)

@@ -13,7 +13,7 @@ import torch
 
 from ..document import Heading, Para, Table, write_markdown
 from ..errors import StageError
-from ..evaluation.evaluator import load_for_generation
+from ..evaluation.backend import load_for_generation
 from ..io import read_jsonl, write_json
 from ..models.loading import load_model_with_adapter, load_tokenizer, use_bf16
 from ..params import ExportParams, Params
@@ -64,9 +64,13 @@ def write_exports(params: ExportParams, files: ExportFiles) -> tuple[dict[str, P
         source = None
         if "gguf" in params.formats and not ("merged" in params.formats and params.dtype == "f32"):
             # GGUF is written from float32 weights, so f16/q8_0 round the model once, not twice
-            source = save_merged(model, Path(scratch), "f32")  # before the in-place cast below
+            source = save_merged(
+                model, Path(scratch), "f32", files.base
+            )  # before the in-place cast below
         if "merged" in params.formats:
-            exports[f"merged_{params.dtype}"] = save_merged(model, files.merged, params.dtype)
+            exports[f"merged_{params.dtype}"] = save_merged(
+                model, files.merged, params.dtype, files.base
+            )
         del model
         if "gguf" in params.formats:
             source = source or exports["merged_f32"]
@@ -95,7 +99,7 @@ def check_parity(params: Params, exports: dict[str, Path], files: ExportFiles) -
     compute = torch.bfloat16 if use_bf16(params.eval.bf16) else torch.float32
     budget, batch = params.eval.max_new_tokens_task, params.eval.batch_size
 
-    model = load_for_generation(files.selected, params.eval)
+    model = load_for_generation(files.selected, files.base, params.eval)
     tokenizer = load_tokenizer(files.base)
     reference = generate(model, tokenizer, prompts, budget, batch, REFERENCE)
     architecture = (model.config, tokenizer)  # what a GGUF file is read back into

@@ -14,8 +14,9 @@ from statistics import mean
 import gguf
 import torch
 
-from ..evaluation.evaluator import score_task, task_requests
+from ..evaluation.eval_set import task_requests
 from ..evaluation.generation import HFGenerator, Request
+from ..evaluation.model_report import score_task
 from ..evaluation.scoring import task_metrics
 from ..models.loading import SAFE_LOADING
 from ..params import TaskParams

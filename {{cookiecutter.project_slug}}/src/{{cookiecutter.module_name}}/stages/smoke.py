@@ -12,15 +12,24 @@ from ..cli import run_stage
 from ..errors import StageError
 from ..io import read_jsonl, write_json
 from ..params import load_params
-from ..paths import BASE_MODEL_DIR, SMOKE_PASSED, SMOKE_REPORT, TRAIN_SPLIT, TRAINING_EXAMPLE
+from ..paths import (
+    BASE_MODEL_DIR,
+    CURATE_REPORT,
+    SMOKE_PASSED,
+    SMOKE_REPORT,
+    TRAIN_SPLIT,
+    TRAINING_EXAMPLE,
+)
 from ..training.advisor import advice_from_smoke
+from ..training.example import ExamplePage
 from ..training.smoke import run_smoke
 
 
 def main() -> None:
     params = load_params()
     train_rows = read_jsonl(TRAIN_SPLIT)
-    report = run_smoke(params, train_rows, TRAINING_EXAMPLE)
+    page = ExamplePage(TRAINING_EXAMPLE, TRAIN_SPLIT, CURATE_REPORT)
+    report = run_smoke(params, BASE_MODEL_DIR, train_rows, page)
     advice = advice_from_smoke(params, train_rows, report, BASE_MODEL_DIR)
     report["advice"] = asdict(advice)
     write_json(SMOKE_REPORT, report)

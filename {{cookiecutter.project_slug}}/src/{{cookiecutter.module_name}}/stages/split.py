@@ -14,20 +14,40 @@ contamination check and the optional replay mix.
   replay`; replay rows only ever go to train."""
 
 from ..cli import run_stage
-from ..data.data_report import write_data_report
-from ..data.splitting import make_splits, split_report
+from ..data.data_report import DataFiles, write_data_report
+from ..data.splitting import SplitSources, make_splits, split_report
 from ..io import file_hash, read_json, read_jsonl, write_json, write_jsonl
 from ..params import load_params
 from ..paths import (
     CURATE_REPORT,
     CURATED,
+    DATA_REPORT,
+    DUPLICATES,
+    GENERAL_QA_SUITE,
+    INSTRUCTION_SUITE,
     PREFERENCES,
+    QUARANTINE,
     REPLAY_ROWS,
     SPLIT_REPORT,
     SPLITS_DIR,
+    TARGET_PLOT,
     TEST_SPLIT,
+    TOKEN_PLOT,
     TRAIN_SPLIT,
+    TRAINING_EXAMPLE,
     VAL_SPLIT,
+)
+
+SOURCES = SplitSources(REPLAY_ROWS, (GENERAL_QA_SUITE, INSTRUCTION_SUITE), SPLIT_REPORT)
+DATA_FILES = DataFiles(
+    page=DATA_REPORT,
+    curate_report=CURATE_REPORT,
+    split_report=SPLIT_REPORT,
+    quarantine=QUARANTINE,
+    duplicates=DUPLICATES,
+    target_plot=TARGET_PLOT,
+    token_plot=TOKEN_PLOT,
+    training_example=TRAINING_EXAMPLE,
 )
 
 
@@ -36,7 +56,7 @@ def main() -> None:
     cfg = params.split
     rows = [row | {"origin": "task"} for row in read_jsonl(CURATED)]
     pairs = read_jsonl(PREFERENCES) if PREFERENCES.exists() else []
-    result = make_splits(rows, pairs, REPLAY_ROWS, params.seed, cfg, params.task.score_fields)
+    result = make_splits(rows, pairs, SOURCES, params.seed, cfg, params.task.score_fields)
 
     outputs = {"train": TRAIN_SPLIT, "val": VAL_SPLIT, "test": TEST_SPLIT}
     for name, path in outputs.items():
@@ -47,7 +67,7 @@ def main() -> None:
     report = split_report(rows, result, cfg, hashes)
     write_json(SPLIT_REPORT, report)
     if CURATE_REPORT.exists():
-        write_data_report(read_json(CURATE_REPORT), report)
+        write_data_report(read_json(CURATE_REPORT), report, DATA_FILES)
     verb = "removed" if cfg.contamination == "remove" else "kept (warn)"
     print(
         f"split: {report['counts']} (seed {params.seed}); {report['replay_rows']} replay rows; "

@@ -8,65 +8,49 @@ transformers' built-in dvclive integration; eval measures every checkpoint's val
 its task scores), so training runs no val passes."""
 
 import os
-import time
 
 from ..cli import run_stage
-from ..io import read_jsonl, write_json
+from ..io import write_json
 from ..params import load_params
 from ..paths import (
+    ACCELERATE_CONFIG,
+    ACCELERATE_MULTI_NODE_CONFIG,
+    BASE_MODEL_DIR,
     CHECKPOINTS_DIR,
     CHECKPOINTS_MANIFEST,
     TRAIN_LOG_DIR,
     TRAIN_SPLIT,
     TRAIN_STATS,
 )
-from ..training.checkpoints import write_manifest
-from ..training.guards import LossGuard
-from ..training.trainer import (
-    build_trainer,
-    check_method_supported,
-    count_sequence_tokens,
-    fingerprint,
-    hyperparameters,
-    launch_command,
-    start_run,
+from ..training.sft_run import TrainFiles
+from ..training.trainer import check_method_supported, launch_command
+
+LAUNCH_CONFIGS = (ACCELERATE_CONFIG, ACCELERATE_MULTI_NODE_CONFIG)  # one machine, several
+FILES = TrainFiles(
+    base=BASE_MODEL_DIR,
+    train_split=TRAIN_SPLIT,
+    checkpoints=CHECKPOINTS_DIR,
+    manifest=CHECKPOINTS_MANIFEST,
+    log_dir=TRAIN_LOG_DIR,
 )
 
 
 def main() -> None:
     params = load_params()
     check_method_supported(params.train)
-    command = launch_command(params.train.processes, params.train.machines)
+    train = params.train
+    command = launch_command(train.processes, train.machines, configs=LAUNCH_CONFIGS)
     if command:  # this process becomes `accelerate launch`, which starts the workers
         print(f"train: accelerate launch {' '.join(command[3:])}", flush=True)
         os.execv(command[0], command)
-    train_rows = read_jsonl(TRAIN_SPLIT)
-    run = start_run("train", CHECKPOINTS_DIR, TRAIN_LOG_DIR, fingerprint(params))
-    guard = LossGuard(CHECKPOINTS_DIR, params.train.max_loss_spike)
-    trainer = build_trainer(
-        params, train_rows, None, CHECKPOINTS_DIR, callbacks=[*run.callbacks, guard]
-    )
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=run.resume_arg)
-    seconds = time.perf_counter() - started
-    if not run.main_process:
+    stats = train(params, FILES)
+    if stats is None:
         return
-    manifest = write_manifest(CHECKPOINTS_DIR, CHECKPOINTS_MANIFEST)
-    tokens = count_sequence_tokens(trainer.processing_class, train_rows) * params.train.num_epochs
-    write_json(
-        TRAIN_STATS,
-        {
-            "train_loss": round(result.training_loss, 4),
-            "global_step": result.global_step,
-            "train_seconds": round(seconds, 1),
-            "tokens_per_second": None if run.resume_from else round(tokens / seconds, 1),
-            "checkpoints": list(manifest["checkpoints"]),
-            "bf16": trainer.args.bf16,
-            "processes": trainer.args.world_size,
-            "hyperparameters": hyperparameters(params.train),
-        },
+    write_json(TRAIN_STATS, stats)
+    print(
+        f"train: {stats['global_step']} steps in {stats['train_seconds']:.0f}s, "
+        f"loss {stats['train_loss']:.3f}"
     )
-    print(f"train: {result.global_step} steps in {seconds:.0f}s, loss {result.training_loss:.3f}")
 
 
 if __name__ == "__main__":

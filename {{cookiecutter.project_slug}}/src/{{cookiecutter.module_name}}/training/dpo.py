@@ -5,6 +5,7 @@ TRL DPOTrainer built from params, and the run itself.
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +14,39 @@ from ..data.textnorm import normalise
 from ..errors import StageError
 from ..io import content_hash, file_hash, read_jsonl, write_json
 from ..params import Params
-from ..paths import (
-    CHECKPOINTS_MANIFEST,
-    DPO_DIR,
-    DPO_DISABLED_MARKER,
-    DPO_LOG_DIR,
-    DPO_MANIFEST,
-    DPO_STATS,
-    PREFERENCES,
-    RAW_DIR,
-    TEST_SPLIT,
-    VAL_SPLIT,
-)
 from .checkpoints import manifest_checkpoints, write_manifest
 
 HOW_TO_ENABLE = "dvc exp run -S dpo.enabled=true"
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
-def write_disabled() -> None:
+@dataclass(frozen=True)
+class DpoFiles:
+    """What the dpo stage reads (the base, the SFT manifest, the pairs, the held-out splits)
+    and writes (checkpoints, their manifest, the loss log, the stats, the off marker)."""
+
+    base: Path
+    sft_manifest: Path
+    preferences: Path
+    raw_dir: Path  # where pairs come from, named when there are too few
+    val_split: Path
+    test_split: Path
+    checkpoints: Path
+    manifest: Path
+    log_dir: Path
+    stats: Path
+    disabled_marker: Path
+
+
+def write_disabled(files: DpoFiles) -> None:
     """DPO is off: empty outputs (DVC needs them to exist) and a marker saying why."""
-    for directory in (DPO_DIR, DPO_LOG_DIR):
+    for directory in (files.checkpoints, files.log_dir):
         if directory.exists():
             shutil.rmtree(directory)  # DPO checkpoints of an earlier run must not be evaluated
         directory.mkdir(parents=True)
-    write_json(DPO_DISABLED_MARKER, {"enabled": False, "enable_with": HOW_TO_ENABLE})
-    write_manifest(DPO_DIR, DPO_MANIFEST)  # no checkpoints
-    write_json(DPO_STATS, {"enabled": False})
+    write_json(files.disabled_marker, {"enabled": False, "enable_with": HOW_TO_ENABLE})
+    write_manifest(files.checkpoints, files.manifest)  # no checkpoints
+    write_json(files.stats, {"enabled": False})
 
 
 def user_text(prompt: Messages) -> str:
@@ -57,21 +64,22 @@ def drop_held_out(pairs: list[dict], held_out: list[dict]) -> tuple[list[dict], 
     return kept, dropped
 
 
-def check_enough(found: int, min_pairs: int, dropped: int) -> None:
+def check_enough(found: int, min_pairs: int, dropped: int, files: DpoFiles) -> None:
     """Fail, saying where pairs come from, when fewer than dpo.min_pairs are usable."""
     if found >= min_pairs:
         return
     overlap = f" ({dropped} more were dropped: their prompt is a val/test row's)" if dropped else ""
     raise StageError(
-        f"dpo.enabled is true but {PREFERENCES} has {found} usable preference pairs{overlap}, "
-        f"fewer than dpo.min_pairs={min_pairs}. Pairs come from files in {RAW_DIR}/ in the "
-        "`preference` format (rows with prompt, chosen and rejected: see "
-        f"{RAW_DIR}/README.md); add pairs there and run `dvc repro`, lower dpo.min_pairs, or "
+        f"dpo.enabled is true but {files.preferences} has {found} usable preference "
+        f"pairs{overlap}, fewer than dpo.min_pairs={min_pairs}. Pairs come from files in "
+        f"{files.raw_dir}/ in the `preference` format (rows with prompt, chosen and rejected: "
+        f"see {files.raw_dir}/README.md); add pairs there and run `dvc repro`, lower "
+        "dpo.min_pairs, or "
         "turn DPO off with dpo.enabled=false"
     )
 
 
-def last_sft_checkpoint(manifest: Path = CHECKPOINTS_MANIFEST) -> Path:
+def last_sft_checkpoint(manifest: Path) -> Path:
     done = manifest_checkpoints(manifest)
     if not done:
         raise StageError(f"{manifest} lists no SFT checkpoint: run `dvc repro train`")
@@ -171,10 +179,16 @@ def dpo_config(params: Params, output_dir: Path, **overrides: Any):
 
 
 def build_trainer(
-    params: Params, pairs: list[dict], sft_checkpoint: Path, output_dir: Path, callbacks=None
+    params: Params,
+    base_dir: Path,
+    pairs: list[dict],
+    sft_checkpoint: Path,
+    output_dir: Path,
+    callbacks=None,
 ):
-    """DPOTrainer on the SFT model with a fresh LoRA adapter; ref_model=None makes TRL use
-    the model with that adapter disabled, i.e. the SFT model, as the reference."""
+    """DPOTrainer on the SFT model (on the base in `base_dir`) with a fresh LoRA adapter;
+    ref_model=None makes TRL use the model with that adapter disabled, i.e. the SFT model, as
+    the reference."""
     from trl import DPOTrainer
 
     from ..models.loading import SFT_POINTER, load_model_with_adapter, load_tokenizer
@@ -195,33 +209,35 @@ def build_trainer(
         update={"lora_r": params.dpo.lora_r, "lora_alpha": params.dpo.lora_alpha}
     )
     return StackedDPOTrainer(
-        model=load_model_with_adapter(sft_checkpoint),
+        model=load_model_with_adapter(sft_checkpoint, base_dir),
         ref_model=None,
         args=dpo_config(params, output_dir),
         train_dataset=to_dataset(pairs),
-        processing_class=load_tokenizer(),
+        processing_class=load_tokenizer(base_dir),
         peft_config=lora_config(adapter),
         callbacks=callbacks,
     )
 
 
-def run(params: Params) -> None:
+def run(params: Params, files: DpoFiles) -> None:
     """Train DPO on top of the last SFT checkpoint (resuming when nothing changed)."""
     from .guards import LossGuard
     from .trainer import start_run
 
-    sft_checkpoint = last_sft_checkpoint()
-    held_out = read_jsonl(VAL_SPLIT) + read_jsonl(TEST_SPLIT)
-    pairs, dropped = drop_held_out(read_jsonl(PREFERENCES), held_out)
-    check_enough(len(pairs), params.dpo.min_pairs, len(dropped))
-    run = start_run("dpo", DPO_DIR, DPO_LOG_DIR, fingerprint(params, pairs, sft_checkpoint))
+    sft_checkpoint = last_sft_checkpoint(files.sft_manifest)
+    held_out = read_jsonl(files.val_split) + read_jsonl(files.test_split)
+    pairs, dropped = drop_held_out(read_jsonl(files.preferences), held_out)
+    check_enough(len(pairs), params.dpo.min_pairs, len(dropped), files)
+    stamp = fingerprint(params, pairs, sft_checkpoint)
+    run = start_run("dpo", files.checkpoints, files.log_dir, stamp)
     trainer = build_trainer(
         params,
+        files.base,
         pairs,
         sft_checkpoint,
-        DPO_DIR,
+        files.checkpoints,
         # non-finite losses only: DPO's loss falls towards 0, where a ratio test misfires
-        callbacks=[*run.callbacks, LossGuard(DPO_DIR, None)],
+        callbacks=[*run.callbacks, LossGuard(files.checkpoints, None)],
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=run.resume_arg)
@@ -229,9 +245,9 @@ def run(params: Params) -> None:
     if not run.main_process:
         return
     final = final_rewards(trainer.state.log_history)
-    manifest = write_manifest(DPO_DIR, DPO_MANIFEST)
+    manifest = write_manifest(files.checkpoints, files.manifest)
     write_json(
-        DPO_STATS,
+        files.stats,
         {
             "enabled": True,
             "sft_checkpoint": sft_checkpoint.name,

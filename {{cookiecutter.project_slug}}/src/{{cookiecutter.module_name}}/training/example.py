@@ -8,11 +8,11 @@ re-enactment of it. How curate counts is in data/masking.py.
 
 import html
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..data.masking import AssistantTurns, TokenCounter, is_multi_turn, trainable_tokens
 from ..document import Block, Heading, Html, Para
-from ..paths import CURATE_REPORT, TRAIN_SPLIT
 
 
 def trained_tokens(example: dict[str, Any]) -> tuple[list[int], list[bool]]:
@@ -141,14 +141,24 @@ def training_example(
     return TrainingExample(ids, trained, row, counted, max_length, turns)
 
 
-def example_blocks(tokenizer, example: TrainingExample) -> list[Block]:
+@dataclass(frozen=True)
+class ExamplePage:
+    """Where the page goes, and the files it names: the train split the row comes from and the
+    curate report whose trainable-token audit it checks."""
+
+    page: Path
+    train_split: Path
+    curate_report: Path
+
+
+def example_blocks(tokenizer, example: TrainingExample, names: ExamplePage) -> list[Block]:
     """The page: what is trained, the check against curate's count, the highlighted tokens
     and the rendered prompt."""
     row, n = example.row, example.n_trained
     where = (
-        f"The row from `{row.get('source', row.get('id', '?'))}` ({TRAIN_SPLIT})"
+        f"The row from `{row.get('source', row.get('id', '?'))}` ({names.train_split})"
         if row
-        else f"The first row of {TRAIN_SPLIT} that TRL kept"
+        else f"The first row of {names.train_split} that TRL kept"
     )
     cut = f"cut to train.max_length = {example.max_length}" if example.max_length else "not cut"
     blocks: list[Block] = [
@@ -166,7 +176,7 @@ def example_blocks(tokenizer, example: TrainingExample) -> list[Block]:
         verdict = (
             "the same as TRL's mask"
             if example.matches
-            else f"**not TRL's count**: the trainable-token audit in {CURATE_REPORT} is off "
+            else f"**not TRL's count**: the trainable-token audit in {names.curate_report} is off "
             "for this setup (a TRL or chat-template change); rerun `dvc repro curate` after "
             "updating the code, or report it"
         )

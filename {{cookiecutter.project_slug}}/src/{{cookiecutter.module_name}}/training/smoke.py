@@ -23,7 +23,7 @@ from ..data.masking import token_counter
 from ..document import write_html
 from ..models.loading import load_model_with_adapter
 from ..params import Params
-from .example import example_blocks, training_example
+from .example import ExamplePage, example_blocks, training_example
 from .trainer import base_quantization, build_trainer
 
 
@@ -70,8 +70,8 @@ def check_loss(before: float, after: float) -> str | None:
 
 
 @torch.inference_mode()
-def reload_matches(trainer, saved: Path, quantization: Any = None) -> bool:
-    """The saved adapter, loaded fresh onto the base, gives the trained model's logits.
+def reload_matches(trainer, saved: Path, base_dir: Path, quantization: Any = None) -> bool:
+    """The saved adapter, loaded fresh onto the base (`base_dir`), gives the trained model's logits.
     Both sides run without autocast: with bf16 training the trainer's model forward is
     wrapped in autocast, which is unwrapped here so the comparison is about the saved weights.
 
@@ -84,19 +84,26 @@ def reload_matches(trainer, saved: Path, quantization: Any = None) -> bool:
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     trained = model.eval()(**inputs).logits.float().cpu()
-    reloaded = load_model_with_adapter(saved, quantization=quantization).eval()
+    reloaded = load_model_with_adapter(saved, base_dir, quantization=quantization).eval()
     # on a GPU: a float base loads on the CPU, a 4-bit one on the GPU
     logits = reloaded(**{k: v.to(reloaded.device) for k, v in inputs.items()}).logits
     return torch.allclose(trained, logits.float().cpu(), atol=1e-3, rtol=1e-3)
 
 
-def run_smoke(params: Params, train_rows: list[dict], example_page: Path | None = None) -> dict:
-    """The smoke run's report; `example_page`: where to write the training example."""
+def run_smoke(
+    params: Params,
+    base_dir: Path,
+    train_rows: list[dict],
+    example_page: ExamplePage | None = None,
+) -> dict:
+    """The smoke run's report on the base in `base_dir`; `example_page`: where to write the
+    training example."""
     rows = smoke_rows(train_rows, params.smoke.fraction, params.smoke.min_rows)
     timer = StepTimer()
     with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
         trainer = build_trainer(
             params,
+            base_dir,
             rows,
             rows,
             Path(tmp) / "run",
@@ -112,15 +119,15 @@ def run_smoke(params: Params, train_rows: list[dict], example_page: Path | None 
         count = token_counter(trainer.processing_class, turns)
         example = training_example(trainer, rows, params.train.max_length, count, turns)
         if example is not None and example_page is not None:
-            blocks = example_blocks(trainer.processing_class, example)
-            write_html(blocks, example_page, "What the model is trained on")
+            blocks = example_blocks(trainer.processing_class, example, example_page)
+            write_html(blocks, example_page.page, "What the model is trained on")
         before = trainer.evaluate()["eval_loss"]
         trainer.train()
         after = trainer.evaluate()["eval_loss"]
         saved = Path(tmp) / "adapter"
         trainer.save_model(str(saved))
         quantization = base_quantization(params.train, trainer.args.bf16)
-        reload_ok = reload_matches(trainer, saved, quantization)
+        reload_ok = reload_matches(trainer, saved, base_dir, quantization)
     steps = full_run_steps(len(train_rows), params)
     report = {
         "rows": len(rows),

@@ -1,0 +1,114 @@
+"""The eval stage's run: the base, the few-shot baseline and every SFT and DPO checkpoint,
+generated (or read from the cache) and scored on the val rows and the general suites."""
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StageError
+from ..io import read_jsonl
+from ..models.loading import load_tokenizer
+from ..params import Params
+from ..training.checkpoints import manifest_checkpoints
+from .backend import GeneratorFor, check_backend, generation_settings, generator_factory
+from .cache import GenerationCache
+from .eval_set import EvalSet, build_eval_set, fewshot_requests, load_general_items
+from .generation import Request
+from .lmeval import LmEvalDirs, add_lm_eval
+from .metric_names import GENERAL_QA
+from .model_report import evaluate_fewshot, evaluate_model, summarise
+from .model_run import ModelRun
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """Where the eval stage reads its models, rows and suites, and caches generations."""
+
+    base: Path
+    sft_manifest: Path
+    dpo_manifest: Path
+    val_split: Path
+    train_split: Path  # the few-shot baseline's examples
+    general_qa_suite: Path
+    instruction_suite: Path
+    cache: Path
+    lm_eval: LmEvalDirs
+
+
+def run_eval(
+    params: Params,
+    eval_set: EvalSet,
+    fewshot: list[Request] | None,
+    checkpoints: list[Path],
+    base_dir: Path,
+    generator_for: GeneratorFor,
+    cache: GenerationCache,
+) -> list[dict]:
+    """Reports for the base, the few-shot baseline (when `fewshot` is given) and every
+    checkpoint, with metrics; a model is released before the next one is built."""
+    settings = generation_settings(params.eval)
+    base_run = ModelRun(None, base_dir, generator_for, cache, settings)
+    base = summarise(evaluate_model(base_run, eval_set, params.task), params.task, None)
+    reports = [base]
+    if fewshot is not None:
+        report = evaluate_fewshot(base_run, eval_set, fewshot, params.task)
+        reports.append(summarise(report, params.task, None))
+    del base_run
+    for checkpoint in checkpoints:
+        gc.collect()
+        run = ModelRun(checkpoint, base_dir, generator_for, cache, settings)
+        reports.append(summarise(evaluate_model(run, eval_set, params.task), params.task, base))
+    return reports
+
+
+def evaluate_checkpoints(params: Params, inputs: EvalInputs) -> list[dict]:
+    """The eval stage's reports: every model scored, with lm-eval's tasks where asked."""
+    check_backend(params.eval)
+    checkpoints = manifest_checkpoints(inputs.sft_manifest)
+    if not checkpoints:
+        raise StageError(f"{inputs.sft_manifest} lists no checkpoints: run train first")
+    dpo_checkpoints = manifest_checkpoints(inputs.dpo_manifest, required=False)
+    if dpo_checkpoints and params.eval.backend == "vllm":
+        raise StageError(
+            "eval.backend vllm applies one LoRA adapter per model, and a DPO checkpoint is two "
+            "stacked on the base: use eval.backend hf, or dpo.enabled false"
+        )
+    tokenizer = load_tokenizer(inputs.base)
+    eval_set = build_eval_set(
+        tokenizer,
+        read_jsonl(inputs.val_split),
+        load_general_items(params.eval, inputs.general_qa_suite, inputs.instruction_suite),
+        params.eval,
+        loss_rows=(params.train.assistant_turns, params.train.max_length),
+    )
+    fewshot = fewshot_requests(tokenizer, eval_set.rows, read_jsonl(inputs.train_split), params)
+    cache = GenerationCache(inputs.cache if params.eval.cache else None)
+    generator_for = generator_factory(params.eval, tokenizer, inputs.base)
+    reports = run_eval(
+        params,
+        eval_set,
+        fewshot,
+        checkpoints + dpo_checkpoints,
+        inputs.base,
+        generator_for,
+        cache,
+    )
+    if params.eval.lm_eval_tasks:
+        # the harness loads one adapter on the base: DPO checkpoints (two stacked) are skipped
+        add_lm_eval([r for r in reports if r.get("stage") != "dpo"], params.eval, inputs.lm_eval)
+    return reports
+
+
+def print_summary(report: dict) -> None:
+    m = report["metrics"]
+    general = (
+        f"  qa {m['general_qa']:.2f}  if {m['instruction_follow']:.2f}  "
+        f"forgetting {m['forgetting_score']:.2f}"
+        if GENERAL_QA in m
+        else ""
+    )
+    source = f"{report['seconds']}s" if report["generated"] else "cached"
+    print(
+        f"eval: {report['model']:>16}  task {m['task_accuracy']:.2f}  "
+        f"format {m['format_correct']:.2f}  drift {m['format_drift']:.2f}{general}  ({source})"
+    )
