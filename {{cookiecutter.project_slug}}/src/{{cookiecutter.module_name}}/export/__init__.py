@@ -1,1 +1,2 @@
-"""Exports of the selected model: GGUF, Ollama, the Hub, a local server."""
+"""Exports of the selected model (merged safetensors, GGUF with an Ollama Modelfile) and
+their parity with the model eval scored."""

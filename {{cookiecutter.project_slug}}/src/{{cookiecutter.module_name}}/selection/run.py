@@ -89,6 +89,45 @@ def score_test(
     return test, base_test, fewshot_test
 
 
+def diagnosis(
+    passed: bool, failures: list[str], findings: list[Finding], overall: Verdict | None
+) -> dict:
+    """reports/diagnosis.json: the guardrails' verdict, the findings with their commands and
+    the verdict on contradicting ones (what `make improve` reads)."""
+    findings_out = [{**asdict(finding), "command": finding.command} for finding in findings]
+    return {
+        "guardrails_passed": passed,
+        "guardrail_failures": failures,
+        "findings": findings_out,
+        "verdict": overall.as_dict() if overall else None,
+    }
+
+
+def card_facts(
+    params: Params,
+    files: SelectFiles,
+    selected: dict,
+    metrics: dict,
+    split: dict,
+    findings: list[Finding],
+    failures: list[str],
+) -> CardFacts:
+    """What the model card states: the base (its manifest over `base.model`), the selection,
+    the metrics, the training params and the splits' hashes."""
+    manifest = files.base / MANIFEST
+    return CardFacts(
+        base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
+        selected=selected,
+        headline=metrics,
+        train_params=params.train.model_dump(),
+        data_hashes=split.get("sha256", {}),
+        findings=findings,
+        exports=params.export.formats,
+        failures=failures,
+        split_report=files.split_report,
+    )
+
+
 def summary_lines(
     selected: dict,
     metrics: dict,
@@ -180,16 +219,7 @@ def select(params: Params, files: SelectFiles) -> list[str]:
         sizes,
     )
     write_json(files.metrics, metrics)
-    findings_out = [{**asdict(finding), "command": finding.command} for finding in findings]
-    write_json(
-        files.diagnosis,
-        {
-            "guardrails_passed": passed,
-            "guardrail_failures": failures,
-            "findings": findings_out,
-            "verdict": overall.as_dict() if overall else None,
-        },
-    )
+    write_json(files.diagnosis, diagnosis(passed, failures, findings, overall))
 
     figures = [
         Image(plot_losses(history, selected["step"], files.loss_figure), "train and val loss"),
@@ -221,18 +251,7 @@ def select(params: Params, files: SelectFiles) -> list[str]:
     )
     write_report(blocks, files.report_md, files.report_html)
     export(checkpoint, files.selected, {"checkpoint": selected["model"], **metrics})
-    manifest = files.base / MANIFEST
-    card = CardFacts(
-        base={"model": params.base.model, **(read_json(manifest) if manifest.exists() else {})},
-        selected=selected,
-        headline=metrics,
-        train_params=params.train.model_dump(),
-        data_hashes=split.get("sha256", {}),
-        findings=findings,
-        exports=params.export.formats,
-        failures=failures,
-        split_report=files.split_report,
-    )
+    card = card_facts(params, files, selected, metrics, split, findings, failures)
     model_card(card).save(files.selected / "README.md")
     tested = (test, base_test, fewshot_test)
     scoring = curate.get("scoring", {})
