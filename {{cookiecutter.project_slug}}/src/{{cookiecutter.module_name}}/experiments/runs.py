@@ -64,7 +64,7 @@ def parse_exp_show(exp_show: list[dict]) -> tuple[Run | None, list[Run]]:
     return baseline, experiments
 
 
-def read_at(run: Run, path: Path) -> Any:
+def file_at(run: Run, path: Path) -> Any:
     """JSON file `path` in `run`'s commit (on disk for the baseline); None where it has none."""
     if run.name == BASELINE:
         return read_json(path) if path.exists() else None
@@ -73,14 +73,14 @@ def read_at(run: Run, path: Path) -> Any:
 
 def guardrail_failures_at(run: Run, diagnosis: Path) -> list[str] | None:
     """select's guardrail failures for `run`, from its `diagnosis` (reports/diagnosis.json)."""
-    found = read_at(run, diagnosis)
+    found = file_at(run, diagnosis)
     return found.get("guardrail_failures") if found is not None else None
 
 
 def test_items_at(run: Run, test_items: Path) -> dict | None:
     """The selected model's per-item test scores in `run`'s `test_items` (select's
     reports/test_items.json); None where select has not written them."""
-    return (read_at(run, test_items) or {}).get("selected")
+    return (file_at(run, test_items) or {}).get("selected")
 
 
 def collect_tests(runs: list[Run], test_items: Path) -> dict[str, dict]:
