@@ -63,7 +63,10 @@ FREE_TEXT_SCORER = "chrf"
 
 
 class TaskParams(Section):
-    target_format: Literal["json", "text"] = "text"
+    target_format: Literal["json", "text"] = Field(
+        "text",
+        description="json: targets are JSON objects scored field by field; text: the whole answer",
+    )
     fields: list[str] = Field(default_factory=list, description="keys every JSON target has")
     score_fields: list[str] = Field(default_factory=list, description="keys task accuracy compares")
     scorer: Scorer | None = Field(
@@ -149,12 +152,16 @@ class CurateParams(Section):
     formats: dict[str, InputFormat] = Field(
         default_factory=dict, description="file name -> format; other files are auto-detected"
     )
-    max_reject_fraction: float = Field(0.5, ge=0, le=1)
+    max_reject_fraction: float = Field(
+        0.5, ge=0, le=1, description="largest share of rows quarantined; more fails curate"
+    )
     max_tokens: int | None = Field(None, ge=16, description="null = train.max_length")
-    format_audit: Literal["quarantine", "keep"] = "quarantine"
+    format_audit: Literal["quarantine", "keep"] = Field(
+        "quarantine", description="JSON targets broken or drifting into prose: quarantine or keep"
+    )
     near_dup_threshold: float = Field(0.7, gt=0, le=1, description="Jaccard: drop as duplicate")
     group_threshold: float = Field(0.5, gt=0, le=1, description="Jaccard: keep in one split")
-    num_perm: int = Field(128, ge=16, le=1024)
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     engine: Literal["local", "spark"] = Field(
         "local",
         description="where near-dup signatures and LSH buckets are computed: local (this "
@@ -186,14 +193,18 @@ class CurateParams(Section):
 
 
 class SplitParams(Section):
-    val_fraction: float = Field(0.15, ge=0.1, le=0.2)
-    test_fraction: float = Field(0.15, ge=0.1, le=0.2)
+    val_fraction: float = Field(0.15, ge=0.1, le=0.2, description="held out: picks the checkpoint")
+    test_fraction: float = Field(
+        0.15, ge=0.1, le=0.2, description="held out: reported once, for the selected checkpoint"
+    )
     stratify_by: str | None = Field(
         "auto",
         description="a JSON target field or row metadata key; auto = the most imbalanced of "
         "task.score_fields (none for text targets); null = none",
     )
-    contamination: Literal["remove", "warn", "fail"] = "remove"
+    contamination: Literal["remove", "warn", "fail"] = Field(
+        "remove", description="train rows overlapping val/test/eval suites: remove, warn or fail"
+    )
     ngram: int = Field(8, ge=4, le=64, description="words per n-gram of the overlap check")
     min_overlap: float = Field(0.7, gt=0, le=1, description="share of an item's n-grams")
     replay_fraction: float = Field(0.4, ge=0, lt=0.5, description="share of train from replay")
@@ -215,7 +226,7 @@ class SplitParams(Section):
 
 
 class SmokeParams(Section):
-    fraction: float = Field(0.1, gt=0, le=1)
+    fraction: float = Field(0.1, gt=0, le=1, description="share of train the smoke test uses")
     max_steps: int = Field(4, ge=2)
     min_rows: int = Field(8, ge=2)
 
@@ -253,17 +264,21 @@ def apply_preset(raw: object, default: str) -> object:
 
 class TrainParams(Section):
     preset: Preset = Field("style-format", description="LoRA starting point (PRESETS)")
-    method: Literal["lora", "qlora", "full"] = "lora"
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="lora, qlora (4-bit base: the qlora extra) or full (every weight)"
+    )
     backend: Literal["trl", "unsloth"] = Field(
         "trl", description="unsloth: CUDA and the unsloth extra (faster kernels, less memory)"
     )
     lora_r: int = Field(ge=1)
     lora_alpha: int = Field(ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_dropout: float = Field(
+        0.0, ge=0, lt=1, description="dropout on the LoRA inputs; at 0.0 PEFT skips the op"
+    )
     target_modules: str | list[str] = "all-linear"
     learning_rate: float = Field(gt=0, lt=1)
     num_epochs: float = Field(gt=0)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, description="rows per step and process")
     grad_accum: int = Field(1, ge=1)
     processes: int = Field(
         1, ge=1, description="processes per machine: GPUs for DDP; 1 = plain python"
@@ -289,11 +304,18 @@ class TrainParams(Section):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     weight_decay: float = Field(0.0, ge=0)
-    bf16: Literal["auto", True, False] = "auto"
-    gradient_checkpointing: bool = False
+    bf16: Literal["auto", True, False] = Field(
+        "auto", description="auto: on where the hardware has native bf16 (not AVX2-only CPUs)"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, slower"
+    )
     group_by_length: bool = Field(True, description="batch rows of similar length: less padding")
     max_loss_spike: float | None = Field(
-        4.0, gt=1, description="stop when a logged loss exceeds this x the recent median"
+        4.0,
+        gt=1,
+        description="stop when a logged loss exceeds this x the recent median; null = no spike "
+        "check (NaN/inf always stops)",
     )
 
     @model_validator(mode="before")
@@ -311,23 +333,29 @@ class TrainParams(Section):
 class DpoParams(Section):
     """Direct preference optimisation after SFT, on curate's preference pairs (off by default)."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="DPO on the last SFT checkpoint")
     beta: float = Field(0.1, gt=0, description="strength of the pull towards the SFT model")
     learning_rate: float = Field(5e-5, gt=0, lt=1)
     num_epochs: float = Field(1, gt=0)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(
+        4, ge=1, description="preference pairs per step (each a chosen and a rejected sequence)"
+    )
     grad_accum: int = Field(1, ge=1)
-    lora_r: int = Field(8, ge=1)
+    lora_r: int = Field(
+        8, ge=1, description="rank of a fresh adapter on the SFT model (merged into the base)"
+    )
     lora_alpha: int = Field(16, ge=1)
     max_length: int | None = Field(None, ge=16, description="null = train.max_length")
-    save_steps: int = Field(20, ge=1)
+    save_steps: int = Field(
+        20, ge=1, description="steps between models/dpo checkpoints (and the last step)"
+    )
     logging_steps: int = Field(5, ge=1)
     min_pairs: int = Field(8, ge=1, description="fail below this many usable preference pairs")
 
 
 class EvalParams(Section):
     backend: Literal["hf", "vllm"] = Field("hf", description="vllm: CUDA and the vllm extra")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="prompts per generate call")
     max_new_tokens_task: int = Field(56, ge=1)
     max_new_tokens_qa: int = Field(16, ge=1)
     max_new_tokens_instruction: int = Field(48, ge=1)
@@ -338,14 +366,18 @@ class EvalParams(Section):
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="lm-evaluation-harness tasks (the lm-eval extra)"
     )
-    lm_eval_limit: int | None = Field(None, ge=1, description="items per lm-eval task")
+    lm_eval_limit: int | None = Field(None, ge=1, description="items per lm-eval task; null = all")
     bf16: Literal["auto", True, False] = "auto"
 
 
 class SelectParams(Section):
     # guardrails: a checkpoint breaking one is not selected while another passes
-    max_forgetting: float = Field(0.5, ge=0, le=1)
-    min_format_correct: float = Field(0.8, ge=0, le=1)
+    max_forgetting: float = Field(
+        0.5, ge=0, le=1, description="share of the base's correct general items lost"
+    )
+    min_format_correct: float = Field(
+        0.8, ge=0, le=1, description="share of val outputs in the target format"
+    )
     min_general_qa_ratio: float = Field(
         0.8, ge=0, le=1, description="general QA at least this share of the base's"
     )
