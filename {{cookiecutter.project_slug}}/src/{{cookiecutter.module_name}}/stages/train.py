@@ -22,7 +22,7 @@ from ..paths import (
     TRAIN_SPLIT,
     TRAIN_STATS,
 )
-from ..training.sft_run import TrainFiles
+from ..training.sft_run import TrainFiles, train_sft
 from ..training.trainer import check_method_supported, launch_command
 
 LAUNCH_CONFIGS = (ACCELERATE_CONFIG, ACCELERATE_MULTI_NODE_CONFIG)  # one machine, several
@@ -38,12 +38,12 @@ FILES = TrainFiles(
 def main() -> None:
     params = load_params()
     check_method_supported(params.train)
-    train = params.train
-    command = launch_command(train.processes, train.machines, configs=LAUNCH_CONFIGS)
+    processes, machines = params.train.processes, params.train.machines
+    command = launch_command(processes, machines, configs=LAUNCH_CONFIGS)
     if command:  # this process becomes `accelerate launch`, which starts the workers
         print(f"train: accelerate launch {' '.join(command[3:])}", flush=True)
         os.execv(command[0], command)
-    stats = train(params, FILES)
+    stats = train_sft(params, FILES)
     if stats is None:
         return
     write_json(TRAIN_STATS, stats)

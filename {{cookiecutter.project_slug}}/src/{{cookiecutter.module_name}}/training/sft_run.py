@@ -24,7 +24,7 @@ class TrainFiles:
     log_dir: Path
 
 
-def train(params: Params, files: TrainFiles) -> dict | None:
+def train_sft(params: Params, files: TrainFiles) -> dict | None:
     """Train, write the checkpoints' manifest and return the run's stats; None on the
     processes of a distributed run other than the main one."""
     train_rows = read_jsonl(files.train_split)
