@@ -37,7 +37,7 @@ def run_engine(project: Path, engine: str, raw: Path) -> dict:
     """In this process: pass 1 of curate on `raw` with curate.engine = `engine`."""
     sys.path.insert(0, str(project / "src"))
     module = curate_scale.module_name(project)
-    curation = __import__(f"{module}.data.curation", fromlist=["Curator"])
+    curation = __import__(f"{module}.data.curator", fromlist=["Curator"])
     params = __import__(f"{module}.params", fromlist=["CurateParams"])
     io = __import__(f"{module}.io", fromlist=["iter_lines"])
     cfg = params.CurateParams(engine=engine)

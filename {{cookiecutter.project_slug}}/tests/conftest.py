@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from curating import curate_files
 from {{ cookiecutter.module_name }}.data.chat import prompt_token_ids
-from {{ cookiecutter.module_name }}.data.curation import curate_rows, read_raw
 from {{ cookiecutter.module_name }}.data.splitting import split_rows
 from {{ cookiecutter.module_name }}.io import write_jsonl
 from {{ cookiecutter.module_name }}.models.loading import load_tokenizer
@@ -118,9 +118,8 @@ def demo_splits(
             check=True,
             capture_output=True,
         )
-    raw = [line for line in read_raw(raw_dir) if line[0].endswith(SHIPPED_DATA.name)]
     task = TaskParams.model_validate(TINY_PARAMS["task"])
-    curated = curate_rows(raw, task, CurateParams()).kept
+    curated = curate_files([raw_dir / SHIPPED_DATA.name], task, CurateParams()).kept
     tokenizer = load_tokenizer(tiny_model_dir)
     max_prompt = TINY_PARAMS["train"]["max_length"] - 32
     fitting = [

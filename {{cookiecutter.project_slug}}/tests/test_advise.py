@@ -340,7 +340,7 @@ def test_smoke_report_contains_the_advice(
     measured = {"seconds_per_step": 0.5, "full_run_steps": 6, "passed": True, "problems": []}
     fake = measured | {"rows": 4, "loss_before": 2.0, "loss_after": 1.0}
     fake |= {"full_run_minutes_estimate": 0.1}
-    monkeypatch.setattr(smoke_stage, "run_smoke", lambda params, rows, page: dict(fake))
+    monkeypatch.setattr(smoke_stage, "run_smoke", lambda params, base, rows, page: dict(fake))
     smoke_stage.main()
     advice = read_json(SMOKE_REPORT)["advice"]
     assert advice["time_source"] == "measured"

@@ -11,22 +11,19 @@ from typing import Any
 import pytest
 import yaml
 
+from curating import CurateResult, curate_files, curate_lines
+from helpers import assert_reconciles
 from {{ cookiecutter.module_name }}.cli import run_stage
 from {{ cookiecutter.module_name }}.data.curate_report import (
     ReportBuilder,
     token_histogram,
     token_stats,
 )
-from {{ cookiecutter.module_name }}.data.curation import (
-    ALL_REASONS,
-    CurateResult,
-    Decisions,
-    curate_rows,
-    raw_files,
-    read_raw,
-)
+from {{ cookiecutter.module_name }}.data.curation import raw_files
+from {{ cookiecutter.module_name }}.data.decisions import Decisions
 from {{ cookiecutter.module_name }}.data.masking import Lengths
 from {{ cookiecutter.module_name }}.data.quality import dominant_script
+from {{ cookiecutter.module_name }}.data.reasons import ALL_REASONS
 from {{ cookiecutter.module_name }}.data.sizing import size_verdict
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import iter_lines, read_json, read_jsonl
@@ -71,11 +68,6 @@ def chat(user: str, answer: str = ANSWER) -> dict:
     }
 
 
-def assert_reconciles(result: CurateResult) -> None:
-    counted = len(result.kept) + len(result.preferences) + len(result.quarantined)
-    assert result.rows_in == counted + len(result.duplicates)
-
-
 def reasons_by_line(result: CurateResult) -> dict[int, str]:
     return {record["line"]: record["reason"] for record in result.quarantined}
 
@@ -90,9 +82,8 @@ def fixture_lines(name: str) -> list[tuple[str, int, bytes]]:
 
 def run_fixture(name: str) -> CurateResult:
     task = JSON_TASK if name in AUDIT_CODES else TEXT_TASK
-    return curate_rows(
-        fixture_lines(name), task, FIXTURE_CURATE, count_words, MAX_TOKENS, MAX_LENGTH
-    )
+    path = FIXTURES / f"{name}.jsonl"
+    return curate_files([path], task, FIXTURE_CURATE, count_words, MAX_TOKENS, MAX_LENGTH)
 
 
 FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.jsonl"))
@@ -129,8 +120,8 @@ def test_duplicate_fixtures_keep_one_row_per_cluster(name: str) -> None:
 
 
 def test_all_fixtures_in_one_run_reconcile() -> None:
-    rows = [row for name in FIXTURE_NAMES for row in fixture_lines(name)]
-    result = curate_rows(rows, JSON_TASK, FIXTURE_CURATE, count_words, MAX_TOKENS, MAX_LENGTH)
+    files = [FIXTURES / f"{name}.jsonl" for name in FIXTURE_NAMES]
+    result = curate_files(files, JSON_TASK, FIXTURE_CURATE, count_words, MAX_TOKENS, MAX_LENGTH)
     assert_reconciles(result)
     assert len({(r["file"], r["line"]) for r in result.quarantined}) == len(result.quarantined)
 
@@ -154,7 +145,7 @@ def test_bad_files_are_one_line_errors_naming_the_file(
     raw.mkdir(parents=True)
     shutil.copy(FIXTURES / "files" / f"{name}.jsonl", raw / f"{name}.jsonl")
     with pytest.raises(StageError) as info:
-        curate_rows(read_raw(raw), TEXT_TASK, CurateParams())
+        curate_files(raw_files(raw), TEXT_TASK, CurateParams())
     message = str(info.value)
     assert f"{name}.jsonl" in message and "\n" not in message
 
@@ -184,7 +175,7 @@ def test_formats_are_detected_per_file_and_become_chats() -> None:
         + lines({"prompt": "pref row", "chosen": ANSWER, "rejected": "no"}, file="d.jsonl")
         + lines({"conversations": SHAREGPT, "id": "sg-1"}, file="e.jsonl")
     )
-    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    result = curate_lines(rows, TEXT_TASK, CurateParams())
     assert result.decisions.formats == {
         "a.jsonl": "chat",
         "b.jsonl": "prompt_completion",
@@ -206,32 +197,32 @@ def test_formats_are_detected_per_file_and_become_chats() -> None:
 def test_a_sharegpt_turn_of_an_unknown_speaker_is_quarantined_by_the_chat_schema() -> None:
     bad = [*SHAREGPT[:3], {"from": "narrator", "value": "x"}, SHAREGPT[4]]
     rows = lines({"conversations": SHAREGPT}, {"conversations": bad}, {"conversations": "text"})
-    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    result = curate_lines(rows, TEXT_TASK, CurateParams())
     assert reasons_by_line(result) == {2: "unknown_role", 3: "missing_messages"}
 
 
 def test_a_row_not_in_its_files_format_is_quarantined() -> None:
     rows = lines(chat("one"), chat("two"), {"prompt": "three", "completion": "x"})
-    assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {3: "missing_messages"}
+    assert reasons_by_line(curate_lines(rows, TEXT_TASK, CurateParams())) == {3: "missing_messages"}
 
 
 def test_formats_param_overrides_detection() -> None:
     rows = lines({"prompt": "p", "completion": "c", "chosen": "a", "rejected": "b"})
     cfg = CurateParams(formats={"a.jsonl": "prompt_completion"})
-    result = curate_rows(rows, TEXT_TASK, cfg)
+    result = curate_lines(rows, TEXT_TASK, cfg)
     assert result.decisions.formats == {"data/raw/a.jsonl": "prompt_completion"}
     assert len(result.kept) == 1 and result.preferences == []
 
 
 def test_extra_scalar_fields_are_kept_as_metadata() -> None:
     row = chat("hello") | {"category": "billing", "nested": {"x": 1}}
-    (kept,) = curate_rows(lines(row), TEXT_TASK, CurateParams()).kept
+    (kept,) = curate_lines(lines(row), TEXT_TASK, CurateParams()).kept
     assert kept["meta"] == {"category": "billing"}
 
 
 def test_first_failing_check_wins() -> None:
     row = {"messages": [{"role": "user", "content": ""}, {"role": "robot", "content": "x"}]}
-    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {
+    assert reasons_by_line(curate_lines(lines(row), TEXT_TASK, CurateParams())) == {
         1: "unknown_role"
     }
 
@@ -239,14 +230,14 @@ def test_first_failing_check_wins() -> None:
 @pytest.mark.parametrize("role", [["user"], {"name": "user"}, None, 3])
 def test_non_string_role_is_unknown_role(role: Any) -> None:
     row = {"messages": [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]}
-    assert reasons_by_line(curate_rows(lines(row), TEXT_TASK, CurateParams())) == {
+    assert reasons_by_line(curate_lines(lines(row), TEXT_TASK, CurateParams())) == {
         1: "unknown_role"
     }
 
 
 def test_format_audit_keep_reports_but_keeps() -> None:
     rows = lines(chat("a", ANSWER + " Anything else?"), chat("b"))
-    result = curate_rows(rows, JSON_TASK, CurateParams(format_audit="keep"))
+    result = curate_lines(rows, JSON_TASK, CurateParams(format_audit="keep"))
     assert result.quarantined == [] and len(result.kept) == 2
     assert result.decisions.format_flags == {"format_drift": 1}
 
@@ -257,7 +248,7 @@ def test_format_audit_keep_reports_but_keeps() -> None:
 def test_too_long_uses_the_token_counter_and_records_tokens() -> None:
     rows = lines(chat("one two three"), chat("one two three four five six seven"))
     # the answer is 4 "tokens": {"category": "billing", "priority": "high"}
-    result = curate_rows(rows, TEXT_TASK, CurateParams(), count_words, max_tokens=8)
+    result = curate_lines(rows, TEXT_TASK, CurateParams(), count_words, max_tokens=8)
     assert reasons_by_line(result) == {2: "too_long"}
     assert result.kept[0]["tokens"] == 7
 
@@ -266,7 +257,7 @@ def test_exact_duplicates_ignore_case_and_whitespace_across_files() -> None:
     rows = lines(chat("I was charged twice.")) + lines(
         {"prompt": "  i WAS charged   twice. ", "completion": ANSWER}, file="b.jsonl"
     )
-    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    result = curate_lines(rows, TEXT_TASK, CurateParams())
     assert [row["source"] for row in result.kept] == ["data/raw/a.jsonl:1"]
     assert result.duplicates == [
         {
@@ -291,7 +282,7 @@ def test_near_duplicates_keep_the_first_and_point_to_it() -> None:
         chat(PARAGRAPH),
         chat(variant),
     )
-    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    result = curate_lines(rows, TEXT_TASK, CurateParams())
     (dup,) = result.duplicates
     assert dup["kind"] == "near" and dup["source"].endswith(":3")
     assert dup["duplicate_of"].endswith(":2") and 0.7 <= dup["similarity"] < 1
@@ -301,7 +292,7 @@ def test_near_duplicates_keep_the_first_and_point_to_it() -> None:
 def test_near_duplicates_with_another_answer_are_flagged_as_conflicts() -> None:
     other = json.dumps({"category": "billing", "priority": "LOW"})
     rows = lines(chat(PARAGRAPH), chat(PARAGRAPH + " thanks", other), chat(PARAGRAPH + " cheers"))
-    result = curate_rows(rows, TEXT_TASK, CurateParams())
+    result = curate_lines(rows, TEXT_TASK, CurateParams())
     assert [(d["source"][-1], d["same_target"]) for d in result.duplicates] == [
         ("2", False),
         ("3", True),
@@ -312,7 +303,7 @@ def test_related_rows_below_the_dup_threshold_share_a_group() -> None:
     half = " ".join(PARAGRAPH.split()[:20])
     variant = half + " and the web version keeps asking me to verify my phone number again"
     cfg = CurateParams(near_dup_threshold=0.95, group_threshold=0.3)
-    result = curate_rows(
+    result = curate_lines(
         lines(chat(PARAGRAPH), chat(variant), chat("Where is my parcel?")), TEXT_TASK, cfg
     )
     groups = [row["group"] for row in result.kept]
@@ -334,7 +325,7 @@ def test_japanese_is_one_script_and_a_small_language_is_not_an_outlier() -> None
         *(chat(f"注文{i}はどこですか？", f"まだ届いていません{i}") for i in range(3)),
         chat("Привет, где мой заказ?"),  # one stray row
     )
-    assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {44: "charset_outlier"}
+    assert reasons_by_line(curate_lines(rows, TEXT_TASK, CurateParams())) == {44: "charset_outlier"}
 
 
 def test_script_outliers_follow_the_majority_or_the_param() -> None:
@@ -342,9 +333,9 @@ def test_script_outliers_follow_the_majority_or_the_param() -> None:
         *(chat(f"Latin row number {i} about an order", f"Answer {i}.") for i in range(12)),
         chat("Привет, где мой заказ?"),
     )
-    assert reasons_by_line(curate_rows(rows, TEXT_TASK, CurateParams())) == {13: "charset_outlier"}
+    assert reasons_by_line(curate_lines(rows, TEXT_TASK, CurateParams())) == {13: "charset_outlier"}
     cfg = CurateParams(quality=QualityParams(scripts=["latin", "cyrillic"]))
-    assert curate_rows(rows, TEXT_TASK, cfg).quarantined == []
+    assert curate_lines(rows, TEXT_TASK, cfg).quarantined == []
 
 
 # ------------------------------------------------------------------------ report helpers

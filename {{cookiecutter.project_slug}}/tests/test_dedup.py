@@ -11,8 +11,9 @@ import xxhash
 from datasketch import MinHash
 
 from {{ cookiecutter.module_name }}.data import dedup
-from {{ cookiecutter.module_name }}.data.curation import Curator, worker_pool
+from {{ cookiecutter.module_name }}.data.curator import Curator
 from {{ cookiecutter.module_name }}.data.masking import tokenizer_counter
+from {{ cookiecutter.module_name }}.data.workers import worker_pool
 from {{ cookiecutter.module_name }}.params import CurateParams, TaskParams
 
 WORDS = [f"w{i}" for i in range(3000)]

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from curating import CurateResult, curate_files, curate_lines
 from {{ cookiecutter.module_name }}.data import dedup_engine
-from {{ cookiecutter.module_name }}.data.curation import curate_rows
 from {{ cookiecutter.module_name }}.errors import StageError
-from {{ cookiecutter.module_name }}.io import iter_lines
 from {{ cookiecutter.module_name }}.params import CurateParams, QualityParams, TaskParams
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,9 +27,8 @@ else:
 spark_installed = pytest.mark.skipif(bool(SKIP), reason=SKIP)
 
 
-def fixture_lines(name: str) -> list[tuple[str, int, bytes]]:
-    path = FIXTURES / f"{name}.jsonl"
-    return [(str(path), line, data) for line, data in iter_lines(path)]
+def fixture(name: str) -> list[Path]:
+    return [FIXTURES / f"{name}.jsonl"]
 
 
 def chat(user: str, answer: str) -> bytes:
@@ -67,14 +65,18 @@ def planted_rows() -> list[tuple[str, int, bytes]]:
     return [("a.jsonl", n, data) for n, data in enumerate(rows, 1)] + preference
 
 
-def curate(lines: list[tuple[str, int, bytes]], engine: str, **cfg):
-    return curate_rows(lines, TaskParams(), CurateParams(engine=engine, quality=QUALITY, **cfg))
+def curate(raw: list[Path] | list[tuple[str, int, bytes]], engine: str, **cfg) -> CurateResult:
+    """curate's streaming path on files, or on (file, line, bytes) triples written to files."""
+    params = CurateParams(engine=engine, quality=QUALITY, **cfg)
+    if all(isinstance(item, Path) for item in raw):
+        return curate_files(raw, TaskParams(), params)
+    return curate_lines(raw, TaskParams(), params)
 
 
 @spark_installed
 @pytest.mark.parametrize("name", ["exact_duplicate", "near_duplicate"])
 def test_spark_decides_as_local_on_the_duplicate_fixtures(name: str) -> None:
-    local, spark = curate(fixture_lines(name), "local"), curate(fixture_lines(name), "spark")
+    local, spark = curate(fixture(name), "local"), curate(fixture(name), "spark")
     assert local.duplicates, "the fixture has no duplicate"
     assert spark.kept == local.kept
     assert spark.duplicates == local.duplicates
@@ -108,14 +110,14 @@ def test_spark_decides_as_local_on_planted_duplicates(
 def test_an_engine_that_is_not_installed_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark", None)  # import pyspark raises ImportError
     with pytest.raises(StageError, match=r"curate\.engine=spark.*pip install -e '\.\[scale\]'"):
-        curate(fixture_lines("near_duplicate"), "spark")
+        curate(fixture("near_duplicate"), "spark")
 
 
 def test_spark_without_java_says_so(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark", types.ModuleType("pyspark"))
     monkeypatch.setattr(dedup_engine, "java_found", lambda: False)
     with pytest.raises(StageError, match=r"curate\.engine=spark needs Java 17"):
-        curate(fixture_lines("near_duplicate"), "spark")
+        curate(fixture("near_duplicate"), "spark")
 
 
 def test_engine_is_a_checked_param() -> None:

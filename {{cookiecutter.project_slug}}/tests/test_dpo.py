@@ -2,7 +2,6 @@
 fingerprint, the disabled path), curate keeping preference pairs apart from SFT rows, the demo
 pairs, and DPO on top of SFT on the tiny model through eval and select."""
 
-import csv
 import importlib.util
 import json
 import os
@@ -16,6 +15,7 @@ import torch
 import yaml
 
 from curating import curate_files, curate_lines
+from helpers import read_tsv
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.data.curation import raw_files
 from {{ cookiecutter.module_name }}.errors import StageError
@@ -350,11 +350,6 @@ def enable_dpo() -> None:
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def read_tsv(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        return [{**r, "step": int(r["step"])} for r in csv.DictReader(handle, delimiter="\t")]
-
-
 def logits(model, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(input_ids=ids).logits
@@ -385,7 +380,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     assert (stats["pairs"], stats["pairs_dropped_held_out"], stats["global_step"]) == (12, 2, 3)
     assert stats["sft_checkpoint"] == "checkpoint-6"
     assert 0 <= stats["final"]["rewards/accuracies"] <= 1
-    assert [row["step"] for row in read_tsv(DPO_LOG_DIR / "plots/metrics/loss.tsv")] == [1, 2, 3]
+    assert [int(row["step"]) for row in read_tsv(DPO_LOG_DIR / "plots/metrics/loss.tsv")] == [1, 2, 3]
     assert len(read_tsv(DPO_LOG_DIR / "plots/metrics/rewards/accuracies.tsv")) == 3
 
     # base -> SFT merged -> DPO merged: differs from the SFT model and from DPO on the bare base
@@ -435,5 +430,6 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     assert {path.name: path.stat().st_mtime_ns for path in first.iterdir()} == kept
     assert [path.name for path in complete_checkpoints(DPO_DIR)] == ["checkpoint-2", "checkpoint-3"]
     for name in ("loss", "rewards/accuracies"):  # the curves continue without repeated steps
-        steps = [row["step"] for row in read_tsv(DPO_LOG_DIR / f"plots/metrics/{name}.tsv")]
+        rows = read_tsv(DPO_LOG_DIR / f"plots/metrics/{name}.tsv")
+        steps = [int(row["step"]) for row in rows]
         assert steps == [1, 2, 3], name

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from curating import CurateResult, curate_lines
-from {{ cookiecutter.module_name }}.data.curate_report import plot_targets, target_report
+from helpers import assert_reconciles
+from {{ cookiecutter.module_name }}.data.curate_report import plot_targets
 from {{ cookiecutter.module_name }}.data.data_report import target_blocks
 from {{ cookiecutter.module_name }}.data.quality import is_placeholder
 from {{ cookiecutter.module_name }}.document import to_markdown
@@ -46,17 +47,12 @@ def curate(targets: list[str], task: TaskParams = TEXT_TASK, **cfg) -> CurateRes
 
 def report(result: CurateResult) -> dict:
     """The `targets` section of reports/curate.json."""
-    return target_report(result.decisions.targets)
+    return result.report["targets"]
 
 
 def free_text(n: int, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
     return [sentence(rng, 8) for _ in range(n)]
-
-
-def assert_reconciles(result: CurateResult) -> None:
-    out = len(result.kept) + len(result.quarantined) + len(result.duplicates)
-    assert result.rows_in == out
 
 
 PLACEHOLDER_DATA = free_text(10) + ["N/A"] * 90  # the public data set of the issue

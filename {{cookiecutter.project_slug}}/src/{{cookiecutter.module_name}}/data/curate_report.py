@@ -6,23 +6,21 @@ on free-text targets means chrF, read back by params.load_params for every later
 from array import array
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..params import EXACT_SCORERS, GRADED_SCORERS, TaskParams
 from .chat import target_text
+from .decisions import Decisions
 from .masking import is_multi_turn
 from .sizing import size_verdict
-from .textnorm import words
-
-if TYPE_CHECKING:
-    from .curation import Decisions
+from .textnorm import abridge, words
 
 EXAMPLES_PER_REASON = 3
 CLUSTER_EXAMPLES = 5
 LABEL_IMBALANCE = 0.8  # a score field whose most common value has this share is imbalanced
-# Free text, for scoring, is targets that are mostly distinct (curation.target_summary's
+# Free text, for scoring, is targets that are mostly distinct (targets.target_summary's
 # free_text) and sentence-long: distinct short answers ("Paris", "1889") stay exact matches.
 MIN_FREE_TEXT_WORDS = 4  # median words per target
 MIN_FREE_TEXT_CHARS = 32  # or median characters (scripts written without spaces)
@@ -177,7 +175,7 @@ def scoring_report(
     task: TaskParams, targets: dict[str, Any], target_words: list[int], target_chars: list[int]
 ) -> dict[str, Any]:
     """How the task will be scored, given the kept targets' distribution (`targets`:
-    curation.target_summary) and lengths: a null scorer on free-text targets resolves to
+    targets.target_summary) and lengths: a null scorer on free-text targets resolves to
     chrF; an exact-match scorer chosen for them gets a warning."""
     median_words = int(np.median(target_words)) if target_words else 0
     median_chars = int(np.median(target_chars)) if target_chars else 0
@@ -211,6 +209,34 @@ def scoring_report(
     }
 
 
+def summary_lines(report: dict[str, Any], dominant_target: str) -> list[str]:
+    """What curate prints: the counts, the data-size advice, the trained tokens per row, each
+    target finding (acted on as curate.dominant_target says) and the scorer."""
+    dups = report["duplicates"]
+    lines = [
+        f"{report['rows_in']} rows in -> {report['kept']} kept, "
+        f"{report['quarantined']} quarantined {report['reasons']}, "
+        f"{dups['exact']} exact + {dups['near']} near duplicates removed",
+        report["size_advice"],
+    ]
+    trainable = report["trainable"]
+    if trainable["rows"]:
+        lines.append(
+            f"trained tokens per row (assistant turns, after max_length "
+            f"{trainable['max_length']}): min {trainable['min']}, median {trainable['p50']}, "
+            f"p95 {trainable['p95']}; {trainable['trained_share']:.0%} of all tokens; "
+            f"{trainable['multi_turn']} multi-turn rows (train.assistant_turns: "
+            f"{trainable['assistant_turns']})"
+        )
+    for finding in report["targets"].get("findings", []):
+        lines.append(
+            f"{finding['reason']}: {finding['target']!r} answers {finding['share']:.0%} "
+            f"of the rows ({finding['count']}, e.g. {finding['example']}); "
+            f"curate.dominant_target={dominant_target}"
+        )
+    return lines + scoring_lines(report["scoring"])
+
+
 def scoring_lines(scoring: dict[str, Any]) -> list[str]:
     """What curate prints about the scorer: the resolution when it chose chrF, the warning
     when an exact-match scorer was chosen for free text (nothing otherwise)."""
@@ -230,7 +256,7 @@ class ReportBuilder:
     """Counts and examples collected while pass 2 streams the records out: `add` is called
     once per row, in row order, so the n-th call is row index n of the decisions."""
 
-    def __init__(self, decisions: "Decisions", reason_details: dict[str, str]) -> None:
+    def __init__(self, decisions: Decisions, reason_details: dict[str, str]) -> None:
         self.decisions = decisions
         self.reason_details = reason_details
         self.position = -1
@@ -350,12 +376,6 @@ class ReportBuilder:
             "near_duplicate_conflicts": self.conflicts,
             "near_duplicate_conflict_examples": self.conflict_examples,
         }
-
-
-def abridge(text: str, head: int = 60, tail: int = 140) -> str:
-    """Start and end of a long line: rows share their start (the system prompt) and usually
-    go wrong at the end (the target)."""
-    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
 
 
 def snippet(record: dict, limit: int = 160) -> str:

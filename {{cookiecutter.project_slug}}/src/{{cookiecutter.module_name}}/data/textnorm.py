@@ -10,6 +10,12 @@ WORD = re.compile(r"\w+")
 SPACE = re.compile(r"\s+")
 
 
+def abridge(text: str, head: int = 60, tail: int = 140) -> str:
+    """Start and end of a long line: rows share their start (the system prompt) and usually
+    go wrong at the end (the target)."""
+    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
+
+
 def words(text: str) -> list[str]:
     return WORD.findall(text.casefold())
 
