@@ -133,7 +133,7 @@ def test_raw_text_cannot_break_the_markdown() -> None:
 def test_the_select_report_shows_the_same_funnel_and_advice() -> None:
     section = funnel_blocks(CURATE, SPLIT)
     assert isinstance(section[0], Table) and "under 100 examples" in section[1].text
-    blocks = build_blocks(CURATE, SPLIT)
+    blocks = build_blocks(CURATE, SPLIT, DATA_FILES)
     start = blocks.index(section[0])
     assert blocks[start : start + len(section)] == section
     details = data_blocks(CURATE, SPLIT, DATA_REPORT, TRAINING_EXAMPLE)

@@ -15,8 +15,9 @@ contamination check and the optional replay mix.
 
 from ..cli import run_stage
 from ..data.data_report import DataFiles, write_data_report
-from ..data.splitting import SplitSources, make_splits, split_report
-from ..io import file_hash, read_json, read_jsonl, write_json, write_jsonl
+from ..data.split_run import SplitFiles, split_and_write
+from ..data.splitting import SplitSources
+from ..io import read_json, write_json
 from ..params import load_params
 from ..paths import (
     CURATE_REPORT,
@@ -38,7 +39,15 @@ from ..paths import (
     VAL_SPLIT,
 )
 
-SOURCES = SplitSources(REPLAY_ROWS, (GENERAL_QA_SUITE, INSTRUCTION_SUITE), SPLIT_REPORT)
+FILES = SplitFiles(
+    curated=CURATED,
+    preferences=PREFERENCES,
+    sources=SplitSources(REPLAY_ROWS, (GENERAL_QA_SUITE, INSTRUCTION_SUITE), SPLIT_REPORT),
+    splits_dir=SPLITS_DIR,
+    train=TRAIN_SPLIT,
+    val=VAL_SPLIT,
+    test=TEST_SPLIT,
+)
 DATA_FILES = DataFiles(
     page=DATA_REPORT,
     curate_report=CURATE_REPORT,
@@ -53,22 +62,11 @@ DATA_FILES = DataFiles(
 
 def main() -> None:
     params = load_params()
-    cfg = params.split
-    rows = [row | {"origin": "task"} for row in read_jsonl(CURATED)]
-    pairs = read_jsonl(PREFERENCES) if PREFERENCES.exists() else []
-    result = make_splits(rows, pairs, SOURCES, params.seed, cfg, params.task.score_fields)
-
-    outputs = {"train": TRAIN_SPLIT, "val": VAL_SPLIT, "test": TEST_SPLIT}
-    for name, path in outputs.items():
-        write_jsonl(path, result.splits[name])
-    for name, part in result.preferences.items():
-        write_jsonl(SPLITS_DIR / f"preference_{name}.jsonl", part)
-    hashes = {name: file_hash(path) for name, path in outputs.items()}
-    report = split_report(rows, result, cfg, hashes)
+    report, result = split_and_write(params, FILES)
     write_json(SPLIT_REPORT, report)
     if CURATE_REPORT.exists():
         write_data_report(read_json(CURATE_REPORT), report, DATA_FILES)
-    verb = "removed" if cfg.contamination == "remove" else "kept (warn)"
+    verb = "removed" if params.split.contamination == "remove" else "kept (warn)"
     print(
         f"split: {report['counts']} (seed {params.seed}); {report['replay_rows']} replay rows; "
         f"{len(result.contaminated)} contaminated train rows {verb}"
