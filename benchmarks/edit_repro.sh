@@ -2,7 +2,7 @@
 # What `dvc repro` re-runs after one edit, and its wall time (docs/benchmarks.md "`make demo`
 # after the layout restructure"), in a project where `dvc repro` has run (e.g. after `make demo`):
 #   benchmarks/edit_repro.sh build/demo/support-triage-finetune [MODULE]
-# 1. a comment appended to MODULE (default commands/advise.py, a library only smoke uses):
+# 1. a comment appended to MODULE (default training/advisor.py, a library only smoke uses):
 #    the stages `dvc repro` runs, and its wall time;
 # 2. `train.learning_rate: fast` in params.yaml: check_params must stop the run naming the key,
 #    and reports/smoke.json and reports/metrics.json must stay byte-identical (md5).
@@ -11,8 +11,9 @@
 set -euo pipefail
 project=$(cd "${1:?usage: edit_repro.sh PROJECT_DIR [MODULE]}" && pwd)
 cd "$project"
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # the project's own package first
 package=$(basename "$(dirname "$(ls src/*/params.py)")")
-module=src/$package/${2:-commands/advise.py}
+module=src/$package/${2:-training/advisor.py}
 undo() { git checkout HEAD -- "$module" params.yaml dvc.lock && dvc checkout --force >/dev/null 2>&1 || true; }
 trap undo EXIT
 dvc repro >/dev/null   # up to date first
