@@ -18,7 +18,7 @@ from {{ cookiecutter.module_name }}.evaluation.reports import load_reports, plot
 from {{ cookiecutter.module_name }}.evaluation.scoring import task_metrics
 from {{ cookiecutter.module_name }}.evaluation.uncertainty import Interval
 from {{ cookiecutter.module_name }}.io import read_json, read_jsonl, write_json, write_jsonl
-from {{ cookiecutter.module_name }}.models import hub as base_model
+from {{ cookiecutter.module_name }}.models import hub
 from {{ cookiecutter.module_name }}.models.loading import (
     BITSANDBYTES_MIN,
     QLORA_EXTRA,
@@ -613,15 +613,15 @@ def test_plot_rows_start_at_step_zero(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_unknown_embedded_model_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="unknown embedded model 'embedded:foo'") as info:
-        base_model.materialise("embedded:foo", None, tmp_path / "base")
-    for known in base_model.EMBEDDED:
+        hub.materialise("embedded:foo", None, tmp_path / "base")
+    for known in hub.EMBEDDED:
         assert known in str(info.value)
 
 
 @pytest.mark.parametrize("model", ["no-such-model", "no/such/model"])
 def test_neither_a_dir_nor_a_hub_id(tmp_path: Path, model: str) -> None:
     with pytest.raises(StageError, match="neither a directory nor a hub id"):
-        base_model.materialise(model, None, tmp_path / "base")
+        hub.materialise(model, None, tmp_path / "base")
 
 
 def test_local_dir_without_safetensors_is_refused(tmp_path: Path) -> None:
@@ -630,14 +630,14 @@ def test_local_dir_without_safetensors_is_refused(tmp_path: Path) -> None:
     (source / "config.json").write_text("{}")
     (source / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(StageError, match="safetensors"):
-        base_model.materialise(str(source), None, tmp_path / "base")
+        hub.materialise(str(source), None, tmp_path / "base")
 
 
 def test_local_model_is_resaved_as_safetensors(tmp_path: Path, tiny_model_dir: Path) -> None:
     out_dir = tmp_path / "models" / "base"
     out_dir.mkdir(parents=True)
     (out_dir / "stale.bin").write_bytes(b"from an earlier run")
-    message = base_model.materialise(str(tiny_model_dir), None, out_dir)
+    message = hub.materialise(str(tiny_model_dir), None, out_dir)
     assert str(tiny_model_dir) in message
     assert not (out_dir / "stale.bin").exists()
     assert list(out_dir.glob("*.safetensors"))
