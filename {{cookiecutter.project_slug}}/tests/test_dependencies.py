@@ -1,5 +1,6 @@
-"""What the code imports is declared, dev tools stay out of the runtime dependencies, the lock
-file pins every requirement within its range, and the environment module reports versions."""
+"""What the code imports is declared (what a stage always imports, as a runtime dependency), dev
+tools stay out of the runtime dependencies, the lock pins every requirement within its range
+with hashes, and the environment module reports versions."""
 
 import ast
 import importlib.metadata
@@ -12,7 +13,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import {{ cookiecutter.module_name }} as package
+from helpers import reachable
 from {{ cookiecutter.module_name }}.commands.lock import (
+    NOT_LOCKED,
+    compile_command,
+    direct_requirements,
     installed_closure,
     installed_from_directory,
     lock_text,
@@ -20,11 +25,13 @@ from {{ cookiecutter.module_name }}.commands.lock import (
 from {{ cookiecutter.module_name }}.models.versions import (
     resolved_versions,
 )
+from test_dvc_yaml import imported_modules as package_modules_imported  # tests/ is on sys.path
 
 PROJECT = Path(__file__).parents[1]
 SOURCES = Path(package.__file__).parent
 TESTS = Path(__file__).parent
-DEV_TOOLS = {"pytest", "ruff", "pre-commit", "cruft", "scipy"}  # scipy: the interval tests
+# scipy: the interval tests; uv: `make lock`
+DEV_TOOLS = {"pytest", "ruff", "pre-commit", "cruft", "scipy", "uv"}
 # An extra's module whose distribution has another name, for where the extra is not installed.
 DISTRIBUTION_OF = {"mlflow": "mlflow-skinny"}
 LLAMA_CPP_MODULES = {"convert_hf_to_gguf"}
@@ -50,8 +57,19 @@ def extras() -> dict[str, dict[str, Requirement]]:
     }
 
 
+def lock_entries() -> list[tuple[Requirement, list[str]]]:
+    """requirements.lock's pins, each with its hashes (`name==v ; marker --hash=... ...`)."""
+    text = (PROJECT / "requirements.lock").read_text().replace("\\\n", " ")
+    entries = []
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement, *hashes = line.split(" --hash=")
+            entries.append((Requirement(requirement), [h.strip() for h in hashes]))
+    return entries
+
+
 def locked() -> dict[str, str]:
-    pins = requirement_lines((PROJECT / "requirements.lock").read_text())
+    pins = [pin for pin, _ in lock_entries()]
     assert all(str(pin.specifier).startswith("==") for pin in pins), "a lock pins with =="
     return {canonicalize_name(pin.name): str(pin.specifier)[2:] for pin in pins}
 
@@ -72,20 +90,68 @@ def imported_modules(*roots: Path) -> dict[str, set[str]]:
     return found
 
 
+def distributions_of(module: str) -> set[str]:
+    """The distributions providing top-level `module` (an extra's module not installed here is
+    named as its distribution)."""
+    found = importlib.metadata.packages_distributions().get(
+        module, [DISTRIBUTION_OF.get(module, module)]
+    )
+    return {canonicalize_name(name) for name in found}
+
+
+def third_party(module: str) -> bool:
+    tests = {path.name.removesuffix(".py") for path in TESTS.iterdir()}  # modules, packages
+    local = {package.__name__} | tests | LLAMA_CPP_MODULES
+    return module not in sys.stdlib_module_names and module not in local
+
+
 def test_every_third_party_import_is_declared() -> None:
     declared = set(runtime()).union(*extras().values())
-    local = {package.__name__} | {path.stem for path in TESTS.glob("*.py")} | LLAMA_CPP_MODULES
-    distributions = importlib.metadata.packages_distributions()
-    undeclared = {}
-    for module, files in imported_modules(SOURCES, TESTS).items():
-        if module in sys.stdlib_module_names or module in local:
-            continue
-        # A module not installed here (an extra's) is named as its distribution.
-        found = distributions.get(module, [DISTRIBUTION_OF.get(module, module)])
-        names = {canonicalize_name(d) for d in found}
-        if not names & declared:
-            undeclared[module] = sorted(files)
+    undeclared = {
+        module: sorted(files)
+        for module, files in imported_modules(SOURCES, TESTS).items()
+        if third_party(module) and not distributions_of(module) & declared
+    }
     assert not undeclared, f"imported but not in requirements.txt or an extra: {undeclared}"
+
+
+def top_level_imports(module: str) -> set[str]:
+    """Third-party top-level modules that `module`'s body imports (and the __init__ of each
+    package above it), i.e. whenever `module` is imported; imports inside functions, the
+    optional ones, are not counted."""
+    parts = module.split(".")
+    files = [SOURCES.joinpath(*parts[:depth], "__init__.py") for depth in range(len(parts))]
+    found = set()
+    for path in [*files, SOURCES.joinpath(*parts).with_suffix(".py")]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {name for name in found if third_party(name)}
+
+
+def always_imported(stage: str) -> set[str]:
+    """Package modules that importing `stage` imports, transitively (top-level imports only)."""
+    return reachable(stage, lambda module: package_modules_imported(module, top_level=True))
+
+
+def test_what_a_stage_always_imports_is_a_runtime_dependency() -> None:
+    # An extra's package must be imported where it is used, inside the function: a stage
+    # that imports it on load would fail without the extra even when it never uses it.
+    runtime_names = set(runtime())
+    stages = sorted(f"stages.{path.stem}" for path in (SOURCES / "stages").glob("[!_]*.py"))
+    assert "stages.curate" in stages
+    only_in_an_extra = {
+        (module, third): stage
+        for stage in stages
+        for module in always_imported(stage)
+        for third in top_level_imports(module)
+        if not distributions_of(third) & runtime_names
+    }
+    assert not only_in_an_extra, (
+        f"(module, import) a stage always loads but only an extra declares: {only_in_an_extra}"
+    )
 
 
 def test_dev_tools_are_the_dev_extra_not_runtime_dependencies() -> None:
@@ -96,7 +162,8 @@ def test_dev_tools_are_the_dev_extra_not_runtime_dependencies() -> None:
 def test_the_lock_pins_every_requirement_within_its_range() -> None:
     pins = locked()
     wanted = {**runtime(), **extras()["dev"]}
-    del wanted["torch"]  # installed first and on its own (TORCH_SPEC)
+    for name in NOT_LOCKED:  # installed first and on its own (TORCH_SPEC)
+        del wanted[name]
     missing = sorted(set(wanted) - set(pins))
     assert not missing, f"not in requirements.lock (run `make lock`): {missing}"
     outside = {
@@ -107,6 +174,23 @@ def test_the_lock_pins_every_requirement_within_its_range() -> None:
     assert not outside, f"locked versions outside requirements.txt's ranges: {outside}"
     assert "torch" not in pins
     assert canonicalize_name("{{ cookiecutter.project_slug }}") not in pins
+
+
+def test_every_locked_package_has_its_hashes_and_one_pin_per_platform() -> None:
+    # pip installs the lock with --require-hashes: a pin without a hash fails the whole install
+    entries = lock_entries()
+    unhashed = [str(pin) for pin, hashes in entries if not hashes]
+    assert not unhashed, f"pins without --hash: {unhashed}"
+    assert all(h.startswith("sha256:") and len(h) == 7 + 64 for _, hs in entries for h in hs)
+    # a universal lock: a package only one platform needs carries its marker
+    assert any(pin.marker and "sys_platform" in str(pin.marker) for pin, _ in entries)
+    for environment in ({"sys_platform": "linux"}, {"sys_platform": "darwin"}):
+        names = [
+            canonicalize_name(pin.name)
+            for pin, _ in entries
+            if pin.marker is None or pin.marker.evaluate(environment)
+        ]
+        assert len(names) == len(set(names)), f"two pins of one package on {environment}"
 
 
 def test_pre_commit_runs_the_locked_ruff() -> None:
@@ -155,7 +239,40 @@ def test_a_local_install_is_not_pinned(tmp_path: Path) -> None:
     assert installed_from_directory(importlib.metadata.PathDistribution(info))
 
 
-def test_the_lock_text_has_its_header_and_no_torch() -> None:
-    text = lock_text(["peft"])
-    assert text.startswith("# ") and "make lock" in text
-    assert "\npeft==" in text and "\ntorch==" not in text
+def test_the_lock_text_has_its_header_and_what_made_it() -> None:
+    text = lock_text("peft==0.21.2 \\\n    --hash=sha256:00\n")
+    assert text.startswith("# ") and "make lock" in text and "--require-hashes" in text
+    assert f"# Made with Python {'.'.join(map(str, sys.version_info[:3]))} on " in text
+    assert text.endswith("\npeft==0.21.2 \\\n    --hash=sha256:00\n")
+
+
+def test_lock_resolves_for_every_platform_with_hashes_at_the_pinned_versions(
+    tmp_path: Path,
+) -> None:
+    files = [tmp_path / name for name in ("requirements.txt", "pins.txt", "excludes.txt")]
+    command = compile_command(*files, "3.11")
+    assert command[:5] == [sys.executable, "-m", "uv", "pip", "compile"]
+    options = " ".join(command[5:])
+    for option in (
+        "--universal",
+        "--generate-hashes",
+        "--python-version 3.11",
+        f"--constraints {files[1]}",
+        f"--excludes {files[2]}",
+    ):
+        assert option in options
+
+
+def test_the_lock_resolves_the_project_as_its_requirements_and_extras() -> None:
+    assert direct_requirements("peft>=0.17") == ["peft>=0.17"]  # from the index
+    project = "{{ cookiecutter.project_slug }}"
+    try:
+        dist = importlib.metadata.distribution(project)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("this project is not installed (make setup)")
+    if not installed_from_directory(dist):
+        pytest.skip("this project is installed from a wheel, not from its directory")
+    base = {canonicalize_name(Requirement(line).name) for line in direct_requirements(project)}
+    assert "transformers" in base and "pytest" not in base
+    with_dev = direct_requirements(f"{project}[dev]")
+    assert "pytest>=8" in with_dev and all("extra" not in line for line in with_dev)

@@ -3,7 +3,6 @@ start itself again with `accelerate launch --config_file accelerate.yaml`; on a 
 without CUDA that is DDP on the CPU (backend gloo). A fresh run, then a crash and a resume,
 each a subprocess with a timeout in a throwaway project with the tiny model."""
 
-import contextlib
 import math
 import os
 import shlex
@@ -12,12 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
+from helpers import mtimes, stop_tree
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json
@@ -45,24 +44,6 @@ def train_cmd() -> list[str]:
     return [sys.executable, *cmd[1:]]
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the launcher and everything under it, then SIGKILL what is left. torchrun puts
-    each worker in a session of its own, so the workers are found as descendants, not by
-    process group."""
-    try:
-        root = psutil.Process(process.pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for proc in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=20)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-
-
 def run_train(project: Path) -> str:
     """Run the train stage in `project`; its output, or a failure naming what went wrong."""
     env = {key: value for key, value in os.environ.items() if key not in LAUNCHER_ENV}
@@ -80,7 +61,7 @@ def run_train(project: Path) -> str:
     try:
         output, _ = process.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        stop(process)
+        stop_tree(process)
         output, _ = process.communicate()
         pytest.fail(f"train did not finish in {TIMEOUT_S} s (a hung rank?):\n{output[-6000:]}")
     assert process.returncode == 0, f"train failed ({process.returncode}):\n{output[-6000:]}"
@@ -99,10 +80,6 @@ def logged_steps(curve: str) -> list[int]:
     lines = (TRAIN_LOG_DIR / "plots" / "metrics" / curve).read_text().splitlines()
     header = lines[0].split("\t")
     return [int(float(line.split("\t")[header.index("step")])) for line in lines[1:]]
-
-
-def mtimes(directory: Path) -> dict[str, int]:
-    return {str(path): path.stat().st_mtime_ns for path in [directory, *directory.rglob("*")]}
 
 
 def adapter(checkpoint: Path) -> dict[str, torch.Tensor]:

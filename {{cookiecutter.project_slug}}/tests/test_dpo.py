@@ -380,7 +380,11 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
     assert (stats["pairs"], stats["pairs_dropped_held_out"], stats["global_step"]) == (12, 2, 3)
     assert stats["sft_checkpoint"] == "checkpoint-6"
     assert 0 <= stats["final"]["rewards/accuracies"] <= 1
-    assert [int(row["step"]) for row in read_tsv(DPO_LOG_DIR / "plots/metrics/loss.tsv")] == [1, 2, 3]
+    assert [int(row["step"]) for row in read_tsv(DPO_LOG_DIR / "plots/metrics/loss.tsv")] == [
+        1,
+        2,
+        3,
+    ]
     assert len(read_tsv(DPO_LOG_DIR / "plots/metrics/rewards/accuracies.tsv")) == 3
 
     # base -> SFT merged -> DPO merged: differs from the SFT model and from DPO on the bare base

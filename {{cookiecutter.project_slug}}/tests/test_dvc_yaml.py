@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers import reachable
 from {{ cookiecutter.module_name }} import paths
 
 PROJECT = Path(__file__).parents[1]
@@ -100,11 +101,13 @@ def module_file(module: str) -> Path:
     return PACKAGE_DIR / (module.replace(".", "/") + ".py")
 
 
-def imported_modules(module: str) -> set[str]:
-    """Package modules that `module` imports directly (relative or absolute imports)."""
+def imported_modules(module: str, top_level: bool = False) -> set[str]:
+    """Package modules that `module` imports directly (relative or absolute imports); with
+    `top_level`, only the imports of its body, which run whenever it is imported."""
     package = module.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(module_file(module).read_text(encoding="utf-8"))):
+    tree = ast.parse(module_file(module).read_text(encoding="utf-8"))
+    for node in tree.body if top_level else ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parent = package[: len(package) - (node.level - 1)]
@@ -125,14 +128,7 @@ def imported_modules(module: str) -> set[str]:
 
 def package_imports(module: str) -> set[str]:
     """Modules of the package that `module` imports, transitively (itself included)."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo.extend(imported_modules(current))
-    return seen
+    return reachable(module, imported_modules)
 
 
 def test_dvc_yaml_has_the_expected_stages() -> None:

@@ -4,21 +4,19 @@ the configs and parses the commands; two launches on this machine rendezvous as 
 "machines" on the CPU (gloo); the SkyPilot task's script runs against stand-ins for dvc and
 python. No GPU and no cloud: a real cluster run is not tested here."""
 
-import contextlib
 import json
 import os
 import re
 import shlex
-import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
+from helpers import free_port, stop_tree
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.paths import ACCELERATE_CONFIG, ACCELERATE_MULTI_NODE_CONFIG
 from {{ cookiecutter.module_name }}.stages.train import LAUNCH_CONFIGS
@@ -213,27 +211,6 @@ dist.destroy_process_group()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Terminate a launcher and the workers it started (torchrun gives them sessions of
-    their own)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        root = psutil.Process(process.pid)
-        tree = [root, *root.children(recursive=True)]
-        for proc in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-        _, alive = psutil.wait_procs(tree, timeout=10)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-
-
 @pytest.mark.e2e
 def test_two_machines_rendezvous_through_the_multi_node_config(tmp_path: Path) -> None:
     """The stage's launch for machines 0 and 1 of 2 (one process each), started side by side
@@ -266,7 +243,7 @@ def test_two_machines_rendezvous_through_the_multi_node_config(tmp_path: Path) -
             outputs.append(launch.communicate(timeout=180)[0])
     except subprocess.TimeoutExpired:
         for launch in launches:
-            stop(launch)
+            stop_tree(launch)
         pytest.fail("the two machines did not finish in 180 s (no rendezvous?)")
     for launch, output in zip(launches, outputs, strict=True):
         assert launch.returncode == 0, output[-4000:]

@@ -1,7 +1,6 @@
 """The smoke, train, eval and select stages end to end on a tiny random model, then a crash
 and a resume. Runs the stages' own `main()` functions, in process, in a throwaway project."""
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
+from helpers import mtimes, read_tsv
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.models.loading import load_model_with_adapter
@@ -46,17 +46,6 @@ PROJECT = Path(__file__).parents[1]
 
 HEADLINE = ("task_accuracy", "format_correct", "general_qa", "instruction_follow")
 METRIC_KEYS = (*HEADLINE, "forgetting_score", "selected_step")
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
-
-
-def mtimes(directory: Path) -> dict[str, int]:
-    """Modification times of a directory and everything in it."""
-    paths = [directory, *sorted(directory.rglob("*"))]
-    return {str(path.relative_to(directory)): path.stat().st_mtime_ns for path in paths}
 
 
 def check_smoke() -> None:

@@ -72,7 +72,7 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project after `make repro`: the selected model with its card, the exports, metrics."""
     root = tmp_path / "project"
     write_files(root / "models/selected", SELECTED)
@@ -241,7 +241,7 @@ def leaked_into(roots: list[Path]) -> list[Path]:
     ],
 )
 def test_publish_uploads_the_files_and_card_in_one_commit_with_the_env_token(
-    project: Path, hub: Hub, tmp_path: Path, what: str, library: str, relation: str, usage: str
+    published: Path, hub: Hub, tmp_path: Path, what: str, library: str, relation: str, usage: str
 ) -> None:
     home = tmp_path / "hf-home"
     done = run_publish(["--what", what, "--private"], home, hub.url)
@@ -265,11 +265,11 @@ def test_publish_uploads_the_files_and_card_in_one_commit_with_the_env_token(
     assert f"Load from the Hub: `{usage}" in card and f"'{REPO}')`" in card
     # the token: sent to the Hub on every request, from HF_TOKEN only
     assert hub.requests and all(auth == f"Bearer {TOKEN}" for _, _, auth in hub.requests)
-    assert not leaked(done.stdout + done.stderr) and not leaked_into([project, home])
-    assert not list((project / ".cache").iterdir())  # the staging folder is gone
+    assert not leaked(done.stdout + done.stderr) and not leaked_into([published, home])
+    assert not list((published / ".cache").iterdir())  # the staging folder is gone
 
 
-def test_publish_gguf_commits_to_a_new_branch(project: Path, hub: Hub, tmp_path: Path) -> None:
+def test_publish_gguf_commits_to_a_new_branch(published: Path, hub: Hub, tmp_path: Path) -> None:
     args = ["--what", "gguf", "--revision", "q8", "--message", "GGUF q8_0"]
     done = run_publish(args, tmp_path / "hf-home", hub.url)
     assert done.returncode == 0, done.stderr
@@ -283,7 +283,7 @@ def test_publish_gguf_commits_to_a_new_branch(project: Path, hub: Hub, tmp_path:
 
 
 def test_a_token_the_hub_refuses_is_a_clear_error_without_the_token(
-    project: Path, tmp_path: Path
+    published: Path, tmp_path: Path
 ) -> None:
     refused = f"{TOKEN}-revoked"
 
@@ -311,7 +311,7 @@ def test_a_token_the_hub_refuses_is_a_clear_error_without_the_token(
 
 
 def test_the_token_comes_from_hf_token_only_not_a_stored_login(
-    project: Path, hub: Hub, tmp_path: Path
+    published: Path, hub: Hub, tmp_path: Path
 ) -> None:
     home = tmp_path / "hf-home"
     home.mkdir()
@@ -336,7 +336,7 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("what", ["adapter", "merged", "gguf"])
 def test_dry_run_lists_exactly_the_files_and_sizes(
-    project: Path, no_hub: None, capsys: pytest.CaptureFixture, what: str
+    published: Path, no_hub: None, capsys: pytest.CaptureFixture, what: str
 ) -> None:
     publish.main(["--repo-id", REPO, "--what", what, "--dry-run"])
     out = capsys.readouterr().out
@@ -350,21 +350,21 @@ def test_dry_run_lists_exactly_the_files_and_sizes(
     assert int(card.replace(",", "")) > 1000  # the card, rewritten for what is uploaded
     total = sum(int(size.replace(",", "")) for size in [*sizes.values(), card])
     assert f"{len(sizes) + 1} files, {total:,} bytes" in head
-    assert not (project / ".cache").exists()  # nothing staged either
+    assert not (published / ".cache").exists()  # nothing staged either
 
 
-def test_dry_run_needs_no_token(project: Path, no_hub: None, capsys) -> None:
+def test_dry_run_needs_no_token(published: Path, no_hub: None, capsys) -> None:
     publish.main(["--repo-id", REPO, "--dry-run", "--private", "--revision", "v1"])
     assert "(model repo, private if created, revision v1)" in capsys.readouterr().out
 
 
-def test_without_hf_token_publish_stops_before_the_hub(project: Path, no_hub: None) -> None:
+def test_without_hf_token_publish_stops_before_the_hub(published: Path, no_hub: None) -> None:
     with pytest.raises(StageError, match=r"^HF_TOKEN is not set: create a write token"):
         publish.main(["--repo-id", REPO])
 
 
 def test_a_model_that_failed_the_guardrails_is_refused_unless_forced(
-    project: Path, no_hub: None, capsys: pytest.CaptureFixture
+    published: Path, no_hub: None, capsys: pytest.CaptureFixture
 ) -> None:
     write_json(Path("reports/metrics.json"), METRICS | {"guardrails_passed": False})
     write_json(
@@ -390,12 +390,12 @@ def test_a_model_that_failed_the_guardrails_is_refused_unless_forced(
     ],
 )
 def test_bad_targets_and_missing_exports_are_clear_errors(
-    project: Path, no_hub: None, args: list[str], error: str
+    published: Path, no_hub: None, args: list[str], error: str
 ) -> None:
     if "gguf" in args:
-        for path in (project / "models/export/gguf").iterdir():
+        for path in (published / "models/export/gguf").iterdir():
             path.unlink()
-        (project / "models/export/gguf").rmdir()
+        (published / "models/export/gguf").rmdir()
     with pytest.raises(StageError, match=re.escape(error)):
         publish.main([*args, "--dry-run"])
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
 from {{ cookiecutter.module_name }}.commands import chat, serve
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.models import loading as modeling
@@ -171,12 +172,6 @@ def test_chat_picks_the_selected_model() -> None:
 
 
 # --- a real server ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post_json(url: str, body: dict) -> tuple[int, dict]:
