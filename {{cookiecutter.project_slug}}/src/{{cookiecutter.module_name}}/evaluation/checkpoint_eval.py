@@ -21,7 +21,7 @@ from .model_run import ModelRun
 
 
 @dataclass(frozen=True)
-class EvalInputs:
+class EvalFiles:
     """Where the eval stage reads its models, rows and suites, and caches generations."""
 
     base: Path
@@ -61,41 +61,41 @@ def run_eval(
     return reports
 
 
-def evaluate_checkpoints(params: Params, inputs: EvalInputs) -> list[dict]:
+def evaluate_checkpoints(params: Params, files: EvalFiles) -> list[dict]:
     """The eval stage's reports: every model scored, with lm-eval's tasks where asked."""
     check_backend(params.eval)
-    checkpoints = manifest_checkpoints(inputs.sft_manifest)
+    checkpoints = manifest_checkpoints(files.sft_manifest)
     if not checkpoints:
-        raise StageError(f"{inputs.sft_manifest} lists no checkpoints: run train first")
-    dpo_checkpoints = manifest_checkpoints(inputs.dpo_manifest, required=False)
+        raise StageError(f"{files.sft_manifest} lists no checkpoints: run train first")
+    dpo_checkpoints = manifest_checkpoints(files.dpo_manifest, required=False)
     if dpo_checkpoints and params.eval.backend == "vllm":
         raise StageError(
             "eval.backend vllm applies one LoRA adapter per model, and a DPO checkpoint is two "
             "stacked on the base: use eval.backend hf, or dpo.enabled false"
         )
-    tokenizer = load_tokenizer(inputs.base)
+    tokenizer = load_tokenizer(files.base)
     eval_set = build_eval_set(
         tokenizer,
-        read_jsonl(inputs.val_split),
-        load_general_items(params.eval, inputs.general_qa_suite, inputs.instruction_suite),
+        read_jsonl(files.val_split),
+        load_general_items(params.eval, files.general_qa_suite, files.instruction_suite),
         params.eval,
         loss_rows=(params.train.assistant_turns, params.train.max_length),
     )
-    fewshot = fewshot_requests(tokenizer, eval_set.rows, read_jsonl(inputs.train_split), params)
-    cache = GenerationCache(inputs.cache if params.eval.cache else None)
-    generator_for = generator_factory(params.eval, tokenizer, inputs.base)
+    fewshot = fewshot_requests(tokenizer, eval_set.rows, read_jsonl(files.train_split), params)
+    cache = GenerationCache(files.cache if params.eval.cache else None)
+    generator_for = generator_factory(params.eval, tokenizer, files.base)
     reports = run_eval(
         params,
         eval_set,
         fewshot,
         checkpoints + dpo_checkpoints,
-        inputs.base,
+        files.base,
         generator_for,
         cache,
     )
     if params.eval.lm_eval_tasks:
         # the harness loads one adapter on the base: DPO checkpoints (two stacked) are skipped
-        add_lm_eval([r for r in reports if r.get("stage") != "dpo"], params.eval, inputs.lm_eval)
+        add_lm_eval([r for r in reports if r.get("stage") != "dpo"], params.eval, files.lm_eval)
     return reports
 
 

@@ -16,6 +16,7 @@ nothing: the modules that import torch, transformers or TRL (checkpoints, modeli
 are imported inside the functions that run only when DPO does."""
 
 from ..cli import run_stage
+from ..io import write_json
 from ..params import load_params
 from ..paths import (
     BASE_MODEL_DIR,
@@ -30,7 +31,7 @@ from ..paths import (
     TEST_SPLIT,
     VAL_SPLIT,
 )
-from ..training.dpo import HOW_TO_ENABLE, DpoFiles, run, write_disabled
+from ..training.dpo import HOW_TO_ENABLE, DpoFiles, train_dpo, write_disabled
 
 FILES = DpoFiles(
     base=BASE_MODEL_DIR,
@@ -53,7 +54,18 @@ def main() -> None:
         write_disabled(FILES)
         print(f"dpo: off (dpo.enabled is false), nothing trained; turn it on: {HOW_TO_ENABLE}")
         return
-    run(params, FILES)
+    stats = train_dpo(params, FILES)
+    if stats is None:
+        return
+    write_json(DPO_STATS, stats)
+    accuracy = stats["final"].get("rewards/accuracies")
+    print(
+        f"dpo: {stats['pairs']} pairs on {stats['sft_checkpoint']} "
+        f"({stats['pairs_dropped_held_out']} dropped as val/test overlap), "
+        f"{stats['global_step']} steps in {stats['train_seconds']:.0f}s, "
+        f"loss {stats['train_loss']:.3f}"
+        + (f", reward accuracy {accuracy:.2f}" if accuracy is not None else "")
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Generations are cached (evaluation/cache.py): the base is generated once across 
 unchanged checkpoint is free to re-evaluate."""
 
 from ..cli import run_stage
-from ..evaluation.checkpoint_eval import EvalInputs, evaluate_checkpoints, print_summary
+from ..evaluation.checkpoint_eval import EvalFiles, evaluate_checkpoints, print_summary
 from ..evaluation.lmeval import LmEvalDirs
 from ..evaluation.reports import plot_rows, write_reports
 from ..io import write_json
@@ -30,7 +30,7 @@ from ..paths import (
     VAL_SPLIT,
 )
 
-INPUTS = EvalInputs(
+FILES = EvalFiles(
     base=BASE_MODEL_DIR,
     sft_manifest=CHECKPOINTS_MANIFEST,
     dpo_manifest=DPO_MANIFEST,
@@ -45,7 +45,7 @@ INPUTS = EvalInputs(
 
 def main() -> None:
     params = load_params()
-    reports = evaluate_checkpoints(params, INPUTS)
+    reports = evaluate_checkpoints(params, FILES)
     write_reports(reports, EVAL_DIR)
     for report in reports:
         print_summary(report)

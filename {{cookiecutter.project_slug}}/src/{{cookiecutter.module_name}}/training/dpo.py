@@ -219,8 +219,10 @@ def build_trainer(
     )
 
 
-def run(params: Params, files: DpoFiles) -> None:
-    """Train DPO on top of the last SFT checkpoint (resuming when nothing changed)."""
+def train_dpo(params: Params, files: DpoFiles) -> dict | None:
+    """Train DPO on top of the last SFT checkpoint (resuming when nothing changed), write the
+    checkpoints' manifest and return the run's stats; None on the processes of a distributed
+    run other than the main one."""
     from .guards import LossGuard
     from .trainer import start_run
 
@@ -243,27 +245,17 @@ def run(params: Params, files: DpoFiles) -> None:
     result = trainer.train(resume_from_checkpoint=run.resume_arg)
     seconds = time.perf_counter() - started
     if not run.main_process:
-        return
-    final = final_rewards(trainer.state.log_history)
+        return None
     manifest = write_manifest(files.checkpoints, files.manifest)
-    write_json(
-        files.stats,
-        {
-            "enabled": True,
-            "sft_checkpoint": sft_checkpoint.name,
-            "pairs": len(pairs),
-            "pairs_dropped_held_out": len(dropped),
-            "global_step": result.global_step,
-            "train_loss": round(result.training_loss, 4),
-            "train_seconds": round(seconds, 1),
-            "checkpoints": list(manifest["checkpoints"]),
-            "bf16": trainer.args.bf16,
-            "final": final,
-        },
-    )
-    accuracy = final.get("rewards/accuracies")
-    print(
-        f"dpo: {len(pairs)} pairs on {sft_checkpoint.name} ({len(dropped)} dropped as val/test "
-        f"overlap), {result.global_step} steps in {seconds:.0f}s, loss {result.training_loss:.3f}"
-        + (f", reward accuracy {accuracy:.2f}" if accuracy is not None else "")
-    )
+    return {
+        "enabled": True,
+        "sft_checkpoint": sft_checkpoint.name,
+        "pairs": len(pairs),
+        "pairs_dropped_held_out": len(dropped),
+        "global_step": result.global_step,
+        "train_loss": round(result.training_loss, 4),
+        "train_seconds": round(seconds, 1),
+        "checkpoints": list(manifest["checkpoints"]),
+        "bf16": trainer.args.bf16,
+        "final": final_rewards(trainer.state.log_history),
+    }
