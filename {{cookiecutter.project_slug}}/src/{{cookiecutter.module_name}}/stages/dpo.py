@@ -12,8 +12,8 @@ below it, so `models.loading.load_model_with_adapter` rebuilds base -> SFT -> DP
 them as `dpo-checkpoint-N` next to the SFT checkpoints, and select may pick one.
 
 With `dpo.enabled: false` the stage only writes empty outputs (DVC needs them) and loads
-nothing: the modules that import torch, transformers or TRL (checkpoints, modeling, train)
-are imported inside the functions that run only when DPO does."""
+nothing: the modules that import torch, transformers or TRL (models/loading,
+training/trainer, TRL itself) are imported inside the functions that run only when DPO does."""
 
 from ..cli import run_stage
 from ..io import write_json
