@@ -11,14 +11,18 @@ venv on PATH:
 Every experiment is `dvc exp run -n <set>-<name> -S key=value ...`: the set's common params
 (the recipe the section measured, set explicitly, so today's defaults do not leak in), then the
 experiment's own. Each starts from the committed params.yaml; its reports/metrics.json is read
-from the workspace right after the run and one table row printed. The project must have no
-uncommitted changes: its workspace is reset to HEAD at the end (`dvc exp` keeps every run).
+from the workspace right after the run and one table row printed. Uncommitted changes to
+params.yaml are discarded (git checkout), others go into every run (as with any `dvc exp run`).
+The workspace is left with the last run's results and outputs (`dvc exp show` lists every run;
+`dvc exp apply` brings one back; after `git checkout`, `dvc repro -f train` rebuilds the local
+checkpoints).
 `--quick` drops the set's common params and keeps the workspace's (e.g. the tiny model of
 benchmarks/tiny_project.py): it checks that the command runs, it measures nothing.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -144,18 +148,23 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: not in set {args.set}: {unknown}")
     project = args.project.resolve()
-    if subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=project).returncode != 0:
-        parser.error(f"{project} has uncommitted changes: commit them first (it is reset after)")
     common = {} if args.quick else spec["common"]
+    # the project's own package first, wherever else one of that name is installed
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, ["src", os.environ.get("PYTHONPATH")])),
+    }
     rows = []
     for name in names:
         exp = f"{args.set}-{name}"
         command = ["dvc", "exp", "run", "-n", exp, *overrides({**common, **spec["runs"][name]})]
         print("$", " ".join(command), flush=True)
+        # a re-run replaces the experiment of that name (dvc exp run refuses a taken name)
+        subprocess.run(["dvc", "exp", "remove", exp], cwd=project, capture_output=True)
         # an exp run leaves its params in the workspace: start each from the baseline's
         subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], cwd=project, check=True)
         started = time.perf_counter()
-        subprocess.run(command, cwd=project, check=True)
+        subprocess.run(command, cwd=project, env=env, check=True)
         minutes = round((time.perf_counter() - started) / 60, 1)
         metrics = json.loads((project / "reports" / "metrics.json").read_text())
         rows.append(row(exp, minutes, metrics))
@@ -167,9 +176,10 @@ def main() -> None:
     a, b = spec.get("compare", (None, None))
     if a in names and b in names:
         compare = ["make", "compare-exps", "VENV=", f"A={args.set}-{a}", f"B={args.set}-{b}"]
-        subprocess.run(compare, cwd=project, check=True)
-    subprocess.run(["git", "checkout", "HEAD", "--", "."], cwd=project, check=True)
-    subprocess.run(["dvc", "checkout", "--force"], cwd=project, check=False)
+        subprocess.run(compare, cwd=project, env=env, check=True)
+    # The workspace keeps the last run's results: its local checkpoints (models/checkpoints,
+    # not cached by DVC) are that run's, so resetting to HEAD would leave them mismatched.
+    subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], cwd=project, check=True)
     print(markdown(rows))
 
 

@@ -12,6 +12,7 @@ runs=${2:-3}
 settings=${3:-1x2 2x1 2x2}
 grid=${SWEEP_GRID:--S train.lora_r=16,32}
 cd "$project"
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # the project's own package first
 for run in $(seq "$runs"); do
     for setting in $settings; do
         jobs=${setting%x*} threads=${setting#*x}
