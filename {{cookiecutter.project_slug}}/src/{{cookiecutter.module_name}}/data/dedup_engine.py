@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import StageError
 from . import dedup
@@ -75,6 +73,9 @@ class TextSpill:
     def flush(self) -> None:
         if not self.ids:
             return
+        import pyarrow as pa  # the scale extra's: curate imports this module without it
+        import pyarrow.parquet as pq
+
         table = pa.table({"row": pa.array(self.ids, pa.int64()), "text": self.texts})
         pq.write_table(table, self.directory / f"part-{self.files:05d}.parquet")
         self.files += 1
@@ -116,6 +117,7 @@ def spark_pairs(spill: Path, wanted: np.ndarray, num_perm: int, bands: int, per_
     """(candidate pairs, the row ids in them, sorted, and their signatures), computed on Spark:
     the session spark-submit configures, else a local one on every core of this machine."""
     require("spark")
+    import pyarrow as pa
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
