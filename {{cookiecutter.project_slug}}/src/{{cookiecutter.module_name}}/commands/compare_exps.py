@@ -8,6 +8,7 @@ experiments/compare.py pairs them.
 import argparse
 
 from ..cli import run_stage
+from ..evaluation.metric_names import TASK_ACCURACY
 from ..experiments.compare import compare_experiments, load, render
 from ..params import load_params
 from ..paths import EVAL_DIR, TEST_ITEMS
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     a, b = (load(name, TEST_ITEMS, EVAL_DIR) for name in (args.a, args.b))
     models = (a["test"]["model"], b["test"]["model"])
     print(render((args.a, args.b), models, compare_experiments(a, b, settings), settings))
-    ids = [set(item_values(x["test"], "task_accuracy")) for x in (a, b)]
+    ids = [set(item_values(x["test"], TASK_ACCURACY)) for x in (a, b)]
     if ids[0] != ids[1]:
         print(
             f"note: the test splits differ (A {len(ids[0])} items, B {len(ids[1])}): only the "

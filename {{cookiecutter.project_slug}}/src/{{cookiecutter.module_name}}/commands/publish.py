@@ -26,6 +26,7 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from ..cli import run_stage
 from ..errors import StageError
+from ..evaluation.metric_names import TASK_ACCURACY
 from ..io import read_json
 from ..models.hub import hub_error
 from ..paths import CACHE_DIR, DIAGNOSIS, GGUF_EXPORT, MERGED_EXPORT, METRICS, SELECTED_DIR
@@ -236,7 +237,7 @@ def upload(plan: Plan, token: str, private: bool, revision: str | None, message:
 
 def default_message(what: str, metrics: dict) -> str:
     """`<checkpoint> (<what>): test task accuracy 0.750 [0.500, 1.000]`."""
-    accuracy = metrics.get("task_accuracy")
+    accuracy = metrics.get(TASK_ACCURACY)
     text = f"{metrics.get('selected', 'selected model')} ({what})"
     if accuracy is None:
         return text

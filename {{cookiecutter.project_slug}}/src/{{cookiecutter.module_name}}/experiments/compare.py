@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StageError
+from ..evaluation.metric_names import (
+    FORMAT_CORRECT,
+    GENERAL_QA,
+    INSTRUCTION_FOLLOW,
+    TASK_ACCURACY,
+    TASK_SCORE,
+)
 from ..io import read_json, read_json_at
 from ..selection.comparison import (
     Comparison,
@@ -29,11 +36,11 @@ from ..selection.comparison import (
 WORKSPACE = "workspace"
 # (item set, metric): the test task metrics from test_items.json, the general suites from eval
 METRICS = (
-    ("test", "task_accuracy"),
-    ("test", "task_score"),
-    ("test", "format_correct"),
-    ("general", "general_qa"),
-    ("general", "instruction_follow"),
+    ("test", TASK_ACCURACY),
+    ("test", TASK_SCORE),
+    ("test", FORMAT_CORRECT),
+    ("general", GENERAL_QA),
+    ("general", INSTRUCTION_FOLLOW),
 )
 
 

@@ -1,5 +1,6 @@
 """Which run is best: the runs that pass the guardrails, ranked by the val ranking metric."""
 
+from ..evaluation.metric_names import VAL_LOSS
 from .runs import Run
 
 
@@ -17,7 +18,7 @@ def ranking(runs: list[Run], metric: str) -> list[Run]:
     ranked = [r for r in runs if passes(r) and r.metrics.get(val_key(metric)) is not None]
 
     def rank(run: Run) -> tuple[float, float]:
-        loss = run.metrics.get("val_loss")
+        loss = run.metrics.get(VAL_LOSS)
         return (-run.metrics[val_key(metric)], float("inf") if loss is None else loss)
 
     return sorted(ranked, key=rank)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.metric_names import FORGETTING_SCORE, FORMAT_CORRECT, GENERAL_QA, VAL_LOSS
 from ..selection.comparison import BINARY
 from .formatting import number
 from .noise import noise_report, versus_rest
@@ -36,7 +37,7 @@ def guardrail_evidence(run: Run, failures: list[str] | None) -> str:
     m = run.metrics
     return ", ".join(
         f"{key} {number(m.get(key))}"
-        for key in ("forgetting_score", "format_correct", "general_qa")
+        for key in (FORGETTING_SCORE, FORMAT_CORRECT, GENERAL_QA)
         if m.get(key) is not None
     )
 
@@ -53,7 +54,7 @@ def versus_baseline(winner: Run, baseline: Run | None, metric: str) -> str:
     theirs = baseline.metrics.get(val)
     if theirs != winner.metrics.get(val):
         return f"{mine} vs the baseline's {number(theirs)}"
-    losses = (number(winner.metrics.get("val_loss")), number(baseline.metrics.get("val_loss")))
+    losses = (number(winner.metrics.get(VAL_LOSS)), number(baseline.metrics.get(VAL_LOSS)))
     return f"{mine}, as the baseline; lower val loss, {losses[0]} vs {losses[1]}"
 
 

@@ -32,6 +32,7 @@ signal of overfitting has no per-item records to resample and keeps its threshol
 
 from dataclasses import dataclass
 
+from ..evaluation.metric_names import FORGETTING_SCORE, FORMAT_DRIFT, GENERAL_QA, TASK_ACCURACY
 from ..evaluation.uncertainty import unpaired_binary_difference
 from ..params import Params
 from .comparison import (
@@ -157,17 +158,17 @@ def forgetting_evidence(report: dict, base: dict, params: Params) -> list[str]:
     rules, metrics = params.select, report["metrics"]
     settings = bootstrap_settings(params)
     evidence = []
-    if metrics["forgetting_score"] > rules.forgetting_alert:
-        score = interval(report, "forgetting_score", settings, base)
+    if metrics[FORGETTING_SCORE] > rules.forgetting_alert:
+        score = interval(report, FORGETTING_SCORE, settings, base)
         if score.lo > rules.forgetting_alert:
             evidence.append(
                 f"forgetting score {with_interval(score)} (all of it above "
                 f"select.forgetting_alert {rules.forgetting_alert}): of the {score.n} general "
                 f"items the base got right, {len(report.get('regressions', []))} are now wrong"
             )
-    qa, base_qa = metrics["general_qa"], base["metrics"]["general_qa"]
+    qa, base_qa = metrics[GENERAL_QA], base["metrics"][GENERAL_QA]
     if base_qa > 0 and qa < base_qa * rules.min_general_qa_ratio:
-        drop = compare(report, base, "general_qa", settings)
+        drop = compare(report, base, GENERAL_QA, settings)
         if drop.worse:
             evidence.append(
                 f"general QA {qa:.3f} vs base {base_qa:.3f} ({qa / base_qa:.0%} of it; "
@@ -216,7 +217,7 @@ def forgetting(
 ) -> Finding | None:
     """The selected checkpoint lost general ability the base had, or the run did by its last
     checkpoint (the guardrails may have kept the selection on an earlier one)."""
-    if "forgetting_score" not in selected["metrics"]:
+    if FORGETTING_SCORE not in selected["metrics"]:
         return None
     evidence = forgetting_evidence(selected, base, params)
     if not evidence and last["model"] != selected["model"]:
@@ -262,9 +263,9 @@ def drift_share(report: dict, params: Params):
     """The share of `report`'s val outputs that drift, with its interval, when the whole
     interval is over the threshold (not one stray output); else None."""
     threshold = params.select.max_format_drift
-    if report["metrics"].get("format_drift", 0.0) <= threshold:
+    if report["metrics"].get(FORMAT_DRIFT, 0.0) <= threshold:
         return None
-    share = interval(report, "format_drift", bootstrap_settings(params))
+    share = interval(report, FORMAT_DRIFT, bootstrap_settings(params))
     return share if share.lo > threshold else None
 
 
@@ -328,13 +329,13 @@ def contamination(
             f"(split.contamination {overlaps.get('action')})"
         )
     if test_report is not None:
-        val = selected_val["metrics"]["task_accuracy"]
-        test = test_report["metrics"]["task_accuracy"]
+        val = selected_val["metrics"][TASK_ACCURACY]
+        test = test_report["metrics"][TASK_ACCURACY]
         gap = None
         if test - val > params.select.contamination_gap:
             gap = unpaired_binary_difference(
-                list(item_values(test_report, "task_accuracy").values()),
-                list(item_values(selected_val, "task_accuracy").values()),
+                list(item_values(test_report, TASK_ACCURACY).values()),
+                list(item_values(selected_val, TASK_ACCURACY).values()),
                 confidence=params.select.confidence,
             )
         if gap is not None and gap.lo > 0:

@@ -18,6 +18,17 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..document import Block, Bullets, Code, Heading, Para, Table, to_markdown
+from ..evaluation.metric_names import (
+    EXACT_MATCH,
+    FORGETTING_SCORE,
+    FORMAT_CORRECT,
+    FORMAT_DRIFT,
+    GENERAL_QA,
+    GENERAL_SUITES,
+    INSTRUCTION_FOLLOW,
+    TASK_ACCURACY,
+    TASK_SCORE,
+)
 from .diagnose import Finding
 
 PROJECT = "{{ cookiecutter.project_slug }}"
@@ -34,16 +45,16 @@ TASK = {"task_type": "text-generation", "task_name": "Text Generation"}
 
 # metrics.json key -> (where it was measured, metric id, the name the Hub shows)
 EVALUATED = {
-    "task_accuracy": ("test", "accuracy", "Test task accuracy"),
-    "task_score": ("test", "task_score", "Test task score"),
-    "exact_match": ("test", "exact_match", "Test exact match"),
-    "format_correct": ("test", "format_correct", "Test format correct"),
-    "format_drift": ("test", "format_drift", "Test format drift"),
+    TASK_ACCURACY: ("test", "accuracy", "Test task accuracy"),
+    TASK_SCORE: ("test", "task_score", "Test task score"),
+    EXACT_MATCH: ("test", "exact_match", "Test exact match"),
+    FORMAT_CORRECT: ("test", "format_correct", "Test format correct"),
+    FORMAT_DRIFT: ("test", "format_drift", "Test format drift"),
     "val_task_accuracy": ("val", "accuracy", "Val task accuracy"),
     "val_task_score": ("val", "task_score", "Val task score"),
-    "general_qa": ("general_qa", "accuracy", "General QA accuracy"),
-    "instruction_follow": ("instruction_follow", "accuracy", "Instruction following"),
-    "forgetting_score": ("general", "forgetting_score", "Forgetting vs the base"),
+    GENERAL_QA: ("general_qa", "accuracy", "General QA accuracy"),
+    INSTRUCTION_FOLLOW: ("instruction_follow", "accuracy", "Instruction following"),
+    FORGETTING_SCORE: ("general", "forgetting_score", "Forgetting vs the base"),
 }
 
 KNOWN_LIMITS = [
@@ -100,7 +111,7 @@ def eval_results(headline: dict, data_hashes: dict[str, str]) -> list[EvalResult
     }
     suites = {
         suite: {"dataset_type": SUITES, "dataset_name": f"{suite} suite", "dataset_config": suite}
-        for suite in ("general_qa", "instruction_follow")
+        for suite in GENERAL_SUITES
     }
     # forgetting counts the items of both suites the base got right
     suites["general"] = {"dataset_type": SUITES, "dataset_name": "general suites"}
