@@ -63,10 +63,9 @@ def write_exports(params: ExportParams, files: ExportFiles) -> tuple[dict[str, P
     with tempfile.TemporaryDirectory() as scratch:
         source = None
         if "gguf" in params.formats and not ("merged" in params.formats and params.dtype == "f32"):
-            # GGUF is written from float32 weights, so f16/q8_0 round the model once, not twice
-            source = save_merged(
-                model, Path(scratch), "f32", files.base
-            )  # before the in-place cast below
+            # GGUF is written from float32 weights, so f16/q8_0 round the model once, not
+            # twice; saved before the in-place cast below
+            source = save_merged(model, Path(scratch), "f32", files.base)
         if "merged" in params.formats:
             exports[f"merged_{params.dtype}"] = save_merged(
                 model, files.merged, params.dtype, files.base
