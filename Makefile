@@ -102,6 +102,7 @@ BENCH_PY = $(BENCH_ENV) '$(VENV)/bin/python'
 # The recipe the frontier's variants changed (the demo's default before them).
 FRONTIER_BASE ?= train.lora_r=4,train.lora_alpha=8,train.num_epochs=2,train.save_steps=20,split.replay_fraction=0,split.replay_answers=base
 SERVE_MODEL ?=
+EDIT_MODULE ?=
 LLAMA_CPP_BIN ?=
 STDLIB_KIND ?= summaries
 
@@ -118,7 +119,7 @@ bench-demo: ## Benchmark: `make demo`'s phases from this clone (build/demo/timin
 	bash benchmarks/demo_phases.sh
 
 bench-edit-repro: $(STAMP) ## Benchmark: what dvc repro re-runs after a library or params edit
-	$(BENCH_ENV) bash benchmarks/edit_repro.sh '$(BENCH_PROJECT)'
+	$(BENCH_ENV) bash benchmarks/edit_repro.sh '$(BENCH_PROJECT)' $(EDIT_MODULE)
 
 bench-eval-speed: $(STAMP) ## Benchmark: batched vs one-by-one generation (eval's requests)
 	$(BENCH_PY) benchmarks/eval_speed.py --project '$(BENCH_PROJECT)' --out '$(BENCH_OUT)/eval_speed.json'

@@ -12,10 +12,15 @@ rm -rf "$work" && mkdir -p "$work/remote"
 timed() { /usr/bin/time -f "$1: %e s wall" "${@:2}" >/dev/null; }
 
 cd "$project"
+if ! git diff --quiet HEAD -- dvc.lock; then
+    echo "$project: dvc.lock differs from HEAD's (a later run?): the clone would pull HEAD's" \
+        "outputs, not these; commit it or restore HEAD's (git checkout + dvc checkout)" >&2
+    exit 1
+fi
 dvc remote add --local --force -d bench "$work/remote"
 timed "dvc push" dvc push -r bench
 echo "files in the remote: $(find "$work/remote" -type f | wc -l)"
-echo "sizes (du) of the pushed outputs:"
+echo "sizes (du) of models/ and data/ (models/checkpoints stays local: not pushed):"
 du -sh models/* data 2>/dev/null | sed 's/^/  /'
 
 git clone -q "$project" "$work/clone"
