@@ -103,6 +103,8 @@ BENCH_PY = $(BENCH_ENV) '$(VENV)/bin/python'
 FRONTIER_BASE ?= train.lora_r=4,train.lora_alpha=8,train.num_epochs=2,train.save_steps=20,split.replay_fraction=0,split.replay_answers=base
 SERVE_MODEL ?=
 EDIT_MODULE ?=
+SWEEP_RUNS ?= 3
+SWEEP_SETTINGS ?= 1x2 2x1 2x2
 LLAMA_CPP_BIN ?=
 STDLIB_KIND ?= summaries
 
@@ -113,7 +115,8 @@ STDLIB_KIND ?= summaries
 	bench-frontier bench-where-minutes bench-seeds bench-recipe bench-diagnosis-fixes
 
 bench-tiny: $(STAMP) ## Bake a project on the tests' tiny model, baseline committed (BENCH_TINY)
-	@test -d '$(BENCH_TINY)' || $(BENCH_PY) benchmarks/tiny_project.py '$(dir $(BENCH_TINY))'
+	@if [ ! -d '$(BENCH_TINY)' ]; then \
+		$(BENCH_PY) benchmarks/tiny_project.py '$(dir $(BENCH_TINY))'; fi
 
 bench-demo: ## Benchmark: `make demo`'s phases from this clone (build/demo/timings.txt)
 	bash benchmarks/demo_phases.sh
@@ -182,7 +185,7 @@ bench-push-pull: $(STAMP) ## Benchmark: dvc push, git clone + dvc pull, dvc stat
 	$(BENCH_ENV) bash benchmarks/push_pull.sh '$(BENCH_PROJECT)' '$(abspath $(BENCH_OUT))/push-pull'
 
 bench-sweep: bench-tiny ## Benchmark: make sweep, workers x threads, on the tiny-model project
-	$(BENCH_ENV) bash benchmarks/sweep_workers.sh '$(BENCH_TINY)' 3
+	$(BENCH_ENV) bash benchmarks/sweep_workers.sh '$(BENCH_TINY)' $(SWEEP_RUNS) '$(SWEEP_SETTINGS)'
 
 bench-judgement: $(STAMP) ## Benchmark: the rank-8 baseline and each candidate fix, with intervals
 	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set judgement \
