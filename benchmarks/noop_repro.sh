@@ -6,6 +6,7 @@ set -euo pipefail
 project=${1:?usage: noop_repro.sh PROJECT_DIR [RUNS]}
 runs=${2:-5}
 cd "$project"
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}  # the project's own package first
 dvc repro >/dev/null   # make sure it is up to date first
 for _ in $(seq "$runs"); do
     /usr/bin/time -f "%e s wall, %M KB peak" dvc repro 2>&1 >/dev/null | tail -1
