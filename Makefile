@@ -97,7 +97,12 @@ BENCH_PROJECT ?= $(DEMO_OUT)/support-triage-finetune
 BENCH_OUT ?= build/bench
 BENCH_TINY ?= $(BENCH_OUT)/tiny/support-triage-finetune
 BENCH_QUICK ?=
-BENCH_ENV = mkdir -p '$(BENCH_OUT)' && PATH='$(abspath $(VENV))/bin':"$$PATH" DVC_NO_ANALYTICS=1 TOKENIZERS_PARALLELISM=false
+# Appended to a python benchmark's arguments: a smaller run (e.g. BENCH_ARGS="--steps 1 --pairs 1")
+# or a result elsewhere; the script's later option wins.
+BENCH_ARGS ?=
+# PYTHONPATH=src: a stage run in a project (cwd) imports that project's package first.
+BENCH_ENV = mkdir -p '$(BENCH_OUT)' && PATH='$(abspath $(VENV))/bin':"$$PATH" PYTHONPATH=src \
+	DVC_NO_ANALYTICS=1 TOKENIZERS_PARALLELISM=false
 BENCH_PY = $(BENCH_ENV) '$(VENV)/bin/python'
 # The recipe the frontier's variants changed (the demo's default before them).
 FRONTIER_BASE ?= train.lora_r=4,train.lora_alpha=8,train.num_epochs=2,train.save_steps=20,split.replay_fraction=0,split.replay_answers=base
@@ -125,11 +130,11 @@ bench-edit-repro: $(STAMP) ## Benchmark: what dvc repro re-runs after a library 
 	$(BENCH_ENV) bash benchmarks/edit_repro.sh '$(BENCH_PROJECT)' $(EDIT_MODULE)
 
 bench-eval-speed: $(STAMP) ## Benchmark: batched vs one-by-one generation (eval's requests)
-	$(BENCH_PY) benchmarks/eval_speed.py --project '$(BENCH_PROJECT)' --out '$(BENCH_OUT)/eval_speed.json'
+	$(BENCH_PY) benchmarks/eval_speed.py --project '$(BENCH_PROJECT)' --out '$(BENCH_OUT)/eval_speed.json' $(BENCH_ARGS)
 
 bench-train-throughput: $(STAMP) ## Benchmark: train stage vs a plain TRL script, tokens/s and MFU
 	$(BENCH_PY) benchmarks/train_throughput.py --project '$(BENCH_PROJECT)' --steps 8 --pairs 2 \
-		--out '$(BENCH_OUT)/train_throughput.json'
+		--out '$(BENCH_OUT)/train_throughput.json' $(BENCH_ARGS)
 
 bench-crash-safety: $(STAMP) ## Benchmark: the baked resume (kill -9) and 2-process DDP tests
 	$(BENCH_ENV) OUT='$(abspath $(BENCH_OUT))/baked-tests' bash benchmarks/baked_tests.sh \
@@ -137,22 +142,22 @@ bench-crash-safety: $(STAMP) ## Benchmark: the baked resume (kill -9) and 2-proc
 
 bench-dpo: $(STAMP) ## Benchmark: one SFT epoch then DPO, as a dvc experiment
 	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set dpo $(BENCH_QUICK) \
-		--out '$(BENCH_OUT)/dpo.json'
+		--out '$(BENCH_OUT)/dpo.json' $(BENCH_ARGS)
 
 bench-curate-scale: $(STAMP) ## Benchmark: curate at 100k and 1M generated rows
 	$(BENCH_PY) benchmarks/curate_scale.py --bake '$(BENCH_OUT)/curate-scale' --rows 100000,1000000 \
-		--out '$(BENCH_OUT)/curate_scale.json'
+		--out '$(BENCH_OUT)/curate_scale.json' $(BENCH_ARGS)
 
 bench-dedup: $(STAMP) ## Benchmark: curate's dedup, local vs Spark, at 100k, 300k and 1M rows
 	$(BENCH_PY) benchmarks/dedup_engines.py --bake '$(BENCH_OUT)/dedup' --rows 100000,300000,1000000 \
-		--out '$(BENCH_OUT)/dedup_engines.json'
+		--out '$(BENCH_OUT)/dedup_engines.json' $(BENCH_ARGS)
 
 bench-noop-repro: $(STAMP) ## Benchmark: a no-op dvc repro, 5 runs
 	$(BENCH_ENV) bash benchmarks/noop_repro.sh '$(BENCH_PROJECT)' 5
 
 bench-qlora: $(STAMP) ## Benchmark: LoRA vs QLoRA on the CPU (bitsandbytes)
 	$(BENCH_PY) benchmarks/qlora_cpu.py --project '$(BENCH_PROJECT)' --steps 10 --repeats 2 \
-		--out '$(BENCH_OUT)/qlora_cpu.json'
+		--out '$(BENCH_OUT)/qlora_cpu.json' $(BENCH_ARGS)
 
 bench-stdlib-task: $(STAMP) ## Benchmark: a custom bake on stdlib code (STDLIB_KIND=summaries|scraped|auto)
 	VENV='$(abspath $(VENV))' OUT='$(abspath $(BENCH_OUT))/stdlib-task' \
@@ -161,25 +166,25 @@ bench-stdlib-task: $(STAMP) ## Benchmark: a custom bake on stdlib code (STDLIB_K
 bench-gguf-export: $(STAMP) ## Benchmark: GGUF conversion per type [LLAMA_CPP_BIN=<llama.cpp bin/>]
 	$(BENCH_PY) benchmarks/gguf_export.py --project '$(BENCH_PROJECT)' \
 		--work '$(BENCH_OUT)/gguf-export' --out '$(BENCH_OUT)/gguf_export.json' \
-		$(if $(LLAMA_CPP_BIN),--llama-cpp '$(LLAMA_CPP_BIN)')
+		$(if $(LLAMA_CPP_BIN),--llama-cpp '$(LLAMA_CPP_BIN)') $(BENCH_ARGS)
 
 bench-export-parity: $(STAMP) ## Benchmark: the export stage's parity, every GGUF type + merged bf16
 	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set export-types \
-		$(BENCH_QUICK) --out '$(BENCH_OUT)/export_types.json'
+		$(BENCH_QUICK) --out '$(BENCH_OUT)/export_types.json' $(BENCH_ARGS)
 
 bench-serve: $(STAMP) ## Benchmark: make serve start-up and first answer [SERVE_MODEL=<dir>]
 	$(BENCH_PY) benchmarks/serve_latency.py --project '$(BENCH_PROJECT)' \
-		$(if $(SERVE_MODEL),--model '$(SERVE_MODEL)') --out '$(BENCH_OUT)/serve.json'
+		$(if $(SERVE_MODEL),--model '$(SERVE_MODEL)') --out '$(BENCH_OUT)/serve.json' $(BENCH_ARGS)
 
 bench-model-matrix: $(STAMP) ## Benchmark: every stage and export on a tiny model of each family
-	$(BENCH_PY) benchmarks/model_matrix.py --out '$(BENCH_OUT)/model-matrix'
+	$(BENCH_PY) benchmarks/model_matrix.py --out '$(BENCH_OUT)/model-matrix' $(BENCH_ARGS)
 
 bench-llama-cpp: $(STAMP) ## Benchmark: llama.cpp itself on every tiny family's GGUF files
 	$(BENCH_PY) benchmarks/llama_cpp_families.py --project '$(BENCH_PROJECT)' \
-		--out '$(BENCH_OUT)/llama_cpp_families.json'
+		--out '$(BENCH_OUT)/llama_cpp_families.json' $(BENCH_ARGS)
 
 bench-real-family: $(STAMP) ## Benchmark: Gemma 3 270M (PyPI GGUF) on stdlib code, every stage
-	$(BENCH_PY) benchmarks/real_family.py --out '$(BENCH_OUT)/real-family'
+	$(BENCH_PY) benchmarks/real_family.py --out '$(BENCH_OUT)/real-family' $(BENCH_ARGS)
 
 bench-push-pull: $(STAMP) ## Benchmark: dvc push, git clone + dvc pull, dvc status
 	$(BENCH_ENV) bash benchmarks/push_pull.sh '$(BENCH_PROJECT)' '$(abspath $(BENCH_OUT))/push-pull'
@@ -189,25 +194,25 @@ bench-sweep: bench-tiny ## Benchmark: make sweep, workers x threads, on the tiny
 
 bench-judgement: $(STAMP) ## Benchmark: the rank-8 baseline and each candidate fix, with intervals
 	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set judgement \
-		$(BENCH_QUICK) --out '$(BENCH_OUT)/judgement.json'
+		$(BENCH_QUICK) --out '$(BENCH_OUT)/judgement.json' $(BENCH_ARGS)
 
 bench-frontier: $(STAMP) ## Benchmark: task accuracy vs forgetting vs minutes per recipe, and its plot
 	$(BENCH_PY) benchmarks/frontier.py --project '$(BENCH_PROJECT)' --base '$(FRONTIER_BASE)' \
 		--variants-from benchmarks/results/frontier.json --out '$(BENCH_OUT)/frontier.json' \
-		--plot '$(BENCH_OUT)/frontier.png'
+		--plot '$(BENCH_OUT)/frontier.png' $(BENCH_ARGS)
 
 bench-where-minutes: $(STAMP) ## Benchmark: before/after pairs of the demo's speed changes
 	$(BENCH_PY) benchmarks/where_minutes_go.py --project '$(BENCH_PROJECT)' --steps 8 --pairs 2 \
-		--out '$(BENCH_OUT)/where_minutes_go.json'
+		--out '$(BENCH_OUT)/where_minutes_go.json' $(BENCH_ARGS)
 
 bench-seeds: $(STAMP) ## Benchmark: the demo's headline at seeds 7 and 1234
 	$(BENCH_PY) benchmarks/seeds.py --project '$(BENCH_PROJECT)' --seeds 7 1234 \
-		--out '$(BENCH_OUT)/seeds.json'
+		--out '$(BENCH_OUT)/seeds.json' $(BENCH_ARGS)
 
 bench-recipe: $(STAMP) ## Benchmark: the recipe curve (rank, epochs, lr, replay) of the old default
 	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set recipe \
-		$(BENCH_QUICK) --out '$(BENCH_OUT)/recipe.json'
+		$(BENCH_QUICK) --out '$(BENCH_OUT)/recipe.json' $(BENCH_ARGS)
 
 bench-diagnosis-fixes: $(STAMP) ## Benchmark: each failure induced, its suggested fix run
 	$(BENCH_PY) benchmarks/diagnosis_fixes.py --project '$(BENCH_PROJECT)' \
-		--out '$(BENCH_OUT)/diagnosis_fixes.json'
+		--out '$(BENCH_OUT)/diagnosis_fixes.json' $(BENCH_ARGS)
