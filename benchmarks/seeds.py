@@ -8,8 +8,8 @@ venv on PATH:
 
 The workspace's own reports/metrics.json is the first run (its params' seed); each other seed
 is a `dvc exp run -S seed=<seed>` (a new split and initialisation: everything from split on
-reruns), whose reports/metrics.json is read from the workspace right after it. The
-workspace is restored to HEAD's results at the end (`dvc exp` keeps every run).
+reruns), whose reports/metrics.json is read from the workspace right after it. params.yaml is
+restored to HEAD's at the end; the outputs stay the last run's (`dvc exp` keeps every run).
 """
 
 import argparse
@@ -70,7 +70,9 @@ def main() -> None:
             {"seed": seed, "minutes": minutes, **headline(json.loads(metrics_path.read_text()))}
         )
         args.out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
-    subprocess.run(["dvc", "checkout", "--force"], cwd=project, check=False)
+    # dvc exp run leaves the last seed in params.yaml: back to the committed one (the outputs
+    # stay the last run's, whose local checkpoints they match)
+    subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], cwd=project, check=True)
     summary = {}
     for key in (
         "task_accuracy",
