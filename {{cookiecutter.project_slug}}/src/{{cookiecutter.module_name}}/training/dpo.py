@@ -4,7 +4,6 @@ TRL DPOTrainer built from params, and the run itself.
 """
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,7 +223,7 @@ def train_dpo(params: Params, files: DpoFiles) -> dict | None:
     checkpoints' manifest and return the run's stats; None on the processes of a distributed
     run other than the main one."""
     from .guards import LossGuard
-    from .trainer import start_run
+    from .trainer import run_to_end, start_run
 
     sft_checkpoint = last_sft_checkpoint(files.sft_manifest)
     held_out = read_jsonl(files.val_split) + read_jsonl(files.test_split)
@@ -241,12 +240,10 @@ def train_dpo(params: Params, files: DpoFiles) -> dict | None:
         # non-finite losses only: DPO's loss falls towards 0, where a ratio test misfires
         callbacks=[*run.callbacks, LossGuard(files.checkpoints, None)],
     )
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=run.resume_arg)
-    seconds = time.perf_counter() - started
-    if not run.main_process:
+    end = run_to_end(trainer, run, files.checkpoints, files.manifest)
+    if end is None:
         return None
-    manifest = write_manifest(files.checkpoints, files.manifest)
+    result, seconds, manifest = end.result, end.seconds, end.manifest
     return {
         "enabled": True,
         "sft_checkpoint": sft_checkpoint.name,

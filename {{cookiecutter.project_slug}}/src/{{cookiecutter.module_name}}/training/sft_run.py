@@ -1,15 +1,20 @@
 """The train stage's run: SFT on the train split, resumed from the last complete checkpoint
 when the params and data are unchanged, and the run's stats."""
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import read_jsonl
 from ..params import Params
-from .checkpoints import write_manifest
 from .guards import LossGuard
-from .trainer import build_trainer, count_sequence_tokens, fingerprint, hyperparameters, start_run
+from .trainer import (
+    build_trainer,
+    count_sequence_tokens,
+    fingerprint,
+    hyperparameters,
+    run_to_end,
+    start_run,
+)
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,10 @@ def train_sft(params: Params, files: TrainFiles) -> dict | None:
     trainer = build_trainer(
         params, files.base, train_rows, None, files.checkpoints, callbacks=[*run.callbacks, guard]
     )
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=run.resume_arg)
-    seconds = time.perf_counter() - started
-    if not run.main_process:
+    end = run_to_end(trainer, run, files.checkpoints, files.manifest)
+    if end is None:
         return None
-    manifest = write_manifest(files.checkpoints, files.manifest)
+    result, seconds, manifest = end.result, end.seconds, end.manifest
     tokens = count_sequence_tokens(trainer.processing_class, train_rows) * params.train.num_epochs
     return {
         "train_loss": round(result.training_loss, 4),

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from .checkpoints import (
     checkpoint_step,
     complete_checkpoints,
     remove_partial,
+    write_manifest,
 )
 from .samplers import ResumableLengthGrouping
 
@@ -370,6 +372,24 @@ def start_run(stage: str, output_dir: Path, log_dir: Path, expected: dict[str, s
         trim_log(log_dir, checkpoint_step(resume_from.name))
     callbacks = [dvclive_callback(log_dir, resume_from is not None)] if main_process else []
     return RunStart(resume_from, main_process, callbacks)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    result: Any  # transformers' TrainOutput: training_loss, global_step
+    seconds: float
+    manifest: dict
+
+
+def run_to_end(trainer, run: RunStart, checkpoints: Path, manifest_path: Path) -> RunEnd | None:
+    """Train (resuming where `run` says), timed, then write the checkpoints' manifest; None on
+    the processes of a distributed run other than the main one."""
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=run.resume_arg)
+    seconds = time.perf_counter() - started
+    if not run.main_process:
+        return None
+    return RunEnd(result, seconds, write_manifest(checkpoints, manifest_path))
 
 
 def is_main_process() -> bool:
