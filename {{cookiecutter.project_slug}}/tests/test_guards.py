@@ -41,13 +41,9 @@ def project_params() -> Params:
     return parse_params(yaml.safe_load(Path("params.yaml").read_text()))
 
 
-def test_nan_loss_stops_a_real_sft_run(project: Path, tmp_path: Path) -> None:
-    """Steps 1-4 train normally (checkpoint-3 saved), step 5's loss is NaN: the guard sees
-    NaN, not the running mean, and stops the run there."""
-    out = tmp_path / "run"
-    params = project_params()
-    guard = LossGuard(out, params.train.max_loss_spike)
-    sft_trainer = trainer.build_trainer(
+def nan_run(params: Params, out: Path, guard: LossGuard, logging_steps: int):
+    """An SFT trainer of 8 steps saving every 3 whose loss is NaN from step 5."""
+    return trainer.build_trainer(
         params,
         BASE_MODEL_DIR,
         read_jsonl(Path("data/splits/train.jsonl")),
@@ -55,10 +51,19 @@ def test_nan_loss_stops_a_real_sft_run(project: Path, tmp_path: Path) -> None:
         out,
         callbacks=[guard, NanFromStep(5)],
         max_steps=8,
-        logging_steps=1,
+        logging_steps=logging_steps,
         save_steps=3,
         eval_on_start=False,
     )
+
+
+def test_nan_loss_stops_a_real_sft_run(project: Path, tmp_path: Path) -> None:
+    """Steps 1-4 train normally (checkpoint-3 saved), step 5's loss is NaN: the guard sees
+    NaN, not the running mean, and stops the run there."""
+    out = tmp_path / "run"
+    params = project_params()
+    guard = LossGuard(out, params.train.max_loss_spike)
+    sft_trainer = nan_run(params, out, guard, logging_steps=1)
     stop = r"step 5: loss is nan\. Last good checkpoint: checkpoint-3\."
     with pytest.raises(StageError, match=stop):
         sft_trainer.train()
@@ -74,18 +79,7 @@ def test_a_checkpoint_saved_after_the_last_good_log_is_not_named(
     from safetensors.torch import load_file
 
     out = tmp_path / "run"
-    sft_trainer = trainer.build_trainer(
-        project_params(),
-        BASE_MODEL_DIR,
-        read_jsonl(Path("data/splits/train.jsonl")),
-        None,
-        out,
-        callbacks=[LossGuard(out, None), NanFromStep(5)],
-        max_steps=8,
-        logging_steps=4,
-        save_steps=3,
-        eval_on_start=False,
-    )
+    sft_trainer = nan_run(project_params(), out, LossGuard(out, None), logging_steps=4)
     stop = r"step 8: loss is nan\. Last good checkpoint: checkpoint-3\."
     with pytest.raises(StageError, match=stop):
         sft_trainer.train()
