@@ -26,7 +26,7 @@ from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 from ..cli import run_stage
 from ..errors import StageError
-from ..evaluation.metric_names import TASK_ACCURACY
+from ..evaluation.metric_names import TASK_ACCURACY, interval_text
 from ..io import read_json
 from ..models.hub import hub_error
 from ..paths import CACHE_DIR, DIAGNOSIS, GGUF_EXPORT, MERGED_EXPORT, METRICS, SELECTED_DIR
@@ -242,9 +242,7 @@ def default_message(what: str, metrics: dict) -> str:
     if accuracy is None:
         return text
     text += f": test task accuracy {accuracy:.3f}"
-    if "task_accuracy_lo" in metrics:
-        text += f" [{metrics['task_accuracy_lo']:.3f}, {metrics['task_accuracy_hi']:.3f}]"
-    return text
+    return text + interval_text(metrics, TASK_ACCURACY)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -37,3 +37,16 @@ GENERAL_SUITES = (GENERAL_QA, INSTRUCTION_FOLLOW)
 
 MODEL_METRICS = (*TASK_METRICS, *GENERAL_SUITES, FORGETTING_SCORE, VAL_LOSS)
 """Every metric measured on one model."""
+
+
+def interval_keys(name: str) -> tuple[str, str]:
+    """reports/metrics.json's keys of `name`'s 95 % interval: `<name>_lo`, `<name>_hi`."""
+    return f"{name}_lo", f"{name}_hi"
+
+
+def interval_text(metrics: dict, name: str, digits: int = 3) -> str:
+    """` [lo, hi]`, `name`'s interval in `metrics` to `digits` decimals; "" where it has none."""
+    lo, hi = interval_keys(name)
+    if lo not in metrics or hi not in metrics:
+        return ""
+    return f" [{metrics[lo]:.{digits}f}, {metrics[hi]:.{digits}f}]"

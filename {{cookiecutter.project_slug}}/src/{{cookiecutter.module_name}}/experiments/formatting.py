@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from ..evaluation.metric_names import interval_text
+
 LOG_TAIL = 12  # lines of `dvc queue logs` shown for a failed experiment
 
 
@@ -18,6 +20,4 @@ def number(value: Any, metrics: dict | None = None, key: str | None = None) -> s
     if not isinstance(value, int | float) or isinstance(value, bool):
         return str(value)
     text = f"{value:.3f}"
-    if metrics and key and f"{key}_lo" in metrics and f"{key}_hi" in metrics:
-        text += f" [{metrics[f'{key}_lo']:.3f}, {metrics[f'{key}_hi']:.3f}]"
-    return text
+    return text + interval_text(metrics, key) if metrics and key else text

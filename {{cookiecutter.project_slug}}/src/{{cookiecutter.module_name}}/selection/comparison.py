@@ -24,6 +24,7 @@ from ..evaluation.metric_names import (
     INSTRUCTION_FOLLOW,
     TASK_ACCURACY,
     TASK_SCORE,
+    interval_keys,
 )
 from ..evaluation.scoring import TASK_ITEM_FIELDS, lost_items
 from ..evaluation.uncertainty import (
@@ -243,7 +244,7 @@ def metric_keys(
     smallest detectable difference `<suite>_mdd`."""
     keys: dict[str, Any] = {f"{suite}_mdd": size.mdd for suite, size in (sizes or {}).items()}
     for name, found in intervals.items():
-        keys |= {f"{name}_lo": found.lo, f"{name}_hi": found.hi}
+        keys |= dict(zip(interval_keys(name), (found.lo, found.hi), strict=True))
     keys["test_items"] = intervals[TASK_ACCURACY].n
     keys["val_items"] = intervals["val_task_accuracy"].n
     for comparison in comparisons:

@@ -28,6 +28,7 @@ from ..evaluation.metric_names import (
     INSTRUCTION_FOLLOW,
     TASK_ACCURACY,
     TASK_SCORE,
+    interval_text,
 )
 from .diagnose import Finding
 
@@ -156,8 +157,8 @@ def metric_rows(headline: dict) -> list[list[Any]]:
         bound = key.endswith(("_lo", "_hi")) and key[:-3] in headline
         if bound or isinstance(value, list | dict):
             continue
-        if f"{key}_lo" in headline:
-            value = f"{value:.3f} [{headline[key + '_lo']:.3f}, {headline[key + '_hi']:.3f}]"
+        if interval := interval_text(headline, key):
+            value = f"{value:.3f}{interval}"
         rows.append([key, value])
     return rows
 

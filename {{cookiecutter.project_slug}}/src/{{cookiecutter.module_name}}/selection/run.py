@@ -11,6 +11,7 @@ from ..document import Image
 from ..evaluation.backend import check_backend, generation_settings, generator_factory
 from ..evaluation.cache import GenerationCache
 from ..evaluation.eval_set import fewshot_requests, task_requests
+from ..evaluation.metric_names import FORMAT_CORRECT, TASK_ACCURACY, interval_text
 from ..evaluation.model_names import FEWSHOT, checkpoint_dir, checkpoint_manifest
 from ..evaluation.model_report import score_on_test
 from ..evaluation.model_run import ModelRun
@@ -142,13 +143,13 @@ def summary_lines(
     the paired comparisons, each finding the verdict does not replace with its fix, the
     verdict, and the scorer's warning."""
     _, base_test, fewshot_test = tests
+    few_shot = fewshot_test["metrics"][TASK_ACCURACY] if fewshot_test else None
     lines = [
-        f"{selected['model']} (val task {selected['metrics']['task_accuracy']:.2f}); "
-        f"test task {metrics['task_accuracy']:.2f} "
-        f"[{metrics['task_accuracy_lo']:.2f}, {metrics['task_accuracy_hi']:.2f}] on "
-        f"{metrics['test_items']} items vs base {base_test['metrics']['task_accuracy']:.2f}"
-        + (f" and few-shot {fewshot_test['metrics']['task_accuracy']:.2f}" if fewshot_test else "")
-        + f", format {metrics['format_correct']:.2f}; diagnosis: {metrics['diagnosis']}"
+        f"{selected['model']} (val task {selected['metrics'][TASK_ACCURACY]:.2f}); "
+        f"test task {metrics[TASK_ACCURACY]:.2f}{interval_text(metrics, TASK_ACCURACY, 2)} on "
+        f"{metrics['test_items']} items vs base {base_test['metrics'][TASK_ACCURACY]:.2f}"
+        + (f" and few-shot {few_shot:.2f}" if few_shot is not None else "")
+        + f", format {metrics[FORMAT_CORRECT]:.2f}; diagnosis: {metrics['diagnosis']}"
         + ("" if metrics["guardrails_passed"] else f"  [guardrails failed: see {report}]")
     ]
     lines += [

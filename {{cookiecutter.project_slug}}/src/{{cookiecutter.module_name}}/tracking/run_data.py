@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StageError
+from ..evaluation.metric_names import VAL_LOSS
 from ..io import read_json
 from ..params import Params
 
@@ -56,7 +57,7 @@ def val_loss_curve(eval_plot: Path) -> dict[str, list[tuple[int, float]]]:
     if not eval_plot.exists():
         return {}
     rows = read_json(eval_plot)
-    points = [(int(r["step"]), float(r["val_loss"])) for r in rows if r["val_loss"] is not None]
+    points = [(int(r["step"]), float(r[VAL_LOSS])) for r in rows if r[VAL_LOSS] is not None]
     return {"eval/loss": sorted(points)} if points else {}
 
 
