@@ -32,8 +32,8 @@ INPUTS = {
     "LM_EVAL_TASKS_DIR",
 }
 PARENTS = {"REPORTS_DIR", "FIGURES_DIR"}
-# Written by train and dpo but local to the machine (resume): their manifests are the outputs.
-LOCAL = {"CHECKPOINTS_DIR", "DPO_DIR", "DPO_DISABLED_MARKER"}
+# Written by train, dpo and rl but local to the machine (resume): their manifests are the outputs.
+LOCAL = {"CHECKPOINTS_DIR", "DPO_DIR", "DPO_DISABLED_MARKER", "RL_DIR", "RL_DISABLED_MARKER"}
 # Local caches: never outputs, safe to delete.
 CACHES = {"CACHE_DIR", "EVAL_CACHE_DIR", "LM_EVAL_CACHE_DIR"}
 # Package modules that do not change what a stage computes (plumbing, the params schema whose
@@ -142,6 +142,8 @@ def test_dvc_yaml_has_the_expected_stages() -> None:
         "train",
         "dpo",
         "eval",
+        "rl",
+        "eval_rl",
         "select",
         "export",
         "track",

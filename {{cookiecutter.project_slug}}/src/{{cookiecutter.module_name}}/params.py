@@ -353,6 +353,73 @@ class DpoParams(Section):
     min_pairs: int = Field(8, ge=1, description="fail below this many usable preference pairs")
 
 
+REWARD_HOOK = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class RewardWeights(Section):
+    """The weight of each built-in reward in GRPO's summed reward (0 = leave it out)."""
+
+    task_score: float = Field(
+        1.0, ge=0, description="the task scorer's item score (what select ranks checkpoints by)"
+    )
+    format_correct: float = Field(
+        0.5, ge=0, description="1 when the output passes the format check"
+    )
+
+
+class RlParams(Section):
+    """GRPO after SFT, rewarded by the task's own scorer and format check (off by default)."""
+
+    enabled: bool = Field(
+        False, description="GRPO on the SFT checkpoint select's rule picks on val"
+    )
+    prompts_per_step: int = Field(4, ge=1, description="train prompts sampled per step")
+    num_generations: int = Field(
+        4, ge=2, description="completions per prompt: the group each reward is compared within"
+    )
+    max_completion_length: int | None = Field(
+        None, ge=1, description="null = eval.max_new_tokens_task"
+    )
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
+    beta: float = Field(
+        0.04, ge=0, description="KL pull towards the SFT model; 0 = no KL term (none logged)"
+    )
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
+    max_steps: int = Field(24, ge=1, description="optimizer steps (prompts_per_step prompts each)")
+    lora_r: int = Field(
+        8, ge=1, description="rank of a fresh adapter on the SFT model (merged into the base)"
+    )
+    lora_alpha: int = Field(16, ge=1)
+    save_steps: int = Field(
+        8, ge=1, description="steps between models/rl checkpoints (and the last)"
+    )
+    logging_steps: int = Field(1, ge=1, description="steps between logged rewards, KL and lengths")
+    reward_weights: RewardWeights = RewardWeights()
+    reward: str | None = Field(
+        None, description="module:function, your own reward added to the two (docs/training.md)"
+    )
+    reward_weight: float = Field(1.0, ge=0, description="the weight of rl.reward")
+
+    @field_validator("reward")
+    @classmethod
+    def _reward_hook(cls, spec: str | None) -> str | None:
+        if spec is not None and not REWARD_HOOK.match(spec):
+            raise ValueError(
+                "must be module:function (e.g. my_rewards:brevity), a function importable "
+                "from the project root with TRL's reward signature (docs/training.md)"
+            )
+        return spec
+
+    @model_validator(mode="after")
+    def _some_reward(self) -> "RlParams":
+        weights = self.reward_weights
+        if not (
+            weights.task_score or weights.format_correct or (self.reward and self.reward_weight)
+        ):
+            raise ValueError("every reward weight is 0: GRPO would have nothing to learn from")
+        return self
+
+
 class EvalParams(Section):
     backend: Literal["hf", "vllm"] = Field("hf", description="vllm: CUDA and the vllm extra")
     batch_size: int = Field(64, ge=1, description="prompts per generate call")
@@ -482,10 +549,20 @@ class Params(Section):
     smoke: SmokeParams = SmokeParams()
     train: TrainParams = TrainParams()
     dpo: DpoParams = DpoParams()
+    rl: RlParams = RlParams()
     eval: EvalParams = EvalParams()
     select: SelectParams = SelectParams()
     export: ExportParams = ExportParams()
     track: TrackParams = TrackParams()
+
+    @model_validator(mode="after")
+    def _rl_checkpoints_evaluable(self) -> "Params":
+        if self.rl.enabled and self.eval.backend == "vllm":
+            raise ValueError(
+                "rl.enabled: eval.backend vllm applies one LoRA adapter per model, and an RL "
+                "checkpoint is two stacked on the base: use eval.backend hf"
+            )
+        return self
 
     @model_validator(mode="after")
     def _padding_free_rows_fit(self) -> "Params":

@@ -7,7 +7,7 @@ from ..params import Params, TaskParams
 from .eval_set import EvalSet
 from .generation import Request
 from .metric_names import FORGETTING_SCORE, GENERAL_QA, GENERAL_SUITES, INSTRUCTION_FOLLOW, VAL_LOSS
-from .model_names import FEWSHOT, is_dpo, model_name, model_step
+from .model_names import FEWSHOT, model_name, model_step, stacked_stage
 from .model_run import ModelRun
 from .scoring import (
     forgetting_score,
@@ -84,12 +84,13 @@ def evaluate_model(run: ModelRun, eval_set: EvalSet, task: TaskParams) -> dict:
     items.update(score_general(eval_set, general_outputs))
     report = {"model": name, "role": "checkpoint" if run.checkpoint else "base"}
     report["step"] = model_step(run.checkpoint)
-    dpo = run.checkpoint is not None and is_dpo(run.checkpoint)
-    if dpo:
-        report["stage"] = "dpo"
+    stage = stacked_stage(run.checkpoint) if run.checkpoint else None
+    if stage:
+        report["stage"] = stage
     report["items"] = items
-    # a DPO checkpoint's loss (a preference loss) is not comparable with SFT's val loss
-    report[VAL_LOSS] = None if dpo else run.val_loss(eval_set.val)
+    # DPO and RL train on another objective (preferences, rewards): their checkpoints' val
+    # loss would not continue SFT's curve, so none is taken
+    report[VAL_LOSS] = None if stage else run.val_loss(eval_set.val)
     return run.stamp(report)
 
 

@@ -41,9 +41,10 @@ def write_reports(reports: list[dict], eval_dir: Path) -> None:
         write_json(report_path(report["model"], eval_dir), report)
 
 
-def load_reports(eval_dir: Path) -> list[dict]:
-    """Eval reports: base, few-shot, then checkpoints by step."""
-    reports = [read_json(path) for path in eval_dir.glob("*.json")]
+def load_reports(*eval_dirs: Path) -> list[dict]:
+    """Eval reports (eval's, and eval_rl's where given): base, few-shot, then checkpoints by
+    step."""
+    reports = [read_json(path) for eval_dir in eval_dirs for path in eval_dir.glob("*.json")]
     return sorted(reports, key=lambda r: (ROLE_ORDER[r["role"]], r["step"]))
 
 
@@ -66,6 +67,6 @@ def with_val_losses(log_history: list[dict], reports: list[dict]) -> list[dict]:
     val = [
         {"step": r["step"], "eval_loss": r[VAL_LOSS]}
         for r in reports
-        if r.get(VAL_LOSS) is not None and r["role"] != "fewshot" and r.get("stage") != "dpo"
+        if r.get(VAL_LOSS) is not None and r["role"] != "fewshot" and not r.get("stage")
     ]
     return sorted([*log_history, *val], key=lambda entry: entry["step"])

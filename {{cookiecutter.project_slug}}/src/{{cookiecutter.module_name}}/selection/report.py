@@ -54,6 +54,7 @@ VAL_INTERVALS = (
     FORGETTING_SCORE,
 )
 CURVE_METRICS = (TASK_ACCURACY, FORMAT_CORRECT, GENERAL_QA, FORGETTING_SCORE)
+STAGE_MARKERS = {"dpo": "^", "rl": "s"}
 SUITE_NAMES = {
     "val_task": "val task",
     "test_task": "test task",
@@ -86,17 +87,41 @@ def plot_losses(log_history: list[dict], selected_step: int, path: Path) -> Path
 
 
 def plot_metrics(reports: list[dict], selected_step: int, path: Path) -> Path:
-    """Val metrics of the base (step 0) and every checkpoint against the step."""
+    """Val metrics of the base (step 0) and every checkpoint against the step: SFT as solid
+    lines, each stage stacked on an SFT checkpoint (dpo, rl) dashed from where it starts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     points = sorted((r for r in reports if r["role"] != "fewshot"), key=lambda r: r["step"])
-    steps = [r["step"] for r in points]
+    sft = [r for r in points if not r.get("stage")]
+    stacked: dict[str, list[dict]] = {}
+    for report in points:
+        if report.get("stage"):
+            stacked.setdefault(report["stage"], []).append(report)
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    for name in CURVE_METRICS:
-        ax.plot(steps, [r["metrics"].get(name, 0.0) for r in points], marker="o", label=name)
+    for index, name in enumerate(CURVE_METRICS):
+        color = f"C{index}"
+        ax.plot(
+            [r["step"] for r in sft],
+            [r["metrics"].get(name, 0.0) for r in sft],
+            marker="o",
+            color=color,
+            label=name,
+        )
+        for stage, run in stacked.items():
+            ax.plot(
+                [r["step"] for r in run],
+                [r["metrics"].get(name, 0.0) for r in run],
+                marker=STAGE_MARKERS.get(stage, "s"),
+                linestyle="--",
+                color=color,
+            )
+    for stage in stacked:
+        ax.plot(
+            [], [], marker=STAGE_MARKERS.get(stage, "s"), linestyle="--", color="grey", label=stage
+        )
     ax.axvline(selected_step, color="grey", linestyle="--", linewidth=1, label="selected")
     ax.set(xlabel="step (0 = base model)", ylabel="share", ylim=(-0.02, 1.02))
     ax.set_title("Val metrics per checkpoint")

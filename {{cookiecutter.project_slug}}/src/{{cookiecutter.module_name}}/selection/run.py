@@ -51,6 +51,10 @@ class SelectFiles:
     sft_manifest: Path
     dpo: Path
     dpo_manifest: Path
+    rl: Path
+    rl_manifest: Path
+    rl_eval_dir: Path  # eval_rl's reports of the RL checkpoints
+    rl_figure: Path  # the rl stage's rewards, KL and completion length by step
     test_split: Path
     train_split: Path
     curate_report: Path
@@ -66,6 +70,14 @@ class SelectFiles:
     report_html: Path
     loss_figure: Path
     metrics_figure: Path
+
+    @property
+    def stacked_dirs(self) -> dict[str, Path]:
+        return {"dpo": self.dpo, "rl": self.rl}
+
+    @property
+    def stacked_manifests(self) -> dict[str, Path]:
+        return {"dpo": self.dpo_manifest, "rl": self.rl_manifest}
 
 
 def score_test(
@@ -173,15 +185,15 @@ def select(params: Params, files: SelectFiles) -> list[str]:
     """Choose the checkpoint, score and diagnose it, and write every file select writes;
     the summary lines to print."""
     check_backend(params.eval)
-    reports = load_reports(files.eval_dir)
+    reports = load_reports(files.eval_dir, files.rl_eval_dir)
     ranking = ranking_metric(params.task)
     selected, passed = choose(reports, params.select, ranking)
     base_val = next(r for r in reports if r["role"] == "base")
     failures = guardrail_failures(selected["metrics"], params.select, base_val["metrics"])
     name = selected["model"]
     checkpoint = verify_checkpoint(
-        checkpoint_manifest(name, files.sft_manifest, files.dpo_manifest),
-        checkpoint_dir(name, files.checkpoints, files.dpo),
+        checkpoint_manifest(name, files.sft_manifest, files.stacked_manifests),
+        checkpoint_dir(name, files.checkpoints, files.stacked_dirs),
     )
     test, base_test, fewshot_test = score_test(params, files, checkpoint)
     write_json(files.test_items, test_items(test, base_test, fewshot_test))
@@ -226,6 +238,8 @@ def select(params: Params, files: SelectFiles) -> list[str]:
         Image(plot_losses(history, selected["step"], files.loss_figure), "train and val loss"),
         Image(plot_metrics(reports, selected["step"], files.metrics_figure), "val metrics by step"),
     ]
+    if any(r.get("stage") == "rl" for r in reports) and files.rl_figure.exists():
+        figures.append(Image(files.rl_figure, "GRPO rewards, KL and completion length by step"))
     tests = {"base": base_test, **({"few-shot": fewshot_test} if fewshot_test else {})}
     tests[selected["model"]] = test
     blocks = build_blocks(

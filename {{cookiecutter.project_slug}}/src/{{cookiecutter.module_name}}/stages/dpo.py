@@ -31,7 +31,8 @@ from ..paths import (
     TEST_SPLIT,
     VAL_SPLIT,
 )
-from ..training.dpo import HOW_TO_ENABLE, DpoFiles, train_dpo, write_disabled
+from ..training.dpo import HOW_TO_ENABLE, DpoFiles, train_dpo
+from ..training.stacked import write_disabled
 
 FILES = DpoFiles(
     base=BASE_MODEL_DIR,
@@ -51,7 +52,7 @@ FILES = DpoFiles(
 def main() -> None:
     params = load_params()
     if not params.dpo.enabled:
-        write_disabled(FILES)
+        write_disabled(FILES, HOW_TO_ENABLE)
         print(f"dpo: off (dpo.enabled is false), nothing trained; turn it on: {HOW_TO_ENABLE}")
         return
     stats = train_dpo(params, FILES)

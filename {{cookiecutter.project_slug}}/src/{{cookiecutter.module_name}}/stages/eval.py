@@ -9,7 +9,12 @@ Generations are cached (evaluation/cache.py): the base is generated once across 
 unchanged checkpoint is free to re-evaluate."""
 
 from ..cli import run_stage
-from ..evaluation.checkpoint_eval import EvalFiles, evaluate_checkpoints, print_summary
+from ..evaluation.checkpoint_eval import (
+    EvalFiles,
+    ScoringFiles,
+    evaluate_checkpoints,
+    print_summary,
+)
 from ..evaluation.lmeval import LmEvalDirs
 from ..evaluation.reports import plot_rows, write_reports
 from ..io import write_json
@@ -31,14 +36,16 @@ from ..paths import (
 )
 
 FILES = EvalFiles(
-    base=BASE_MODEL_DIR,
+    scoring=ScoringFiles(
+        base=BASE_MODEL_DIR,
+        val_split=VAL_SPLIT,
+        general_qa_suite=GENERAL_QA_SUITE,
+        instruction_suite=INSTRUCTION_SUITE,
+        cache=EVAL_CACHE_DIR,
+    ),
     sft_manifest=CHECKPOINTS_MANIFEST,
     dpo_manifest=DPO_MANIFEST,
-    val_split=VAL_SPLIT,
     train_split=TRAIN_SPLIT,
-    general_qa_suite=GENERAL_QA_SUITE,
-    instruction_suite=INSTRUCTION_SUITE,
-    cache=EVAL_CACHE_DIR,
     lm_eval=LmEvalDirs(BASE_MODEL_DIR, CHECKPOINTS_DIR, LM_EVAL_TASKS_DIR, LM_EVAL_CACHE_DIR),
 )
 

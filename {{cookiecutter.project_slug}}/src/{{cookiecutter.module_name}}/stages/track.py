@@ -10,12 +10,12 @@ only."""
 from ..cli import run_stage
 from ..io import write_json
 from ..params import load_params
-from ..paths import DPO_LOG_DIR, EVAL_PLOT, METRICS, TRACKING, TRAIN_LOG_DIR
+from ..paths import DPO_LOG_DIR, EVAL_PLOT, METRICS, RL_LOG_DIR, TRACKING, TRAIN_LOG_DIR
 from ..tracking.run_data import Sources
 from ..tracking.track import track
 
 # dvclive's log dirs by the prefix of their curves' names (train's keep dvclive's names)
-SOURCES = Sources(METRICS, {"": TRAIN_LOG_DIR, "dpo/": DPO_LOG_DIR}, EVAL_PLOT)
+SOURCES = Sources(METRICS, {"": TRAIN_LOG_DIR, "dpo/": DPO_LOG_DIR, "rl/": RL_LOG_DIR}, EVAL_PLOT)
 
 
 def main() -> None:

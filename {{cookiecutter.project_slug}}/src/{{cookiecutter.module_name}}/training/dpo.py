@@ -3,7 +3,6 @@ and its outputs are described in stages/dpo.py): pair filtering, the resume fing
 TRL DPOTrainer built from params, and the run itself.
 """
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,10 @@ from typing import Any
 from ..data.chat import Messages
 from ..data.textnorm import normalise
 from ..errors import StageError
-from ..io import content_hash, file_hash, read_jsonl, write_json
+from ..io import content_hash, read_jsonl
 from ..params import Params
-from .checkpoints import manifest_checkpoints, write_manifest
+from .checkpoints import manifest_checkpoints
+from .stacked import sft_pointer, stacked_trainer, weights_hash
 
 HOW_TO_ENABLE = "dvc exp run -S dpo.enabled=true"
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -35,17 +35,6 @@ class DpoFiles:
     log_dir: Path
     stats: Path
     disabled_marker: Path
-
-
-def write_disabled(files: DpoFiles) -> None:
-    """DPO is off: empty outputs (DVC needs them to exist) and a marker saying why."""
-    for directory in (files.checkpoints, files.log_dir):
-        if directory.exists():
-            shutil.rmtree(directory)  # DPO checkpoints of an earlier run must not be evaluated
-        directory.mkdir(parents=True)
-    write_json(files.disabled_marker, {"enabled": False, "enable_with": HOW_TO_ENABLE})
-    write_manifest(files.checkpoints, files.manifest)  # no checkpoints
-    write_json(files.stats, {"enabled": False})
 
 
 def user_text(prompt: Messages) -> str:
@@ -83,27 +72,6 @@ def last_sft_checkpoint(manifest: Path) -> Path:
     if not done:
         raise StageError(f"{manifest} lists no SFT checkpoint: run `dvc repro train`")
     return done[-1]
-
-
-def sft_pointer(sft_checkpoint: Path) -> dict[str, Any]:
-    """What each DPO checkpoint's sft_checkpoint.json says (path relative to the project)."""
-    from .checkpoints import checkpoint_step
-
-    return {
-        "checkpoint": sft_checkpoint.name,
-        "path": sft_checkpoint.as_posix(),
-        "step": checkpoint_step(sft_checkpoint.name),
-    }
-
-
-def weights_hash(checkpoint: Path) -> str:
-    """Hash of a checkpoint's weights and configs (adapter or full model), not optimizer state."""
-    files = sorted(
-        path
-        for path in checkpoint.iterdir()
-        if path.suffix == ".safetensors" or path.name in {"adapter_config.json", "config.json"}
-    )
-    return content_hash({path.name: file_hash(path) for path in files})
 
 
 def fingerprint(params: Params, pairs: list[dict], sft_checkpoint: Path) -> dict[str, str]:
@@ -190,24 +158,14 @@ def build_trainer(
     the reference."""
     from trl import DPOTrainer
 
-    from ..models.loading import SFT_POINTER, load_model_with_adapter, load_tokenizer
-    from .trainer import crash_safe, lora_config
+    from ..models.loading import load_model_with_adapter, load_tokenizer
+    from .trainer import lora_config
 
-    pointer = sft_pointer(sft_checkpoint)
-
-    class StackedDPOTrainer(crash_safe(DPOTrainer)):
-        """Writes sft_checkpoint.json with the adapter, inside the staging dir, so a
-        checkpoint never appears without it."""
-
-        def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-            super().save_model(output_dir, _internal_call)
-            if self.args.should_save:
-                write_json(Path(output_dir or self.args.output_dir) / SFT_POINTER, pointer)
-
+    trainer_class = stacked_trainer(DPOTrainer, sft_pointer(sft_checkpoint, "dpo"))
     adapter = params.train.model_copy(
         update={"lora_r": params.dpo.lora_r, "lora_alpha": params.dpo.lora_alpha}
     )
-    return StackedDPOTrainer(
+    return trainer_class(
         model=load_model_with_adapter(sft_checkpoint, base_dir),
         ref_model=None,
         args=dpo_config(params, output_dir),

@@ -17,6 +17,9 @@ from ..params import TaskParams
 
 TARGET = "target"
 REWARD_NAMES = (TASK_SCORE, FORMAT_CORRECT)
+# what GRPOTrainer logs by step (dvclive's curve names under reports/rl): the weighted reward
+# sum, each reward's mean (rewards/<name>/mean), the KL to the reference, the completion length
+REWARD_KEY, KL_KEY, LENGTH_KEY = "reward", "kl", "completions/mean_length"
 
 RewardFunction = Callable[..., list[float]]
 

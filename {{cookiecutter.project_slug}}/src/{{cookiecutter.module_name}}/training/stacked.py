@@ -1,0 +1,72 @@
+"""What the stages that train on top of an SFT checkpoint (dpo, rl) share: the outputs they
+write when off, the sft_checkpoint.json pointer each of their checkpoints carries, the hash of
+the SFT weights a resume depends on, and the crash-safe trainer that writes the pointer.
+
+torch, transformers and TRL are imported inside the functions that run only when a stage
+trains, so an off stage loads none of them."""
+
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..io import content_hash, file_hash, write_json
+from .checkpoints import checkpoint_step, write_manifest
+
+
+class StackedOutputs(Protocol):
+    """What a stacked stage writes: checkpoints, their manifest, the log, stats, off marker."""
+
+    checkpoints: Path
+    manifest: Path
+    log_dir: Path
+    stats: Path
+    disabled_marker: Path
+
+
+def write_disabled(outputs: StackedOutputs, how_to_enable: str) -> None:
+    """The stage is off: empty outputs (DVC needs them to exist) and a marker saying why."""
+    for directory in (outputs.checkpoints, outputs.log_dir):
+        if directory.exists():
+            shutil.rmtree(directory)  # checkpoints of an earlier run must not be evaluated
+        directory.mkdir(parents=True)
+    write_json(outputs.disabled_marker, {"enabled": False, "enable_with": how_to_enable})
+    write_manifest(outputs.checkpoints, outputs.manifest)  # no checkpoints
+    write_json(outputs.stats, {"enabled": False})
+
+
+def sft_pointer(sft_checkpoint: Path, stage: str) -> dict[str, Any]:
+    """What each stacked checkpoint's sft_checkpoint.json says: the SFT checkpoint below it
+    (path relative to the project) and the stage that trained it (evaluation/model_names)."""
+    return {
+        "checkpoint": sft_checkpoint.name,
+        "path": sft_checkpoint.as_posix(),
+        "step": checkpoint_step(sft_checkpoint.name),
+        "stage": stage,
+    }
+
+
+def weights_hash(checkpoint: Path) -> str:
+    """Hash of a checkpoint's weights and configs (adapter or full model), not optimizer state."""
+    files = sorted(
+        path
+        for path in checkpoint.iterdir()
+        if path.suffix == ".safetensors" or path.name in {"adapter_config.json", "config.json"}
+    )
+    return content_hash({path.name: file_hash(path) for path in files})
+
+
+def stacked_trainer(trainer_class: type, pointer: dict[str, Any]) -> type:
+    """`trainer_class` made crash-safe (trainer.crash_safe), writing `pointer` as
+    sft_checkpoint.json beside every adapter it saves, inside the staging dir, so a checkpoint
+    never appears without it."""
+    from ..models.loading import SFT_POINTER
+    from .trainer import crash_safe
+
+    class Stacked(crash_safe(trainer_class)):
+        def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+            super().save_model(output_dir, _internal_call)
+            if self.args.should_save:
+                write_json(Path(output_dir or self.args.output_dir) / SFT_POINTER, pointer)
+
+    Stacked.__name__ = Stacked.__qualname__ = f"Stacked{trainer_class.__name__}"
+    return Stacked
