@@ -374,6 +374,7 @@ def test_dpo_on_sft_then_eval_select_and_resume(project: Path, tmp_path: Path) -
             "checkpoint": "checkpoint-6",
             "path": "models/checkpoints/checkpoint-6",
             "step": 6,
+            "stage": "dpo",
         }
         assert adapter_stack(checkpoint) == [sft_last, checkpoint]
     stats = read_json(paths.DPO_STATS)

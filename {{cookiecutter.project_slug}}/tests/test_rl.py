@@ -41,8 +41,9 @@ from {{ cookiecutter.module_name }}.stages import eval as eval_stage
 from {{ cookiecutter.module_name }}.stages import eval_rl as eval_rl_stage
 from {{ cookiecutter.module_name }}.stages import rl as rl_stage
 from {{ cookiecutter.module_name }}.stages import select as select_stage
+from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 from {{ cookiecutter.module_name }}.stages import train as train_stage
-from {{ cookiecutter.module_name }}.training import grpo
+from {{ cookiecutter.module_name }}.training import advisor, grpo
 from {{ cookiecutter.module_name }}.training.checkpoints import complete_checkpoints, write_manifest
 
 SRC = Path(__file__).parents[1] / "src"
@@ -379,3 +380,54 @@ def test_a_killed_rl_run_resumes_to_the_uninterrupted_result(project: Path) -> N
     assert adapter.keys() == reference.keys()
     for name, tensor in reference.items():
         assert torch.equal(adapter[name], tensor), f"{name} differs from the uninterrupted run"
+
+
+# ------------------------------------------------------------------ smoke and the advisor
+
+
+def test_the_advisor_counts_what_grpo_generates_and_times_it_when_smoke_did(
+    tmp_path: Path,
+) -> None:
+    off = parse_params({})
+    assert advisor.rl_cost(off) is None
+    params = parse_params(
+        {
+            "rl": {"enabled": True, "prompts_per_step": 4, "num_generations": 8, "max_steps": 30},
+            "eval": {"max_new_tokens_task": 50},
+        }
+    )
+    cost = advisor.rl_cost(params)
+    assert (cost.tokens_per_step, cost.steps) == (4 * 8 * 50, 30)
+    assert "4 prompts x 8 completions x up to 50 tokens (~1,600 tokens" in advisor.rl_note(cost)
+    assert "run `dvc repro smoke` to time a step" in advisor.rl_note(cost)
+    timed = advisor.rl_note(advisor.rl_cost(params, 12.0))
+    assert "30 steps ~6 min at the smoke stage's 12 s/step" in timed
+
+    smoke = tmp_path / "smoke.json"
+    write_json(smoke, {"rl": {"seconds_per_step": 12.0, "tokens_per_step": 1600}})
+    assert advisor.read_rl_measured(smoke, params) == 12.0
+    longer = params.model_copy(update={"rl": params.rl.model_copy(update={"num_generations": 4})})
+    assert advisor.read_rl_measured(smoke, longer) is None  # timed for another shape
+    assert advisor.read_rl_measured(smoke, off) is None
+
+
+@pytest.mark.e2e
+def test_smoke_runs_grpo_steps_and_the_advice_carries_their_cost(project: Path) -> None:
+    enable_rl(max_steps=10)
+    smoke_stage.main()
+    report = read_json(paths.SMOKE_REPORT)
+    rl = report["rl"]
+    assert report["passed"] and rl["problem"] is None
+    assert rl["steps"] == 3 and rl["full_run_steps"] == 10
+    assert rl["tokens_per_step"] == 2 * 2 * 8
+    assert rl["rewards"] == {"task_score": 1.0, "format_correct": 0.5, "longer": 1.0}
+    assert math.isfinite(rl["reward_last"]) and math.isfinite(rl["loss_last"])
+    assert rl["seconds_per_step"] > 0
+    notes = " ".join(report["advice"]["notes"])
+    assert f"at the smoke stage's {rl['seconds_per_step']:.3g} s/step" in notes
+
+
+def test_a_broken_reward_hook_fails_the_smoke_stage_before_training(project: Path) -> None:
+    enable_rl(reward="user_rewards:no_such_function")
+    with pytest.raises(StageError, match="user_rewards has no function no_such_function"):
+        smoke_stage.main()

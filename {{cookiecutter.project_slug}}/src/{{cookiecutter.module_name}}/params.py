@@ -229,6 +229,9 @@ class SmokeParams(Section):
     fraction: float = Field(0.1, gt=0, le=1, description="share of train the smoke test uses")
     max_steps: int = Field(4, ge=2)
     min_rows: int = Field(8, ge=2)
+    rl_steps: int = Field(
+        3, ge=2, description="GRPO steps run and timed when rl.enabled (the first warms up)"
+    )
 
 
 Preset = Literal[

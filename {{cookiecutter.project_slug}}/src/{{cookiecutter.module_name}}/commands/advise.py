@@ -15,6 +15,7 @@ from ..training.advisor import (
     configured_fit,
     format_minutes,
     read_measured,
+    read_rl_measured,
 )
 from ..training.memory import MAX_BATCH, MEMORY_FRACTION
 
@@ -62,7 +63,8 @@ def main() -> None:
     rows = read_jsonl(TRAIN_SPLIT) if TRAIN_SPLIT.exists() else None
     n_rows = len(rows) if rows is not None else None
     measured = read_measured(SMOKE_REPORT, n_rows, params.train)
-    print(render(collect(params, rows, BASE_MODEL_DIR, measured)))
+    rl_seconds = read_rl_measured(SMOKE_REPORT, params)
+    print(render(collect(params, rows, BASE_MODEL_DIR, measured, rl_seconds_per_step=rl_seconds)))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ def main() -> None:
         f"{report['seconds_per_step']} s/step; full run ~{report['full_run_minutes_estimate']} "
         f"min for {report['full_run_steps']} steps"
     )
+    rl = report.get("rl")
+    if rl:
+        print(
+            f"smoke: rl: {rl['steps']} GRPO steps, reward {rl['reward_first']} -> "
+            f"{rl['reward_last']}, {rl['seconds_per_step']} s/step; rl stage "
+            f"~{rl['full_run_minutes_estimate']} min for {rl['full_run_steps']} steps"
+        )
     print(f"smoke: advice: {advice.summary} (`make advise` for details)")
     example = report.get("training_example")
     if example:

@@ -46,6 +46,47 @@ class Measured:
     steps: int
 
 
+@dataclass(frozen=True)
+class RlCost:
+    """What a GRPO run (the rl stage) generates: every step samples `prompts` x `generations`
+    completions of up to `completion_length` tokens, scores them, then trains on them."""
+
+    prompts: int
+    generations: int
+    completion_length: int
+    steps: int
+    seconds_per_step: float | None = None  # measured by the smoke stage
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.prompts * self.generations * self.completion_length
+
+
+def rl_cost(params: Params, seconds_per_step: float | None = None) -> RlCost | None:
+    """The rl stage's cost when rl.enabled, else None."""
+    rl = params.rl
+    if not rl.enabled:
+        return None
+    length = rl.max_completion_length or params.eval.max_new_tokens_task
+    return RlCost(rl.prompts_per_step, rl.num_generations, length, rl.max_steps, seconds_per_step)
+
+
+def rl_note(cost: RlCost) -> str:
+    """What the rl stage will cost: generated tokens, and minutes where smoke measured a step."""
+    head = (
+        f"rl: each GRPO step generates {cost.prompts} prompts x {cost.generations} completions "
+        f"x up to {cost.completion_length} tokens (~{cost.tokens_per_step:,} tokens, generated "
+        f"one at a time, then scored and trained on); {cost.steps} steps"
+    )
+    if cost.seconds_per_step is None:
+        return f"{head}: enable it and run `dvc repro smoke` to time a step"
+    minutes = cost.seconds_per_step * cost.steps / 60
+    return (
+        f"{head} ~{format_minutes(minutes)} at the smoke stage's {cost.seconds_per_step:.3g} s/step "
+        "(rl.num_generations and rl.max_completion_length scale it)"
+    )
+
+
 @dataclass
 class Advice:
     model: str
@@ -157,6 +198,7 @@ def advise(
     data: DataFacts,
     train: TrainParams,
     measured: Measured | None = None,
+    rl: RlCost | None = None,
 ) -> Advice:
     """The whole decision, from plain facts; no files, no hardware queries."""
     budget_gib = hw.memory_bytes * MEMORY_FRACTION / GIB
@@ -185,6 +227,8 @@ def advise(
             f"~{minutes / 60:.0f} h is a long run: use a GPU, a smaller base model, or fewer "
             "rows/epochs (a fine-tune should take hours, not days)"
         )
+    if rl is not None:
+        notes.append(rl_note(rl))
     if hw.devices > 1:
         notes.append(
             f"estimates are per GPU; {hw.devices} GPUs train data-parallel (each holds a copy)"
@@ -323,18 +367,31 @@ def read_measured(path: Path, rows: int | None, train: TrainParams) -> Measured 
     return Measured(float(seconds), int(steps))
 
 
+def read_rl_measured(path: Path, params: Params) -> float | None:
+    """The smoke stage's seconds per GRPO step, if it timed the rl stage's current shape."""
+    cost = rl_cost(params)
+    if cost is None or not path.exists():
+        return None
+    measured = read_json(path).get("rl") or {}
+    if measured.get("tokens_per_step") != cost.tokens_per_step:
+        return None  # stale: timed for other rl params
+    return float(measured["seconds_per_step"])
+
+
 def collect(
     params: Params,
     train_rows: list[dict] | None,
     base_dir: Path,
     measured: Measured | None = None,
     measure: bool = True,
+    rl_seconds_per_step: float | None = None,
 ) -> Advice:
     """Advice for the base model in `base_dir` on this machine (`train_rows` None: no split
     yet)."""
     data = read_data(train_rows) if train_rows is not None else DataFacts(rows=None)
     hardware = detect_hardware(params.train.bf16, measure=measure and measured is None)
-    return advise(read_model_size(base_dir), hardware, data, params.train, measured)
+    rl = rl_cost(params, rl_seconds_per_step)
+    return advise(read_model_size(base_dir), hardware, data, params.train, measured, rl)
 
 
 def advice_from_smoke(
@@ -342,4 +399,5 @@ def advice_from_smoke(
 ) -> Advice:
     """The smoke stage's advice, timed by its own measured seconds per step."""
     measured = Measured(report["seconds_per_step"], report["full_run_steps"])
-    return collect(params, train_rows, base_dir, measured)
+    rl_seconds = (report.get("rl") or {}).get("seconds_per_step")
+    return collect(params, train_rows, base_dir, measured, rl_seconds_per_step=rl_seconds)

@@ -145,6 +145,61 @@ def run_smoke(
     problems = [check_loss(before, after)]
     if not reload_ok:
         problems.append("the saved adapter does not reload to the trained model's outputs")
+    if params.rl.enabled:
+        report["rl"] = run_rl_smoke(params, base_dir, rows, train_rows)
+        problems.append(report["rl"]["problem"])
     report["problems"] = [p for p in problems if p]
     report["passed"] = not report["problems"]
     return report
+
+
+def run_rl_smoke(
+    params: Params, base_dir: Path, rows: list[dict], train_rows: list[dict]
+) -> dict[str, Any]:
+    """smoke.rl_steps GRPO steps on the smoke rows' task prompts, on the base (no SFT
+    checkpoint exists yet), with the run's rewards: they load and score, the loss and the
+    rewards are finite, and a step is timed for the rl stage's estimate."""
+    from .advisor import rl_cost
+    from .grpo import build_trainer, prompt_rows
+    from .rewards import REWARD_KEY
+
+    prompts = prompt_rows(rows)
+    if len(prompts) < params.rl.prompts_per_step:  # a smoke sample of mostly replay rows
+        prompts = prompt_rows(train_rows)[: params.rl.prompts_per_step]
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory(prefix="smoke-rl-") as tmp:
+        trainer = build_trainer(
+            params,
+            base_dir,
+            prompts,
+            None,
+            Path(tmp),
+            callbacks=[timer],
+            max_steps=params.smoke.rl_steps,
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+        )
+        trainer.train()
+    logged = [entry for entry in trainer.state.log_history if REWARD_KEY in entry]
+    values = [entry[key] for entry in logged for key in ("loss", REWARD_KEY)]
+    cost = rl_cost(params, timer.seconds_per_step)
+    finite = bool(values) and all(math.isfinite(v) for v in values)
+    return {
+        "steps": params.smoke.rl_steps,
+        "prompts": len(prompts),
+        "rewards": dict(zip(trainer.reward_func_names, trainer.args.reward_weights, strict=True)),
+        "reward_first": round(logged[0][REWARD_KEY], 4) if logged else None,
+        "reward_last": round(logged[-1][REWARD_KEY], 4) if logged else None,
+        "loss_last": round(logged[-1]["loss"], 4) if logged else None,
+        "seconds_per_step": round(timer.seconds_per_step, 3),
+        "tokens_per_step": cost.tokens_per_step,
+        "full_run_steps": cost.steps,
+        "full_run_minutes_estimate": round(timer.seconds_per_step * cost.steps / 60, 1),
+        "problem": None
+        if finite
+        else (
+            f"rl: the GRPO loss or reward is not finite ({values}): check rl.reward and "
+            "lower rl.learning_rate"
+        ),
+    }
