@@ -82,8 +82,9 @@ def rl_note(cost: RlCost) -> str:
         return f"{head}: enable it and run `dvc repro smoke` to time a step"
     minutes = cost.seconds_per_step * cost.steps / 60
     return (
-        f"{head} ~{format_minutes(minutes)} at the smoke stage's {cost.seconds_per_step:.3g} s/step "
-        "(rl.num_generations and rl.max_completion_length scale it)"
+        f"{head} ~{format_minutes(minutes)} at the smoke stage's "
+        f"{cost.seconds_per_step:.3g} s/step (rl.num_generations and "
+        "rl.max_completion_length scale it)"
     )
 
 
