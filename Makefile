@@ -114,7 +114,7 @@ LLAMA_CPP_BIN ?=
 STDLIB_KIND ?= summaries
 
 .PHONY: bench-tiny bench-demo bench-edit-repro bench-eval-speed bench-train-throughput \
-	bench-crash-safety bench-dpo bench-curate-scale bench-dedup bench-noop-repro bench-qlora \
+	bench-crash-safety bench-dpo bench-rl bench-curate-scale bench-dedup bench-noop-repro bench-qlora \
 	bench-stdlib-task bench-gguf-export bench-export-parity bench-serve bench-model-matrix \
 	bench-llama-cpp bench-real-family bench-push-pull bench-sweep bench-judgement \
 	bench-frontier bench-where-minutes bench-seeds bench-recipe bench-diagnosis-fixes
@@ -143,6 +143,10 @@ bench-crash-safety: $(STAMP) ## Benchmark: the baked resume (kill -9) and 2-proc
 bench-dpo: $(STAMP) ## Benchmark: one SFT epoch then DPO, as a dvc experiment
 	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set dpo $(BENCH_QUICK) \
 		--out '$(BENCH_OUT)/dpo.json' $(BENCH_ARGS)
+
+bench-rl: $(STAMP) ## Benchmark: the demo's SFT run against SFT + GRPO (rl stage), paired on test
+	$(BENCH_PY) benchmarks/experiments.py --project '$(BENCH_PROJECT)' --set rl $(BENCH_QUICK) \
+		--out '$(BENCH_OUT)/rl.json' $(BENCH_ARGS)
 
 bench-curate-scale: $(STAMP) ## Benchmark: curate at 100k and 1M generated rows
 	$(BENCH_PY) benchmarks/curate_scale.py --bake '$(BENCH_OUT)/curate-scale' --rows 100000,1000000 \

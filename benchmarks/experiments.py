@@ -1,6 +1,6 @@
 """Named sets of `dvc exp run` experiments and their headline table: the runs behind the
-"Recipe", "Judgement", "DPO after SFT" and "Shipping" (export parity of every type) sections
-of docs/benchmarks.md.
+"Recipe", "Judgement", "DPO after SFT", "GRPO after SFT" and "Shipping" (export parity of
+every type) sections of docs/benchmarks.md.
 
 Run in a project whose baseline is committed (e.g. after `make demo`), with the project's
 venv on PATH:
@@ -45,6 +45,8 @@ RANK_8 = {"train.lora_r": 8, "train.lora_alpha": 16}
 # What the forgetting rule suggested then: three levers at once.
 OLD_ADVICE = {"train.learning_rate": 1e-4, "train.num_epochs": 1, "split.replay_fraction": 0.1}
 
+BASELINE = "HEAD"  # a set's `compare` may name the committed run itself
+
 SETS: dict[str, dict] = {
     "recipe": {
         "common": OLD_DEFAULT,
@@ -80,6 +82,14 @@ SETS: dict[str, dict] = {
         "common": {**OLD_DEFAULT, **RANK_8},
         "runs": {"sft-1-epoch": {"train.num_epochs": 1, "dpo.enabled": True}},
         "reports": ("reports/dpo/stats.json",),
+    },
+    # SFT alone (the committed demo run, HEAD) against SFT + GRPO with today's rl defaults:
+    # smoke (timing GRPO steps), rl, eval_rl, select and export re-run, train and eval do not.
+    "rl": {
+        "common": {},
+        "runs": {"grpo": {"rl.enabled": True}},
+        "reports": ("reports/rl/stats.json", "reports/smoke.json"),
+        "compare": (BASELINE, "grpo"),
     },
     # Measured at 6b64d79 on the demo's selected adapter: only export re-runs. Every GGUF type
     # and a bf16 merge, parity on all test rows, marked (not failed) where it misses.
@@ -119,7 +129,7 @@ def overrides(params: dict) -> list[str]:
     return args
 
 
-def row(name: str, minutes: float, metrics: dict) -> dict:
+def row(name: str, minutes: float | None, metrics: dict) -> dict:
     """The headline keys of reports/metrics.json, plus every paired test against the base."""
     found = {key: metrics.get(key) for key in HEADLINE}
     found |= {k: v for k, v in metrics.items() if "vs_base" in k}
@@ -155,6 +165,15 @@ def main() -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, ["src", os.environ.get("PYTHONPATH")])),
     }
     rows = []
+    if spec.get("compare", (None,))[0] == BASELINE:  # the committed run's row, for the table
+        committed = subprocess.run(
+            ["git", "show", f"{BASELINE}:reports/metrics.json"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(row(BASELINE, None, json.loads(committed.stdout)))
     for name in names:
         exp = f"{args.set}-{name}"
         command = ["dvc", "exp", "run", "-n", exp, *overrides({**common, **spec["runs"][name]})]
@@ -174,8 +193,9 @@ def main() -> None:
         if args.out:
             args.out.write_text(json.dumps(rows, indent=2) + "\n")
     a, b = spec.get("compare", (None, None))
-    if a in names and b in names:
-        compare = ["make", "compare-exps", "VENV=", f"A={args.set}-{a}", f"B={args.set}-{b}"]
+    if a in (*names, BASELINE) and b in names:
+        first = a if a == BASELINE else f"{args.set}-{a}"
+        compare = ["make", "compare-exps", "VENV=", f"A={first}", f"B={args.set}-{b}"]
         subprocess.run(compare, cwd=project, env=env, check=True)
     # The workspace keeps the last run's results: its local checkpoints (models/checkpoints,
     # not cached by DVC) are that run's, so resetting to HEAD would leave them mismatched.

@@ -87,6 +87,37 @@ def test_repro_then_second_experiment(project: Path) -> None:
     assert high_lr["diagnosis"] and isinstance(high_lr["diagnosis"], str)
 
 
+def test_rl_experiment_runs_grpo_then_eval_rl_and_select_without_retraining(
+    project: Path,
+) -> None:
+    dvc(project, "repro")
+    git(project, "add", "-A")
+    if git(project, "status", "--porcelain"):
+        git(project, "commit", "-qm", "SFT baseline")
+    tiny_rl = {
+        "rl.enabled": "true",
+        "rl.max_steps": 2,
+        "rl.save_steps": 1,
+        "rl.prompts_per_step": 2,
+        "rl.num_generations": 2,
+        "rl.max_completion_length": 8,
+        "smoke.rl_steps": 2,
+    }
+    sets = [arg for key, value in tiny_rl.items() for arg in ("-S", f"{key}={value}")]
+    done = dvc(project, "exp", "run", "-n", "grpo", *sets)
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if "Running stage" in line}
+    assert {"smoke", "rl", "eval_rl", "select"} <= ran, done.stdout
+    assert not ran & {"curate", "split", "train", "eval"}, done.stdout
+    assert sorted(p.name for p in (project / "reports/eval_rl").glob("*.json")) == [
+        "rl-checkpoint-1.json",
+        "rl-checkpoint-2.json",
+    ]
+    stats = json.loads((project / "reports/rl/stats.json").read_text())
+    assert stats["global_step"] == 2 and stats["sft_checkpoint"].startswith("checkpoint-")
+    rows = experiment_metrics(json.loads(dvc(project, "exp", "show", "--json").stdout))
+    assert "grpo" in [row["name"] for row in rows], rows
+
+
 def test_eval_param_change_skips_training(project: Path) -> None:
     dvc(project, "repro")
     params_path = project / "params.yaml"

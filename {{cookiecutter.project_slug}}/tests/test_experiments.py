@@ -14,7 +14,7 @@ from {{ cookiecutter.module_name }}.experiments.compare import resolve
 from {{ cookiecutter.module_name }}.experiments.noise import versus_rest
 from {{ cookiecutter.module_name }}.experiments.runs import BASELINE, Run, collect_tests
 from {{ cookiecutter.module_name }}.io import write_json
-from {{ cookiecutter.module_name }}.paths import EVAL_DIR, TEST_ITEMS
+from {{ cookiecutter.module_name }}.paths import EVAL_DIR, RL_EVAL_DIR, TEST_ITEMS
 
 PROJECT = Path(__file__).parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -39,7 +39,8 @@ def write_run(model: str, task_right: int, qa_right: int, n: int = 40) -> None:
         "general_qa": [{"id": f"q{i}", "correct": i < qa_right} for i in range(20)],
         "instruction_follow": [{"id": f"i{i}", "correct": True} for i in range(5)],
     }
-    write_json(EVAL_DIR / f"{model}.json", {"model": model, "items": general})
+    eval_dir = RL_EVAL_DIR if model.startswith("rl-") else EVAL_DIR  # eval_rl's reports
+    write_json(eval_dir / f"{model}.json", {"model": model, "items": general})
 
 
 @pytest.fixture
@@ -85,6 +86,18 @@ def test_the_workspace_is_the_default_b(repo: Path, capsys: pytest.CaptureFixtur
     main(["HEAD", "workspace"])
     out = capsys.readouterr().out
     assert "minus A = HEAD" in out and "no difference detectable on 40 items" in out
+
+
+def test_an_rl_checkpoint_is_compared_on_eval_rl_s_report(
+    repo: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_run("rl-checkpoint-8", 20, 12)
+    main(["HEAD", "workspace"])
+    out = capsys.readouterr().out
+    assert "B = workspace (rl-checkpoint-8) minus A = HEAD (checkpoint-4)" in out
+    assert [line.split()[1:5] for line in out.splitlines() if line.startswith("general_qa")] == [
+        ["general", "20", "0.600", "0.600"]
+    ]
 
 
 def test_a_different_test_split_is_paired_on_the_shared_items(

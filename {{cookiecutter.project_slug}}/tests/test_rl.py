@@ -199,7 +199,7 @@ def test_the_fingerprint_changes_with_what_the_rewards_score_by(tmp_path: Path) 
     for changed in (
         {"task": {"scorer": "exact"}},
         {"rl": {"temperature": 0.7}},
-        {"eval": {"max_new_tokens_task": 20}},  # the completion length
+        {"rl": {"max_completion_length": 20}},
     ):
         assert grpo.fingerprint(parse_params(changed), rows, checkpoint) != reference, changed
     assert grpo.fingerprint(parse_params({}), rows + rows, checkpoint) != reference
@@ -392,8 +392,13 @@ def test_the_advisor_counts_what_grpo_generates_and_times_it_when_smoke_did(
     assert advisor.rl_cost(off) is None
     params = parse_params(
         {
-            "rl": {"enabled": True, "prompts_per_step": 4, "num_generations": 8, "max_steps": 30},
-            "eval": {"max_new_tokens_task": 50},
+            "rl": {
+                "enabled": True,
+                "prompts_per_step": 4,
+                "num_generations": 8,
+                "max_completion_length": 50,
+                "max_steps": 30,
+            }
         }
     )
     cost = advisor.rl_cost(params)

@@ -11,7 +11,7 @@ from ..cli import run_stage
 from ..evaluation.metric_names import TASK_ACCURACY
 from ..experiments.compare import compare_experiments, load, render
 from ..params import load_params
-from ..paths import EVAL_DIR, TEST_ITEMS
+from ..paths import EVAL_DIR, RL_EVAL_DIR, TEST_ITEMS
 from ..selection.comparison import bootstrap_settings, item_values
 
 
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("b", help="experiment B (the difference is B minus A)")
     args = parser.parse_args(argv)
     settings = bootstrap_settings(load_params())
-    a, b = (load(name, TEST_ITEMS, EVAL_DIR) for name in (args.a, args.b))
+    eval_dirs = {None: EVAL_DIR, "rl": RL_EVAL_DIR}
+    a, b = (load(name, TEST_ITEMS, eval_dirs) for name in (args.a, args.b))
     models = (a["test"]["model"], b["test"]["model"])
     print(render((args.a, args.b), models, compare_experiments(a, b, settings), settings))
     ids = [set(item_values(x["test"], TASK_ACCURACY)) for x in (a, b)]

@@ -13,6 +13,7 @@ picks is ahead of the others beyond the noise.
 """
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..evaluation.metric_names import (
     TASK_ACCURACY,
     TASK_SCORE,
 )
+from ..evaluation.model_names import split_name
 from ..io import read_json, read_json_at
 from ..selection.comparison import (
     Comparison,
@@ -92,11 +94,14 @@ def read_at(name: str, rev: str, path: Path) -> Any:
     return found
 
 
-def load(name: str, test_items: Path, eval_dir: Path) -> dict[str, dict]:
+def load(name: str, test_items: Path, eval_dirs: Mapping[str | None, Path]) -> dict[str, dict]:
     """An experiment's per-item records: its selected model on test (select's `test_items`)
-    and on the general suites (its eval report in `eval_dir`)."""
+    and on the general suites (its eval report, in the folder `eval_dirs` names for the stage
+    that trained it: None for SFT, eval's; "rl" for eval_rl's)."""
     rev = resolve(name)
     selected = read_at(name, rev, test_items)["selected"]
+    stage, _ = split_name(selected["model"])
+    eval_dir = eval_dirs.get(stage, eval_dirs[None])
     general = read_at(name, rev, eval_dir / f"{selected['model']}.json")
     return {"test": selected, "general": general}
 

@@ -67,8 +67,13 @@ def rl_cost(params: Params, seconds_per_step: float | None = None) -> RlCost | N
     rl = params.rl
     if not rl.enabled:
         return None
-    length = rl.max_completion_length or params.eval.max_new_tokens_task
-    return RlCost(rl.prompts_per_step, rl.num_generations, length, rl.max_steps, seconds_per_step)
+    return RlCost(
+        rl.prompts_per_step,
+        rl.num_generations,
+        rl.max_completion_length,
+        rl.max_steps,
+        seconds_per_step,
+    )
 
 
 def rl_note(cost: RlCost) -> str:

@@ -105,10 +105,6 @@ def reward_source_hash(params: Params) -> str | None:
     return file_hash(Path(inspect.getsourcefile(user_reward(params.rl.reward))))
 
 
-def completion_length(params: Params) -> int:
-    return params.rl.max_completion_length or params.eval.max_new_tokens_task
-
-
 def fingerprint(params: Params, rows: list[dict], sft_checkpoint: Path) -> dict[str, str | None]:
     """What an RL checkpoint depends on; resuming is only safe when all of it is unchanged:
     the rewards score with the task section, so it counts too."""
@@ -118,7 +114,6 @@ def fingerprint(params: Params, rows: list[dict], sft_checkpoint: Path) -> dict[
                 "rl": params.rl.model_dump(),
                 "task": params.task.model_dump(),
                 "train": params.train.model_dump(exclude={"max_loss_spike"}),
-                "completion_length": completion_length(params),
                 "seed": params.seed,
             }
         ),
@@ -151,7 +146,7 @@ def grpo_config(params: Params, output_dir: Path, weights: list[float], **overri
         "output_dir": str(output_dir),
         "per_device_train_batch_size": rl.prompts_per_step * rl.num_generations,
         "num_generations": rl.num_generations,
-        "max_completion_length": completion_length(params),
+        "max_completion_length": rl.max_completion_length,
         "temperature": rl.temperature,
         "beta": rl.beta,
         "learning_rate": rl.learning_rate,
