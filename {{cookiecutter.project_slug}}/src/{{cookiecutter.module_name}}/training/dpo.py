@@ -4,6 +4,7 @@ TRL DPOTrainer built from params, and the run itself.
 """
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..errors import StageError
 from ..io import content_hash, read_jsonl
 from ..params import Params
 from .checkpoints import manifest_checkpoints
-from .stacked import sft_pointer, stacked_trainer, weights_hash
+from .stacked import run_stacked, sft_pointer, stacked_trainer, weights_hash
 
 HOW_TO_ENABLE = "dvc exp run -S dpo.enabled=true"
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -180,27 +181,15 @@ def train_dpo(params: Params, files: DpoFiles) -> dict | None:
     """Train DPO on top of the last SFT checkpoint (resuming when nothing changed), write the
     checkpoints' manifest and return the run's stats; None on the processes of a distributed
     run other than the main one."""
-    from .guards import LossGuard
-    from .trainer import run_to_end, start_run
-
     sft_checkpoint = last_sft_checkpoint(files.sft_manifest)
     held_out = read_jsonl(files.val_split) + read_jsonl(files.test_split)
     pairs, dropped = drop_held_out(read_jsonl(files.preferences), held_out)
     check_enough(len(pairs), params.dpo.min_pairs, len(dropped), files)
-    stamp = fingerprint(params, pairs, sft_checkpoint)
-    run = start_run("dpo", files.checkpoints, files.log_dir, stamp)
-    trainer = build_trainer(
-        params,
-        files.base,
-        pairs,
-        sft_checkpoint,
-        files.checkpoints,
-        # non-finite losses only: DPO's loss falls towards 0, where a ratio test misfires
-        callbacks=[*run.callbacks, LossGuard(files.checkpoints, None)],
-    )
-    end = run_to_end(trainer, run, files.checkpoints, files.manifest)
-    if end is None:
+    build = partial(build_trainer, params, files.base, pairs, sft_checkpoint, files.checkpoints)
+    done = run_stacked("dpo", build, fingerprint(params, pairs, sft_checkpoint), files)
+    if done is None:
         return None
+    trainer, end = done
     result, seconds, manifest = end.result, end.seconds, end.manifest
     return {
         "enabled": True,

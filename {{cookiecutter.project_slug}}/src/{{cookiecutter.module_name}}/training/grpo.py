@@ -7,6 +7,7 @@ import importlib
 import inspect
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .rewards import (
     reward_functions,
     reward_rows,
 )
-from .stacked import sft_pointer, stacked_trainer, weights_hash
+from .stacked import run_stacked, sft_pointer, stacked_trainer, weights_hash
 
 HOW_TO_ENABLE = "dvc exp run -S rl.enabled=true"
 CURVES = (REWARD_KEY, KL_KEY, LENGTH_KEY, *(f"rewards/{name}/mean" for name in REWARD_NAMES))
@@ -225,26 +226,14 @@ def train_rl(params: Params, files: RlFiles) -> dict | None:
     """Train GRPO on top of the chosen SFT checkpoint (resuming when nothing changed), write
     the checkpoints' manifest and return the run's stats; None on the processes of a
     distributed run other than the main one."""
-    from .guards import LossGuard
-    from .trainer import run_to_end, start_run
-
     sft_checkpoint = starting_checkpoint(params, files)
     rows = prompt_rows(read_jsonl(files.train_split))
     check_prompts(rows, params, files)
-    stamp = fingerprint(params, rows, sft_checkpoint)
-    run = start_run("rl", files.checkpoints, files.log_dir, stamp)
-    trainer = build_trainer(
-        params,
-        files.base,
-        rows,
-        sft_checkpoint,
-        files.checkpoints,
-        # non-finite losses only: GRPO's loss hovers around 0, where a ratio test misfires
-        callbacks=[*run.callbacks, LossGuard(files.checkpoints, None)],
-    )
-    end = run_to_end(trainer, run, files.checkpoints, files.manifest)
-    if end is None:
+    build = partial(build_trainer, params, files.base, rows, sft_checkpoint, files.checkpoints)
+    done = run_stacked("rl", build, fingerprint(params, rows, sft_checkpoint), files)
+    if done is None:
         return None
+    trainer, end = done
     history = trainer.state.log_history
     return {
         "enabled": True,

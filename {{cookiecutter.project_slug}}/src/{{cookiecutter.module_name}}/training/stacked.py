@@ -6,6 +6,7 @@ torch, transformers and TRL are imported inside the functions that run only when
 trains, so an off stage loads none of them."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,22 @@ def weights_hash(checkpoint: Path) -> str:
         if path.suffix == ".safetensors" or path.name in {"adapter_config.json", "config.json"}
     )
     return content_hash({path.name: file_hash(path) for path in files})
+
+
+def run_stacked(
+    stage: str, build: Callable[..., Any], stamp: dict, outputs: StackedOutputs
+) -> tuple[Any, Any] | None:
+    """Resume or start the stage's run (trainer.start_run), build its trainer with `build`
+    (given the callbacks) and train it to the end: (trainer, trainer.RunEnd), or None on the
+    processes of a distributed run other than the main one."""
+    from .guards import LossGuard
+    from .trainer import run_to_end, start_run
+
+    run = start_run(stage, outputs.checkpoints, outputs.log_dir, stamp)
+    # non-finite losses only: DPO's and GRPO's losses sit near 0, where a ratio test misfires
+    trainer = build(callbacks=[*run.callbacks, LossGuard(outputs.checkpoints, None)])
+    end = run_to_end(trainer, run, outputs.checkpoints, outputs.manifest)
+    return None if end is None else (trainer, end)
 
 
 def stacked_trainer(trainer_class: type, pointer: dict[str, Any]) -> type:
