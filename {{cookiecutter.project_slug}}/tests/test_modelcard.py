@@ -145,6 +145,17 @@ def test_the_card_body_keeps_the_intervals_training_data_and_limits(tmp_path: Pa
     assert "## Limitations\n\n- Scores come from small" in body
 
 
+def test_a_stacked_checkpoint_s_card_says_how_to_load_both_adapters(tmp_path: Path) -> None:
+    selected = {"model": "rl-checkpoint-16", "step": 216, "stage": "rl"}
+    body = saved_card(tmp_path, selected=selected)[0].text
+    assert "checkpoint `rl-checkpoint-16`, selected at step 216" in body
+    assert "a LoRA adapter trained by the rl stage on top of the SFT adapter in `sft_adapter/`" in (
+        body
+    )
+    assert "load_model_with_adapter(Path('models/selected'), base_dir)" in body
+    assert "PeftModel.from_pretrained" not in body
+
+
 def test_the_card_says_when_the_guardrails_failed_and_what_the_diagnosis_found(
     tmp_path: Path,
 ) -> None:

@@ -373,8 +373,8 @@ def diagnose(
     """Every failure the evidence shows, in the order overfitting, forgetting, format drift,
     contamination, underfitting. The reports carry per-item records (`test_report`: the
     selected checkpoint on test, as select builds it)."""
-    # the loss curves are the SFT run's: DPO checkpoints do not belong on them
-    checkpoints = [r for r in reports if r["role"] == "checkpoint" and r.get("stage") != "dpo"]
+    # the loss curves are the SFT run's: DPO and RL checkpoints do not belong on them
+    checkpoints = [r for r in reports if r["role"] == "checkpoint" and not r.get("stage")]
     base = next(r for r in reports if r["role"] == "base")
     train_loss, val_loss = loss_curves(log_history)
     baselines = [r for r in reports if r["role"] in ("base", "fewshot")]

@@ -18,6 +18,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..document import Block, Bullets, Code, Heading, Para, Table, to_markdown
+from ..models.loading import SFT_EXPORT
 from ..evaluation.metric_names import (
     EXACT_MATCH,
     FORGETTING_SCORE,
@@ -213,6 +214,15 @@ def body_blocks(facts: CardFacts) -> list[Block]:
         if adapter
         else "`AutoModelForCausalLM.from_pretrained('models/selected')`"
     )
+    if selected.get("stage"):  # dpo or rl: an adapter on top of the SFT one
+        files = (
+            f"a LoRA adapter trained by the {selected['stage']} stage on top of the SFT adapter "
+            f"in `{SFT_EXPORT}/`"
+        )
+        load = (
+            "`models.loading.load_model_with_adapter(Path('models/selected'), base_dir)` "
+            "(the SFT adapter merged into the base, then this one), or the merged export"
+        )
     made = {
         "merged": "`models/export/merged` (the adapter merged into the base, safetensors)",
         "gguf": "`models/export/gguf` (GGUF for llama.cpp, with an Ollama Modelfile)",

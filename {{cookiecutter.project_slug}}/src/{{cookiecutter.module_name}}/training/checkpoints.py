@@ -65,7 +65,7 @@ def write_manifest(output_dir: Path, manifest: Path) -> dict:
 
 
 def _stage(manifest: Path) -> str:
-    return "dpo" if manifest.stem == "dpo" else "train"
+    return manifest.stem if manifest.stem in ("dpo", "rl") else "train"
 
 
 def manifest_checkpoints(manifest: Path, required: bool = True, verify: bool = True) -> list[Path]:
