@@ -18,7 +18,6 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..document import Block, Bullets, Code, Heading, Para, Table, to_markdown
-from ..models.loading import SFT_EXPORT
 from ..evaluation.metric_names import (
     EXACT_MATCH,
     FORGETTING_SCORE,
@@ -31,6 +30,7 @@ from ..evaluation.metric_names import (
     TASK_SCORE,
     interval_text,
 )
+from ..models.loading import SFT_EXPORT
 from .diagnose import Finding
 
 PROJECT = "{{ cookiecutter.project_slug }}"
