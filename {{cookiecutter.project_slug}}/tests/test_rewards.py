@@ -14,7 +14,9 @@ from {{ cookiecutter.module_name }}.evaluation.scoring import score_task_item
 from {{ cookiecutter.module_name }}.io import read_jsonl
 from {{ cookiecutter.module_name }}.params import TaskParams, parse_params
 from {{ cookiecutter.module_name }}.training.rewards import (
+    FIELD_SHARE,
     TARGET,
+    field_share_reward,
     format_reward,
     reward_functions,
     reward_rows,
@@ -62,6 +64,22 @@ def test_json_rewards_agree_with_the_eval_scorer() -> None:
     assert form == [1.0, 1.0, 0.0, 0.0]
 
 
+def test_field_share_gives_partial_credit_where_the_task_score_gives_none() -> None:
+    outputs = [
+        TARGET_JSON,
+        json.dumps({**ANSWER, "category": "shipping"}),  # 2 of the 3 score fields
+        json.dumps({**ANSWER, "category": "shipping", "priority": "low"}),  # 1 of 3
+        "not json",
+    ]
+    completions = [assistant(output) for output in outputs]
+    shares = field_share_reward(JSON_TASK)(completions=completions, target=[TARGET_JSON] * 4)
+    assert shares == [1.0, 2 / 3, 1 / 3, 0.0]
+    assert rewards(JSON_TASK, outputs, TARGET_JSON)[0] == [1.0, 0.0, 0.0, 0.0]
+    # a task without fields: the task score itself (chrF here)
+    text = field_share_reward(TEXT_TASK)(completions=[assistant("Reset it.")], target=["Reset it."])
+    assert text == [1.0]
+
+
 def test_free_text_reward_is_the_graded_chrf_score() -> None:
     target = "Please reset your password from the login page and try again."
     outputs = [target, "Reset your password on the login page.", "", "Zebras eat grass."]
@@ -81,17 +99,18 @@ def test_plain_text_completions_are_scored_like_messages() -> None:
 
 
 def test_reward_functions_follow_the_named_weights() -> None:
-    funcs, weights = reward_functions(JSON_TASK, {FORMAT_CORRECT: 0.5, TASK_SCORE: 1.0})
-    assert weights == [1.0, 0.5]
+    named = {FORMAT_CORRECT: 0.5, TASK_SCORE: 1.0, FIELD_SHARE: 0.25}
+    funcs, weights = reward_functions(JSON_TASK, named)
+    assert weights == [1.0, 0.5, 0.25]
     completions = [assistant(json.dumps({**ANSWER, "category": "shipping"}))]
     scored = [f(prompts=[[]], completions=completions, target=[TARGET_JSON]) for f in funcs]
-    assert scored == [[0.0], [1.0]]  # task first, then format
+    assert scored == [[0.0], [1.0], [2 / 3]]  # task, format, then 2 of 3 score fields right
     for func in funcs:  # module-level functions bound with partial pickle (closures do not)
         again = pickle.loads(pickle.dumps(func))
         assert again(prompts=[[]], completions=completions, target=[TARGET_JSON]) == func(
             prompts=[[]], completions=completions, target=[TARGET_JSON]
         )
-    for wrong in ({TASK_SCORE: 1.0}, {TASK_SCORE: 1.0, FORMAT_CORRECT: 1.0, "length": 1.0}):
+    for wrong in ({TASK_SCORE: 1.0}, {**named, "length": 1.0}):
         with pytest.raises(ValueError, match="must name exactly"):
             reward_functions(JSON_TASK, wrong)
 
@@ -118,7 +137,9 @@ def test_grpo_runs_on_the_tiny_model_with_these_rewards(project: Path, tmp_path:
     params = parse_params(yaml.safe_load(Path("params.yaml").read_text()))
     rows = reward_rows(read_jsonl(Path("data/splits/train.jsonl"))[:4])
     assert all(isinstance(row[TARGET], str) and row[TARGET] for row in rows)
-    funcs, weights = reward_functions(params.task, {TASK_SCORE: 1.0, FORMAT_CORRECT: 0.5})
+    funcs, weights = reward_functions(
+        params.task, {TASK_SCORE: 1.0, FORMAT_CORRECT: 0.5, FIELD_SHARE: 0.0}
+    )
     calls: list[dict] = []
     config = GRPOConfig(
         output_dir=str(tmp_path / "grpo"),

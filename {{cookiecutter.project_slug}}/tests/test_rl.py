@@ -147,7 +147,7 @@ def test_the_reward_hook_is_imported_and_its_mistakes_are_named(
     )
     params = parse_params(params_with({"reward": "my_rewards:longer", "reward_weight": 0.5}))
     funcs, weights = grpo.rewards(params)
-    assert weights == [1.0, 0.5, 0.5]  # task_score, format_correct, the hook
+    assert weights == [1.0, 0.5, 0.0, 0.5]  # task_score, format_correct, field_share, the hook
     assert funcs[-1]([[turn("assistant", "12345")]]) == [0.5]
     for spec, message in (
         ("no_such_module:longer", "cannot import no_such_module"),
@@ -165,7 +165,9 @@ def test_the_reward_hook_is_imported_and_its_mistakes_are_named(
     [
         (params_with({"reward": "not a hook"}), "rl.reward", "module:function"),
         (
-            params_with({"reward_weights": {"task_score": 0, "format_correct": 0}}),
+            params_with(
+                {"reward_weights": {"task_score": 0, "format_correct": 0, "field_share": 0}}
+            ),
             "rl",
             "every reward weight is 0",
         ),
@@ -254,7 +256,12 @@ def test_rl_from_the_chosen_sft_checkpoint_through_eval_rl_and_select(
         assert adapter_stack(checkpoint) == [sft, checkpoint]
     stats = read_json(paths.RL_STATS)
     assert (stats["sft_checkpoint"], stats["global_step"]) == ("checkpoint-4", 4)
-    assert stats["rewards"] == {"task_score": 1.0, "format_correct": 0.5, "longer": 1.0}
+    assert stats["rewards"] == {
+        "task_score": 1.0,
+        "format_correct": 0.5,
+        "field_share": 0.0,
+        "longer": 1.0,
+    }
     assert stats["prompts"] == len([r for r in project_rows() if r.get("origin") != "replay"])
     for key in ("reward", "kl", "completions/mean_length"):
         assert math.isfinite(stats["final"][key]), key
@@ -268,7 +275,10 @@ def test_rl_from_the_chosen_sft_checkpoint_through_eval_rl_and_select(
     stacked = logits(load_model_with_adapter(checkpoints[-1], BASE_MODEL_DIR), ids)
     assert not torch.allclose(stacked, logits(load_model_with_adapter(sft, BASE_MODEL_DIR), ids))
 
+    (RL_EVAL_DIR / "off.txt").parent.mkdir(parents=True, exist_ok=True)
+    (RL_EVAL_DIR / "off.txt").write_text("stale")
     eval_rl_stage.main()
+    assert not (RL_EVAL_DIR / "off.txt").exists()
     for name, step in (("rl-checkpoint-2", 6), ("rl-checkpoint-4", 8)):
         found = read_json(RL_EVAL_DIR / f"{name}.json")
         assert (found["role"], found["stage"], found["step"]) == ("checkpoint", "rl", step)
@@ -306,7 +316,7 @@ def test_rl_from_the_chosen_sft_checkpoint_through_eval_rl_and_select(
     rl_stage.main()
     assert sorted(path.name for path in RL_DIR.iterdir()) == ["disabled.json"]
     eval_rl_stage.main()
-    assert list(RL_EVAL_DIR.glob("*.json")) == []
+    assert [path.name for path in RL_EVAL_DIR.iterdir()] == ["off.txt"]
 
 
 def project_rows() -> list[dict]:
@@ -425,7 +435,12 @@ def test_smoke_runs_grpo_steps_and_the_advice_carries_their_cost(project: Path) 
     assert report["passed"] and rl["problem"] is None
     assert rl["steps"] == 3 and rl["full_run_steps"] == 10
     assert rl["tokens_per_step"] == 2 * 2 * 8
-    assert rl["rewards"] == {"task_score": 1.0, "format_correct": 0.5, "longer": 1.0}
+    assert rl["rewards"] == {
+        "task_score": 1.0,
+        "format_correct": 0.5,
+        "field_share": 0.0,
+        "longer": 1.0,
+    }
     assert math.isfinite(rl["reward_last"]) and math.isfinite(rl["loss_last"])
     assert rl["seconds_per_step"] > 0
     notes = " ".join(report["advice"]["notes"])

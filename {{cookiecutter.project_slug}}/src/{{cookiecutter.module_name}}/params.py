@@ -368,6 +368,9 @@ class RewardWeights(Section):
     format_correct: float = Field(
         0.5, ge=0, description="1 when the output passes the format check"
     )
+    field_share: float = Field(
+        0.0, ge=0, description="JSON targets: the share of score_fields right (partial credit)"
+    )
 
 
 class RlParams(Section):
@@ -416,9 +419,7 @@ class RlParams(Section):
     @model_validator(mode="after")
     def _some_reward(self) -> "RlParams":
         weights = self.reward_weights
-        if not (
-            weights.task_score or weights.format_correct or (self.reward and self.reward_weight)
-        ):
+        if not (any(weights.model_dump().values()) or (self.reward and self.reward_weight)):
             raise ValueError("every reward weight is 0: GRPO would have nothing to learn from")
         return self
 

@@ -64,6 +64,7 @@ RL_FIGURE = RL_LOG_DIR / "curves.png"  # rewards, KL, completion length: in the 
 EVAL_DIR = REPORTS_DIR / "eval"
 EVAL_PLOT = REPORTS_DIR / "eval_by_step.json"
 RL_EVAL_DIR = REPORTS_DIR / "eval_rl"  # the RL checkpoints' eval reports
+RL_EVAL_OFF = RL_EVAL_DIR / "off.txt"  # why it holds none (DVC warns on an empty output)
 METRICS = REPORTS_DIR / "metrics.json"
 DIAGNOSIS = REPORTS_DIR / "diagnosis.json"  # findings and guardrail failures: `make improve`
 TEST_ITEMS = REPORTS_DIR / "test_items.json"

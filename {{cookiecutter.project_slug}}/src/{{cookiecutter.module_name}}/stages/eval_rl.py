@@ -4,7 +4,7 @@ rl starts from the SFT checkpoint chosen on eval's reports, so its checkpoints a
 stage of their own, after it: the same val rows, suites, generation settings and cache, and
 forgetting measured against eval's base report. Writes reports/eval_rl/rl-checkpoint-N.json
 (at step <SFT step it starts from> + N); select reads them next to reports/eval/. With rl off
-there are no RL checkpoints and the folder is left empty."""
+there are no RL checkpoints, and the folder holds off.txt saying so."""
 
 from ..cli import run_stage
 from ..evaluation.checkpoint_eval import ScoringFiles, evaluate_rl_checkpoints, print_summary
@@ -18,6 +18,7 @@ from ..paths import (
     GENERAL_QA_SUITE,
     INSTRUCTION_SUITE,
     RL_EVAL_DIR,
+    RL_EVAL_OFF,
     RL_MANIFEST,
     VAL_SPLIT,
 )
@@ -37,7 +38,10 @@ def main() -> None:
     write_reports(reports, RL_EVAL_DIR)
     for report in reports:
         print_summary(report)
-    if not reports:
+    if reports:
+        RL_EVAL_OFF.unlink(missing_ok=True)
+    else:
+        RL_EVAL_OFF.write_text("No RL checkpoints to score: rl.enabled is false.\n")
         print("eval_rl: no RL checkpoints (rl.enabled is false), nothing to score")
 
 

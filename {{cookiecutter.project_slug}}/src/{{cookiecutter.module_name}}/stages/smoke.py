@@ -41,8 +41,9 @@ def main() -> None:
     rl = report.get("rl")
     if rl:
         print(
-            f"smoke: rl: {rl['steps']} GRPO steps, reward {rl['reward_first']} -> "
-            f"{rl['reward_last']}, {rl['seconds_per_step']} s/step; rl stage "
+            f"smoke: rl: {rl['steps']} GRPO steps on the base (rl itself starts from an SFT "
+            f"checkpoint), reward {rl['reward_first']} -> {rl['reward_last']}, "
+            f"{rl['seconds_per_step']} s/step; rl stage "
             f"~{rl['full_run_minutes_estimate']} min for {rl['full_run_steps']} steps"
         )
     print(f"smoke: advice: {advice.summary} (`make advise` for details)")

@@ -16,7 +16,8 @@ from ..evaluation.scoring import score_task_item
 from ..params import TaskParams
 
 TARGET = "target"
-REWARD_NAMES = (TASK_SCORE, FORMAT_CORRECT)
+FIELD_SHARE = "field_share"
+REWARD_NAMES = (TASK_SCORE, FORMAT_CORRECT, FIELD_SHARE)
 # what GRPOTrainer logs by step (dvclive's curve names under reports/rl): the weighted reward
 # sum, each reward's mean (rewards/<name>/mean), the KL to the reference, the completion length
 REWARD_KEY, KL_KEY, LENGTH_KEY = "reward", "kl", "completions/mean_length"
@@ -56,6 +57,16 @@ def format_correct(completions: list, target: list[str], task: TaskParams, **_: 
     return [float(item["format_ok"]) for item in score_items(completions, target, task)]
 
 
+def field_share(completions: list, target: list[str], task: TaskParams, **_: Any) -> list[float]:
+    """JSON targets: the share of task.score_fields the completion gets right, partial credit
+    where task_score is 1 only when all match; other tasks: the task score itself."""
+    shares = []
+    for item in score_items(completions, target, task):
+        fields = item.get("fields")
+        shares.append(sum(fields.values()) / len(fields) if fields else float(item["score"]))
+    return shares
+
+
 def task_reward(task: TaskParams) -> RewardFunction:
     return partial(task_score, task=task)
 
@@ -64,7 +75,15 @@ def format_reward(task: TaskParams) -> RewardFunction:
     return partial(format_correct, task=task)
 
 
-REWARDS = {TASK_SCORE: task_reward, FORMAT_CORRECT: format_reward}
+def field_share_reward(task: TaskParams) -> RewardFunction:
+    return partial(field_share, task=task)
+
+
+REWARDS = {
+    TASK_SCORE: task_reward,
+    FORMAT_CORRECT: format_reward,
+    FIELD_SHARE: field_share_reward,
+}
 
 
 def reward_functions(
