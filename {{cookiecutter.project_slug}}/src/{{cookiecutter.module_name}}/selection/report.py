@@ -21,8 +21,10 @@ from ..evaluation.metric_names import (
     TASK_SCORE,
     VAL_LOSS,
 )
+from ..evaluation.model_names import split_name
 from ..evaluation.uncertainty import Interval
 from ..params import SelectParams
+from ..training.checkpoints import checkpoint_step
 from .comparison import (
     Comparison,
     SuiteSize,
@@ -100,6 +102,10 @@ def plot_metrics(reports: list[dict], selected_step: int, path: Path) -> Path:
     for report in points:
         if report.get("stage"):
             stacked.setdefault(report["stage"], []).append(report)
+    for stage, run in stacked.items():  # each dashed line branches off its SFT checkpoint
+        first = run[0]
+        start = first["step"] - checkpoint_step(split_name(first["model"])[1])
+        stacked[stage] = [r for r in sft if r["step"] == start][:1] + run
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     for index, name in enumerate(CURVE_METRICS):
         color = f"C{index}"
