@@ -83,13 +83,39 @@ SETS: dict[str, dict] = {
         "runs": {"sft-1-epoch": {"train.num_epochs": 1, "dpo.enabled": True}},
         "reports": ("reports/dpo/stats.json",),
     },
-    # SFT alone (the committed demo run, HEAD) against SFT + GRPO with today's rl defaults:
-    # smoke (timing GRPO steps), rl, eval_rl, select and export re-run, train and eval do not.
+    # Measured at aba2ee9-499c7aa: SFT alone (the committed demo run, HEAD) against SFT +
+    # GRPO, three settings of the rl stage; smoke (timing GRPO steps), rl, eval_rl, select and
+    # export re-run, train and eval do not. The paired comparison is the default's (t0.7).
     "rl": {
-        "common": {},
-        "runs": {"grpo": {"rl.enabled": True}},
+        "common": {
+            "rl.enabled": True,
+            "rl.prompts_per_step": 4,
+            "rl.num_generations": 4,
+            "rl.max_completion_length": 56,
+            "rl.max_steps": 32,
+            "rl.save_steps": 8,
+            "rl.beta": 0.04,
+        },
+        "runs": {
+            "t1.0-lr-2e-4": {
+                "rl.temperature": 1.0,
+                "rl.learning_rate": 2e-4,
+                "rl.reward_weights.field_share": 0.0,
+            },
+            "t0.7-lr-5e-5": {
+                "rl.temperature": 0.7,
+                "rl.learning_rate": 5e-5,
+                "rl.reward_weights.field_share": 0.0,
+            },
+            "field-share-lr-1e-4": {
+                "rl.temperature": 1.0,
+                "rl.learning_rate": 1e-4,
+                "rl.reward_weights.field_share": 1.0,
+            },
+        },
         "reports": ("reports/rl/stats.json", "reports/smoke.json"),
-        "compare": (BASELINE, "grpo"),
+        "val_reports": ("reports/eval_rl",),
+        "compare": (BASELINE, "t0.7-lr-5e-5"),
     },
     # Measured at 6b64d79 on the demo's selected adapter: only export re-runs. Every GGUF type
     # and a bf16 merge, parity on all test rows, marked (not failed) where it misses.
@@ -187,6 +213,11 @@ def main() -> None:
         minutes = round((time.perf_counter() - started) / 60, 1)
         metrics = json.loads((project / "reports" / "metrics.json").read_text())
         rows.append(row(exp, minutes, metrics))
+        for folder in spec.get("val_reports", ()):  # each checkpoint's val metrics, by name
+            rows[-1][folder] = {
+                path.stem: json.loads(path.read_text())["metrics"]
+                for path in sorted((project / folder).glob("*.json"))
+            }
         for report in spec.get("reports", ()):
             path = project / report
             rows[-1][report] = json.loads(path.read_text()) if path.exists() else None

@@ -386,11 +386,11 @@ class RlParams(Section):
     max_completion_length: int = Field(
         56, ge=1, description="tokens per sampled completion, as eval.max_new_tokens_task"
     )
-    temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
+    temperature: float = Field(0.7, gt=0, description="sampling temperature of the completions")
     beta: float = Field(
         0.04, ge=0, description="KL pull towards the SFT model; 0 = no KL term (none logged)"
     )
-    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    learning_rate: float = Field(5e-5, gt=0, lt=1)
     max_steps: int = Field(32, ge=1, description="optimizer steps (prompts_per_step prompts each)")
     lora_r: int = Field(
         8, ge=1, description="rank of a fresh adapter on the SFT model (merged into the base)"
