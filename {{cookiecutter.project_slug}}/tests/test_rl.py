@@ -200,7 +200,7 @@ def test_the_fingerprint_changes_with_what_the_rewards_score_by(tmp_path: Path) 
     assert grpo.fingerprint(parse_params({}), rows, checkpoint) == reference
     for changed in (
         {"task": {"scorer": "exact"}},
-        {"rl": {"temperature": 0.7}},
+        {"rl": {"temperature": 1.0}},
         {"rl": {"max_completion_length": 20}},
     ):
         assert grpo.fingerprint(parse_params(changed), rows, checkpoint) != reference, changed
