@@ -14,7 +14,7 @@ from ..errors import StageError
 from ..io import content_hash, read_jsonl
 from ..params import Params
 from .checkpoints import manifest_checkpoints
-from .stacked import run_stacked, sft_pointer, stacked_trainer, weights_hash
+from .stacked import run_settings, run_stacked, sft_pointer, stacked_trainer, weights_hash
 
 HOW_TO_ENABLE = "dvc exp run -S dpo.enabled=true"
 FINAL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -116,11 +116,9 @@ def dpo_config(params: Params, output_dir: Path, **overrides: Any):
     """DPOConfig from the dpo section; precision, checkpointing and devices as in train."""
     from trl import DPOConfig
 
-    from ..models.loading import has_gpu, use_bf16
-    from .trainer import checkpointing_arg
-
     dpo = params.dpo
     settings: dict[str, Any] = {
+        **run_settings(params, DPOConfig, dpo.logging_steps, dpo.save_steps),
         "output_dir": str(output_dir),
         "beta": dpo.beta,
         "per_device_train_batch_size": dpo.batch_size,
@@ -128,19 +126,6 @@ def dpo_config(params: Params, output_dir: Path, **overrides: Any):
         "learning_rate": dpo.learning_rate,
         "num_train_epochs": dpo.num_epochs,
         "max_length": max_length(params),
-        checkpointing_arg(DPOConfig): params.train.gradient_checkpointing,
-        "bf16": use_bf16(params.train.bf16),
-        "logging_steps": dpo.logging_steps,
-        "logging_first_step": True,
-        "logging_nan_inf_filter": False,  # NaN losses reach LossGuard (see trainer.sft_config)
-        "save_strategy": "steps",
-        "save_steps": dpo.save_steps,
-        "eval_strategy": "no",  # the val split is chat rows: eval scores every checkpoint
-        "seed": params.seed,
-        "data_seed": params.seed,
-        "report_to": "none",
-        "dataloader_num_workers": 0,
-        "use_cpu": not has_gpu(),
     }
     settings.update(overrides)
     return DPOConfig(**settings)

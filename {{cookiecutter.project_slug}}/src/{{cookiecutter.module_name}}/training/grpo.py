@@ -26,7 +26,7 @@ from .rewards import (
     reward_functions,
     reward_rows,
 )
-from .stacked import run_stacked, sft_pointer, stacked_trainer, weights_hash
+from .stacked import run_settings, run_stacked, sft_pointer, stacked_trainer, weights_hash
 
 HOW_TO_ENABLE = "dvc exp run -S rl.enabled=true"
 CURVES = (REWARD_KEY, KL_KEY, LENGTH_KEY, *(f"rewards/{name}/mean" for name in REWARD_NAMES))
@@ -139,11 +139,9 @@ def grpo_config(params: Params, output_dir: Path, weights: list[float], **overri
     TRL counts its batch in completions: prompts_per_step x num_generations."""
     from trl import GRPOConfig
 
-    from ..models.loading import has_gpu, use_bf16
-    from .trainer import checkpointing_arg
-
     rl = params.rl
     settings: dict[str, Any] = {
+        **run_settings(params, GRPOConfig, rl.logging_steps, rl.save_steps),
         "output_dir": str(output_dir),
         "per_device_train_batch_size": rl.prompts_per_step * rl.num_generations,
         "num_generations": rl.num_generations,
@@ -153,19 +151,6 @@ def grpo_config(params: Params, output_dir: Path, weights: list[float], **overri
         "learning_rate": rl.learning_rate,
         "max_steps": rl.max_steps,
         "reward_weights": weights,
-        checkpointing_arg(GRPOConfig): params.train.gradient_checkpointing,
-        "bf16": use_bf16(params.train.bf16),
-        "logging_steps": rl.logging_steps,
-        "logging_first_step": True,
-        "logging_nan_inf_filter": False,  # NaN losses reach LossGuard (see trainer.sft_config)
-        "save_strategy": "steps",
-        "save_steps": rl.save_steps,
-        "eval_strategy": "no",  # eval scores every checkpoint by generation
-        "seed": params.seed,
-        "data_seed": params.seed,
-        "report_to": "none",
-        "dataloader_num_workers": 0,
-        "use_cpu": not has_gpu(),
     }
     settings.update(overrides)
     return GRPOConfig(**settings)

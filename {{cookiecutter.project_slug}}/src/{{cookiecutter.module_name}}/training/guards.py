@@ -2,7 +2,8 @@
 loss spike names the step, the loss and the last good checkpoint to go back to.
 
 The trainers log NaN/inf losses as they are (`logging_nan_inf_filter` off in sft_config and
-dpo_config); transformers' default would log the running mean and hide them from the guard."""
+stacked.run_settings); transformers' default would log the running mean and hide them from the
+guard."""
 
 import math
 import statistics

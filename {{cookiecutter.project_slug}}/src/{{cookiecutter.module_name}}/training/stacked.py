@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..io import content_hash, file_hash, write_json
+from ..params import Params
 from .checkpoints import checkpoint_step, write_manifest
 
 
@@ -70,6 +71,32 @@ def run_stacked(
     trainer = build(callbacks=[*run.callbacks, LossGuard(outputs.checkpoints, None)])
     end = run_to_end(trainer, run, outputs.checkpoints, outputs.manifest)
     return None if end is None else (trainer, end)
+
+
+def run_settings(
+    params: Params, config_class: type, logging_steps: int, save_steps: int
+) -> dict[str, Any]:
+    """The TrainingArguments dpo and rl share with train: precision, checkpointing, devices,
+    seeds, a checkpoint every `save_steps`, no eval passes (eval scores every checkpoint by
+    generation), NaN losses logged as they are so LossGuard sees them (trainer.sft_config)."""
+    from ..models.loading import has_gpu, use_bf16
+    from .trainer import checkpointing_arg
+
+    return {
+        checkpointing_arg(config_class): params.train.gradient_checkpointing,
+        "bf16": use_bf16(params.train.bf16),
+        "logging_steps": logging_steps,
+        "logging_first_step": True,
+        "logging_nan_inf_filter": False,
+        "save_strategy": "steps",
+        "save_steps": save_steps,
+        "eval_strategy": "no",
+        "seed": params.seed,
+        "data_seed": params.seed,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "use_cpu": not has_gpu(),
+    }
 
 
 def stacked_trainer(trainer_class: type, pointer: dict[str, Any]) -> type:
