@@ -7,12 +7,10 @@ from pathlib import Path
 
 from ..io import read_json
 from ..models.loading import SFT_POINTER
-from ..training.checkpoints import checkpoint_step
+from ..training.checkpoints import STACKED_STAGES, checkpoint_step
 
 BASE = "base"
 FEWSHOT = "fewshot"
-STACKED_STAGES = ("dpo", "rl")
-"""The stages that train a second adapter on top of an SFT checkpoint."""
 
 
 def stacked_stage(checkpoint: Path) -> str | None:

@@ -61,6 +61,13 @@ class RlCost:
     def tokens_per_step(self) -> int:
         return self.prompts * self.generations * self.completion_length
 
+    @property
+    def minutes(self) -> float | None:
+        """The rl stage's run time at the measured seconds per step (None: not measured)."""
+        if self.seconds_per_step is None:
+            return None
+        return self.seconds_per_step * self.steps / 60
+
 
 def rl_cost(params: Params, seconds_per_step: float | None = None) -> RlCost | None:
     """The rl stage's cost when rl.enabled, else None."""
@@ -83,11 +90,10 @@ def rl_note(cost: RlCost) -> str:
         f"x up to {cost.completion_length} tokens (~{cost.tokens_per_step:,} tokens, generated "
         f"one at a time, then scored and trained on); {cost.steps} steps"
     )
-    if cost.seconds_per_step is None:
+    if cost.minutes is None:
         return f"{head}: enable it and run `dvc repro smoke` to time a step"
-    minutes = cost.seconds_per_step * cost.steps / 60
     return (
-        f"{head} ~{format_minutes(minutes)} at the smoke stage's "
+        f"{head} ~{format_minutes(cost.minutes)} at the smoke stage's "
         f"{cost.seconds_per_step:.3g} s/step (rl.num_generations and "
         "rl.max_completion_length scale it)"
     )

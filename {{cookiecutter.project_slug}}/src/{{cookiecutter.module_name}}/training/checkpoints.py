@@ -12,6 +12,9 @@ from ..io import file_digest, read_json, write_json
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"
+STACKED_STAGES = ("dpo", "rl")
+"""The stages that train a second adapter on top of an SFT checkpoint; each names its
+checkpoints' manifest models/<stage>.json."""
 """Where a checkpoint is written before it is renamed into place (inside the output dir, so
 the rename stays on one file system and is atomic)."""
 
@@ -65,7 +68,7 @@ def write_manifest(output_dir: Path, manifest: Path) -> dict:
 
 
 def _stage(manifest: Path) -> str:
-    return manifest.stem if manifest.stem in ("dpo", "rl") else "train"
+    return manifest.stem if manifest.stem in STACKED_STAGES else "train"
 
 
 def manifest_checkpoints(manifest: Path, required: bool = True, verify: bool = True) -> list[Path]:

@@ -125,9 +125,19 @@ def fingerprint(params: Params, rows: list[dict], sft_checkpoint: Path) -> dict[
     }
 
 
+def logged_steps(log_history: list[dict]) -> list[dict]:
+    """The entries of a GRPO trainer's log history that hold a step's rewards and loss."""
+    return [entry for entry in log_history if REWARD_KEY in entry]
+
+
+def reward_weights(trainer) -> dict[str, float]:
+    """Each reward the trainer sums, by the name TRL logs it under, with its weight."""
+    return dict(zip(trainer.reward_func_names, trainer.args.reward_weights, strict=True))
+
+
 def curves(log_history: list[dict], which: int) -> dict[str, float]:
     """The CURVES values of one logged step (`which`: 0 the first, -1 the last)."""
-    logged = [entry for entry in log_history if REWARD_KEY in entry]
+    logged = logged_steps(log_history)
     if not logged:
         return {}
     entry = logged[which]
@@ -224,7 +234,7 @@ def train_rl(params: Params, files: RlFiles) -> dict | None:
         "enabled": True,
         "sft_checkpoint": sft_checkpoint.name,
         "prompts": len(rows),
-        "rewards": dict(zip(trainer.reward_func_names, trainer.args.reward_weights, strict=True)),
+        "rewards": reward_weights(trainer),
         "global_step": end.result.global_step,
         "train_seconds": round(end.seconds, 1),
         "checkpoints": list(end.manifest["checkpoints"]),

@@ -160,7 +160,7 @@ def run_rl_smoke(
     checkpoint exists yet), with the run's rewards: they load and score, the loss and the
     rewards are finite, and a step is timed for the rl stage's estimate."""
     from .advisor import rl_cost
-    from .grpo import build_trainer, prompt_rows
+    from .grpo import build_trainer, logged_steps, prompt_rows, reward_weights
     from .rewards import REWARD_KEY
 
     prompts = prompt_rows(rows)
@@ -181,21 +181,21 @@ def run_rl_smoke(
             disable_tqdm=True,
         )
         trainer.train()
-    logged = [entry for entry in trainer.state.log_history if REWARD_KEY in entry]
+    logged = logged_steps(trainer.state.log_history)
     values = [entry[key] for entry in logged for key in ("loss", REWARD_KEY)]
     cost = rl_cost(params, timer.seconds_per_step)
     finite = bool(values) and all(math.isfinite(v) for v in values)
     return {
         "steps": params.smoke.rl_steps,
         "prompts": len(prompts),
-        "rewards": dict(zip(trainer.reward_func_names, trainer.args.reward_weights, strict=True)),
+        "rewards": reward_weights(trainer),
         "reward_first": round(logged[0][REWARD_KEY], 4) if logged else None,
         "reward_last": round(logged[-1][REWARD_KEY], 4) if logged else None,
         "loss_last": round(logged[-1]["loss"], 4) if logged else None,
         "seconds_per_step": round(timer.seconds_per_step, 3),
         "tokens_per_step": cost.tokens_per_step,
         "full_run_steps": cost.steps,
-        "full_run_minutes_estimate": round(timer.seconds_per_step * cost.steps / 60, 1),
+        "full_run_minutes_estimate": round(cost.minutes, 1),
         "problem": None
         if finite
         else (
