@@ -2,13 +2,35 @@
 
 import contextlib
 import csv
+import os
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+SRC = Path(__file__).parents[1] / "src"
+
+
+def run_python(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python *args` in a fresh process on one thread with the project's src/ importable
+    (a stage run as `python -m`, or a script that patches one and runs it), output captured."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env={
+            **os.environ,
+            "PYTHONPATH": str(SRC),
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:

@@ -7,10 +7,8 @@ Every run is a separate `python -m ...train` process on one thread, so the runs 
 bit-for-bit comparable."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from helpers import run_python
 from {{ cookiecutter.module_name }}.io import read_json
 from {{ cookiecutter.module_name }}.paths import CHECKPOINTS_DIR, CHECKPOINTS_MANIFEST, PARAMS
 from {{ cookiecutter.module_name }}.training.checkpoints import (
@@ -28,7 +27,6 @@ from {{ cookiecutter.module_name }}.training.checkpoints import (
 
 pytestmark = pytest.mark.e2e
 
-SRC = Path(__file__).parents[1] / "src"
 MODULE = "{{ cookiecutter.module_name }}"
 FIRST = "checkpoint-4"
 FINAL = "checkpoint-12"  # 24 train rows, batch 4, two epochs; save_steps 4: 4, 8, 12
@@ -67,19 +65,7 @@ train.main()
 
 def run_train(*killer_args: str, **env: str) -> subprocess.CompletedProcess:
     command = ["-c", KILLER, *killer_args] if killer_args else ["-m", f"{MODULE}.stages.train"]
-    return subprocess.run(
-        [sys.executable, *command],
-        env={
-            **os.environ,
-            "PYTHONPATH": str(SRC),
-            "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_python(*command, **env)
 
 
 def final_state() -> tuple[dict[str, torch.Tensor], list[float]]:

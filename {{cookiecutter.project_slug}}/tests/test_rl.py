@@ -4,10 +4,8 @@ GRPO on the tiny model from the chosen SFT checkpoint through eval_rl and select
 a crash and after a real SIGKILL."""
 
 import math
-import os
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from helpers import read_tsv
+from helpers import read_tsv, run_python
 from {{ cookiecutter.module_name }} import paths
 from {{ cookiecutter.module_name }}.errors import StageError
 from {{ cookiecutter.module_name }}.io import read_json, write_json
@@ -46,7 +44,6 @@ from {{ cookiecutter.module_name }}.stages import train as train_stage
 from {{ cookiecutter.module_name }}.training import advisor, grpo
 from {{ cookiecutter.module_name }}.training.checkpoints import complete_checkpoints, write_manifest
 
-SRC = Path(__file__).parents[1] / "src"
 MODULE = "{{ cookiecutter.module_name }}"
 # A reward of the user's own (rl.reward): longer completions score more. The random tiny model
 # scores 0 on the task, so this is what gives its groups different rewards, hence gradients.
@@ -350,18 +347,7 @@ rl.main()
 
 def run_rl(*kill_at: str) -> subprocess.CompletedProcess:
     command = ["-c", KILLER, *kill_at] if kill_at else ["-m", f"{MODULE}.stages.rl"]
-    return subprocess.run(
-        [sys.executable, *command],
-        env={
-            **os.environ,
-            "PYTHONPATH": str(SRC),
-            "OMP_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_python(*command)
 
 
 def final_adapter() -> dict[str, torch.Tensor]:
