@@ -29,6 +29,8 @@ from {{ cookiecutter.module_name }}.paths import (
     EXPORT_REPORT,
     MERGED_EXPORT,
     METRICS,
+    RL_EVAL_DIR,
+    RL_STATS,
     SELECTED_DIR,
     SMOKE_REPORT,
 )
@@ -36,8 +38,10 @@ from {{ cookiecutter.module_name }}.stages import base as base_stage
 from {{ cookiecutter.module_name }}.stages import check_params as check_params_stage
 from {{ cookiecutter.module_name }}.stages import curate as curate_stage
 from {{ cookiecutter.module_name }}.stages import eval as eval_stage
+from {{ cookiecutter.module_name }}.stages import eval_rl as eval_rl_stage
 from {{ cookiecutter.module_name }}.stages import export as export_stage
 from {{ cookiecutter.module_name }}.stages import replay as replay_stage
+from {{ cookiecutter.module_name }}.stages import rl as rl_stage
 from {{ cookiecutter.module_name }}.stages import select as select_stage
 from {{ cookiecutter.module_name }}.stages import smoke as smoke_stage
 from {{ cookiecutter.module_name }}.stages import split as split_stage
@@ -62,6 +66,8 @@ STAGES = {
     "smoke": smoke_stage,
     "train": train_stage,
     "eval": eval_stage,
+    "rl": rl_stage,
+    "eval_rl": eval_rl_stage,
     "select": select_stage,
     "export": export_stage,
 }
@@ -94,7 +100,7 @@ def matrix_params(base_dir: Path) -> dict:
             "replay_fraction": 0.1,
             "replay_max_new_tokens": 4,
         },
-        "smoke": {"fraction": 0.1, "max_steps": 2, "min_rows": 4},
+        "smoke": {"fraction": 0.1, "max_steps": 2, "min_rows": 4, "rl_steps": 2},
         "train": {
             "method": "lora",
             "lora_r": 4,
@@ -122,6 +128,16 @@ def matrix_params(base_dir: Path) -> dict:
             "instruction_limit": 4,
             "fewshot_k": 1,
             "bf16": False,
+        },
+        # GRPO samples with each family's template (its system prompt folded where it has no
+        # system role), as smoke, rl and eval_rl run it
+        "rl": {
+            "enabled": True,
+            "prompts_per_step": 2,
+            "num_generations": 2,
+            "max_completion_length": 4,
+            "max_steps": 2,
+            "save_steps": 1,
         },
         "select": {"max_forgetting": 1.0, "min_format_correct": 0.0},
         "export": {
@@ -184,6 +200,15 @@ def test_curate_kept_the_rows_and_trains_every_assistant_turn(pipeline: dict) ->
     example = read_json(pipeline["root"] / SMOKE_REPORT)["training_example"]
     assert example["matches"] is True and 0 < example["trained"] < example["tokens"], example
     assert (pipeline["root"] / DATA_REPORT).exists()
+
+
+def test_grpo_runs_and_its_checkpoints_are_scored_for_the_family(pipeline: dict) -> None:
+    root = pipeline["root"]
+    assert read_json(root / SMOKE_REPORT)["rl"]["problem"] is None
+    stats = read_json(root / RL_STATS)
+    assert stats["global_step"] == 2 and stats["checkpoints"] == ["checkpoint-1", "checkpoint-2"]
+    scored = sorted(path.stem for path in (root / RL_EVAL_DIR).glob("*.json"))
+    assert scored == ["rl-checkpoint-1", "rl-checkpoint-2"]
 
 
 def test_select_and_export_for_the_family(pipeline: dict) -> None:
